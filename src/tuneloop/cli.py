@@ -1,0 +1,223 @@
+"""The ``tuneloop`` command: demo, run, status, trials, best, export."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tuneloop.errors import TuneloopError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="tuneloop: the deep-learning optimization loop, systematic and fast.")
+out = Console()
+err = Console(stderr=True)
+
+Storage = Annotated[str | None, typer.Option("--storage", help="Database URL or SQLite path [default: $TUNELOOP_STORAGE or ./tuneloop.db]")]
+
+
+def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn tuneloop's errors into one red line and exit code 1; Ctrl-C into a resume hint."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except TuneloopError as exc:
+            err.print(f"[red]Error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]Interrupted.[/] Finished trials are stored; running ones are marked interrupted. "
+                      "Run the same command again to resume.")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _store(storage: str | None) -> Any:
+    from tuneloop.store import Store
+
+    return Store(storage)
+
+
+@app.command()
+@_friendly
+def run(
+    file: Annotated[Path, typer.Argument(help="Experiment file that defines a tl.Study")],
+    trials: Annotated[int | None, typer.Option("--trials", "-n", help="Total finished trials the study should reach")] = None,
+    searcher: Annotated[str | None, typer.Option(help="grid, random, sobol, tpe, gp or cmaes [default: the study's]")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="none, median or asha [default: the study's]")] = None,
+    workers: Annotated[int | None, typer.Option(help="Trials at once [default: the study's, 1]")] = None,
+    executor: Annotated[str | None, typer.Option(help="inline or processes [default: processes when workers > 1]")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the searcher and the trials' seeds")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Stop launching trials after this many seconds")] = None,
+    study_name: Annotated[str | None, typer.Option("--study", help="Which study, if the file defines several")] = None,
+    storage: Storage = None,
+) -> None:
+    """Run (or resume) the study an experiment file defines."""
+    from tuneloop.experiment import load_study
+
+    study = load_study(file, study_name)
+    summary = study.run(trials, searcher=searcher, scheduler=scheduler, workers=workers, executor=executor,
+                        seed=seed, timeout=timeout, storage=storage, progress=True)
+    if summary.reason == "nothing to do":
+        out.print(f"Study {study.name!r} already has {summary.finished_total} finished trials; "
+                  f"pass a larger --trials to add more.")
+        return
+    outcomes = ", ".join(f"{n} {s}" for s, n in sorted(summary.outcomes.items())) or "none"
+    out.print(f"Ran {summary.launched} trials in {summary.elapsed:.1f}s ({outcomes}); "
+              f"{summary.finished_total} finished in total ({summary.reason}).")
+    _print_best(study.trials, study.metric, study.mode, study.name)
+
+
+def _print_best(trials: Any, metric: str, mode: str, name: str) -> None:
+    from tuneloop._tables import trial_detail
+    from tuneloop.study import best_trial
+
+    try:
+        best = best_trial(trials, mode, name)
+    except TuneloopError as exc:
+        err.print(f"[yellow]{exc}[/]")
+        return
+    out.print(f"[bold]Best trial of {name}[/] ({mode} {metric}):")
+    out.print(trial_detail(best, metric))
+
+
+@app.command()
+@_friendly
+def status(storage: Storage = None) -> None:
+    """List the studies in a store: trials by state, best value, last activity."""
+    from tuneloop._tables import studies_table
+
+    store = _store(storage)
+    summaries = store.studies()
+    if not summaries:
+        out.print(f"No studies in {store.url} yet; start one with: tuneloop demo, or tuneloop run FILE.")
+        return
+    out.print(studies_table(summaries, store.url))
+
+
+@app.command("trials")
+@_friendly
+def trials_cmd(
+    study: Annotated[str, typer.Argument(help="Study name")],
+    state: Annotated[str | None, typer.Option(help="Only trials in this state")] = None,
+    sort: Annotated[str, typer.Option(help="number or value (best first)")] = "number",
+    limit: Annotated[int | None, typer.Option(help="Show at most this many")] = None,
+    storage: Storage = None,
+) -> None:
+    """List a study's trials."""
+    from tuneloop._tables import trials_table
+    from tuneloop._validation import check_one_of
+
+    check_one_of(sort, ["number", "value"], "--sort", "tuneloop trials")
+    store = _store(storage)
+    record = _study_record(store, study)
+    rows = store.trials(record.id, states=[state] if state else None)
+    if sort == "value":
+        # completed trials first (their values are final), best first; then the rest
+        sign = -1 if record.mode == "max" else 1
+        rows = sorted(rows, key=lambda t: (t.state != "completed", t.value is None, sign * (t.value or 0.0)))
+    out.print(trials_table(rows[:limit] if limit else rows, record.metric, f"Trials of {study} ({len(rows)})"))
+
+
+@app.command()
+@_friendly
+def best(
+    study: Annotated[str, typer.Argument(help="Study name")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the best trial as JSON")] = False,
+    storage: Storage = None,
+) -> None:
+    """Show a study's best trial: its value, parameters and seed."""
+    import json
+
+    from tuneloop.export import _clean
+    from tuneloop.study import best_trial
+
+    store = _store(storage)
+    record = _study_record(store, study)
+    trials = store.trials(record.id)
+    if as_json:
+        b = best_trial(trials, record.mode, study)
+        print(json.dumps(_clean({"number": b.number, "value": b.value, "params": b.params, "seed": b.seed,
+                                 "values": b.values}), indent=2))
+        return
+    best_trial(trials, record.mode, study)  # raises the clear error when there is none
+    _print_best(trials, record.metric, record.mode, study)
+
+
+@app.command()
+@_friendly
+def export(
+    study: Annotated[str, typer.Argument(help="Study name")],
+    format: Annotated[str, typer.Option("--format", "-f", help="json or csv")] = "json",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout")] = None,
+    storage: Storage = None,
+) -> None:
+    """Export a study (space, trials, metric series) as JSON or CSV; see docs/export.md."""
+    from tuneloop._validation import check_one_of
+    from tuneloop.export import study_data, to_csv, to_json
+
+    check_one_of(format, ["json", "csv"], "--format", "tuneloop export")
+    data = study_data(_store(storage), study, with_metrics=format == "json")
+    text = to_json(data) if format == "json" else to_csv(data)
+    if output is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    else:
+        output.write_text(text)
+        err.print(f"Wrote {len(data['trials'])} trials to {output}")
+
+
+@app.command()
+@_friendly
+def demo(
+    minutes: Annotated[float, typer.Option(help="How long to tune")] = 2.0,
+    workers: Annotated[int, typer.Option(help="Trials at once")] = 2,
+    epochs: Annotated[int, typer.Option(help="Epochs per trial (the budget ASHA divides)")] = 40,
+    seed: Annotated[int | None, typer.Option(help="Seed of the study (recorded at its first run)")] = None,
+    storage: Storage = None,
+) -> None:
+    """Tune an MLP on MNIST-1D (generated offline) for a few minutes, then test the best one."""
+    from tuneloop import Budget
+    from tuneloop import demo as d
+
+    d.study.budget = Budget(epochs=epochs)
+
+    out.print(f"Tuning an MLP on MNIST-1D for {minutes:g} min with {workers} workers "
+              f"(tpe searcher, asha scheduler); data generated offline.")
+    d.study.run(timeout=minutes * 60, workers=workers, seed=seed, storage=storage, progress=True)
+    trials = d.study.trials
+    best_record = d.study.best
+    _print_best(trials, d.study.metric, d.study.mode, d.study.name)
+    out.print("Retraining the best configuration once to measure it on the held-out test split...")
+    test_acc = d.measure_test_accuracy(best_record)
+    table = Table(title="MNIST-1D test accuracy")
+    table.add_column("model")
+    table.add_column("test accuracy", justify="right")
+    table.add_row(f"[bold]this run: tuned MLP (trial {best_record.number})[/]", f"[bold]{test_acc:.1%}[/]")
+    for name, acc in d.REFERENCE.items():
+        table.add_row(f"paper: {name}", f"{acc:.0%}")
+    out.print(table)
+    done = sum(t.state in ("completed", "pruned") for t in trials)
+    out.print(f"{done} trials stored in {_store(storage).url}. Next: tuneloop status, tuneloop trials {d.study.name} "
+              f"--sort value, tuneloop export {d.study.name}.")
+
+
+def _study_record(store: Any, name: str) -> Any:
+    record = store.get_study(name)
+    if record is None:
+        known = ", ".join(s.name for s in store.studies()) or "none"
+        raise TuneloopError(f"No study named {name!r} in {store.url}; studies there: {known}.")
+    return record
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+if __name__ == "__main__":  # python -m tuneloop.cli
+    app()

@@ -1,0 +1,57 @@
+"""The demo: tune an MLP on MNIST-1D for a couple of minutes, then test the best one once.
+
+This file is an ordinary experiment file (``tuneloop run -m tuneloop.demo`` would be the same
+study): a space, a trial function that trains with ``tuneloop.torch.fit``, and a Study.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tuneloop as tl
+from tuneloop.datasets import MNIST1D_REFERENCE, mnist1d
+
+space = tl.Space(
+    lr=tl.LogFloat(1e-4, 3e-2),
+    weight_decay=tl.LogFloat(1e-6, 1e-1),
+    width=tl.Int(32, 512, log=True),
+    depth=tl.Int(1, 3),
+    dropout=tl.Float(0.0, 0.5),
+    batch_size=tl.Choice([32, 64, 128, 256]),
+    schedule=tl.Choice(["constant", "cosine"]),
+    optimizer=tl.Choice({"sgd": {"momentum": tl.Float(0.0, 0.99)}, "adam": {}, "adamw": {}}),
+)
+
+
+def _fit(params: dict[str, Any], epochs: int, seed: int, trial: tl.Trial | None = None) -> Any:
+    from tuneloop.torch import MLP, fit
+
+    data = mnist1d()
+    p = tl.Params(params)
+    return fit(
+        lambda: MLP(data.n_features, data.n_classes, width=p.width, depth=p.depth, dropout=p.dropout),
+        data.train, data.val, trial=trial, optimizer=p.optimizer, lr=p.lr, weight_decay=p.weight_decay,
+        momentum=p.get("momentum"), batch_size=p.batch_size, epochs=epochs, schedule=p.schedule, seed=seed,
+    )
+
+
+def train(trial: tl.Trial) -> dict[str, float]:
+    """Train one configuration; the study records the best validation epoch's metrics."""
+    return _fit(trial.params.to_dict(), trial.budget.epochs, trial.seed, trial).metrics
+
+
+study = tl.Study(
+    "demo-mnist1d-mlp", space, train, metric="val_acc", mode="max",
+    budget={"epochs": 40}, searcher="tpe", scheduler="asha",
+)
+
+
+def measure_test_accuracy(best: tl.TrialRecord) -> float:
+    """Retrain the best configuration with its seed and measure it once on the test split."""
+    from tuneloop.torch import evaluate
+
+    result = _fit(best.params, int(study.budget.epochs), best.seed)  # the same budget as the trials
+    return evaluate(result.model, mnist1d().test)["acc"]
+
+
+REFERENCE = MNIST1D_REFERENCE

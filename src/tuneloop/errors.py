@@ -1,0 +1,43 @@
+"""Exceptions raised by tuneloop.
+
+The hierarchy, in one place::
+
+    TuneloopError                 every error tuneloop raises on purpose
+    ├── ConfigError               a bad argument, space, experiment file or plug-in name
+    ├── StorageError              the store cannot be opened, written or read
+    │   └── SchemaVersionError    the database was written by a newer tuneloop
+    └── TrialFailed               a trial function raised; carries the traceback text
+
+``TrialPruned`` is not an error: a trial function may raise it to stop itself early,
+exactly like returning after ``trial.should_stop()`` said so.
+"""
+
+from __future__ import annotations
+
+
+class TuneloopError(Exception):
+    """Base class of every error tuneloop raises on purpose."""
+
+
+class ConfigError(TuneloopError, ValueError):
+    """A bad argument, search space, experiment file or plug-in name."""
+
+
+class StorageError(TuneloopError):
+    """The store cannot be opened, written or read."""
+
+
+class SchemaVersionError(StorageError):
+    """The database was written by a newer version of tuneloop."""
+
+
+class TrialFailed(TuneloopError):
+    """A trial function raised; ``traceback`` holds the formatted traceback."""
+
+    def __init__(self, message: str, traceback: str = "") -> None:
+        super().__init__(message)
+        self.traceback = traceback
+
+
+class TrialPruned(Exception):  # noqa: N818 - the field's name for it (as in Optuna)
+    """Raise inside a trial function to stop it early; the trial ends as ``pruned``."""

@@ -1,0 +1,82 @@
+"""Export a study as JSON or CSV in a documented, stable shape (docs/export.md).
+
+JSON (``format`` names the shape's version; non-finite numbers become null)::
+
+    {"format": "tuneloop.study/1",
+     "study": {"name", "metric", "mode", "seed", "budget", "created_at"},
+     "space": {...Space.to_json()...},
+     "trials": [{"number", "state", "params", "seed", "value", "values", "attempt",
+                 "started_at", "finished_at", "duration_s", "error",
+                 "metrics": {"val_acc": [[step, value], ...], ...}}]}
+
+CSV: one row per trial: number, state, value, duration_s, seed, then ``param.NAME`` and
+``value.NAME`` columns (empty where a conditional parameter is inactive).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from typing import Any
+
+from tuneloop.errors import TuneloopError
+from tuneloop.store import Store
+
+FORMAT = "tuneloop.study/1"
+
+
+def _clean(obj: Any) -> Any:
+    """Strict JSON: NaN and infinities become null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def study_data(store: Store, name: str, *, with_metrics: bool = True) -> dict[str, Any]:
+    """The export of study ``name`` as plain data (the JSON shape above)."""
+    record = store.get_study(name)
+    if record is None:
+        known = ", ".join(s.name for s in store.studies()) or "none"
+        raise TuneloopError(f"No study named {name!r} in {store.url}; studies there: {known}.")
+    trials = store.trials(record.id)
+    series = store.series([t.id for t in trials]) if with_metrics else {}
+    return _clean({
+        "format": FORMAT,
+        "study": {"name": record.name, "metric": record.metric, "mode": record.mode,
+                  "seed": record.config.get("seed"), "budget": record.config.get("budget", {}),
+                  "created_at": record.created_at},
+        "space": record.space.to_json(),
+        "trials": [{
+            "number": t.number, "state": t.state, "params": t.params, "seed": t.seed, "value": t.value,
+            "values": t.values, "attempt": t.attempt, "started_at": t.started_at, "finished_at": t.finished_at,
+            "duration_s": t.duration, "error": t.error,
+            "metrics": {k: [[s, v] for s, v in pts] for k, pts in series.get(t.id, {}).items()},
+        } for t in trials],
+    })
+
+
+def to_json(data: dict[str, Any]) -> str:
+    return json.dumps(data, indent=2, allow_nan=False)
+
+
+def to_csv(data: dict[str, Any]) -> str:
+    params = sorted({k for t in data["trials"] for k in t["params"]})
+    values = sorted({k for t in data["trials"] for k in t["values"]})
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["number", "state", "value", "duration_s", "seed"]
+                    + [f"param.{p}" for p in params] + [f"value.{v}" for v in values])
+    for t in data["trials"]:
+        writer.writerow([t["number"], t["state"], _cell(t["value"]), _cell(t["duration_s"]), t["seed"]]
+                        + [_cell(t["params"].get(p)) for p in params] + [_cell(t["values"].get(v)) for v in values])
+    return out.getvalue()
+
+
+def _cell(v: Any) -> Any:
+    return "" if v is None else v

@@ -1,0 +1,155 @@
+"""The processes executor: N long-lived worker processes, events streamed over pipes.
+
+Workers are started with the ``spawn`` method (fork is unsafe once torch has started its
+thread pools) and each gets ``cores // workers`` threads. A worker that dies mid-trial turns
+that trial into ``failed`` with the exit code as its cause, and a fresh worker replaces it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import pickle
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from tuneloop._validation import check_positive_int
+from tuneloop.errors import ConfigError
+from tuneloop.run import _worker
+from tuneloop.run._executor import Executor, executors
+from tuneloop.run.events import Failed, Finished, Report, TrialSpec
+
+
+@dataclass(eq=False)
+class _Worker:
+    process: Any
+    conn: Connection
+    spec: TrialSpec | None = None
+
+
+class ProcessesExecutor(Executor):
+    """Run trials in ``workers`` separate processes, several at once."""
+
+    def __init__(self, workers: int = 2, *, start_method: str = "spawn", threads_per_worker: int | None = None) -> None:
+        self.n_workers = check_positive_int(workers, "workers", "the processes executor")
+        self._ctx = mp.get_context(start_method)
+        self._threads = threads_per_worker or max(1, (os.cpu_count() or 1) // self.n_workers)
+        self._workers: list[_Worker] = []
+
+    def start(self, fn: Any, handler: Any, *, experiment_path: str | None = None) -> None:
+        super().start(fn, handler, experiment_path=experiment_path)
+        try:
+            self._fn_blob = pickle.dumps(fn)
+        except (pickle.PicklingError, AttributeError, TypeError) as exc:
+            raise ConfigError(
+                f"The trial function cannot be sent to worker processes ({exc}). Define it at the top "
+                f"level of a module or experiment file (not as a lambda or a nested function), or use "
+                f"executor='inline'."
+            ) from exc
+        self._workers = [self._spawn() for _ in range(self.n_workers)]
+
+    def _spawn(self) -> _Worker:
+        parent, child = self._ctx.Pipe()
+        process = self._ctx.Process(
+            target=_worker.main,
+            args=(child, self._fn_blob, self.experiment_path, self._threads),
+            daemon=True,
+            name="tuneloop-worker",
+        )
+        process.start()
+        child.close()
+        return _Worker(process, parent)
+
+    @property
+    def free_slots(self) -> int:
+        return sum(w.spec is None for w in self._workers)
+
+    @property
+    def running(self) -> int:
+        return sum(w.spec is not None for w in self._workers)
+
+    def submit(self, spec: TrialSpec) -> None:
+        worker = next(w for w in self._workers if w.spec is None)
+        worker.spec = spec
+        try:
+            worker.conn.send(("run", spec))
+        except (BrokenPipeError, OSError):
+            pass  # the death is noticed by poll, which fails the trial and replaces the worker
+
+    def cancel(self, trial_id: int) -> None:
+        for w in self._workers:
+            if w.spec is not None and w.spec.trial_id == trial_id:
+                try:
+                    w.conn.send(("stop", trial_id))
+                except (BrokenPipeError, OSError):
+                    pass
+
+    def poll(self, timeout: float) -> int:
+        by_conn = {w.conn: w for w in self._workers}
+        by_sentinel = {w.process.sentinel: w for w in self._workers}
+        ready = wait(list(by_conn) + list(by_sentinel), timeout)
+        handled, drained = 0, set()
+        for obj in ready:  # a dead worker is ready twice: its pipe (EOF) and its sentinel
+            worker = by_conn.get(obj) or by_sentinel[obj]
+            if id(worker) not in drained:
+                drained.add(id(worker))
+                handled += self._drain(worker)
+        return handled
+
+    def _drain(self, worker: _Worker) -> int:
+        handled = 0
+        try:
+            while worker.conn.poll():
+                event = worker.conn.recv()
+                handled += 1
+                stop = self.handler(event)
+                if isinstance(event, Report):
+                    worker.conn.send(("decision", bool(stop)))
+                elif isinstance(event, (Finished, Failed)):
+                    worker.spec = None
+        except (EOFError, BrokenPipeError, ConnectionResetError, OSError):
+            pass
+        if not worker.process.is_alive():
+            handled += self._replace(worker)
+        return handled
+
+    def _replace(self, worker: _Worker) -> int:
+        """A worker died: fail its trial with the cause, start a new worker in its place."""
+        worker.process.join(timeout=1)
+        code = worker.process.exitcode
+        spec, worker.spec = worker.spec, None
+        worker.conn.close()
+        index = next(i for i, w in enumerate(self._workers) if w is worker)
+        self._workers[index] = self._spawn()
+        if spec is None:
+            return 0
+        cause = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        self.handler(Failed(
+            spec.trial_id,
+            f"WorkerDied: the worker process running this trial died ({cause}), e.g. killed or out of "
+            f"memory; lower the batch size or the number of workers if memory is short.",
+        ))
+        return 1
+
+    def shutdown(self, *, kill: bool = False) -> None:
+        for w in self._workers:
+            try:
+                if kill:
+                    w.process.kill()
+                else:
+                    w.conn.send(("exit",))
+            except (BrokenPipeError, OSError):
+                pass
+        for w in self._workers:
+            w.process.join(timeout=5 if kill else 30)
+            if w.process.is_alive():
+                w.process.kill()
+                w.process.join()
+            w.conn.close()
+        self._workers = []
+
+
+@executors.register("processes")
+def _make_processes(options: dict[str, Any], workers: int = 2, **_: Any) -> ProcessesExecutor:
+    return ProcessesExecutor(**{"workers": workers, **options})

@@ -1,0 +1,70 @@
+"""The worker process: receives trial specs over a pipe, runs them, sends events back.
+
+Messages to the worker: ("run", TrialSpec), ("stop", trial_id), ("exit",).
+Messages from it: Report (then it waits for ("decision", stop)), Finished, Failed.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import sys
+from multiprocessing.connection import Connection
+from typing import Any
+
+from tuneloop.run._execute import execute
+from tuneloop.run.events import Report, TrialSpec
+
+
+class _PipeChannel:
+    """A Trial's way back to the driver through the worker's pipe."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.stop_requested: set[int] = set()
+
+    def report(self, spec: TrialSpec, step: int, metrics: dict[str, float]) -> bool:
+        self.conn.send(Report(spec.trial_id, step, metrics))
+        while True:  # other messages may arrive before the verdict (a stop request)
+            msg = self.conn.recv()
+            if msg[0] == "decision":
+                return bool(msg[1]) or spec.trial_id in self.stop_requested
+            if msg[0] == "stop":
+                self.stop_requested.add(msg[1])
+            elif msg[0] == "exit":
+                raise SystemExit(0)
+
+
+def limit_threads(threads: int) -> None:
+    """Keep N workers from oversubscribing the cores (each torch would take them all)."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+
+def main(conn: Connection, fn_blob: bytes, experiment_path: str | None, threads: int) -> None:
+    """Entry point of a worker process."""
+    # Ctrl-C reaches the whole process group; the driver alone decides what happens then.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    limit_threads(threads)
+    if experiment_path:
+        from tuneloop.experiment import load_module
+
+        load_module(experiment_path)
+    fn: Any = pickle.loads(fn_blob)
+    limit_threads(threads)  # again, in case the experiment imported torch
+    channel = _PipeChannel(conn)
+    try:
+        while True:
+            msg = conn.recv()
+            if msg[0] == "exit":
+                return
+            if msg[0] == "stop":
+                continue  # a stop for a trial that already ended
+            spec: TrialSpec = msg[1]
+            channel.stop_requested.clear()
+            conn.send(execute(fn, spec, channel))
+    except (EOFError, BrokenPipeError):
+        return  # the driver is gone or interrupting: nothing left to report to

@@ -1,0 +1,254 @@
+"""The driver: the one loop that owns a study run.
+
+It asks the searcher, launches trials on an executor, receives their events, lets the
+scheduler stop or continue them, tells the searcher the results and writes everything to the
+store. Workers never decide anything. Because every step is in the store, a killed driver is
+resumed by running it again: finished trials are kept and replayed into the searcher and
+scheduler, interrupted ones re-run (same number, same parameters, next attempt), and the
+study reaches exactly ``n_trials`` finished trials.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tuneloop.callbacks import Callback
+from tuneloop.run._executor import Executor
+from tuneloop.run.events import Event, Failed, Finished, Report, TrialSpec
+from tuneloop.schedule import Decision, Scheduler
+from tuneloop.search import Outcome, Searcher
+from tuneloop.store import Store, StudyRecord, TrialRecord
+from tuneloop.store.records import FINISHED_STATES
+
+_FLUSH_SECONDS = 1.0  # metric points reach the store at least this often (live dashboards)
+_FLUSH_POINTS = 2000
+
+
+def trial_seed(study_seed: int, number: int) -> int:
+    """A well-mixed per-trial seed: the same study seed and number always give the same one."""
+    return int(np.random.SeedSequence([study_seed, number]).generate_state(1)[0] % (2**31 - 1))
+
+
+@dataclass
+class RunSummary:
+    """What one ``run`` did: trials launched, their outcomes, and why it stopped."""
+
+    study: str
+    launched: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    finished_total: int = 0
+    elapsed: float = 0.0
+    reason: str = "done"  # done | timeout | exhausted | interrupted | nothing to do
+
+
+@dataclass
+class _Running:
+    spec: TrialSpec
+    token: Any
+    curve: list[tuple[int, float]] = field(default_factory=list)
+    last: dict[str, float] = field(default_factory=dict)
+    pruned: bool = False
+    diverged: bool = False
+
+
+class Driver:
+    """Runs ``fn`` over configurations from ``searcher`` until the study has ``n_trials``."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        study: StudyRecord,
+        fn: Callable[..., Any],
+        searcher: Searcher,
+        scheduler: Scheduler,
+        executor: Executor,
+        n_trials: int | None,
+        seed: int,
+        budget: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        callbacks: Sequence[Callback] = (),
+        experiment_path: str | None = None,
+    ) -> None:
+        self.store, self.study, self.fn = store, study, fn
+        self.searcher, self.scheduler, self.executor = searcher, scheduler, executor
+        self.n_trials, self.seed, self.budget = n_trials, seed, dict(budget or {})
+        self.timeout, self.callbacks, self.experiment_path = timeout, list(callbacks), experiment_path
+        self.metric = study.metric
+        self._running: dict[int, _Running] = {}
+        self._points: list[tuple[int, int, int, str, float]] = []
+        self._last_flush = time.monotonic()
+        self.summary = RunSummary(study.name)
+
+    # -- the loop -------------------------------------------------------------------------
+    def run(self) -> RunSummary:
+        start = time.monotonic()
+        reruns, finished = self._recover()
+        needed = None if self.n_trials is None else self.n_trials - finished
+        if needed is not None and needed <= 0:
+            self.summary.reason, self.summary.finished_total = "nothing to do", finished
+            return self.summary
+        reruns = reruns if needed is None else reruns[:needed]
+        new_needed = None if needed is None else needed - len(reruns)
+        next_number = self.store.next_number(self.study.id)
+        for cb in self.callbacks:
+            cb.on_run_start(self.study, self.n_trials, finished)
+        self.executor.start(self.fn, self._handle, experiment_path=self.experiment_path)
+        launching, new_launched = True, 0
+        try:
+            while True:
+                while launching and self.executor.free_slots > 0:
+                    if self.timeout is not None and time.monotonic() - start >= self.timeout:
+                        launching, self.summary.reason = False, "timeout"
+                        break
+                    if reruns:
+                        record = reruns.pop(0)
+                        attempt = self.store.restart_trial(record.id)
+                        spec = self._spec(record.id, record.number, attempt, record.params, record.seed)
+                        self._launch(spec, token=None)
+                        continue
+                    if new_needed is not None and new_launched >= new_needed:
+                        launching = False
+                        break
+                    proposals = self.searcher.ask(1)
+                    if not proposals:
+                        launching, self.summary.reason = False, "exhausted"
+                        break
+                    number, next_number = next_number, next_number + 1
+                    seed = trial_seed(self.seed, number)
+                    trial_id = self.store.create_trial(self.study.id, number, proposals[0].params, seed)
+                    self._launch(self._spec(trial_id, number, 0, proposals[0].params, seed), proposals[0].token)
+                    new_launched += 1
+                if not launching and self.executor.running == 0:
+                    break
+                self.executor.poll(0.05)
+                self._flush_if_due()
+        except BaseException:
+            self._abandon()
+            raise
+        self.executor.shutdown()
+        self.summary.elapsed = time.monotonic() - start
+        self.summary.finished_total = self.store.count_finished(self.study.id)
+        for cb in self.callbacks:
+            cb.on_run_end(self.summary)
+        return self.summary
+
+    def _spec(self, trial_id: int, number: int, attempt: int, params: dict[str, Any], seed: int) -> TrialSpec:
+        return TrialSpec(trial_id, number, attempt, self.study.name, dict(params), seed, self.budget)
+
+    def _launch(self, spec: TrialSpec, token: Any) -> None:
+        self._running[spec.trial_id] = _Running(spec, token)
+        self.summary.launched += 1
+        for cb in self.callbacks:
+            cb.on_trial_start(spec.number, spec.params)
+        self.executor.submit(spec)
+
+    def _recover(self) -> tuple[list[TrialRecord], int]:
+        """Mark trials a dead driver left running as interrupted; replay finished ones."""
+        self.store.mark_interrupted(self.study.id)
+        records = self.store.trials(self.study.id)
+        finished = [r for r in records if r.state in FINISHED_STATES]
+        curves = self.store.series([r.id for r in finished], names=[self.metric]) if finished else {}
+        for r in finished:
+            curve = curves.get(r.id, {}).get(self.metric, [])
+            self.searcher.tell(Outcome(r.params, r.state, r.value, curve))
+            for step, value in curve:
+                self.scheduler.on_report(r.id, step, value)
+            self.scheduler.on_result(r.id, r.state, r.value)
+        reruns = [r for r in records if r.state == "interrupted"]
+        for r in reruns:
+            self.searcher.tell(Outcome(r.params, "interrupted"))
+        return reruns, len(finished)
+
+    def _abandon(self) -> None:
+        """Ctrl-C or an error: stop workers, keep every point, mark running trials interrupted."""
+        self.summary.reason = "interrupted"
+        self.executor.shutdown(kill=True)
+        try:
+            self._flush()
+            self.store.mark_interrupted(self.study.id, list(self._running))
+        except Exception:  # noqa: BLE001 - a broken store: the next run marks them interrupted
+            pass
+
+    # -- events ---------------------------------------------------------------------------
+    def _handle(self, event: Event) -> bool:
+        if isinstance(event, Report):
+            return self._on_report(event)
+        self._on_end(event)
+        return False
+
+    def _on_report(self, event: Report) -> bool:
+        run = self._running.get(event.trial_id)
+        if run is None:
+            return True  # a straggler from a trial already ended
+        attempt = run.spec.attempt
+        self._points.extend((event.trial_id, attempt, event.step, k, v) for k, v in event.metrics.items())
+        run.last.update(event.metrics)
+        objective = event.metrics.get(self.metric)
+        if objective is not None and not (run.pruned or run.diverged):
+            run.curve.append((event.step, objective))
+            if not math.isfinite(objective):
+                run.diverged = True
+            elif self.scheduler.on_report(event.trial_id, event.step, objective) == Decision.STOP:
+                run.pruned = True
+        for cb in self.callbacks:
+            cb.on_report(run.spec.number, event.step, event.metrics)
+        self._flush_if_due()
+        return run.pruned or run.diverged
+
+    def _on_end(self, event: Finished | Failed) -> None:
+        run = self._running.pop(event.trial_id, None)
+        if run is None:
+            return
+        values = dict(run.last)
+        error = None
+        if isinstance(event, Failed):
+            state, error = "failed", f"{event.message}\n\n{event.traceback}".strip()
+        else:
+            returned = dict(event.metrics or {})
+            if "" in returned:  # the function returned a bare number: it is the objective
+                returned[self.metric] = returned.pop("")
+            values.update(returned)
+            value = values.get(self.metric)
+            if run.diverged or (value is not None and not math.isfinite(value)):
+                state = "diverged"
+            elif run.pruned or event.pruned:
+                state = "pruned"
+            elif value is None:
+                state = "failed"
+                error = (f"MissingObjective: the trial function finished without reporting {self.metric!r}; "
+                         f"report it with trial.report(step, {self.metric}=...) or return "
+                         f"{{{self.metric!r}: ...}}.")
+            else:
+                state = "completed"
+        value = values.get(self.metric)
+        points, self._points = self._points, []
+        self.store.finish_trial(event.trial_id, state, value, values, error, points)
+        self._last_flush = time.monotonic()
+        self.searcher.tell(Outcome(run.spec.params, state, value, run.curve, run.token))
+        self.scheduler.on_result(event.trial_id, state, value)
+        self.summary.outcomes[state] = self.summary.outcomes.get(state, 0) + 1
+        record = TrialRecord(
+            id=event.trial_id, number=run.spec.number, state=state, params=run.spec.params, seed=run.spec.seed,
+            attempt=run.spec.attempt, value=value, values=values, error=error, created_at=0.0,
+            started_at=None, finished_at=time.time(), study_id=self.study.id,
+        )
+        for cb in self.callbacks:
+            cb.on_trial_end(record)
+
+    def _flush_if_due(self) -> None:
+        if len(self._points) >= _FLUSH_POINTS or (
+            self._points and time.monotonic() - self._last_flush >= _FLUSH_SECONDS
+        ):
+            self._flush()
+
+    def _flush(self) -> None:
+        points, self._points = self._points, []
+        self.store.add_points(points)
+        self._last_flush = time.monotonic()

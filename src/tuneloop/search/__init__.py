@@ -1,0 +1,7 @@
+"""Searchers: where the next configurations come from (grid, random, sobol, tpe, gp, cmaes)."""
+
+from tuneloop.search._base import Outcome, Proposal, Searcher, searchers
+from tuneloop.search._grid import GridSearcher
+from tuneloop.search._optuna import OptunaSearcher
+
+__all__ = ["GridSearcher", "OptunaSearcher", "Outcome", "Proposal", "Searcher", "searchers"]

@@ -1,0 +1,48 @@
+"""The Searcher base: ``ask`` for configurations, ``tell`` how they did."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from tuneloop._registry import Registry
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A configuration to try; ``token`` is the searcher's own handle for the later ``tell``."""
+
+    params: dict[str, Any]
+    token: Any = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a configuration did. ``token`` is None for trials the searcher did not propose
+    (replayed from the store on resume, or re-run after an interruption).
+
+    ``state`` is a trial state name; ``curve`` holds the objective's (step, value) reports.
+    A state of ``"interrupted"`` only says "this configuration is taken, its result will come".
+    """
+
+    params: dict[str, Any]
+    state: str
+    value: float | None = None
+    curve: list[tuple[int, float]] = field(default_factory=list)
+    token: Any = None
+
+
+class Searcher(ABC):
+    """Proposes configurations and learns from their outcomes."""
+
+    @abstractmethod
+    def ask(self, n: int = 1) -> list[Proposal]:
+        """Up to ``n`` new configurations; fewer (or none) when the searcher is exhausted."""
+
+    @abstractmethod
+    def tell(self, outcome: Outcome) -> None:
+        """Learn from a finished (or replayed) trial."""
+
+
+searchers: Registry[Searcher] = Registry("searcher", Searcher)

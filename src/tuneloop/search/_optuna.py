@@ -1,0 +1,124 @@
+"""Searchers built on Optuna's samplers through its ask/tell interface.
+
+Each searcher keeps an in-memory Optuna study: tuneloop's own store is the record, and on
+resume the driver replays stored trials into it with ``tell`` (token None). That keeps the
+sampler's cost at Optuna's in-memory figure instead of paying for a second database.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from tuneloop.search._base import Outcome, Proposal, Searcher, searchers
+from tuneloop.space import Space
+
+_STATES = {"completed": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL", "diverged": "FAIL"}
+
+
+class OptunaSearcher(Searcher):
+    """Adapter from any ``optuna.samplers.BaseSampler`` to the Searcher interface."""
+
+    def __init__(self, space: Space, sampler: Any, mode: str = "min") -> None:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.space = space
+        self.sampler = sampler
+        self._study = optuna.create_study(
+            sampler=sampler, direction="maximize" if mode == "max" else "minimize"
+        )
+
+    def ask(self, n: int = 1) -> list[Proposal]:
+        proposals = []
+        for _ in range(n):
+            optuna_trial = self._study.ask()
+            with warnings.catch_warnings():
+                # samplers warn about experimental features and fallbacks; not actionable here
+                warnings.simplefilter("ignore")
+                params = self.space.suggest(optuna_trial)
+            proposals.append(Proposal(params, optuna_trial))
+        return proposals
+
+    def tell(self, outcome: Outcome) -> None:
+        from optuna.trial import TrialState, create_trial
+
+        state_name = _STATES.get(outcome.state)
+        if state_name is None:
+            return  # interrupted or running: its result comes later
+        state = TrialState[state_name]
+        value = outcome.value if outcome.value is not None and math.isfinite(outcome.value) else None
+        if state == TrialState.COMPLETE and value is None:
+            state = TrialState.FAIL
+        token = outcome.token
+        if token is None:
+            self._study.add_trial(create_trial(
+                state=state,
+                value=value if state == TrialState.COMPLETE else None,
+                params=outcome.params,
+                distributions=self.space.distributions(outcome.params),
+                intermediate_values={s: v for s, v in outcome.curve if math.isfinite(v)},
+            ))
+            return
+        for step, v in dict(outcome.curve).items():  # pruned trials are ranked by their last report
+            if math.isfinite(v):
+                token.report(v, step)
+        if state == TrialState.COMPLETE:
+            self._study.tell(token, value)
+        else:
+            self._study.tell(token, state=state)
+
+
+def _optuna_searcher(make_sampler: Callable[..., Any]) -> Callable[..., OptunaSearcher]:
+    def factory(options: dict[str, Any], space: Space, seed: int | None = None, mode: str = "min",
+                workers: int = 1, **_: Any) -> OptunaSearcher:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # ExperimentalWarning for some samplers
+            sampler = make_sampler(seed=seed, workers=workers, **options)
+        return OptunaSearcher(space, sampler, mode)
+
+    return factory
+
+
+def _random(seed: int | None, workers: int, **options: Any) -> Any:
+    from optuna.samplers import RandomSampler
+
+    return RandomSampler(seed=seed, **options)
+
+
+def _sobol(seed: int | None, workers: int, **options: Any) -> Any:
+    from optuna.samplers import QMCSampler
+
+    options = {"scramble": True, "warn_independent_sampling": False, "warn_asynchronous_seeding": False,
+               **options}
+    return QMCSampler(qmc_type="sobol", seed=seed, **options)
+
+
+def _tpe(seed: int | None, workers: int, **options: Any) -> Any:
+    from optuna.samplers import TPESampler
+
+    # with several trials in flight, pretend the running ones did badly so workers spread out
+    options = {"constant_liar": workers > 1, "multivariate": True, "group": True,
+               "warn_independent_sampling": False, **options}
+    return TPESampler(seed=seed, **options)
+
+
+def _gp(seed: int | None, workers: int, **options: Any) -> Any:
+    from optuna.samplers import GPSampler
+
+    return GPSampler(seed=seed, **{"warn_independent_sampling": False, **options})
+
+
+def _cmaes(seed: int | None, workers: int, **options: Any) -> Any:
+    from optuna.samplers import CmaEsSampler
+
+    return CmaEsSampler(seed=seed, **{"warn_independent_sampling": False, **options})
+
+
+searchers.register("random")(_optuna_searcher(_random))
+searchers.register("sobol")(_optuna_searcher(_sobol))
+searchers.register("tpe")(_optuna_searcher(_tpe))
+searchers.register("gp")(_optuna_searcher(_gp))
+searchers.register("cmaes")(_optuna_searcher(_cmaes))

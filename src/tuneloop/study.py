@@ -1,0 +1,184 @@
+"""``Study``: a name, a search space, a trial function and an objective, stored under a name.
+
+    study = tl.Study("mlp", space, train, metric="val_acc", mode="max", budget={"epochs": 20})
+    study.run(n_trials=64, searcher="tpe", scheduler="asha", workers=2)
+    study.best.params
+
+``n_trials`` is the study's total: running the same call again after a crash or Ctrl-C
+finishes the missing trials and stops at exactly ``n_trials``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from tuneloop._validation import check_one_of, check_positive_int, fail
+from tuneloop.callbacks import Callback
+from tuneloop.errors import ConfigError, TuneloopError
+from tuneloop.run import Driver, RunSummary, executors
+from tuneloop.schedule import schedulers
+from tuneloop.search import searchers
+from tuneloop.space import Param, Space
+from tuneloop.store import Store, StudyRecord, TrialRecord, resolve_url
+from tuneloop.trial import Budget, Trial
+
+TrialFunction = Callable[[Trial], Any]
+
+
+class Study:
+    """A tuning study. Nothing is opened or written until :meth:`run` (or a read) needs it."""
+
+    def __init__(
+        self,
+        name: str,
+        space: Space | Mapping[str, Param],
+        fn: TrialFunction,
+        *,
+        metric: str,
+        mode: str,
+        budget: Budget | Mapping[str, Any] | None = None,
+        storage: str | None = None,
+        seed: int | None = None,
+        searcher: Any = "tpe",
+        scheduler: Any = "none",
+        executor: Any = None,
+        workers: int = 1,
+    ) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise fail("name", "Study", "a non-empty string", name)
+        if not callable(fn):
+            raise fail("fn", "Study", "a function that takes a tl.Trial", fn)
+        if not isinstance(metric, str) or not metric:
+            raise fail("metric", "Study", "the name of a reported metric, e.g. 'val_loss'", metric)
+        self.name = name
+        self.space = space if isinstance(space, Space) else Space(space)
+        self.fn = fn
+        self.metric = metric
+        self.mode = check_one_of(mode, ["min", "max"], "mode", "Study")
+        self.budget = budget if isinstance(budget, Budget) else Budget(budget)
+        self.storage = storage
+        self.seed = seed
+        self.defaults = {"searcher": searcher, "scheduler": scheduler, "executor": executor, "workers": workers}
+        self.experiment_path: str | None = None  # set when loaded from a file (workers re-import it)
+        self._stores: dict[str, Store] = {}
+        self._last_url: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Study({self.name!r}, metric={self.metric!r}, mode={self.mode!r})"
+
+    # -- running ----------------------------------------------------------------------------
+    def run(
+        self,
+        n_trials: int | None = None,
+        *,
+        searcher: Any = None,
+        scheduler: Any = None,
+        workers: int | None = None,
+        executor: Any = None,
+        timeout: float | None = None,
+        seed: int | None = None,
+        storage: str | None = None,
+        callbacks: Sequence[Callback] = (),
+        progress: bool = False,
+    ) -> RunSummary:
+        """Run trials until the study holds ``n_trials`` finished ones (or ``timeout`` seconds
+        pass, or a grid is exhausted). Arguments left as None take the Study's defaults.
+
+        ``searcher``/``scheduler``/``executor`` take a name (``"tpe"``), a dict with a name and
+        options (``{"name": "asha", "reduction_factor": 4}``) or an instance.
+        """
+        searcher = searcher if searcher is not None else self.defaults["searcher"]
+        scheduler = scheduler if scheduler is not None else self.defaults["scheduler"]
+        executor = executor or self.defaults["executor"]
+        for registry, spec in ((searchers, searcher), (schedulers, scheduler), (executors, executor)):
+            if spec is not None:
+                registry.resolve(spec)  # a misspelt name fails first, whatever else is wrong
+        if n_trials is not None:
+            check_positive_int(n_trials, "n_trials", "Study.run")
+        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+            raise fail("timeout", "Study.run", "a positive number of seconds", timeout)
+        if n_trials is None and timeout is None and searcher != "grid" and not _is_grid(searcher):
+            raise ConfigError("Study.run needs n_trials or timeout (only the grid searcher ends by itself).")
+        workers = check_positive_int(workers if workers is not None else self.defaults["workers"], "workers", "Study.run")
+        executor = executor or ("processes" if workers > 1 else "inline")
+
+        store = self._store(storage)
+        record = self._record(store, seed)
+        seed = seed if seed is not None else int(record.config["seed"])
+        # build every plug-in before any trial starts, so a bad name fails fast
+        searcher_obj = searchers.create(searcher, space=self.space, seed=seed, mode=self.mode, workers=workers)
+        scheduler_obj = schedulers.create(scheduler, mode=self.mode)
+        executor_obj = executors.create(executor, workers=workers)
+        callbacks = list(callbacks)
+        if progress:
+            from tuneloop.progress import RichProgress
+
+            callbacks.append(RichProgress(self.metric, self.mode))
+        driver = Driver(
+            store=store, study=record, fn=self.fn, searcher=searcher_obj, scheduler=scheduler_obj,
+            executor=executor_obj, n_trials=n_trials, seed=seed, budget=self.budget.to_dict(),
+            timeout=timeout, callbacks=callbacks, experiment_path=self.experiment_path,
+        )
+        return driver.run()
+
+    # -- reading ----------------------------------------------------------------------------
+    @property
+    def trials(self) -> list[TrialRecord]:
+        """Every stored trial of this study, by number (from the store the last run used)."""
+        store = self._store(None)
+        record = store.get_study(self.name)
+        return [] if record is None else store.trials(record.id)
+
+    @property
+    def best(self) -> TrialRecord:
+        """The completed trial with the best objective value."""
+        return best_trial(self.trials, self.mode, self.name)
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _store(self, storage: str | None) -> Store:
+        """The store at ``storage``; else the one the last run used; else the Study's own."""
+        url = resolve_url(storage or self._last_url or self.storage)
+        self._last_url = url
+        if url not in self._stores:
+            self._stores[url] = Store(url)
+        return self._stores[url]
+
+    def _record(self, store: Store, seed: int | None) -> StudyRecord:
+        """The stored study: created on first run, checked against this definition after."""
+        record = store.get_study(self.name)
+        if record is None:
+            config = {
+                "seed": seed if seed is not None else (self.seed if self.seed is not None else random.randrange(2**31)),
+                "budget": self.budget.to_dict(),
+                "experiment": self.experiment_path,
+            }
+            return store.create_study(self.name, self.metric, self.mode, self.space, config)
+        for what, stored, now in (("metric", record.metric, self.metric), ("mode", record.mode, self.mode)):
+            if stored != now:
+                raise ConfigError(
+                    f"Study {self.name!r} in {store.url} has {what} {stored!r}, not {now!r}; use a new "
+                    f"study name for a different objective."
+                )
+        if record.space != self.space:
+            raise ConfigError(
+                f"Study {self.name!r} in {store.url} was run with a different search space; give the "
+                f"changed space a new study name (e.g. {self.name + '-r2'!r}) so results stay comparable."
+            )
+        return record
+
+
+def best_trial(trials: Sequence[TrialRecord], mode: str, name: str = "") -> TrialRecord:
+    """The completed trial with the best value; TuneloopError when there is none."""
+    done = [t for t in trials if t.state == "completed" and t.value is not None]
+    if not done:
+        raise TuneloopError(f"Study {name!r} has no completed trial yet; run it first (tuneloop run FILE).")
+    pick = max if mode == "max" else min
+    return pick(done, key=lambda t: t.value)
+
+
+def _is_grid(spec: Any) -> bool:
+    from tuneloop.search import GridSearcher
+
+    return isinstance(spec, GridSearcher) or (isinstance(spec, dict) and spec.get("name") == "grid")

@@ -1,0 +1,136 @@
+"""The handle a trial function receives: its parameters, budget and seed, and the way back.
+
+    def train(trial: tl.Trial) -> None:
+        torch.manual_seed(trial.seed)
+        for epoch in range(trial.budget.epochs):
+            ...
+            trial.report(epoch, train_loss=loss, val_acc=acc)
+            if trial.should_stop():
+                return
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from tuneloop.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tuneloop.run.events import Channel, TrialSpec
+
+
+class _ReadOnlyNames(Mapping[str, Any]):
+    """A read-only mapping whose keys are also attributes (``p["lr"]`` and ``p.lr``)."""
+
+    _what = "value"
+
+    def __init__(self, values: Mapping[str, Any] | None = None) -> None:
+        object.__setattr__(self, "_values", dict(values or {}))
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            known = ", ".join(sorted(self._values)) or "none"
+            raise AttributeError(f"This trial has no {self._what} {name!r}; it has: {known}.") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only.")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._values!r})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self._values)
+
+
+class Params(_ReadOnlyNames):
+    """A trial's configuration: ``params.lr`` or ``params["lr"]``."""
+
+    _what = "parameter"
+
+
+class Budget(_ReadOnlyNames):
+    """How much a trial may spend, by named resource: ``Budget(epochs=20)`` -> ``budget.epochs``."""
+
+    _what = "budget resource"
+
+    def __init__(self, values: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:
+        merged = {**(values or {}), **kwargs}
+        for name, v in merged.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+                raise ConfigError(f"Budget resource {name!r} must be a positive number. Got {v!r} instead.")
+        super().__init__(merged)
+
+
+def to_metric(name: str, value: Any) -> float:
+    """Convert a reported value (float, int, numpy or 0-d torch scalar) to float, or explain."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"Metric {name!r} must be a number (a float, an int or a 0-d tensor). Got {value!r} instead; "
+            f"report .item() of a tensor or a Python number."
+        ) from None
+
+
+class Trial:
+    """What a trial function is given: ``params``, ``budget``, ``seed``, ``report``, ``should_stop``."""
+
+    def __init__(self, spec: TrialSpec, channel: Channel) -> None:
+        self._spec = spec
+        self._channel = channel
+        self._stop = False
+        self.params = Params(spec.params)
+        self.budget = Budget(spec.budget)
+
+    @property
+    def number(self) -> int:
+        """The trial's number in its study (0, 1, 2...)."""
+        return self._spec.number
+
+    @property
+    def seed(self) -> int:
+        """A seed for this trial's random streams, derived from the study seed and the number."""
+        return self._spec.seed
+
+    @property
+    def study_name(self) -> str:
+        return self._spec.study
+
+    def report(self, step: int, **metrics: Any) -> None:
+        """Record metrics at ``step`` (an epoch or a step count) and let the scheduler decide.
+
+        Every metric is stored; the study's objective metric also goes to the scheduler, whose
+        verdict :meth:`should_stop` returns. A NaN or infinite objective stops the trial as
+        ``diverged``.
+        """
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ConfigError(f"The 'step' argument of Trial.report must be a non-negative int. Got {step!r} instead.")
+        if not metrics:
+            raise ConfigError("Trial.report needs at least one metric, e.g. trial.report(epoch, val_loss=0.3).")
+        values = {name: to_metric(name, v) for name, v in metrics.items()}
+        if self._channel.report(self._spec, step, values):
+            self._stop = True
+
+    def should_stop(self) -> bool:
+        """True when the scheduler stopped this trial or its objective diverged: return soon."""
+        return self._stop
+
+    def __repr__(self) -> str:
+        return f"Trial(number={self.number}, params={self.params.to_dict()!r})"
+
+
+def is_finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)

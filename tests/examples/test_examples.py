@@ -1,0 +1,34 @@
+"""Every example and the demo run, on a tiny budget, through the public entry points."""
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import tuneloop as tl
+from tuneloop.cli import app
+
+EXAMPLES = sorted((Path(__file__).parents[2] / "examples").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_example_runs_on_a_tiny_budget(path, storage):
+    study = tl.load_study(path)
+    study.budget = tl.Budget(epochs=2)
+    summary = study.run(n_trials=2, storage=storage, seed=0)
+    assert summary.finished_total == 2
+    trials = study.trials
+    assert all(t.state in ("completed", "pruned") for t in trials), [t.error for t in trials]
+    assert 0.1 <= study.best.value <= 1.0  # an accuracy, better than nothing
+
+
+def test_demo_command_tunes_then_tests_once(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TUNELOOP_STORAGE", raising=False)
+    result = CliRunner().invoke(app, ["demo", "--minutes", "0.02", "--workers", "1", "--epochs", "2", "--seed", "0"])
+    assert result.exit_code == 0, result.output
+    assert "Best trial of demo-mnist1d-mlp" in result.output
+    assert "MNIST-1D test accuracy" in result.output and "paper: CNN" in result.output
+    line = next(ln for ln in result.output.splitlines() if "this run: tuned MLP" in ln)
+    assert 10.0 <= float(line.split()[-2].rstrip("%")) <= 100.0
+    assert (tmp_path / "tuneloop.db").exists()

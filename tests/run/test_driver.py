@@ -1,0 +1,163 @@
+"""The driver with each executor: outcomes, failures, streaming, resume after Ctrl-C."""
+
+import math
+
+import pytest
+import trial_functions as tf
+
+import tuneloop as tl
+
+EXECUTORS = [{"executor": "inline", "workers": 1}, {"executor": "processes", "workers": 2}]
+
+
+def make(fn, storage, name="s", mode="min", metric="loss", **kw):
+    space = kw.pop("space", tl.Space(x=tl.Float(-2.0, 2.0)))
+    kw.setdefault("searcher", "random")
+    return tl.Study(name, space, fn, metric=metric, mode=mode, storage=storage, **kw)
+
+
+@pytest.mark.parametrize("how", EXECUTORS, ids=["inline", "processes"])
+def test_contract_trials_complete_with_values_and_curves(how, storage):
+    study = make(tf.quadratic, storage)
+    summary = study.run(n_trials=6, seed=0, **how)
+    assert summary.outcomes == {"completed": 6} and summary.finished_total == 6
+    trials = study.trials
+    assert [t.number for t in trials] == list(range(6))
+    for t in trials:
+        assert t.value == pytest.approx((t.params["x"] - 0.5) ** 2)
+    store = study._store(None)
+    curves = store.series([t.id for t in trials])
+    assert all([s for s, _ in c["loss"]] == [0, 1, 2, 3] for c in curves.values())
+    assert study.best.value == min(t.value for t in trials)
+
+
+@pytest.mark.parametrize("how", EXECUTORS, ids=["inline", "processes"])
+def test_contract_a_raising_trial_fails_with_its_traceback_and_the_study_goes_on(how, storage):
+    study = make(tf.fails_when_negative, storage)
+    study.run(n_trials=10, seed=1, **how)
+    trials = study.trials
+    failed = [t for t in trials if t.state == "failed"]
+    assert len(trials) == 10 and failed and len(failed) < 10
+    for t in failed:
+        assert t.params["x"] < 0
+        assert t.error.startswith("ValueError: x is negative")
+        assert "fails_when_negative" in t.error  # the traceback is kept
+    assert all(t.state == "completed" and t.value == t.params["x"] for t in trials if t.params["x"] >= 0)
+
+
+@pytest.mark.parametrize("how", EXECUTORS, ids=["inline", "processes"])
+def test_contract_nan_objective_stops_the_trial_as_diverged(how, storage):
+    study = make(tf.nan_when_large, storage)
+    study.run(n_trials=12, seed=2, **how)
+    store = study._store(None)
+    for t in study.trials:
+        curve = store.series([t.id])[t.id]["loss"]
+        if t.params["x"] > 1.0:
+            assert t.state == "diverged" and len(curve) == 3 and math.isnan(curve[-1][1])
+        else:
+            assert t.state == "completed" and len(curve) == 5
+
+
+@pytest.mark.parametrize("how", EXECUTORS, ids=["inline", "processes"])
+def test_contract_scheduler_stops_are_recorded_as_pruned(how, storage):
+    study = make(tf.quadratic, storage, scheduler={"name": "asha", "reduction_factor": 2})
+    study.run(n_trials=12, seed=3, **how)
+    pruned = [t for t in study.trials if t.state == "pruned"]
+    assert pruned
+    store = study._store(None)
+    for t in pruned:
+        assert len(store.series([t.id])[t.id]["loss"]) < 4  # stopped before the end
+
+
+def test_trial_pruned_exception_and_missing_objective(storage):
+    make(tf.prunes_itself, storage, name="a").run(n_trials=2)
+    assert {t.state for t in make(tf.prunes_itself, storage, name="a").trials} == {"pruned"}
+    study = make(tf.forgets_objective, storage, name="b")
+    study.run(n_trials=1)
+    (t,) = study.trials
+    assert t.state == "failed"
+    assert t.error.startswith("MissingObjective: the trial function finished without reporting 'loss'")
+
+
+def test_a_bare_number_returned_is_the_objective(storage):
+    study = make(tf.fails_when_negative, storage, space=tl.Space(x=tl.Float(0.0, 1.0)))
+    study.run(n_trials=3)
+    assert all(t.value == t.params["x"] and t.values == {"loss": t.value} for t in study.trials)
+
+
+def test_processes_run_elsewhere_and_stream_reports_while_the_trial_runs(storage):
+    seen = {}
+
+    class Clock(tl.Callback):
+        def on_report(self, number, step, metrics):
+            import time
+
+            seen.setdefault(number, time.time())
+
+    study = make(tf.report_then_sleep, storage)
+    study.run(n_trials=2, workers=2, callbacks=[Clock()])
+    import os
+
+    for t in study.trials:
+        assert t.state == "completed"
+        # the report reached the driver well before the trial function returned
+        assert t.values["finished_at"] - seen[t.number] > 0.4
+    quad = make(tf.quadratic, storage, name="pids")
+    quad.run(n_trials=4, workers=2)
+    assert os.getpid() not in {t.values["pid"] for t in quad.trials}
+
+
+def test_a_killed_worker_fails_its_trial_with_the_cause_and_is_replaced(storage):
+    study = make(tf.killed_on_number_one, storage)
+    summary = study.run(n_trials=5, workers=2)
+    trials = study.trials
+    assert summary.finished_total == 5 and len(trials) == 5
+    assert trials[1].state == "failed"
+    assert "WorkerDied" in trials[1].error and "signal 9" in trials[1].error
+    assert all(t.state == "completed" for t in trials if t.number != 1)
+
+
+def test_ctrl_c_keeps_finished_trials_and_a_rerun_completes_exactly(storage):
+    study = make(tf.interrupted_on_number_three, storage)
+    with pytest.raises(KeyboardInterrupt):
+        study.run(n_trials=8, seed=5)
+    before = study.trials
+    assert [t.state for t in before] == ["completed"] * 3 + ["interrupted"]
+    summary = study.run(n_trials=8)
+    after = study.trials
+    assert summary.finished_total == 8
+    assert [t.number for t in after] == list(range(8))  # nothing duplicated, nothing lost
+    assert all(t.state == "completed" for t in after)
+    assert after[3].attempt == 1 and after[3].params == before[3].params  # re-run, same configuration
+    assert [t.params for t in after[:3]] == [t.params for t in before[:3]]
+
+
+def test_more_trials_later_add_to_the_study_and_equal_counts_do_nothing(storage):
+    study = make(tf.quadratic, storage)
+    study.run(n_trials=3, seed=0)
+    assert study.run(n_trials=3).reason == "nothing to do"
+    study.run(n_trials=5)
+    assert [t.number for t in study.trials] == [0, 1, 2, 3, 4]
+
+
+def test_a_fixed_seed_reproduces_configurations_and_trial_seeds(tmp_path):
+    runs = []
+    for i in range(2):
+        study = make(tf.quadratic, f"sqlite:///{tmp_path / f'{i}.db'}", searcher="tpe")
+        study.run(n_trials=12, seed=42)
+        runs.append([(t.params, t.seed) for t in study.trials])
+    assert runs[0] == runs[1]
+    assert len({seed for _, seed in runs[0]}) == 12
+
+
+def test_grid_ends_when_exhausted(storage):
+    study = make(tf.quadratic, storage, space=tl.Space(x=tl.Float(0.0, 1.0)))
+    summary = study.run(searcher={"name": "grid", "steps": 3})
+    assert summary.reason == "exhausted"
+    assert sorted(t.params["x"] for t in study.trials) == [0.0, 0.5, 1.0]
+
+
+def test_timeout_stops_launching_new_trials(storage):
+    study = make(tf.report_then_sleep, storage)
+    summary = study.run(timeout=0.3)
+    assert summary.reason == "timeout" and summary.launched == 1  # one trial takes 0.6 s

@@ -1,0 +1,128 @@
+"""The store on a real SQLite file: round trips, attempts, schema versions, bad paths, bad rows."""
+
+import math
+import sqlite3
+
+import pytest
+
+import tuneloop as tl
+from tuneloop.store import SCHEMA_VERSION, Store
+
+
+@pytest.fixture
+def store(storage):
+    with Store(storage) as s:
+        yield s
+
+
+def make_study(store, space, name="s"):
+    return store.create_study(name, "loss", "min", space, {"seed": 1})
+
+
+def test_study_and_trials_round_trip(store, space):
+    study = make_study(store, space)
+    assert store.get_study("s").space == space
+    a = store.create_trial(study.id, 0, {"x": 0.1, "lr": 0.01, "opt": "adam"}, seed=11)
+    b = store.create_trial(study.id, 1, {"x": 0.2, "lr": 0.01, "opt": "adam"}, seed=12)
+    store.add_points([(a, 0, 0, "loss", 1.0), (a, 0, 1, "loss", 0.5), (a, 0, 1, "acc", 0.7)])
+    store.finish_trial(a, "completed", 0.5, {"loss": 0.5, "acc": 0.7})
+    store.finish_trial(b, "diverged", math.nan, {"loss": math.nan}, points=[(b, 0, 0, "loss", math.nan)])
+    trials = store.trials(study.id)
+    assert [t.state for t in trials] == ["completed", "diverged"]
+    assert trials[0].value == 0.5 and trials[0].values == {"loss": 0.5, "acc": 0.7}
+    assert trials[0].duration is not None and trials[0].duration >= 0
+    assert trials[1].value is None and math.isnan(trials[1].values["loss"])
+    series = store.series([a, b])
+    assert series[a] == {"loss": [(0, 1.0), (1, 0.5)], "acc": [(1, 0.7)]}
+    assert math.isnan(series[b]["loss"][0][1])
+    assert store.count_finished(study.id) == 2 and store.next_number(study.id) == 2
+
+
+def test_a_rerun_attempt_hides_the_interrupted_points_but_keeps_them(store, space, storage):
+    study = make_study(store, space)
+    t = store.create_trial(study.id, 0, {"x": 0.1, "lr": 0.01, "opt": "adam"}, seed=1)
+    store.add_points([(t, 0, 0, "loss", 9.0)])
+    assert store.mark_interrupted(study.id) == 1
+    assert store.restart_trial(t) == 1
+    store.finish_trial(t, "completed", 0.2, {"loss": 0.2}, points=[(t, 1, 0, "loss", 0.2)])
+    assert store.series([t]) == {t: {"loss": [(0, 0.2)]}}
+    rows = sqlite3.connect(storage.removeprefix("sqlite:///")).execute("select attempt, value from metrics").fetchall()
+    assert sorted(rows) == [(0, 9.0), (1, 0.2)]
+
+
+def test_studies_summary_counts_states_and_best(store, space):
+    study = make_study(store, space)
+    for number, (state, value) in enumerate([("completed", 0.3), ("completed", 0.1), ("failed", None)]):
+        t = store.create_trial(study.id, number, {"x": 0.0, "lr": 0.1, "opt": "adam"}, seed=0)
+        store.finish_trial(t, state, value, {})
+    (summary,) = store.studies()
+    assert summary.counts == {"completed": 2, "failed": 1}
+    assert summary.best_value == 0.1 and summary.n_trials == 3
+
+
+def test_sqlite_runs_in_wal_mode(store, storage):
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+def test_a_newer_schema_is_refused_and_left_untouched(storage, space):
+    with Store(storage) as s:
+        make_study(s, space)
+    path = storage.removeprefix("sqlite:///")
+    con = sqlite3.connect(path)
+    con.execute("update tuneloop_meta set value = ? where key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+    con.commit()
+    before = con.execute("select name from sqlite_master order by name").fetchall()
+    con.close()
+    with pytest.raises(tl.SchemaVersionError, match="written by a newer tuneloop .*pip install -U tuneloop"):
+        Store(storage)
+    con = sqlite3.connect(path)
+    assert con.execute("select name from sqlite_master order by name").fetchall() == before
+
+
+def test_a_folder_that_does_not_exist_fails_before_anything_is_written(tmp_path):
+    target = tmp_path / "missing" / "t.db"
+    with pytest.raises(tl.StorageError, match="does not exist; pass --storage with a writable path"):
+        Store(str(target))
+    assert not (tmp_path / "missing").exists()
+
+
+def test_a_path_under_a_file_fails_clearly(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(tl.StorageError, match="Cannot create the store"):
+        Store(f"sqlite:///{tmp_path / 'afile' / 't.db'}")
+
+
+def test_a_file_that_is_not_a_database_fails_clearly(tmp_path):
+    bad = tmp_path / "notes.db"
+    bad.write_text("this is not sqlite " * 100)
+    with pytest.raises(tl.StorageError, match="Cannot open the store .*not a database"):
+        Store(str(bad))
+    assert bad.read_text().startswith("this is not sqlite")
+
+
+def test_a_corrupt_row_names_the_trial(store, space, storage):
+    study = make_study(store, space)
+    store.create_trial(study.id, 7, {"x": 0.0}, seed=0)
+    con = sqlite3.connect(storage.removeprefix("sqlite:///"))
+    con.execute("update trials set params = '{broken' where number = 7")
+    con.commit()
+    con.close()
+    with pytest.raises(tl.StorageError, match=r"Corrupt row: the params of trial 7 \(id \d+\) is not valid JSON"):
+        store.trials(study.id)
+
+
+def test_a_bare_path_and_the_environment_pick_the_database(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TUNELOOP_STORAGE", raising=False)
+    with Store() as s:
+        assert s.url == f"sqlite:///{tmp_path / 'tuneloop.db'}"
+    monkeypatch.setenv("TUNELOOP_STORAGE", str(tmp_path / "other.db"))
+    with Store() as s:
+        assert s.url.endswith("other.db")
+    assert (tmp_path / "other.db").exists()
+
+
+def test_a_missing_driver_names_the_extra_to_install():
+    with pytest.raises(tl.StorageError, match=r"driver is missing"):
+        Store("postgresql+nosuchdriver://u@localhost/db")
