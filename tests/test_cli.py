@@ -76,11 +76,20 @@ def test_bad_input_is_one_clear_line_and_exit_code_1(cli, write_experiment, tmp_
     exp = write_experiment(QUADRATIC_EXPERIMENT)
     nostudy = write_experiment("x = 1\n", name="nostudy.py")
     args = [exp if a == "EXP" else nostudy if a == "NOSTUDY" else a for a in args]
+    assert cli("run", exp, "--trials", 1).exit_code == 0  # a database with one study, 'quad'
     result = cli(*args)
     assert result.exit_code == 1
     assert message in " ".join(result.output.split())
     assert "Traceback" not in result.output
     assert not os.path.exists("/nonexistent")
+
+
+def test_reading_commands_never_create_a_database(cli, tmp_path):
+    status = cli("status")
+    assert status.exit_code == 0 and "No tuneloop database at" in " ".join(status.output.split())
+    best = cli("best", "quad")
+    assert best.exit_code == 1 and "No tuneloop database at" in " ".join(best.output.split())
+    assert not (tmp_path / "tuneloop.db").exists()
 
 
 def _count(db, state=None):
@@ -125,6 +134,27 @@ def test_a_driver_killed_with_sigkill_resumes_with_nothing_lost_or_duplicated(wr
     orphans = subprocess.run(["pgrep", "-f", "tuneloop-worker|multiprocessing.spawn"], capture_output=True, text=True)
     mine = [pid for pid in orphans.stdout.split() if _parent_was(pid, driver.pid)]
     assert mine == []
+
+
+def test_ctrl_c_marks_running_trials_interrupted_and_says_how_to_resume(write_experiment, tmp_path):
+    exp = write_experiment(QUADRATIC_EXPERIMENT)
+    db = tmp_path / "int.db"
+    cmd = [sys.executable, "-m", "tuneloop.cli", "run", str(exp), "--trials", "10", "--workers", "2",
+           "--storage", str(db)]
+    driver = subprocess.Popen(cmd, env={**os.environ, "TRIAL_SLEEP": "0.2"}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 60
+    while _count(db, "completed") < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(driver.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
+    _, stderr = driver.communicate(timeout=60)
+    assert driver.returncode == 130
+    assert "Interrupted." in stderr and "Run the same command again to resume" in stderr
+    assert "Traceback" not in stderr
+    assert _count(db, "running") == 0 and _count(db, "interrupted") >= 1
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    assert _count(db, "completed") == 10 and _count(db) == 10
 
 
 def _parent_was(pid: str, parent: int) -> bool:

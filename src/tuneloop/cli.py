@@ -40,10 +40,19 @@ def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _store(storage: str | None) -> Any:
-    from tuneloop.store import Store
+def _store(storage: str | None, *, must_exist: bool = True) -> Any:
+    """Open the store; reading commands never create an empty database file."""
+    from sqlalchemy.engine import make_url
 
-    return Store(storage)
+    from tuneloop.store import Store, resolve_url
+
+    url = resolve_url(storage)
+    if must_exist:
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).exists():
+            raise TuneloopError(f"No tuneloop database at {parsed.database}; start one with tuneloop demo or "
+                                f"tuneloop run FILE, or point --storage at an existing one.")
+    return Store(url)
 
 
 @app.command()
@@ -95,7 +104,11 @@ def status(storage: Storage = None) -> None:
     """List the studies in a store: trials by state, best value, last activity."""
     from tuneloop._tables import studies_table
 
-    store = _store(storage)
+    try:
+        store = _store(storage)
+    except TuneloopError as exc:
+        out.print(str(exc))  # no database yet is a status, not an error
+        return
     summaries = store.studies()
     if not summaries:
         out.print(f"No studies in {store.url} yet; start one with: tuneloop demo, or tuneloop run FILE.")
@@ -205,7 +218,7 @@ def demo(
         table.add_row(f"paper: {name}", f"{acc:.0%}")
     out.print(table)
     done = sum(t.state in ("completed", "pruned") for t in trials)
-    out.print(f"{done} trials stored in {_store(storage).url}. Next: tuneloop status, tuneloop trials {d.study.name} "
+    out.print(f"{done} trials stored in {_store(storage, must_exist=False).url}. Next: tuneloop status, tuneloop trials {d.study.name} "
               f"--sort value, tuneloop export {d.study.name}.")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 from rich.console import Console
@@ -14,8 +15,8 @@ from tuneloop.callbacks import Callback
 class RichProgress(Callback):
     """Shows the run's progress in the terminal (used by ``study.run(progress=True)`` and the CLI)."""
 
-    def __init__(self, metric: str, mode: str, console: Console | None = None) -> None:
-        self.metric, self.mode = metric, mode
+    def __init__(self, metric: str, mode: str, console: Console | None = None, timeout: float | None = None) -> None:
+        self.metric, self.mode, self.timeout = metric, mode, timeout
         self.console = console or Console(stderr=True)
         self.best: float | None = None
         self.running = 0
@@ -24,13 +25,20 @@ class RichProgress(Callback):
         self._task: Any = None
 
     def on_run_start(self, study: Any, n_trials: int | None, finished: int) -> None:
+        # a count-limited run shows trials done of the total; a time-limited one shows the clock
+        self._by_time = n_trials is None and self.timeout is not None
+        counter = TextColumn("{task.fields[done]} trials") if self._by_time else MofNCompleteColumn()
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("[bold]{task.description}"), BarColumn(), counter,
             TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
             console=self.console, transient=False,
         )
         self._progress.start()
-        self._task = self._progress.add_task(study.name, total=n_trials, completed=finished, status="")
+        self._start = time.monotonic()
+        self._done = finished
+        total = self.timeout if self._by_time else n_trials
+        self._task = self._progress.add_task(study.name, total=total, completed=0 if self._by_time else finished,
+                                             status="", done=finished)
 
     def on_trial_start(self, number: int, params: dict[str, Any]) -> None:
         self.running += 1
@@ -42,7 +50,8 @@ class RichProgress(Callback):
         if trial.state == "completed" and trial.value is not None and math.isfinite(trial.value):
             if self.best is None or (trial.value > self.best if self.mode == "max" else trial.value < self.best):
                 self.best = trial.value
-        if self._progress is not None:
+        self._done += 1
+        if self._progress is not None and not self._by_time:
             self._progress.advance(self._task)
         self._refresh()
 
@@ -55,7 +64,14 @@ class RichProgress(Callback):
                 parts.append(f"[{colour}]{state} {self.counts[state]}[/]")
         if self.best is not None:
             parts.append(f"best {self.metric} [green]{self.best:.4g}[/]")
-        self._progress.update(self._task, status=" | ".join(parts))
+        update: dict[str, Any] = {"status": " | ".join(parts), "done": self._done}
+        if self._by_time:
+            update["completed"] = min(time.monotonic() - self._start, self.timeout or 0.0)
+        self._progress.update(self._task, **update)
+
+    def on_report(self, number: int, step: int, metrics: dict[str, float]) -> None:
+        if self._by_time:
+            self._refresh()
 
     def on_run_end(self, summary: Any) -> None:
         self.close()

@@ -342,6 +342,11 @@ class Space(Mapping[str, Param]):
         return f"Space({', '.join(f'{k}={v!r}' for k, v in self._params.items())})"
 
     @property
+    def is_conditional(self) -> bool:
+        """Whether some parameter exists only under a Choice value."""
+        return any(isinstance(p, Choice) and p.children for p in self._params.values())
+
+    @property
     def names(self) -> list[str]:
         """Every parameter name in the tree, conditional children included."""
         return [name for _, name in self._walk_names("")]

@@ -100,7 +100,8 @@ class Study:
         if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
             raise fail("timeout", "Study.run", "a positive number of seconds", timeout)
         if n_trials is None and timeout is None and searcher != "grid" and not _is_grid(searcher):
-            raise ConfigError("Study.run needs n_trials or timeout (only the grid searcher ends by itself).")
+            raise ConfigError("Study.run needs n_trials or timeout (tuneloop run: --trials N or --timeout SECONDS); "
+                              "only the grid searcher ends by itself.")
         workers = check_positive_int(workers if workers is not None else self.defaults["workers"], "workers", "Study.run")
         executor = executor or ("processes" if workers > 1 else "inline")
 
@@ -112,16 +113,22 @@ class Study:
         scheduler_obj = schedulers.create(scheduler, mode=self.mode)
         executor_obj = executors.create(executor, workers=workers)
         callbacks = list(callbacks)
+        bar = None
         if progress:
             from tuneloop.progress import RichProgress
 
-            callbacks.append(RichProgress(self.metric, self.mode))
+            bar = RichProgress(self.metric, self.mode, timeout=timeout)
+            callbacks.append(bar)
         driver = Driver(
             store=store, study=record, fn=self.fn, searcher=searcher_obj, scheduler=scheduler_obj,
             executor=executor_obj, n_trials=n_trials, seed=seed, budget=self.budget.to_dict(),
             timeout=timeout, callbacks=callbacks, experiment_path=self.experiment_path,
         )
-        return driver.run()
+        try:
+            return driver.run()
+        finally:
+            if bar is not None:
+                bar.close()  # also after Ctrl-C, so the terminal is left clean
 
     # -- reading ----------------------------------------------------------------------------
     @property

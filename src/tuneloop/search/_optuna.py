@@ -76,19 +76,19 @@ def _optuna_searcher(make_sampler: Callable[..., Any]) -> Callable[..., OptunaSe
                 workers: int = 1, **_: Any) -> OptunaSearcher:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ExperimentalWarning for some samplers
-            sampler = make_sampler(seed=seed, workers=workers, **options)
+            sampler = make_sampler(seed=seed, workers=workers, space=space, **options)
         return OptunaSearcher(space, sampler, mode)
 
     return factory
 
 
-def _random(seed: int | None, workers: int, **options: Any) -> Any:
+def _random(seed: int | None, workers: int, space: Space, **options: Any) -> Any:
     from optuna.samplers import RandomSampler
 
     return RandomSampler(seed=seed, **options)
 
 
-def _sobol(seed: int | None, workers: int, **options: Any) -> Any:
+def _sobol(seed: int | None, workers: int, space: Space, **options: Any) -> Any:
     from optuna.samplers import QMCSampler
 
     options = {"scramble": True, "warn_independent_sampling": False, "warn_asynchronous_seeding": False,
@@ -96,22 +96,23 @@ def _sobol(seed: int | None, workers: int, **options: Any) -> Any:
     return QMCSampler(qmc_type="sobol", seed=seed, **options)
 
 
-def _tpe(seed: int | None, workers: int, **options: Any) -> Any:
+def _tpe(seed: int | None, workers: int, space: Space, **options: Any) -> Any:
     from optuna.samplers import TPESampler
 
-    # with several trials in flight, pretend the running ones did badly so workers spread out
-    options = {"constant_liar": workers > 1, "multivariate": True, "group": True,
-               "warn_independent_sampling": False, **options}
+    # Optuna's defaults (multivariate, constant liar for trials in flight); on a conditional
+    # space, ``group`` models each branch's parameters jointly instead of one by one
+    if space.is_conditional:
+        options = {"group": True, **options}
     return TPESampler(seed=seed, **options)
 
 
-def _gp(seed: int | None, workers: int, **options: Any) -> Any:
+def _gp(seed: int | None, workers: int, space: Space, **options: Any) -> Any:
     from optuna.samplers import GPSampler
 
     return GPSampler(seed=seed, **{"warn_independent_sampling": False, **options})
 
 
-def _cmaes(seed: int | None, workers: int, **options: Any) -> Any:
+def _cmaes(seed: int | None, workers: int, space: Space, **options: Any) -> Any:
     from optuna.samplers import CmaEsSampler
 
     return CmaEsSampler(seed=seed, **{"warn_independent_sampling": False, **options})

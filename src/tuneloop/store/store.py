@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, func, inspect, insert, select, update
+from sqlalchemy import bindparam, create_engine, event, func, inspect, insert, select, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
@@ -97,6 +97,13 @@ class Store:
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._open()
+        # the two statements every trial runs, built once (building them costs more than running them)
+        t = schema.trials
+        self._insert_trial = insert(t)
+        self._finish_trial = update(t).where(t.c.id == bindparam("trial_id")).values(
+            state=bindparam("state"), value=bindparam("value"), values=bindparam("values"),
+            error=bindparam("error"), finished_at=bindparam("finished_at"))
+        self._insert_points = insert(schema.metrics)
 
     def _open(self) -> None:
         """Check the schema version, then create missing tables (never touching a newer schema)."""
@@ -189,10 +196,10 @@ class Store:
     def create_trial(self, study_id: int, number: int, params: dict[str, Any], seed: int, state: str = "running") -> int:
         now = time.time()
         with self._write() as conn:
-            result = conn.execute(insert(schema.trials).values(
-                study_id=study_id, number=number, state=state, params=_dumps(params), seed=seed, attempt=0,
-                created_at=now, started_at=now if state == "running" else None,
-            ))
+            result = conn.execute(self._insert_trial, {
+                "study_id": study_id, "number": number, "state": state, "params": _dumps(params), "seed": seed,
+                "attempt": 0, "created_at": now, "started_at": now if state == "running" else None,
+            })
             return int(result.inserted_primary_key[0])
 
     def restart_trial(self, trial_id: int) -> int:
@@ -209,11 +216,11 @@ class Store:
         """Record a trial's end, and its last unwritten metric points, in one transaction."""
         with self._write() as conn:
             if points:
-                conn.execute(insert(schema.metrics), _point_rows(points))
-            conn.execute(update(schema.trials).where(schema.trials.c.id == trial_id).values(
-                state=state, value=_finite_or_none(value), values=_dumps(values), error=error,
-                finished_at=time.time(),
-            ))
+                conn.execute(self._insert_points, _point_rows(points))
+            conn.execute(self._finish_trial, {
+                "trial_id": trial_id, "state": state, "value": _finite_or_none(value), "values": _dumps(values),
+                "error": error, "finished_at": time.time(),
+            })
 
     def mark_interrupted(self, study_id: int, trial_ids: Iterable[int] | None = None) -> int:
         """Mark running/queued trials interrupted (all of the study's, or the given ones)."""
@@ -227,7 +234,7 @@ class Store:
     def add_points(self, points: Sequence[Point]) -> None:
         if points:
             with self._write() as conn:
-                conn.execute(insert(schema.metrics), _point_rows(points))
+                conn.execute(self._insert_points, _point_rows(points))
 
     def trials(self, study_id: int, states: Iterable[str] | None = None) -> list[TrialRecord]:
         t = schema.trials
