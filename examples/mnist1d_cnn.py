@@ -29,4 +29,4 @@ def train(trial: tl.Trial) -> dict:
 
 
 study = tl.Study("mnist1d-cnn", space, train, metric="val_acc", mode="max", budget={"epochs": 30},
-                 searcher="tpe", scheduler="asha")
+                 searcher="tpe", scheduler={"name": "asha", "min_resource": 3})

@@ -59,7 +59,7 @@ def train(trial: tl.Trial) -> dict:
 
 
 study = tl.Study("mnist1d-mlp", space, train, metric="val_acc", mode="max", budget={"epochs": 30},
-                 searcher="tpe", scheduler="asha")
+                 searcher="tpe", scheduler={"name": "asha", "min_resource": 3})
 
 if __name__ == "__main__":  # `python examples/mnist1d_mlp.py` works too
     study.run(n_trials=16, workers=2, progress=True)

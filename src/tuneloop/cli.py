@@ -150,7 +150,7 @@ def best(
     """Show a study's best trial: its value, parameters and seed."""
     import json
 
-    from tuneloop.export import _clean
+    from tuneloop.export import strict_json
     from tuneloop.study import best_trial
 
     store = _store(storage)
@@ -158,7 +158,7 @@ def best(
     trials = store.trials(record.id)
     if as_json:
         b = best_trial(trials, record.mode, study)
-        print(json.dumps(_clean({"number": b.number, "value": b.value, "params": b.params, "seed": b.seed,
+        print(json.dumps(strict_json({"number": b.number, "value": b.value, "params": b.params, "seed": b.seed,
                                  "values": b.values}), indent=2))
         return
     best_trial(trials, record.mode, study)  # raises the clear error when there is none

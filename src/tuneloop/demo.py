@@ -42,7 +42,9 @@ def train(trial: tl.Trial) -> dict[str, float]:
 
 study = tl.Study(
     "demo-mnist1d-mlp", space, train, metric="val_acc", mode="max",
-    budget={"epochs": 40}, searcher="tpe", scheduler="asha",
+    budget={"epochs": 40}, searcher="tpe",
+    # the first rung at epoch 3 (then 9, 27): epoch-1 accuracy is too noisy to judge a configuration by
+    scheduler={"name": "asha", "min_resource": 3},
 )
 
 

@@ -27,14 +27,14 @@ from tuneloop.store import Store
 FORMAT = "tuneloop.study/1"
 
 
-def _clean(obj: Any) -> Any:
-    """Strict JSON: NaN and infinities become null."""
+def strict_json(obj: Any) -> Any:
+    """A copy of ``obj`` that strict JSON can hold: NaN and infinities become null."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
+        return {k: strict_json(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
+        return [strict_json(v) for v in obj]
     return obj
 
 
@@ -46,7 +46,7 @@ def study_data(store: Store, name: str, *, with_metrics: bool = True) -> dict[st
         raise TuneloopError(f"No study named {name!r} in {store.url}; studies there: {known}.")
     trials = store.trials(record.id)
     series = store.series([t.id for t in trials]) if with_metrics else {}
-    return _clean({
+    return strict_json({
         "format": FORMAT,
         "study": {"name": record.name, "metric": record.metric, "mode": record.mode,
                   "seed": record.config.get("seed"), "budget": record.config.get("budget", {}),

@@ -100,6 +100,11 @@ class Float(Param):
         if step is not None and (check_number(step, "step", "Float") <= 0 or step > self.high - self.low):
             raise fail("step", "Float", f"positive and at most high - low ({self.high - self.low})", step)
         self.step = None if step is None else float(step)
+        if self.step is not None:
+            n = (self.high - self.low) / self.step
+            if abs(n - round(n)) > 1e-9 * max(1.0, n):
+                raise fail("high", "Float", f"low plus a whole number of steps ({self.step!r}), e.g. "
+                           f"{self.low + self.step * math.floor(n)!r}", high)
 
     def grid_values(self, steps: int) -> list[float]:
         if self.step is not None:
@@ -161,6 +166,9 @@ class Int(Param):
         self.step = check_positive_int(step, "step", "Int")
         if self.log and self.low <= 0:
             raise fail("low", "Int", "positive when log=True (a log scale cannot reach 0 or below)", low)
+        if (self.high - self.low) % self.step:
+            raise fail("high", "Int", f"low plus a whole number of steps ({self.step}), e.g. "
+                       f"{self.low + self.step * ((self.high - self.low) // self.step)}", high)
         if self.log and self.step != 1:
             raise fail("step", "Int", "1 when log=True (Optuna cannot combine a step with a log scale)", step)
 

@@ -161,3 +161,26 @@ def test_timeout_stops_launching_new_trials(storage):
     study = make(tf.report_then_sleep, storage)
     summary = study.run(timeout=0.3)
     assert summary.reason == "timeout" and summary.launched == 1  # one trial takes 0.6 s
+
+
+def test_a_function_workers_cannot_load_fails_each_trial_with_the_fix(storage, tmp_path):
+    import importlib.util
+    import sys
+
+    # a module that the driver can import but its spawned workers cannot find (like a notebook)
+    path = tmp_path / "hidden_module.py"
+    path.write_text("def fn(trial):\n    return 1.0\n")
+    spec = importlib.util.spec_from_file_location("hidden_module", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["hidden_module"] = module
+    spec.loader.exec_module(module)
+    try:
+        study = make(module.fn, storage)
+        summary = study.run(n_trials=3, workers=2)
+    finally:
+        del sys.modules["hidden_module"]
+    assert summary.finished_total == 3
+    for t in study.trials:
+        assert t.state == "failed"
+        assert t.error.startswith("WorkerSetup: a worker process could not load the trial function")
+        assert "executor='inline'" in t.error

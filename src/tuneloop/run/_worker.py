@@ -14,7 +14,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from tuneloop.run._execute import execute
-from tuneloop.run.events import Report, TrialSpec
+from tuneloop.run.events import Failed, Report, TrialSpec
 
 
 class _PipeChannel:
@@ -49,11 +49,20 @@ def main(conn: Connection, fn_blob: bytes, experiment_path: str | None, threads:
     # Ctrl-C reaches the whole process group; the driver alone decides what happens then.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     limit_threads(threads)
-    if experiment_path:
-        from tuneloop.experiment import load_module
+    fn: Any = None
+    load_error = ""
+    try:
+        if experiment_path:
+            from tuneloop.experiment import load_module
 
-        load_module(experiment_path)
-    fn: Any = pickle.loads(fn_blob)
+            load_module(experiment_path)
+        fn = pickle.loads(fn_blob)
+    except Exception as exc:  # noqa: BLE001 - every trial sent here reports it instead
+        load_error = (
+            f"WorkerSetup: a worker process could not load the trial function ({type(exc).__name__}: {exc}). "
+            f"Define it in an importable module or an experiment file run with `tuneloop run` (not in a "
+            f"notebook or as a closure), or use executor='inline'."
+        )
     limit_threads(threads)  # again, in case the experiment imported torch
     channel = _PipeChannel(conn)
     try:
@@ -64,6 +73,9 @@ def main(conn: Connection, fn_blob: bytes, experiment_path: str | None, threads:
             if msg[0] == "stop":
                 continue  # a stop for a trial that already ended
             spec: TrialSpec = msg[1]
+            if load_error:
+                conn.send(Failed(spec.trial_id, load_error))
+                continue
             channel.stop_requested.clear()
             conn.send(execute(fn, spec, channel))
     except (EOFError, BrokenPipeError):
