@@ -69,6 +69,7 @@ def test_run_status_trials_best_export(cli, write_experiment, tmp_path):
         (["run", "EXP", "--scheduler", "pbt"], "Unknown scheduler 'pbt'"),
         (["run", "EXP", "--executor", "ray2", "--trials", 1], "Unknown executor 'ray2'"),
         (["run", "NOSTUDY", "--trials", 1], "does not define a study"),
+        (["trials", "quad", "--state", "done"], "The '--state' argument of tuneloop trials must be one of 'queued'"),
         (["run", "EXP", "--trials", 1, "--storage", "/nonexistent/dir/t.db"], "does not exist; pass --storage"),
     ],
 )

@@ -40,19 +40,27 @@ def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _store(storage: str | None, *, must_exist: bool = True) -> Any:
-    """Open the store; reading commands never create an empty database file."""
+def _missing_database(storage: str | None) -> str | None:
+    """Why there is nothing to read (an SQLite file that does not exist), or None."""
     from sqlalchemy.engine import make_url
 
-    from tuneloop.store import Store, resolve_url
+    from tuneloop.store import resolve_url
 
-    url = resolve_url(storage)
-    if must_exist:
-        parsed = make_url(url)
-        if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).exists():
-            raise TuneloopError(f"No tuneloop database at {parsed.database}; start one with tuneloop demo or "
-                                f"tuneloop run FILE, or point --storage at an existing one.")
-    return Store(url)
+    parsed = make_url(resolve_url(storage))
+    if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).exists():
+        return (f"No tuneloop database at {parsed.database}; start one with tuneloop demo or tuneloop run FILE, "
+                f"or point --storage at an existing one.")
+    return None
+
+
+def _store(storage: str | None, *, must_exist: bool = True) -> Any:
+    """Open the store; reading commands never create an empty database file."""
+    from tuneloop.store import Store
+
+    missing = _missing_database(storage) if must_exist else None
+    if missing:
+        raise TuneloopError(missing)
+    return Store(storage)
 
 
 @app.command()
@@ -104,11 +112,11 @@ def status(storage: Storage = None) -> None:
     """List the studies in a store: trials by state, best value, last activity."""
     from tuneloop._tables import studies_table
 
-    try:
-        store = _store(storage)
-    except TuneloopError as exc:
-        out.print(str(exc))  # no database yet is a status, not an error
+    missing = _missing_database(storage)
+    if missing:
+        out.print(missing)  # no database yet is a status, not an error
         return
+    store = _store(storage)
     summaries = store.studies()
     if not summaries:
         out.print(f"No studies in {store.url} yet; start one with: tuneloop demo, or tuneloop run FILE.")
@@ -129,7 +137,11 @@ def trials_cmd(
     from tuneloop._tables import trials_table
     from tuneloop._validation import check_one_of
 
+    from tuneloop.store import TrialState
+
     check_one_of(sort, ["number", "value"], "--sort", "tuneloop trials")
+    if state is not None:
+        check_one_of(state, [s.value for s in TrialState], "--state", "tuneloop trials")
     store = _store(storage)
     record = _study_record(store, study)
     rows = store.trials(record.id, states=[state] if state else None)
