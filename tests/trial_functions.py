@@ -65,3 +65,35 @@ def interrupted_on_number_three(trial: tl.Trial) -> float:
 
 def noop(trial: tl.Trial) -> float:
     return 0.0
+
+
+def logs_everything(trial: tl.Trial) -> dict:
+    """Logs one of each kind; x > 1 puts a NaN into the histogram."""
+    import numpy as np
+
+    values = np.arange(100, dtype=float)
+    if trial.params.x > 1.0:
+        values[3] = np.nan
+    trial.log(0, grad_norm=1.5)
+    trial.log_histogram(0, "act/fc1", values)
+    trial.log_histogram(0, "empty", [])
+    trial.log_slice(1, "class 0", "acc", 0.5, n=10)
+    trial.log_slice(1, "class 1", "acc", 0.75, n=12)
+    trial.log_sample(1, "picture", np.linspace(0, 1, 12).reshape(3, 4), kind="image")
+    trial.log_sample(1, "note", "hello")
+    trial.log_sample(1, "table", {"a": [1, 2], "b": ["x", "y"]})
+    for step in range(1, 4):
+        trial.report(step, loss=abs(trial.params.x))
+        if trial.should_stop():
+            return {}
+    return {"loss": abs(trial.params.x)}
+
+
+def logs_until_stopped(trial: tl.Trial) -> dict:
+    """Logs a growing value until told to stop (by an alert rule); returns how far it got."""
+    for step in range(200):
+        trial.log(step, blowup=float(step))
+        if trial.should_stop():
+            return {"loss": float(step)}
+        time.sleep(0.005)
+    return {"loss": 1e9}

@@ -7,6 +7,7 @@
     study.run(n_trials=32, searcher="tpe", scheduler="asha", workers=2)
 """
 
+from tuneloop.alerts import Rule, default_rules
 from tuneloop.callbacks import Callback
 from tuneloop.errors import (
     ConfigError,
@@ -35,6 +36,7 @@ __all__ = [
     "LogFloat",
     "Param",
     "Params",
+    "Rule",
     "RunSummary",
     "SchemaVersionError",
     "Space",
@@ -48,5 +50,6 @@ __all__ = [
     "TrialRecord",
     "TrialState",
     "TuneloopError",
+    "default_rules",
     "load_study",
 ]

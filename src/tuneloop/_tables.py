@@ -16,6 +16,11 @@ _STATE_STYLE = {"completed": "green", "pruned": "yellow", "failed": "red", "dive
                 "interrupted": "cyan", "running": "blue", "queued": "dim"}
 
 
+def styled(text: str, style: str | None) -> str:
+    """Rich markup for ``text`` in ``style`` (plain text when there is no style)."""
+    return f"[{style}]{text}[/]" if style else text
+
+
 def fmt(value: Any) -> str:
     if value is None:
         return "-"
@@ -40,7 +45,7 @@ def studies_table(summaries: Sequence[StudySummary], url: str) -> Table:
                          ("best", "right"), ("last activity", "right")):
         table.add_column(col, justify=justify, overflow="fold")
     for s in summaries:
-        states = ", ".join(f"[{_STATE_STYLE.get(k, '')}]{n} {k}[/]" for k, n in sorted(s.counts.items()))
+        states = ", ".join(styled(f"{n} {k}", _STATE_STYLE.get(k)) for k, n in sorted(s.counts.items()))
         table.add_row(s.name, f"{s.mode} {s.metric}", str(s.n_trials), states or "-", fmt(s.best_value),
                       ago(s.last_activity))
     return table
@@ -52,9 +57,8 @@ def trials_table(trials: Sequence[TrialRecord], metric: str, title: str) -> Tabl
         table.add_column(col, justify="right" if col in ("#", metric, "duration") else "left",
                          overflow="fold")
     for t in trials:
-        style = _STATE_STYLE.get(t.state, "")
         params = ", ".join(f"{k}={fmt(v)}" for k, v in t.params.items())
-        table.add_row(str(t.number), f"[{style}]{t.state}[/]", fmt(t.value),
+        table.add_row(str(t.number), styled(t.state, _STATE_STYLE.get(t.state)), fmt(t.value),
                       "-" if t.duration is None else f"{t.duration:.1f}s", params)
     return table
 
@@ -72,4 +76,76 @@ def trial_detail(trial: TrialRecord, metric: str) -> Table:
     if others:
         table.add_row("values", json.dumps({k: round(v, 6) if isinstance(v, float) and math.isfinite(v) else v
                                             for k, v in others.items()}))
+    return table
+
+
+def curves_table(summaries: Sequence[Any]) -> Table:
+    table = Table(title="Curves")
+    for col in ("metric", "points", "start", "best", "@ step", "end", "@ step", "trend"):
+        table.add_column(col, justify="left" if col in ("metric", "trend") else "right")
+    colours = {"improving": "green", "worsening": "red", "diverged": "magenta", "flat": "dim"}
+    for c in summaries:
+        table.add_row(c.name, str(c.points), fmt(c.start), fmt(c.best), str(c.best_step), fmt(c.end),
+                      str(c.end_step), styled(c.trend, colours.get(c.trend)))
+    return table
+
+
+def alerts_table(alerts: Sequence[Any]) -> Table:
+    table = Table(title=f"Alerts ({len(alerts)})")
+    for col in ("step", "action", "message"):
+        table.add_column(col, overflow="fold", justify="right" if col == "step" else "left")
+    for a in alerts:
+        table.add_row(str(a.step), styled(a.action, "red" if a.action == "stop" else "yellow"), a.message)
+    return table
+
+
+def slices_table(slices: Sequence[Any]) -> Table:
+    """The last step's value of each metric on each slice."""
+    last = max(s.step for s in slices)
+    rows = [s for s in slices if s.step == last]
+    metrics = sorted({s.metric for s in rows})
+    table = Table(title=f"Slices at step {last}")
+    table.add_column("slice")
+    for m in metrics:
+        table.add_column(m, justify="right")
+    table.add_column("n", justify="right")
+    by_slice: dict[str, dict[str, Any]] = {}
+    for s in rows:
+        by_slice.setdefault(s.slice, {"n": s.n})[s.metric] = s.value
+    for name, vals in by_slice.items():
+        table.add_row(name, *[fmt(vals.get(m)) for m in metrics], str(vals["n"]))
+    return table
+
+
+def samples_table(samples: Sequence[Any], root: Any) -> Table:
+    table = Table(title=f"Samples ({len(samples)})")
+    for col in ("step", "name", "kind", "where / what"):
+        table.add_column(col, overflow="fold", justify="right" if col == "step" else "left")
+    for s in samples:
+        if s.path:
+            what = str(root / s.path)
+        elif s.kind == "text":
+            what = repr(s.payload[:80])
+        elif s.kind == "array":
+            what = f"array of shape {s.payload['shape']}" + (" (truncated)" if s.payload.get("truncated") else "")
+        else:
+            what = f"table of {len(s.payload)} rows"
+        table.add_row(str(s.step), s.name, s.kind, what)
+    return table
+
+
+def histograms_table(histograms: Sequence[Any]) -> Table:
+    """Per histogram name: how many steps were logged and the last one's statistics."""
+    last: dict[str, Any] = {}
+    steps: dict[str, int] = {}
+    for h in histograms:
+        last[h.name] = h
+        steps[h.name] = steps.get(h.name, 0) + 1
+    table = Table(title=f"Histograms ({len(last)} quantities)")
+    for col in ("name", "steps", "last step", "mean", "std", "abs max", "zeros", "flag"):
+        table.add_column(col, justify="left" if col in ("name", "flag") else "right")
+    for name, h in last.items():
+        st = h.stats
+        table.add_row(name, str(steps[name]), str(h.step), fmt(st.get("mean")), fmt(st.get("std")),
+                      fmt(st.get("abs_max")), fmt(st.get("zero_fraction")), h.flag or "")
     return table

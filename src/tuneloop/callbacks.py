@@ -28,6 +28,9 @@ class Callback:
     def on_report(self, number: int, step: int, metrics: dict[str, float]) -> None:
         """Trial ``number`` reported ``metrics`` at ``step``."""
 
+    def on_alert(self, number: int, step: int, message: str, action: str) -> None:
+        """An expected-range rule fired on trial ``number`` (``action``: warn or stop)."""
+
     def on_trial_end(self, trial: TrialRecord) -> None:
         """A trial reached a final state (completed, pruned, failed or diverged)."""
 

@@ -1,4 +1,4 @@
-"""The ``tuneloop`` command: demo, run, status, trials, best, export."""
+"""The ``tuneloop`` command: demo, run, status, trials, best, show, export."""
 
 from __future__ import annotations
 
@@ -175,6 +175,43 @@ def best(
         return
     best_trial(trials, record.mode, study)  # raises the clear error when there is none
     _print_best(trials, record.metric, record.mode, study)
+
+
+@app.command()
+@_friendly
+def show(
+    study: Annotated[str, typer.Argument(help="Study name")],
+    trial: Annotated[int, typer.Argument(help="Trial number")],
+    storage: Storage = None,
+) -> None:
+    """Everything about one trial: final metrics, curves, alerts, slices, samples, histograms."""
+    from tuneloop import _tables as tables
+    from tuneloop.analysis import direction_of, summarize_curve
+
+    store = _store(storage)
+    record = _study_record(store, study)
+    found = [t for t in store.trials(record.id) if t.number == trial]
+    if not found:
+        raise TuneloopError(f"Study {study!r} has no trial {trial}; see tuneloop trials {study}.")
+    t = found[0]
+    duration = "-" if t.duration is None else f"{t.duration:.1f}s"
+    out.print(f"[bold]Trial {t.number} of {study}[/]: {t.state}, {record.metric} = {tables.fmt(t.value)}, "
+              f"{duration}, attempt {t.attempt}")
+    out.print(tables.trial_detail(t, record.metric))
+    curves = store.series([t.id])[t.id]
+    if curves:
+        out.print(tables.curves_table([summarize_curve(name, pts, direction_of(name, record.metric, record.mode))
+                                       for name, pts in curves.items()]))
+    for rows, render in ((store.alerts(t.id, t.attempt), tables.alerts_table),
+                         (store.slices(t.id, t.attempt), tables.slices_table),
+                         (store.histograms(t.id, t.attempt), tables.histograms_table)):
+        if rows:
+            out.print(render(rows))
+    samples = store.samples(t.id, t.attempt)
+    if samples:
+        out.print(tables.samples_table(samples, store.artifact_dir))
+    if t.error:
+        out.print(f"[red]Error[/]: {t.error}", highlight=False)
 
 
 @app.command()

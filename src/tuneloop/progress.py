@@ -44,6 +44,12 @@ class RichProgress(Callback):
         self.running += 1
         self._refresh()
 
+    def on_alert(self, number: int, step: int, message: str, action: str) -> None:
+        self.counts["alerts"] = self.counts.get("alerts", 0) + 1
+        colour = "red" if action == "stop" else "yellow"
+        self.console.print(f"[{colour}]alert[/] trial {number} step {step}: {message}", highlight=False)
+        self._refresh()
+
     def on_trial_end(self, trial: Any) -> None:
         self.running -= 1
         self.counts[trial.state] = self.counts.get(trial.state, 0) + 1
@@ -59,7 +65,7 @@ class RichProgress(Callback):
         if self._progress is None:
             return
         parts = [f"running {self.running}"]
-        for state, colour in (("pruned", "yellow"), ("failed", "red"), ("diverged", "magenta")):
+        for state, colour in (("pruned", "yellow"), ("failed", "red"), ("diverged", "magenta"), ("alerts", "yellow")):
             if self.counts.get(state):
                 parts.append(f"[{colour}]{state} {self.counts[state]}[/]")
         if self.best is not None:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tuneloop._validation import check_one_of, check_positive_int, fail
+from tuneloop.alerts import Rule, default_rules
 from tuneloop.callbacks import Callback
 from tuneloop.errors import ConfigError, TuneloopError
 from tuneloop.run import Driver, RunSummary, executors
@@ -45,6 +46,7 @@ class Study:
         scheduler: Any = "none",
         executor: Any = None,
         workers: int = 1,
+        rules: Sequence[Rule] | str | None = "default",
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise fail("name", "Study", "a non-empty string", name)
@@ -61,6 +63,11 @@ class Study:
         self.storage = storage
         self.seed = seed
         self.defaults = {"searcher": searcher, "scheduler": scheduler, "executor": executor, "workers": workers}
+        if rules == "default":
+            rules = default_rules()
+        elif isinstance(rules, str) or any(not isinstance(r, Rule) for r in rules or ()):
+            raise fail("rules", "Study", "'default', None or a list of tl.Rule", rules)
+        self.rules: list[Rule] = list(rules or [])
         self.experiment_path: str | None = None  # set when loaded from a file (workers re-import it)
         self._stores: dict[str, Store] = {}
         self._last_url: str | None = None
@@ -122,7 +129,7 @@ class Study:
         driver = Driver(
             store=store, study=record, fn=self.fn, searcher=searcher_obj, scheduler=scheduler_obj,
             executor=executor_obj, n_trials=n_trials, seed=seed, budget=self.budget.to_dict(),
-            timeout=timeout, callbacks=callbacks, experiment_path=self.experiment_path,
+            timeout=timeout, callbacks=callbacks, experiment_path=self.experiment_path, rules=self.rules,
         )
         try:
             return driver.run()

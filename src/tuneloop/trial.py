@@ -116,8 +116,7 @@ class Trial:
         verdict :meth:`should_stop` returns. A NaN or infinite objective stops the trial as
         ``diverged``.
         """
-        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-            raise ConfigError(f"The 'step' argument of Trial.report must be a non-negative int. Got {step!r} instead.")
+        _check_step(step, "Trial.report")
         if not metrics:
             raise ConfigError("Trial.report needs at least one metric, e.g. trial.report(epoch, val_loss=0.3).")
         values = {name: to_metric(name, v) for name, v in metrics.items()}
@@ -125,11 +124,61 @@ class Trial:
             self._stop = True
 
     def should_stop(self) -> bool:
-        """True when the scheduler stopped this trial or its objective diverged: return soon."""
+        """True when the scheduler or an alert rule stopped this trial, or its objective
+        diverged: return soon."""
+        if not self._stop and self._channel.stop_requested(self._spec):
+            self._stop = True
         return self._stop
+
+    def log(self, step: int, **values: Any) -> None:
+        """Record values at ``step`` without asking the scheduler (train loss every N steps,
+        diagnostics). Alert rules still see them."""
+        _check_step(step, "Trial.log")
+        if values:
+            from tuneloop.run.events import Scalars
+
+            self._channel.emit(self._spec, Scalars(self._spec.trial_id, step,
+                                                   {k: to_metric(k, v) for k, v in values.items()}))
+
+    def log_histogram(self, step: int, name: str, values: Any, *, bins: int = 32) -> None:
+        """Record the distribution of ``values`` (a tensor or array) at ``step`` as bin counts.
+
+        Only the counts and summary statistics are stored. Empty or non-finite input is recorded
+        with a flag (and alert rules see it), never raised.
+        """
+        from tuneloop._logged import summarize
+        from tuneloop.run.events import Histogram
+
+        _check_step(step, "Trial.log_histogram")
+        self._channel.emit(self._spec, Histogram(self._spec.trial_id, step, str(name), **summarize(values, bins)))
+
+    def log_slice(self, step: int, slice: str, metric: str, value: Any, n: int) -> None:
+        """Record ``metric`` = ``value`` on the ``n`` examples of one slice (a class, a noise level)."""
+        from tuneloop.run.events import SliceMetric
+
+        _check_step(step, "Trial.log_slice")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ConfigError(f"The 'n' argument of Trial.log_slice must be a non-negative int. Got {n!r} instead.")
+        self._channel.emit(self._spec, SliceMetric(self._spec.trial_id, step, str(slice), str(metric),
+                                                   to_metric(f"{metric}[{slice}]", value), n))
+
+    def log_sample(self, step: int, name: str, value: Any, *, kind: str | None = None) -> None:
+        """Record something to look at: an image (HxW/HxWxC array, CHW tensor or matplotlib
+        figure; stored as a PNG file), text, an array or a table (dict of columns or list of rows)."""
+        from tuneloop._logged import encode_sample
+        from tuneloop.run.events import Sample
+
+        _check_step(step, "Trial.log_sample")
+        kind, data = encode_sample(value, kind)
+        self._channel.emit(self._spec, Sample(self._spec.trial_id, step, str(name), kind, data))
 
     def __repr__(self) -> str:
         return f"Trial(number={self.number}, params={self.params.to_dict()!r})"
+
+
+def _check_step(step: Any, owner: str) -> None:
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise ConfigError(f"The 'step' argument of {owner} must be a non-negative int. Got {step!r} instead.")
 
 
 def is_finite(value: float | None) -> bool:

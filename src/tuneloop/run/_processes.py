@@ -108,6 +108,8 @@ class ProcessesExecutor(Executor):
                     worker.conn.send(("decision", bool(stop)))
                 elif isinstance(event, (Finished, Failed)):
                     worker.spec = None
+                elif stop:  # an alert rule stopped the trial: it sees this at should_stop()
+                    worker.conn.send(("stop", event.trial_id))
         except (EOFError, BrokenPipeError, ConnectionResetError, OSError):
             pass
         if not worker.process.is_alive():

@@ -22,18 +22,29 @@ class _PipeChannel:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.stop_requested: set[int] = set()
+        self.stops: set[int] = set()
 
     def report(self, spec: TrialSpec, step: int, metrics: dict[str, float]) -> bool:
         self.conn.send(Report(spec.trial_id, step, metrics))
         while True:  # other messages may arrive before the verdict (a stop request)
             msg = self.conn.recv()
             if msg[0] == "decision":
-                return bool(msg[1]) or spec.trial_id in self.stop_requested
-            if msg[0] == "stop":
-                self.stop_requested.add(msg[1])
-            elif msg[0] == "exit":
-                raise SystemExit(0)
+                return bool(msg[1]) or spec.trial_id in self.stops
+            self._control(msg)
+
+    def emit(self, spec: TrialSpec, event: Any) -> None:
+        self.conn.send(event)
+
+    def stop_requested(self, spec: TrialSpec) -> bool:
+        while self.conn.poll():  # only control messages can be waiting while a trial runs
+            self._control(self.conn.recv())
+        return spec.trial_id in self.stops
+
+    def _control(self, msg: tuple[Any, ...]) -> None:
+        if msg[0] == "stop":
+            self.stops.add(msg[1])
+        elif msg[0] == "exit":
+            raise SystemExit(0)
 
 
 def limit_threads(threads: int) -> None:
@@ -76,7 +87,7 @@ def main(conn: Connection, fn_blob: bytes, experiment_path: str | None, threads:
             if load_error:
                 conn.send(Failed(spec.trial_id, load_error))
                 continue
-            channel.stop_requested.clear()
+            channel.stops.clear()
             conn.send(execute(fn, spec, channel))
     except (EOFError, BrokenPipeError):
         return  # the driver is gone or interrupting: nothing left to report to

@@ -10,6 +10,7 @@ study reaches exactly ``n_trials`` finished trials.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -18,12 +19,15 @@ from typing import Any
 
 import numpy as np
 
+from tuneloop.alerts import Fired, Rule, RuleBook
 from tuneloop.callbacks import Callback
 from tuneloop.run._executor import Executor
-from tuneloop.run.events import Event, Failed, Finished, Report, TrialSpec
+from tuneloop.run.events import Event, Failed, Finished, Histogram, Report, Sample, Scalars, SliceMetric, TrialSpec
 from tuneloop.schedule import Decision, Scheduler
 from tuneloop.search import Outcome, Searcher
 from tuneloop.store import Store, StudyRecord, TrialRecord
+from tuneloop.store._logs import alert_row
+from tuneloop.store.store import point_rows
 from tuneloop.store.records import FINISHED_STATES
 
 _FLUSH_SECONDS = 1.0  # metric points reach the store at least this often (live dashboards)
@@ -55,6 +59,7 @@ class _Running:
     last: dict[str, float] = field(default_factory=dict)
     pruned: bool = False
     diverged: bool = False
+    rule_stop: str | None = None  # "diverged" or "pruned" when a stop rule fired
 
 
 class Driver:
@@ -75,6 +80,7 @@ class Driver:
         timeout: float | None = None,
         callbacks: Sequence[Callback] = (),
         experiment_path: str | None = None,
+        rules: Sequence[Rule] = (),
     ) -> None:
         self.store, self.study, self.fn = store, study, fn
         self.searcher, self.scheduler, self.executor = searcher, scheduler, executor
@@ -83,6 +89,8 @@ class Driver:
         self.metric = study.metric
         self._running: dict[int, _Running] = {}
         self._points: list[tuple[int, int, int, str, float]] = []
+        self._batch: dict[str, list[dict[str, Any]]] = {"histograms": [], "slices": [], "samples": [], "alerts": []}
+        self.rulebook = RuleBook(list(rules))
         self._last_flush = time.monotonic()
         self.summary = RunSummary(study.name)
 
@@ -178,10 +186,50 @@ class Driver:
 
     # -- events ---------------------------------------------------------------------------
     def _handle(self, event: Event) -> bool:
+        """Take one event; True means the trial must stop."""
         if isinstance(event, Report):
             return self._on_report(event)
-        self._on_end(event)
-        return False
+        if isinstance(event, (Finished, Failed)):
+            self._on_end(event)
+            return False
+        run = self._running.get(event.trial_id)
+        if run is None:
+            return True
+        row = {"trial_id": event.trial_id, "attempt": run.spec.attempt, "step": event.step}
+        if isinstance(event, Scalars):
+            self._points.extend((event.trial_id, run.spec.attempt, event.step, k, v) for k, v in event.values.items())
+            for name, value in event.values.items():
+                self._alert(run, event.step, self.rulebook.scalar(event.trial_id, name, value))
+        elif isinstance(event, Histogram):
+            summary = {"low": event.low, "high": event.high, "counts": event.counts, "n": event.n,
+                       "nonfinite": event.nonfinite, "stats": event.stats}
+            self._batch["histograms"].append({**row, "name": event.name, "low": event.low, "high": event.high,
+                                              "counts": event.counts, "n": event.n, "nonfinite": event.nonfinite,
+                                              "stats": json.dumps(event.stats), "flag": event.flag})
+            self._alert(run, event.step, self.rulebook.histogram(event.trial_id, event.name, summary))
+        elif isinstance(event, SliceMetric):
+            self._batch["slices"].append({**row, "slice": event.slice, "metric": event.metric,
+                                          "value": event.value if math.isfinite(event.value) else None, "n": event.n})
+        elif isinstance(event, Sample):
+            path = payload = None
+            if event.kind == "image":  # the driver writes files, so workers need no shared disk
+                path = self.store.save_artifact(self.study.name, run.spec.number, event.name, event.step,
+                                                bytes(event.data), "png")
+            else:
+                payload = str(event.data)
+            self._batch["samples"].append({**row, "name": event.name, "kind": event.kind, "path": path,
+                                           "payload": payload})
+        self._flush_if_due()
+        return run.rule_stop is not None
+
+    def _alert(self, run: _Running, step: int, fired: list[Fired]) -> None:
+        for f in fired:
+            self._batch["alerts"].append(alert_row(run.spec.trial_id, run.spec.attempt, step, f.rule.label,
+                                                   f.quantity, f.value, f.rule.action, f.message))
+            if f.rule.action == "stop" and run.rule_stop is None:
+                run.rule_stop = "diverged" if f.rule.finite else "pruned"
+            for cb in self.callbacks:
+                cb.on_alert(run.spec.number, step, f.message, f.rule.action)
 
     def _on_report(self, event: Report) -> bool:
         run = self._running.get(event.trial_id)
@@ -197,10 +245,12 @@ class Driver:
                 run.diverged = True
             elif self.scheduler.on_report(event.trial_id, event.step, objective) == Decision.STOP:
                 run.pruned = True
+        for name, value in event.metrics.items():
+            self._alert(run, event.step, self.rulebook.scalar(event.trial_id, name, value))
         for cb in self.callbacks:
             cb.on_report(run.spec.number, event.step, event.metrics)
         self._flush_if_due()
-        return run.pruned or run.diverged
+        return run.pruned or run.diverged or run.rule_stop is not None
 
     def _on_end(self, event: Finished | Failed) -> None:
         run = self._running.pop(event.trial_id, None)
@@ -216,9 +266,9 @@ class Driver:
                 returned[self.metric] = returned.pop("")
             values.update(returned)
             value = values.get(self.metric)
-            if run.diverged or (value is not None and not math.isfinite(value)):
+            if run.diverged or run.rule_stop == "diverged" or (value is not None and not math.isfinite(value)):
                 state = "diverged"
-            elif run.pruned or event.pruned:
+            elif run.pruned or event.pruned or run.rule_stop == "pruned":
                 state = "pruned"
             elif value is None:
                 state = "failed"
@@ -229,7 +279,8 @@ class Driver:
                 state = "completed"
         value = values.get(self.metric)
         points, self._points = self._points, []
-        self.store.finish_trial(event.trial_id, state, value, values, error, points)
+        batch, self._batch = self._batch, {k: [] for k in self._batch}
+        self.store.finish_trial(event.trial_id, state, value, values, error, points, batch)
         self._last_flush = time.monotonic()
         self.searcher.tell(Outcome(run.spec.params, state, value, run.curve, run.token))
         self.scheduler.on_result(event.trial_id, state, value)
@@ -243,12 +294,13 @@ class Driver:
             cb.on_trial_end(record)
 
     def _flush_if_due(self) -> None:
-        if len(self._points) >= _FLUSH_POINTS or (
-            self._points and time.monotonic() - self._last_flush >= _FLUSH_SECONDS
-        ):
+        pending = len(self._points) + sum(len(rows) for rows in self._batch.values())
+        if pending >= _FLUSH_POINTS or (pending and time.monotonic() - self._last_flush >= _FLUSH_SECONDS):
             self._flush()
 
     def _flush(self) -> None:
+        """Write every buffered point and row in one transaction."""
         points, self._points = self._points, []
-        self.store.add_points(points)
+        batch, self._batch = self._batch, {k: [] for k in self._batch}
+        self.store.write_batch({"metrics": point_rows(points), **batch})
         self._last_flush = time.monotonic()

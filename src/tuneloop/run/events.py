@@ -50,10 +50,64 @@ class Failed:
     traceback: str = ""
 
 
-Event = Report | Finished | Failed
+@dataclass(frozen=True)
+class Scalars:
+    """Values logged without asking the scheduler (diagnostics, per-step train loss)."""
+
+    trial_id: int
+    step: int
+    values: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """A histogram summary: equal-width bin counts over the finite values, plus statistics."""
+
+    trial_id: int
+    step: int
+    name: str
+    low: float | None
+    high: float | None
+    counts: bytes  # little-endian uint32 per bin
+    n: int
+    nonfinite: int
+    stats: dict[str, float]
+    flag: str | None = None
+
+
+@dataclass(frozen=True)
+class SliceMetric:
+    """One metric on one slice of the evaluation data (a class, a noise level...)."""
+
+    trial_id: int
+    step: int
+    slice: str
+    metric: str
+    value: float
+    n: int
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Something to look at: PNG bytes for an image, JSON text for text, arrays and tables."""
+
+    trial_id: int
+    step: int
+    name: str
+    kind: str
+    data: bytes | str
+
+
+Event = Report | Finished | Failed | Scalars | Histogram | SliceMetric | Sample
 
 
 class Channel(Protocol):
-    """How a running Trial talks back: ``report`` returns True when the trial must stop."""
+    """How a running Trial talks back: ``report`` returns True when the trial must stop;
+    ``emit`` sends anything else without waiting; ``stop_requested`` says whether the driver
+    has asked the trial to stop since (an alert rule, say)."""
 
     def report(self, spec: TrialSpec, step: int, metrics: dict[str, float]) -> bool: ...
+
+    def emit(self, spec: TrialSpec, event: Event) -> None: ...
+
+    def stop_requested(self, spec: TrialSpec) -> bool: ...

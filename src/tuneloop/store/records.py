@@ -84,3 +84,52 @@ class TrialRecord:
         if self.started_at is None or self.finished_at is None:
             return None
         return self.finished_at - self.started_at
+
+
+@dataclass(frozen=True)
+class HistogramRecord:
+    """A stored histogram: equal-width bins from ``low`` to ``high`` over the finite values."""
+
+    step: int
+    name: str
+    low: float | None
+    high: float | None
+    counts: list[int]
+    n: int
+    nonfinite: int
+    stats: dict[str, float]
+    flag: str | None
+
+
+@dataclass(frozen=True)
+class AlertRecord:
+    """A rule that fired: on which quantity, at which step, with which value and message."""
+
+    step: int
+    rule: str
+    quantity: str
+    value: float | None
+    action: str
+    message: str
+
+
+@dataclass(frozen=True)
+class SliceRecord:
+    """One metric on one slice of the evaluation data at one step."""
+
+    step: int
+    slice: str
+    metric: str
+    value: float | None
+    n: int
+
+
+@dataclass(frozen=True)
+class SampleRecord:
+    """Something logged to look at: an image file (``path``) or inline ``payload``."""
+
+    step: int
+    name: str
+    kind: str
+    path: str | None
+    payload: Any

@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -19,7 +20,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: histograms, alerts, slices, samples (1 -> 2 only adds tables)
 
 metadata = MetaData()
 
@@ -74,3 +75,65 @@ metrics = Table(
     Column("value", Float),  # NULL stands for NaN (SQLite cannot hold NaN)
 )
 Index("ix_metrics_trial", metrics.c.trial_id, metrics.c.attempt, metrics.c.name, metrics.c.step)
+
+histograms = Table(
+    "histograms",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("trial_id", Integer, ForeignKey("trials.id", ondelete="CASCADE"), nullable=False),
+    Column("attempt", Integer, nullable=False, default=0),
+    Column("step", Integer, nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("low", Float),  # equal-width bins from low to high over the finite values
+    Column("high", Float),
+    Column("counts", LargeBinary, nullable=False),  # little-endian uint32 per bin
+    Column("n", Integer, nullable=False),  # every value, non-finite included
+    Column("nonfinite", Integer, nullable=False),
+    Column("stats", Text, nullable=False),  # JSON: mean, std, min, max, abs_max, zero_fraction
+    Column("flag", String(32)),  # "empty" or "nonfinite": recorded, never raised
+)
+Index("ix_histograms_trial", histograms.c.trial_id, histograms.c.attempt, histograms.c.name, histograms.c.step)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("trial_id", Integer, ForeignKey("trials.id", ondelete="CASCADE"), nullable=False),
+    Column("attempt", Integer, nullable=False, default=0),
+    Column("step", Integer, nullable=False),
+    Column("rule", String(255), nullable=False),
+    Column("quantity", String(255), nullable=False),
+    Column("value", Float),
+    Column("action", String(8), nullable=False),  # warn | stop
+    Column("message", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_alerts_trial", alerts.c.trial_id)
+
+slices = Table(
+    "slices",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("trial_id", Integer, ForeignKey("trials.id", ondelete="CASCADE"), nullable=False),
+    Column("attempt", Integer, nullable=False, default=0),
+    Column("step", Integer, nullable=False),
+    Column("slice", String(255), nullable=False),
+    Column("metric", String(255), nullable=False),
+    Column("value", Float),
+    Column("n", Integer, nullable=False),
+)
+Index("ix_slices_trial", slices.c.trial_id, slices.c.attempt, slices.c.step)
+
+samples = Table(
+    "samples",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("trial_id", Integer, ForeignKey("trials.id", ondelete="CASCADE"), nullable=False),
+    Column("attempt", Integer, nullable=False, default=0),
+    Column("step", Integer, nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("kind", String(16), nullable=False),  # image | text | array | table
+    Column("path", Text),  # images: relative to the store's artifact folder
+    Column("payload", Text),  # text, array or table: inline JSON
+)
+Index("ix_samples_trial", samples.c.trial_id, samples.c.attempt)

@@ -24,6 +24,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlch
 from tuneloop.errors import SchemaVersionError, StorageError
 from tuneloop.space import Space, space_from_json
 from tuneloop.store import schema
+from tuneloop.store._logs import LogsMixin
 from tuneloop.store.records import FINISHED_STATES, StudyRecord, StudySummary, TrialRecord
 
 DEFAULT_URL = "tuneloop.db"  # a path: resolved against the working directory
@@ -76,8 +77,8 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, allow_nan=True, separators=(",", ":"))
 
 
-class Store:
-    """Studies, trials and metric points in one SQL database."""
+class Store(LogsMixin):
+    """Studies, trials, metric points and everything else trials log, in one SQL database."""
 
     def __init__(self, url: str | os.PathLike[str] | None = None) -> None:
         self.url = resolve_url(url)
@@ -117,10 +118,15 @@ class Store:
                         f"{self.url} was written by a newer tuneloop (schema {version}; this version reads up "
                         f"to {schema.SCHEMA_VERSION}); upgrade: pip install -U tuneloop."
                     )
+            # every migration so far only adds tables, which create_all does; then record the version
             schema.metadata.create_all(self.engine)
             with self.engine.begin() as conn:
-                if conn.execute(select(schema.meta.c.key).where(schema.meta.c.key == "schema_version")).first() is None:
+                row = conn.execute(select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")).first()
+                if row is None:
                     conn.execute(insert(schema.meta).values(key="schema_version", value=str(schema.SCHEMA_VERSION)))
+                elif int(row[0]) < schema.SCHEMA_VERSION:
+                    conn.execute(update(schema.meta).where(schema.meta.c.key == "schema_version")
+                                 .values(value=str(schema.SCHEMA_VERSION)))
         except SchemaVersionError:
             self.engine.dispose()
             raise
@@ -212,11 +218,14 @@ class Store:
             return int(conn.execute(select(schema.trials.c.attempt).where(schema.trials.c.id == trial_id)).scalar_one())
 
     def finish_trial(self, trial_id: int, state: str, value: float | None, values: dict[str, float],
-                     error: str | None = None, points: Sequence[Point] = ()) -> None:
-        """Record a trial's end, and its last unwritten metric points, in one transaction."""
+                     error: str | None = None, points: Sequence[Point] = (),
+                     batch: dict[str, list[dict[str, Any]]] | None = None) -> None:
+        """Record a trial's end and everything still unwritten (points, logged rows) in one transaction."""
         with self._write() as conn:
             if points:
-                conn.execute(self._insert_points, _point_rows(points))
+                conn.execute(self._insert_points, point_rows(points))
+            if batch:
+                self.write_batch(batch, conn)
             conn.execute(self._finish_trial, {
                 "trial_id": trial_id, "state": state, "value": _finite_or_none(value), "values": _dumps(values),
                 "error": error, "finished_at": time.time(),
@@ -234,7 +243,7 @@ class Store:
     def add_points(self, points: Sequence[Point]) -> None:
         if points:
             with self._write() as conn:
-                conn.execute(self._insert_points, _point_rows(points))
+                conn.execute(self._insert_points, point_rows(points))
 
     def trials(self, study_id: int, states: Iterable[str] | None = None) -> list[TrialRecord]:
         t = schema.trials
@@ -308,7 +317,7 @@ def _cause(exc: BaseException) -> str:
     return str(exc).splitlines()[0]
 
 
-def _point_rows(points: Sequence[Point]) -> list[dict[str, Any]]:
+def point_rows(points: Sequence[Point]) -> list[dict[str, Any]]:
     return [{"trial_id": t, "attempt": a, "step": s, "name": n, "value": _finite_or_none(v)} for t, a, s, n, v in points]
 
 

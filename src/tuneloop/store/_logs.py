@@ -1,0 +1,97 @@
+"""The store's half for what trials log besides metrics: histograms, alerts, slices, samples.
+
+Rows arrive in batches (one transaction per flush); image samples are files in the store's
+artifact folder, referenced by a path relative to it, so a study folder can be moved whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, select
+
+from tuneloop.store import schema
+from tuneloop.store.records import AlertRecord, HistogramRecord, SampleRecord, SliceRecord
+
+TABLES = {"metrics": schema.metrics, "histograms": schema.histograms, "alerts": schema.alerts,
+          "slices": schema.slices, "samples": schema.samples}
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class LogsMixin:
+    """Batch writes and per-trial reads of histograms, alerts, slices and samples."""
+
+    url: str
+    is_sqlite: bool
+
+    def _write(self) -> Any: ...  # provided by Store
+    def _read(self) -> Any: ...  # provided by Store
+
+    @property
+    def artifact_dir(self) -> Path:
+        """Where files (image samples) go: beside an SQLite file, else $TUNELOOP_ARTIFACTS or
+        ./tuneloop-artifacts."""
+        from sqlalchemy.engine import make_url
+
+        if self.is_sqlite:
+            db = make_url(self.url).database
+            if db and db != ":memory:":
+                path = Path(db)
+                return path.with_name(path.stem + "-artifacts")
+        return Path(os.environ.get("TUNELOOP_ARTIFACTS") or "tuneloop-artifacts").resolve()
+
+    def save_artifact(self, study: str, number: int, name: str, step: int, data: bytes, ext: str) -> str:
+        """Write ``data`` under the artifact folder; return its path relative to that folder."""
+        relative = Path(_SAFE.sub("_", study)) / f"trial-{number}" / f"{_SAFE.sub('_', name)}-step{step}.{ext}"
+        target = self.artifact_dir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        return relative.as_posix()
+
+    def write_batch(self, batch: Mapping[str, Sequence[dict[str, Any]]], conn: Any = None) -> None:
+        """Insert rows into several tables in one transaction (or in ``conn``'s)."""
+        if not any(batch.values()):
+            return
+        if conn is None:
+            with self._write() as c:
+                self.write_batch(batch, c)
+            return
+        for table, rows in batch.items():
+            if rows:
+                conn.execute(insert(TABLES[table]), list(rows))
+
+    def _rows(self, table: Any, trial_id: int, attempt: int | None) -> list[Any]:
+        stmt = select(table).where(table.c.trial_id == trial_id).order_by(table.c.id)
+        if attempt is not None:
+            stmt = stmt.where(table.c.attempt == attempt)
+        with self._read() as conn:
+            return list(conn.execute(stmt))
+
+    def histograms(self, trial_id: int, attempt: int | None = None) -> list[HistogramRecord]:
+        from tuneloop._logged import counts_of
+
+        return [HistogramRecord(r.step, r.name, r.low, r.high, counts_of(r.counts), r.n, r.nonfinite,
+                                json.loads(r.stats), r.flag) for r in self._rows(schema.histograms, trial_id, attempt)]
+
+    def alerts(self, trial_id: int, attempt: int | None = None) -> list[AlertRecord]:
+        return [AlertRecord(r.step, r.rule, r.quantity, r.value, r.action, r.message)
+                for r in self._rows(schema.alerts, trial_id, attempt)]
+
+    def slices(self, trial_id: int, attempt: int | None = None) -> list[SliceRecord]:
+        return [SliceRecord(r.step, r.slice, r.metric, r.value, r.n) for r in self._rows(schema.slices, trial_id, attempt)]
+
+    def samples(self, trial_id: int, attempt: int | None = None) -> list[SampleRecord]:
+        return [SampleRecord(r.step, r.name, r.kind, r.path, None if r.payload is None else json.loads(r.payload))
+                for r in self._rows(schema.samples, trial_id, attempt)]
+
+
+def alert_row(trial_id: int, attempt: int, step: int, rule: str, quantity: str, value: float | None,
+              action: str, message: str) -> dict[str, Any]:
+    return {"trial_id": trial_id, "attempt": attempt, "step": step, "rule": rule, "quantity": quantity,
+            "value": value, "action": action, "message": message, "created_at": time.time()}
