@@ -32,3 +32,9 @@ def test_demo_command_tunes_then_tests_once(tmp_path, monkeypatch):
     line = next(ln for ln in result.output.splitlines() if "this run: tuned MLP" in ln)
     assert 10.0 <= float(line.split()[-2].rstrip("%")) <= 100.0
     assert (tmp_path / "tuneloop.db").exists()
+    best = line.split("(trial ")[1].split(")")[0]
+    monkeypatch.setenv("COLUMNS", "200")
+    show = CliRunner().invoke(app, ["show", "demo-mnist1d-mlp", best])
+    assert show.exit_code == 0, show.output
+    for section in ("Curves", "Slices at step", "class 9", "Samples (1)", "confusion", "Histograms"):
+        assert section in show.output, section

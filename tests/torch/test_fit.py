@@ -1,4 +1,4 @@
-"""The reference trainer: it learns, is deterministic, reports every epoch, and flags divergence."""
+"""The reference trainer: it learns, is deterministic, reports and inspects, flags divergence."""
 
 import math
 
@@ -20,6 +20,19 @@ def blobs():
     return (x[:200], y[:200]), (x[200:], y[200:])
 
 
+def run_in_study(storage, blobs, **fit_kwargs):
+    """Run ``fit`` as the trial function of a one-trial study; return (trial record, store)."""
+    train, val = blobs
+
+    def trial_fn(trial):
+        return fit(lambda: MLP(2, 3, width=16), train, val, trial=trial, seed=trial.seed, **fit_kwargs).metrics
+
+    study = tl.Study("fit", tl.Space(x=tl.Choice([0])), trial_fn, metric="val_acc", mode="max", storage=storage)
+    study.run(searcher="grid")
+    (t,) = study.trials
+    return t, study._store(None)
+
+
 def test_fit_learns_and_keeps_the_best_epoch(blobs):
     train, val = blobs
     result = fit(lambda: MLP(2, 3, width=16), train, val, optimizer="adam", lr=1e-2, epochs=15, seed=0)
@@ -31,28 +44,75 @@ def test_fit_learns_and_keeps_the_best_epoch(blobs):
 
 def test_fit_is_deterministic_under_a_seed(blobs):
     train, val = blobs
-    a = fit(lambda: MLP(2, 3), train, val, optimizer="sgd", momentum=0.5, lr=0.05, epochs=3, seed=4)
-    b = fit(lambda: MLP(2, 3), train, val, optimizer="sgd", momentum=0.5, lr=0.05, epochs=3, seed=4)
-    c = fit(lambda: MLP(2, 3), train, val, optimizer="sgd", momentum=0.5, lr=0.05, epochs=3, seed=5)
-    assert a.history == b.history != c.history
+    runs = [fit(lambda: MLP(2, 3), train, val, optimizer="sgd", momentum=0.5, lr=0.05, epochs=3, seed=s).history
+            for s in (4, 4, 5)]
+    assert runs[0] == runs[1] != runs[2]
 
 
-def test_fit_reports_each_epoch_and_a_huge_lr_diverges(blobs, storage):
+def test_a_dataloader_trains_like_arrays(blobs):
+    (x, y), val = blobs
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.tensor(x), torch.tensor(y)),
+                                         batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0))
+    result = fit(lambda: MLP(2, 3, width=16), loader, val, lr=1e-2, epochs=10, seed=0)
+    assert result.metrics["val_acc"] > 0.95
+
+
+def test_every_epoch_is_reported_and_the_inspector_logs_its_numbers(blobs, storage):
+    t, store = run_in_study(storage, blobs, lr=1e-2, epochs=3, batch_size=50, log_every=2, inspect_every=4)
+    assert t.state == "completed"
+    curves = store.series([t.id])[t.id]
+    assert [s for s, _ in curves["val_acc"]] == [1, 2, 3]
+    assert {"train_loss", "val_loss", "val_acc", "step/train_loss", "step/lr", "grad_norm"} <= set(curves)
+    assert [s for s, _ in curves["step/train_loss"]] == [0, 2, 4, 6, 8, 10]  # 4 steps an epoch, log_every=2
+    (ratio,) = curves["init_loss_ratio"]
+    assert 0.5 < ratio[1] < 2.0  # an untrained 3-class classifier starts near ln(3)
+    assert any(name.startswith("update_ratio/") for name in curves)
+    assert any(name.startswith("dead_relu/") for name in curves)
+    hists = store.histograms(t.id)
+    assert {h.step for h in hists} == {0, 4, 8}
+    names = {h.name for h in hists}
+    assert {"weight/0.weight", "grad/0.weight", "act/0", "act/1"} <= names
+    slices = store.slices(t.id)
+    assert {s.slice for s in slices} == {"class 0", "class 1", "class 2"} and sum(s.n for s in slices) == 2 * 100
+    (confusion,) = store.samples(t.id)
+    assert confusion.name == "confusion" and len(confusion.payload) == 3
+
+
+def test_a_huge_learning_rate_alerts_non_finite_and_the_trial_is_diverged(blobs, storage):
+    t, store = run_in_study(storage, blobs, optimizer="sgd", lr=1e12, epochs=4)
+    assert t.state == "diverged"
+    assert any(a.rule == "non-finite" and a.action == "stop" for a in store.alerts(t.id))
+
+
+def test_steps_override_epochs_and_patience_stops_early(blobs):
     train, val = blobs
+    r = fit(lambda: MLP(2, 3), train, val, steps=5, batch_size=100, epochs=99)  # 2 steps an epoch
+    assert len(r.history) == 3
+    flat = fit(lambda: MLP(2, 3), train, val, lr=0.0, optimizer="sgd", epochs=50, patience=3)
+    assert flat.stopped_early and len(flat.history) == 4  # epoch 1 is best, 3 more without progress
 
-    def trial_fn(trial):
-        return fit(lambda: MLP(2, 3), train, val, trial=trial, optimizer="sgd", lr=trial.params.lr,
-                   epochs=4, seed=trial.seed).metrics
 
-    space = tl.Space(lr=tl.Choice([0.05, 1e12]))
-    study = tl.Study("fit", space, trial_fn, metric="val_acc", mode="max", storage=storage)
-    study.run(searcher="grid")
-    by_lr = {t.params["lr"]: t for t in study.trials}
-    assert by_lr[0.05].state == "completed"
-    assert by_lr[1e12].state == "diverged"
-    store = study._store(None)
-    curve = store.series([by_lr[0.05].id])[by_lr[0.05].id]
-    assert [s for s, _ in curve["val_acc"]] == [1, 2, 3, 4] and set(curve) == {"train_loss", "val_loss", "val_acc"}
+@pytest.mark.parametrize("schedule", ["one_cycle", "plateau", "step", "warmup_cosine"])
+def test_every_schedule_trains(schedule, blobs):
+    train, val = blobs
+    r = fit(lambda: MLP(2, 3, width=16), train, val, lr=1e-2, epochs=8, schedule=schedule, clip=1.0,
+            label_smoothing=0.1, seed=0)
+    assert r.metrics["val_acc"] > 0.9
+
+
+def test_plateau_cuts_the_learning_rate_when_validation_stalls(blobs, storage):
+    t, store = run_in_study(storage, blobs, optimizer="sgd", lr=1e-6, epochs=6, schedule="plateau", log_every=1)
+    lrs = [v for _, v in store.series([t.id])[t.id]["step/lr"]]
+    assert lrs[0] == pytest.approx(1e-6) and lrs[-1] == pytest.approx(1e-7)  # cut after 3 flat epochs
+
+
+def test_mse_regression_selects_on_val_loss():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 3)).astype(np.float32)
+    y = (x @ np.array([1.0, -2.0, 0.5], dtype=np.float32))[:, None]
+    r = fit(lambda: torch.nn.Linear(3, 1), (x[:150], y[:150]), (x[150:], y[150:]), loss="mse", lr=0.05, epochs=30)
+    losses = [h["val_loss"] for h in r.history]
+    assert "val_acc" not in r.metrics and r.metrics["val_loss"] == min(losses) < losses[0] / 10
 
 
 def test_lr_schedules():
@@ -62,17 +122,22 @@ def test_lr_schedules():
     assert lr_factor("step", 60, 100) == pytest.approx(0.1) and lr_factor("step", 80, 100) == pytest.approx(0.01)
     warm = [lr_factor("warmup_cosine", s, 100, warmup=0.1) for s in range(12)]
     assert warm[:10] == pytest.approx([(s + 1) / 10 for s in range(10)]) and warm[10] == pytest.approx(1.0)
-    with pytest.raises(tl.ConfigError, match="The 'schedule' argument of fit must be one of"):
-        lr_factor("linear", 0, 10)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"schedule": "linear"}, "The 'schedule' argument of fit must be one of 'constant', 'cosine', 'one_cycle'"),
+    ({"optimizer": "adagrad"}, "The 'optimizer' argument of fit must be one of 'adam'"),
+    ({"loss": "hinge"}, "The 'loss' argument of fit must be 'cross_entropy' or 'mse'"),
+])
+def test_unknown_names_list_the_valid_ones(kwargs, message, blobs):
+    with pytest.raises(tl.ConfigError, match=message):
+        fit(lambda: MLP(2, 3), *blobs, epochs=1, **kwargs)
 
 
 @pytest.mark.parametrize("name, cls", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW),
                                        ("nesterov", torch.optim.SGD), ("rmsprop", torch.optim.RMSprop)])
 def test_optimizers_by_name(name, cls):
     opt = make_optimizer(name, [torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-    assert isinstance(opt, cls)
+    assert isinstance(opt, cls) and not math.isnan(opt.defaults["lr"])
     if name == "nesterov":
         assert opt.defaults["nesterov"] and opt.defaults["momentum"] == 0.9
-    with pytest.raises(tl.ConfigError, match="The 'optimizer' argument of fit must be one of"):
-        make_optimizer("adagrad", [torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-    assert not math.isnan(opt.defaults["lr"])

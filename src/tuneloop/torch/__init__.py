@@ -1,6 +1,23 @@
-"""PyTorch helpers: a reference trainer and small reference models. Imports torch."""
+"""PyTorch helpers: the reference trainer, its inspector, per-slice evaluation, small models.
+Importing this imports torch."""
 
-from tuneloop.torch._fit import OPTIMIZERS, SCHEDULES, FitResult, evaluate, fit, lr_factor, make_optimizer
+from tuneloop.torch._fit import LOSSES, OPTIMIZERS, SCHEDULES, FitResult, evaluate, fit, lr_factor, make_optimizer
+from tuneloop.torch._inspect import Inspector
 from tuneloop.torch._models import CNN, MLP
+from tuneloop.torch._slices import evaluate_slices, log_slices
 
-__all__ = ["CNN", "FitResult", "MLP", "OPTIMIZERS", "SCHEDULES", "evaluate", "fit", "lr_factor", "make_optimizer"]
+__all__ = [
+    "CNN",
+    "FitResult",
+    "Inspector",
+    "LOSSES",
+    "MLP",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "evaluate",
+    "evaluate_slices",
+    "fit",
+    "log_slices",
+    "lr_factor",
+    "make_optimizer",
+]

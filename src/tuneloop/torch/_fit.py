@@ -1,31 +1,35 @@
-"""``fit``: a small, deterministic reference trainer that reports to a Trial every epoch.
+"""``fit``: the reference trainer. Deterministic under a seed, reports to a Trial every epoch.
 
     result = fit(lambda: MLP(40, 10, width=p.width), data.train, data.val, trial=trial,
-                 optimizer=p.optimizer, lr=p.lr, epochs=trial.budget.epochs, seed=trial.seed)
+                 optimizer=p.optimizer, lr=p.lr, schedule="warmup_cosine", clip=1.0,
+                 epochs=trial.budget.epochs, patience=10, seed=trial.seed)
     return result.metrics          # the best validation epoch's metrics
 
-The reported result is the best validation epoch (retrospective checkpoint selection), and
-``result.model`` holds that epoch's weights.
+The reported result is the best validation epoch (retrospective checkpoint selection) and
+``result.model`` holds that epoch's weights. Each epoch reports train_loss, val_loss (and
+val_acc for classification); every ``log_every`` steps it logs ``step/train_loss`` and
+``step/lr``, and every ``inspect_every`` steps the Inspector's histograms and health numbers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from tuneloop._validation import check_one_of, check_positive_int
+from tuneloop.torch._data import Batches, batches
+from tuneloop.torch._inspect import Inspector
 
 OPTIMIZERS = ("adam", "adamw", "momentum", "nesterov", "rmsprop", "sgd")
-SCHEDULES = ("constant", "cosine", "step", "warmup_cosine")
-
-Data = tuple[Any, Any]
+SCHEDULES = ("constant", "cosine", "one_cycle", "plateau", "step", "warmup_cosine")
+LOSSES = ("cross_entropy", "mse")
 
 
 @dataclass
@@ -37,13 +41,6 @@ class FitResult:
     metrics: dict[str, float]
     history: list[dict[str, float]] = field(default_factory=list)
     stopped_early: bool = False
-
-
-def _tensors(data: Data, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    x, y = data
-    x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x, dtype=torch.float32)
-    y = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
-    return x.to(device), y.to(device)
 
 
 def make_optimizer(name: str, params: Any, lr: float, weight_decay: float = 0.0,
@@ -62,10 +59,10 @@ def make_optimizer(name: str, params: Any, lr: float, weight_decay: float = 0.0,
 
 
 def lr_factor(schedule: str, step: int, total: int, warmup: float = 0.05) -> float:
-    """The multiplier of the base learning rate at ``step`` of ``total``."""
+    """The multiplier of the base learning rate at ``step`` of ``total`` (formula schedules)."""
     check_one_of(schedule, SCHEDULES, "schedule", "fit")
     progress = step / max(total, 1)
-    if schedule == "constant":
+    if schedule in ("constant", "plateau", "one_cycle"):
         return 1.0
     if schedule == "step":
         return 0.1 ** (int(progress >= 0.5) + int(progress >= 0.75))
@@ -77,93 +74,188 @@ def lr_factor(schedule: str, step: int, total: int, warmup: float = 0.05) -> flo
     return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
+def make_schedule(name: str, opt: torch.optim.Optimizer, total: int, warmup: float, mode: str) -> Any:
+    """A torch LR scheduler: stepped every batch, except ``plateau``, stepped every epoch."""
+    check_one_of(name, SCHEDULES, "schedule", "fit")
+    if name == "one_cycle":
+        lrs = [g["lr"] for g in opt.param_groups]
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lrs, total_steps=max(total, 2),
+                                                   pct_start=min(max(warmup, 0.05), 0.5))
+    if name == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=0.1, patience=2)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(name, s, total, warmup))
+
+
+def _loss_fn(loss: str | Callable[..., torch.Tensor], label_smoothing: float) -> Callable[..., torch.Tensor]:
+    if callable(loss):
+        return loss
+    check_one_of(loss, LOSSES, "loss", "fit")
+    return nn.CrossEntropyLoss(label_smoothing=label_smoothing) if loss == "cross_entropy" else nn.MSELoss()
+
+
 def fit(
     model: nn.Module | Callable[[], nn.Module],
-    train: Data,
-    val: Data,
+    train: Any,
+    val: Any,
     *,
     trial: Any = None,
+    loss: str | Callable[..., torch.Tensor] = "cross_entropy",
     optimizer: str = "adam",
     lr: float = 1e-3,
     weight_decay: float = 0.0,
     momentum: float | None = None,
     batch_size: int = 128,
     epochs: int = 10,
+    steps: int | None = None,
     schedule: str = "constant",
     warmup: float = 0.05,
+    clip: float | None = None,
+    label_smoothing: float = 0.0,
+    patience: int | None = None,
     seed: int = 0,
     device: str | torch.device | None = None,
+    amp: bool | None = None,
+    log_every: int = 50,
+    inspect_every: int = 200,
+    slices: Any = None,
 ) -> FitResult:
-    """Train a classifier with cross-entropy; report train_loss, val_loss, val_acc each epoch.
+    """Train ``model`` on ``train`` and select the best epoch on ``val``.
 
-    ``model`` may be a function that builds it, so the initialization is seeded too. The
-    trial (if given) hears every epoch and may stop the run; a non-finite loss ends it with
-    NaN metrics, which the study records as ``diverged``.
+    ``train``/``val``: (x, y) tensors or arrays, or DataLoaders. ``loss``: ``"cross_entropy"``
+    (classification: accuracy is reported and selects the epoch), ``"mse"`` or a callable
+    (val_loss selects). ``steps`` overrides ``epochs``. ``patience``: stop after that many epochs
+    without a better validation value. ``clip``: max gradient norm. ``amp``: mixed precision,
+    on by default on CUDA. ``slices``: group labels of the validation examples (default: their
+    class) for per-slice metrics of the best epoch. ``inspect_every=0`` turns the Inspector off.
     """
     check_positive_int(epochs, "epochs", "fit")
     check_positive_int(batch_size, "batch_size", "fit")
+    loss_fn = _loss_fn(loss, label_smoothing)
+    classify = loss == "cross_entropy"
     torch.manual_seed(seed)
     dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     net = (model() if not isinstance(model, nn.Module) else model).to(dev)
-    x_train, y_train = _tensors(train, dev)
-    x_val, y_val = _tensors(val, dev)
+    train_batches = batches(train, batch_size, dev, shuffle=True, seed=seed)
+    val_batches = batches(val, 4096, dev, shuffle=False, seed=seed)
+    total = steps if steps is not None else train_batches.per_epoch * epochs
+    n_epochs = math.ceil(total / train_batches.per_epoch)
     opt = make_optimizer(optimizer, net.parameters(), lr, weight_decay, momentum)
-    steps_per_epoch = math.ceil(len(y_train) / batch_size)
-    total = steps_per_epoch * epochs
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    loss_fn = nn.CrossEntropyLoss()
+    sched = make_schedule(schedule, opt, total, warmup, "max" if classify else "min")
+    autocast, scaler = _mixed_precision(dev, amp)
+    inspector = Inspector(net, trial, inspect_every)
+    select = "val_acc" if classify else "val_loss"
+    better = (lambda a, b: a > b) if classify else (lambda a, b: a < b)
     history: list[dict[str, float]] = []
     best: tuple[float, int, dict[str, float], dict[str, Any]] | None = None
-    step, stopped = 0, False
-    for epoch in range(1, epochs + 1):
+    step, stopped, since_best = 0, False, 0
+    if trial is not None and classify:
+        _log_init_loss(net, train_batches, loss_fn, trial)
+    for epoch in range(1, n_epochs + 1):
         net.train()
-        order = torch.randperm(len(y_train), generator=gen).to(dev)
-        total_loss, diverged = 0.0, False
-        for i in range(steps_per_epoch):
-            idx = order[i * batch_size:(i + 1) * batch_size]
-            for group in opt.param_groups:
-                group["lr"] = lr * lr_factor(schedule, step, total, warmup)
-            loss = loss_fn(net(x_train[idx]), y_train[idx])
+        total_loss, seen, diverged = 0.0, 0, False
+        for x, y in train_batches.epoch(epoch):
+            if step >= total:
+                break
+            inspector.before_forward(step)
+            with autocast():
+                batch_loss = loss_fn(net(x), y)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            if not torch.isfinite(loss):
+            scaler.scale(batch_loss).backward()
+            scaler.unscale_(opt)
+            norm = _clip(net, clip, step, log_every, inspector.active)
+            inspector.before_update(step)
+            scaler.step(opt)
+            scaler.update()
+            inspector.after_update(step)
+            if schedule != "plateau":
+                sched.step()
+            value = batch_loss.item()
+            if not math.isfinite(value):
                 diverged = True
                 break
-            total_loss += loss.item() * len(idx)
+            if trial is not None and log_every and step % log_every == 0:
+                extra = {} if norm is None else {"grad_norm": norm}
+                trial.log(step, **{"step/train_loss": value, "step/lr": opt.param_groups[0]["lr"]}, **extra)
+            total_loss += value * len(y)
+            seen += len(y)
+            step += 1
         if diverged:
-            metrics = {"train_loss": math.nan, "val_loss": math.nan, "val_acc": math.nan}
+            metrics = {"train_loss": math.nan, "val_loss": math.nan, **({"val_acc": math.nan} if classify else {})}
         else:
-            metrics = {"train_loss": total_loss / len(y_train), **evaluate(net, (x_val, y_val), prefix="val_")}
+            metrics = {"train_loss": total_loss / max(seen, 1),
+                       **evaluate(net, val_batches, loss_fn, classify, prefix="val_")}
         history.append({"epoch": float(epoch), **metrics})
         if trial is not None:
             trial.report(epoch, **metrics)
         if diverged:
             stopped = True
             break
-        if best is None or metrics["val_acc"] > best[0]:
-            best = (metrics["val_acc"], epoch, metrics, copy.deepcopy(net.state_dict()))
-        if trial is not None and trial.should_stop():
+        if schedule == "plateau":
+            sched.step(metrics[select])
+        if best is None or better(metrics[select], best[0]):
+            best, since_best = (metrics[select], epoch, metrics, copy.deepcopy(net.state_dict())), 0
+        else:
+            since_best += 1
+        if (trial is not None and trial.should_stop()) or (patience is not None and since_best >= patience):
             stopped = True
             break
     if best is None:
         return FitResult(net, 0, history[-1], history, stopped_early=True)
     net.load_state_dict(best[3])
+    if trial is not None and classify:
+        from tuneloop.torch._slices import log_slices
+
+        log_slices(trial, best[1], net, val_batches, groups=slices)
     return FitResult(net, best[1], dict(best[2]), history, stopped_early=stopped)
 
 
+def _mixed_precision(dev: torch.device, amp: bool | None) -> tuple[Callable[[], Any], Any]:
+    """(autocast context factory, grad scaler): bf16 where supported, fp16 with scaling otherwise."""
+    use = (dev.type == "cuda") if amp is None else amp
+    if not use or dev.type != "cuda":
+        return contextlib.nullcontext, torch.amp.GradScaler("cuda", enabled=False)
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
+
+
+def _clip(net: nn.Module, clip: float | None, step: int, log_every: int, inspecting: bool) -> float | None:
+    """Clip to ``clip`` (the pre-clip norm comes free); else measure the norm only when it is logged."""
+    if clip is not None:
+        return float(torch.nn.utils.clip_grad_norm_(net.parameters(), clip))
+    if inspecting or (log_every and step % log_every == 0):
+        return float(torch.nn.utils.clip_grad_norm_(net.parameters(), math.inf))
+    return None
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Data, *, prefix: str = "", batch_size: int = 4096) -> dict[str, float]:
-    """Cross-entropy loss and accuracy of a classifier on ``data``."""
+def _log_init_loss(net: nn.Module, train: Batches, loss_fn: Callable[..., torch.Tensor], trial: Any) -> None:
+    """Loss of the untrained model on the first batch, against ln(classes)."""
+    x, y = next(iter(train.epoch(0)))
+    out = net(x)
+    value = float(loss_fn(out, y))
+    trial.log(0, init_loss=value, init_loss_ratio=value / math.log(out.shape[-1]) if out.shape[-1] > 1 else math.nan)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Any, loss: Any = "cross_entropy", classify: bool | None = None,
+             *, prefix: str = "") -> dict[str, float]:
+    """Loss (and accuracy for a classifier) of ``model`` on ``data`` ((x, y) or a DataLoader)."""
     was_training = model.training
     model.eval()
     dev = next(model.parameters()).device
-    x, y = _tensors(data, dev)
-    loss_sum, correct = 0.0, 0
-    for i in range(0, len(y), batch_size):
-        logits = model(x[i:i + batch_size])
-        loss_sum += nn.functional.cross_entropy(logits, y[i:i + batch_size], reduction="sum").item()
-        correct += (logits.argmax(1) == y[i:i + batch_size]).sum().item()
+    source = data if isinstance(data, Batches) else batches(data, 4096, dev, shuffle=False, seed=0)
+    loss_fn = _loss_fn(loss, 0.0) if not callable(loss) or isinstance(loss, str) else loss
+    classify = (loss == "cross_entropy") if classify is None else classify
+    loss_sum, correct, n = 0.0, 0, 0
+    for x, y in source.epoch(0):
+        logits = model(x)
+        loss_sum += float(loss_fn(logits.float(), y)) * len(y)
+        if classify:
+            correct += int((logits.argmax(-1) == y).sum())
+        n += len(y)
     model.train(was_training)
-    return {f"{prefix}loss": loss_sum / len(y), f"{prefix}acc": correct / len(y)}
+    out = {f"{prefix}loss": loss_sum / max(n, 1)}
+    if classify:
+        out[f"{prefix}acc"] = correct / max(n, 1)
+    return out
