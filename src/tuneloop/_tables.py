@@ -149,3 +149,14 @@ def histograms_table(histograms: Sequence[Any]) -> Table:
         table.add_row(name, str(steps[name]), str(h.step), fmt(st.get("mean")), fmt(st.get("std")),
                       fmt(st.get("abs_max")), fmt(st.get("zero_fraction")), h.flag or "")
     return table
+
+
+def sample_table(sample: Any) -> Table:
+    """A small table sample (a confusion matrix, say) drawn as it is."""
+    columns = list(dict.fromkeys(k for row in sample.payload for k in row))
+    table = Table(title=f"{sample.name} (step {sample.step})")
+    for col in columns:
+        table.add_column(str(col), justify="right")
+    for row in sample.payload:
+        table.add_row(*[fmt(row.get(c)) for c in columns])
+    return table

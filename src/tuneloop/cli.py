@@ -200,8 +200,11 @@ def show(
     out.print(tables.trial_detail(t, record.metric))
     curves = store.series([t.id])[t.id]
     if curves:
-        out.print(tables.curves_table([summarize_curve(name, pts, direction_of(name, record.metric, record.mode))
-                                       for name, pts in curves.items()]))
+        # the objective first, then the other epoch metrics, then per-step values and diagnostics
+        order = sorted(curves, key=lambda n: (n != record.metric, "/" in n or n.startswith(("init_", "grad_"))))
+        out.print(tables.curves_table([summarize_curve(name, curves[name], direction_of(name, record.metric,
+                                                                                          record.mode))
+                                       for name in order]))
     for rows, render in ((store.alerts(t.id, t.attempt), tables.alerts_table),
                          (store.slices(t.id, t.attempt), tables.slices_table),
                          (store.histograms(t.id, t.attempt), tables.histograms_table)):
@@ -210,6 +213,9 @@ def show(
     samples = store.samples(t.id, t.attempt)
     if samples:
         out.print(tables.samples_table(samples, store.artifact_dir))
+        for s in samples:
+            if s.kind == "table" and 0 < len(s.payload) <= 20:
+                out.print(tables.sample_table(s))
     if t.error:
         out.print(f"[red]Error[/]: {t.error}", highlight=False)
 

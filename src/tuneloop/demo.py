@@ -36,8 +36,36 @@ def _fit(params: dict[str, Any], epochs: int, seed: int, trial: tl.Trial | None 
 
 
 def train(trial: tl.Trial) -> dict[str, float]:
-    """Train one configuration; the study records the best validation epoch's metrics."""
-    return _fit(trial.params.to_dict(), trial.budget.epochs, trial.seed, trial).metrics
+    """Train one configuration; the study records the best validation epoch's metrics. A trial
+    that ran its whole budget also logs a picture of validation signals it gets wrong."""
+    result = _fit(trial.params.to_dict(), trial.budget.epochs, trial.seed, trial)
+    if not result.stopped_early:
+        trial.log_sample(result.best_epoch, "misclassified", _misclassified_figure(result.model), kind="image")
+    return result.metrics
+
+
+def _misclassified_figure(model: Any) -> Any:
+    """Up to 8 validation signals the model gets wrong, each titled 'true -> predicted'."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display in workers
+    import torch
+    from matplotlib.figure import Figure
+
+    data = mnist1d()
+    with torch.no_grad():
+        device = next(model.parameters()).device
+        pred = model(torch.as_tensor(data.x_val, device=device)).argmax(-1).cpu().numpy()
+    wrong = (pred != data.y_val).nonzero()[0][:8]
+    fig = Figure(figsize=(8, 3.2), dpi=80)
+    for i, idx in enumerate(wrong):
+        ax = fig.add_subplot(2, 4, i + 1)
+        ax.plot(data.x_val[idx], lw=1)
+        ax.set_title(f"{data.y_val[idx]} -> {pred[idx]}", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return fig
 
 
 study = tl.Study(

@@ -21,6 +21,7 @@ class RichProgress(Callback):
         self.best: float | None = None
         self.running = 0
         self.counts: dict[str, int] = {}
+        self._rules_seen: set[str] = set()
         self._progress: Progress | None = None
         self._task: Any = None
 
@@ -45,9 +46,15 @@ class RichProgress(Callback):
         self._refresh()
 
     def on_alert(self, number: int, step: int, message: str, action: str) -> None:
+        """Print the first alert of each rule; count the rest (tuneloop show lists them all)."""
         self.counts["alerts"] = self.counts.get("alerts", 0) + 1
-        colour = "red" if action == "stop" else "yellow"
-        self.console.print(f"[{colour}]alert[/] trial {number} step {step}: {message}", highlight=False)
+        rule = message.split(":", 1)[0]
+        if rule not in self._rules_seen:
+            self._rules_seen.add(rule)
+            colour = "red" if action == "stop" else "yellow"
+            self.console.print(f"[{colour}]alert[/] trial {number} step {step}: {message} [dim](further "
+                               f"{rule!r} alerts are counted below; tuneloop show STUDY TRIAL lists them)[/]",
+                               highlight=False)
         self._refresh()
 
     def on_trial_end(self, trial: Any) -> None:

@@ -21,3 +21,12 @@ def test_improving_worsening_flat_and_diverged():
 def test_direction_follows_the_study_for_its_objective_and_the_name_otherwise():
     assert direction_of("val_acc") == "max" and direction_of("val_loss") == "min"
     assert direction_of("score", "score", "min") == "min"
+    assert direction_of("grad_norm") is None and direction_of("dead_relu/3") is None
+    assert direction_of("step/train_loss") == "min"
+
+
+def test_quantities_without_a_direction_rise_and_fall():
+    rising = [(s, float(s)) for s in range(20)]
+    c = summarize_curve("grad_norm", rising, None)
+    assert c.trend == "rising" and math.isnan(c.best)
+    assert summarize_curve("grad_norm", rising[::-1], None).trend == "falling"

@@ -36,5 +36,6 @@ def test_demo_command_tunes_then_tests_once(tmp_path, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     show = CliRunner().invoke(app, ["show", "demo-mnist1d-mlp", best])
     assert show.exit_code == 0, show.output
-    for section in ("Curves", "Slices at step", "class 9", "Samples (1)", "confusion", "Histograms"):
+    for section in ("Curves", "Slices at step", "class 9", "Samples (2)", "confusion", "misclassified-step",
+                    "Histograms"):
         assert section in show.output, section

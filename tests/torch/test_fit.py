@@ -141,3 +141,15 @@ def test_optimizers_by_name(name, cls):
     assert isinstance(opt, cls) and not math.isnan(opt.defaults["lr"])
     if name == "nesterov":
         assert opt.defaults["nesterov"] and opt.defaults["momentum"] == 0.9
+
+
+def test_dead_fraction_counts_units_dead_for_the_whole_batch():
+    from tuneloop.torch._inspect import dead_fraction
+
+    out = torch.tensor([[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 2.0, 0.0]])  # units 0 and 3 are dead
+    assert dead_fraction(out) == 0.5
+    fresh = torch.relu(torch.nn.Linear(8, 64)(torch.randn(256, 8)))
+    assert (fresh == 0).float().mean() > 0.3 and dead_fraction(fresh) < 0.1  # inactive is not dead
+    conv = torch.zeros(4, 3, 5)
+    conv[:, 1, 2] = 1.0  # channel 1 fires somewhere
+    assert dead_fraction(conv) == pytest.approx(2 / 3)

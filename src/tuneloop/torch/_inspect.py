@@ -2,7 +2,7 @@
 
 On an inspection step the Inspector records, per layer: weight and gradient histograms
 (``weight/NAME``, ``grad/NAME``), output activation histograms (``act/MODULE``), the fraction of
-zero outputs of each ReLU (``dead_relu/MODULE``) and the update-to-weight ratio of each weight
+units of each ReLU that output zero for the whole batch (``dead_relu/MODULE``) and the update-to-weight ratio of each weight
 (``update_ratio/NAME``, ||w_after - w_before|| / ||w_before||). Hooks exist only during that
 step, so the other steps pay nothing; the default rules (``tl.default_rules()``) watch these names.
 """
@@ -16,6 +16,13 @@ from torch import nn
 
 _LEAVES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.GRU, nn.LSTM, nn.RNN, nn.Embedding)
 _RELUS = (nn.ReLU, nn.ReLU6)
+
+
+def dead_fraction(out: torch.Tensor) -> float:
+    """Fraction of units (features, channels) whose output is zero for every example of the
+    batch: dead, not merely inactive on some inputs (about half of a fresh ReLU's outputs are 0)."""
+    per_unit = out.reshape(out.shape[0], out.shape[1], -1) if out.dim() > 2 else out.reshape(out.shape[0], -1, 1)
+    return float((per_unit == 0).all(dim=2).all(dim=0).float().mean())
 
 
 class Inspector:
@@ -47,7 +54,7 @@ class Inspector:
             out = output[0] if isinstance(output, tuple) else output
             self._acts[name] = out.detach()
             if isinstance(module, _RELUS):
-                self.trial.log(self._step, **{f"dead_relu/{name}": float((out == 0).float().mean())})
+                self.trial.log(self._step, **{f"dead_relu/{name}": dead_fraction(out)})
 
         return hook
 
@@ -66,7 +73,9 @@ class Inspector:
                 continue
             self.trial.log_histogram(step, f"weight/{name}", p)
             self.trial.log_histogram(step, f"grad/{name}", p.grad if p.grad is not None else torch.zeros(0))
-            if p.dim() > 1:  # weights, not biases: their ratio is the one with a known healthy range
+            # weights, not biases, have the known healthy ratio; step 0 is skipped because Adam's
+            # first update is its largest relative one and says nothing about the run
+            if p.dim() > 1 and step > 0:
                 self._before[name] = p.detach().clone()
 
     def after_update(self, step: int) -> None:
