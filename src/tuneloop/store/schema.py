@@ -24,6 +24,16 @@ SCHEMA_VERSION = 2  # 2: histograms, alerts, slices, samples (1 -> 2 only adds t
 
 metadata = MetaData()
 
+
+def _per_trial() -> list[Column]:
+    """The columns every per-trial log table starts with (fresh objects for each table)."""
+    return [
+        Column("id", Integer, primary_key=True),
+        Column("trial_id", Integer, ForeignKey("trials.id", ondelete="CASCADE"), nullable=False),
+        Column("attempt", Integer, nullable=False, default=0),  # matches trials.attempt when current
+        Column("step", Integer, nullable=False),
+    ]
+
 meta = Table(
     "tuneloop_meta",
     metadata,
@@ -67,10 +77,7 @@ Index("ix_trials_study_state", trials.c.study_id, trials.c.state)
 metrics = Table(
     "metrics",
     metadata,
-    Column("id", Integer, primary_key=True),
-    Column("trial_id", Integer, ForeignKey("trials.id", ondelete="CASCADE"), nullable=False),
-    Column("attempt", Integer, nullable=False, default=0),
-    Column("step", Integer, nullable=False),
+    *_per_trial(),
     Column("name", String(255), nullable=False),
     Column("value", Float),  # NULL stands for NaN (SQLite cannot hold NaN)
 )
@@ -79,10 +86,7 @@ Index("ix_metrics_trial", metrics.c.trial_id, metrics.c.attempt, metrics.c.name,
 histograms = Table(
     "histograms",
     metadata,
-    Column("id", Integer, primary_key=True),
-    Column("trial_id", Integer, ForeignKey("trials.id", ondelete="CASCADE"), nullable=False),
-    Column("attempt", Integer, nullable=False, default=0),
-    Column("step", Integer, nullable=False),
+    *_per_trial(),
     Column("name", String(255), nullable=False),
     Column("low", Float),  # equal-width bins from low to high over the finite values
     Column("high", Float),
@@ -97,10 +101,7 @@ Index("ix_histograms_trial", histograms.c.trial_id, histograms.c.attempt, histog
 alerts = Table(
     "alerts",
     metadata,
-    Column("id", Integer, primary_key=True),
-    Column("trial_id", Integer, ForeignKey("trials.id", ondelete="CASCADE"), nullable=False),
-    Column("attempt", Integer, nullable=False, default=0),
-    Column("step", Integer, nullable=False),
+    *_per_trial(),
     Column("rule", String(255), nullable=False),
     Column("quantity", String(255), nullable=False),
     Column("value", Float),
@@ -113,10 +114,7 @@ Index("ix_alerts_trial", alerts.c.trial_id)
 slices = Table(
     "slices",
     metadata,
-    Column("id", Integer, primary_key=True),
-    Column("trial_id", Integer, ForeignKey("trials.id", ondelete="CASCADE"), nullable=False),
-    Column("attempt", Integer, nullable=False, default=0),
-    Column("step", Integer, nullable=False),
+    *_per_trial(),
     Column("slice", String(255), nullable=False),
     Column("metric", String(255), nullable=False),
     Column("value", Float),
@@ -127,10 +125,7 @@ Index("ix_slices_trial", slices.c.trial_id, slices.c.attempt, slices.c.step)
 samples = Table(
     "samples",
     metadata,
-    Column("id", Integer, primary_key=True),
-    Column("trial_id", Integer, ForeignKey("trials.id", ondelete="CASCADE"), nullable=False),
-    Column("attempt", Integer, nullable=False, default=0),
-    Column("step", Integer, nullable=False),
+    *_per_trial(),
     Column("name", String(255), nullable=False),
     Column("kind", String(16), nullable=False),  # image | text | array | table
     Column("path", Text),  # images: relative to the store's artifact folder
