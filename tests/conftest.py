@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import trial_functions as tf
 
 import tuneloop as tl
 
@@ -52,3 +53,29 @@ QUADRATIC_EXPERIMENT = """
 
     study = tl.Study("quad", space, objective, metric="loss", mode="min", searcher="random")
 """
+
+
+HOSTILE = "<script>alert(1)</script>"
+
+
+def _seeded(trial):
+    """The same two configurations over several seeds: seed groups with a band."""
+    for step in range(4):
+        trial.report(step, loss=trial.params.x + 0.1 * ((trial.seed % 7) / 7) / (step + 1))
+    return None
+
+
+@pytest.fixture(scope="session")
+def dashboard_db(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("dash")
+    storage = f"sqlite:///{folder / 'dash.db'}"
+    tl.Study("quad", tl.Space(x=tl.Float(-2.0, 2.0), y=tl.LogFloat(1e-3, 1.0)), tf.quadratic_xy, metric="loss",
+             mode="min", storage=storage, searcher="random").run(n_trials=12, seed=0)
+    tl.Study("logs", tl.Space(x=tl.Choice([0.5, 2.0])), tf.logs_everything, metric="loss", mode="min",
+             storage=storage).run(searcher="grid")
+    # random search over two values repeats configurations: trials that differ only by seed
+    tl.Study("seeds", tl.Space(x=tl.Choice([1.0, 2.0])), _seeded, metric="loss", mode="min",
+             storage=storage, searcher="random").run(n_trials=6, seed=1)
+    tl.Study(HOSTILE, tl.Space(x=tl.Float(0.0, 1.0)), tf.quadratic, metric="loss", mode="min",
+             storage=storage).run(n_trials=2)
+    return storage

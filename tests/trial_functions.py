@@ -97,3 +97,12 @@ def logs_until_stopped(trial: tl.Trial) -> dict:
             return {"loss": float(step)}
         time.sleep(0.005)
     return {"loss": 1e9}
+
+
+def quadratic_xy(trial: tl.Trial) -> dict:
+    """Minimum at x = 0.5, y = 1 (the upper bound of y: the best trials crowd it)."""
+    x, y = trial.params.x, trial.params.y
+    value = (x - 0.5) ** 2 + (math.log10(y)) ** 2
+    for step in range(3):
+        trial.report(step, loss=value + 1.0 / (step + 1))
+    return {"loss": value}

@@ -1,4 +1,4 @@
-"""The ``tuneloop`` command: demo, run, status, trials, best, show, export."""
+"""The ``tuneloop`` command: demo, run, status, trials, best, show, export, ui, report."""
 
 from __future__ import annotations
 
@@ -218,6 +218,42 @@ def show(
                 out.print(tables.sample_table(s))
     if t.error:
         out.print(f"[red]Error[/]: {t.error}", highlight=False)
+
+
+@app.command()
+@_friendly
+def ui(
+    host: Annotated[str, typer.Option(help="Interface to listen on; anything but loopback needs --token")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port")] = 8080,
+    token: Annotated[str | None, typer.Option(help="Secret every request must carry (?token=...)")] = None,
+    storage: Storage = None,
+) -> None:
+    """Serve the dashboard: studies, trials, plots, live while studies run."""
+    import uvicorn
+
+    from tuneloop.dashboard import create_app
+
+    if host not in ("127.0.0.1", "localhost", "::1") and not token:
+        raise TuneloopError(f"--host {host} exposes the dashboard beyond this machine: add --token SECRET "
+                            f"(every request must then carry it), or keep the default --host 127.0.0.1.")
+    app_ = create_app(storage, token=token)
+    url = f"http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}/" + (f"?token={token}" if token else "")
+    out.print(f"Dashboard of {app_.state.store.url} at [bold]{url}[/] (Ctrl-C to stop)")
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
+@app.command()
+@_friendly
+def report(
+    study: Annotated[str, typer.Argument(help="Study name")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write")] = Path("report.html"),
+    storage: Storage = None,
+) -> None:
+    """Write one self-contained HTML file of a study and its best trial (plots and images inside)."""
+    from tuneloop.report import write_report
+
+    path = write_report(_store(storage), study, output)
+    out.print(f"Wrote {path} ({path.stat().st_size / 1e6:.1f} MB): open it in any browser, no server needed.")
 
 
 @app.command()

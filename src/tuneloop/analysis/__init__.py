@@ -1,5 +1,7 @@
 """Analysis: plain data computed from the store, drawn by the CLI, reports and dashboard."""
 
 from tuneloop.analysis._curves import CurveSummary, direction_of, summarize_curve
+from tuneloop.analysis._study import band, history, importance, param_effects, seed_groups
 
-__all__ = ["CurveSummary", "direction_of", "summarize_curve"]
+__all__ = ["CurveSummary", "band", "direction_of", "history", "importance", "param_effects", "seed_groups",
+           "summarize_curve"]

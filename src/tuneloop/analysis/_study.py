@@ -1,0 +1,133 @@
+"""The data behind a study's plots: history, parameter effects with bounds, importance, seed groups.
+
+Everything here is plain data (dicts and lists ready for JSON), computed from stored records, so
+the dashboard, the report and tests draw or check the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+from tuneloop.space import Choice, Int, LogFloat, Space
+from tuneloop.store import TrialRecord
+
+EDGE = 0.10  # "crowding a bound": within the outer 10% of the range, in the parameter's own scale
+
+
+def history(trials: Sequence[TrialRecord], mode: str) -> dict[str, list[Any]]:
+    """Each finished trial's value in number order, and the best so far."""
+    numbers, values, best, states = [], [], [], []
+    current: float | None = None
+    for t in trials:
+        if t.value is None or not math.isfinite(t.value) or t.state not in ("completed", "pruned"):
+            continue
+        numbers.append(t.number)
+        values.append(t.value)
+        states.append(t.state)
+        if t.state == "completed" and (current is None or (t.value > current if mode == "max" else t.value < current)):
+            current = t.value
+        best.append(current)
+    return {"number": numbers, "value": values, "best": best, "state": states}
+
+
+def _position(param: Any, value: float) -> float:
+    """Where ``value`` lies in the parameter's range, 0..1, on its own scale (log for log ones)."""
+    low, high = float(param.low), float(param.high)
+    if isinstance(param, LogFloat) or (isinstance(param, Int) and param.log):
+        return (math.log(value) - math.log(low)) / (math.log(high) - math.log(low))
+    return (value - low) / (high - low)
+
+
+def param_effects(space: Space, trials: Sequence[TrialRecord], mode: str) -> list[dict[str, Any]]:
+    """Per parameter: (value, objective) of completed trials, its bounds, and a warning when the
+    best trials crowd a bound (the best 10%, at least 3, all in the outer 10% of the range)."""
+    done = [t for t in trials if t.state == "completed" and t.value is not None and math.isfinite(t.value)]
+    ranked = sorted(done, key=lambda t: t.value, reverse=mode == "max")
+    top = ranked[:max(3, len(ranked) // 10)]
+    out = []
+    for name, param in _all_params(space).items():
+        points = [(t.params[name], t.value) for t in done if name in t.params]
+        entry: dict[str, Any] = {"name": name, "kind": param.type_name, "x": [p[0] for p in points],
+                                 "y": [p[1] for p in points], "warning": None}
+        if isinstance(param, Choice):
+            entry["values"] = list(param.values)
+        else:
+            entry.update(low=param.low, high=param.high,
+                         log=isinstance(param, LogFloat) or (isinstance(param, Int) and param.log))
+            tops = [t.params[name] for t in top if name in t.params]
+            if len(tops) >= 3 and len(done) >= 10:
+                positions = [_position(param, v) for v in tops]
+                if all(p >= 1 - EDGE for p in positions):
+                    entry["warning"] = f"the best trials crowd the upper bound: expand {name} above {param.high:g}"
+                elif all(p <= EDGE for p in positions):
+                    entry["warning"] = f"the best trials crowd the lower bound: expand {name} below {param.low:g}"
+        out.append(entry)
+    return out
+
+
+def _all_params(space: Space) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, p in space.items():
+        out[name] = p
+        if isinstance(p, Choice):
+            for child in p.children.values():
+                out.update(_all_params(child))
+    return out
+
+
+def importance(space: Space, trials: Sequence[TrialRecord], mode: str) -> dict[str, float]:
+    """Optuna's fANOVA importance over the completed trials ({} with fewer than 5 of them)."""
+    done = [t for t in trials if t.state == "completed" and t.value is not None and math.isfinite(t.value)]
+    if len(done) < 5:
+        return {}
+    import optuna
+    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+    from optuna.trial import create_trial
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize" if mode == "max" else "minimize")
+    for t in done:
+        study.add_trial(create_trial(value=t.value, params=t.params, distributions=space.distributions(t.params)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            result = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0))
+        except (RuntimeError, ValueError):
+            return {}  # e.g. every trial has the same value: nothing to apportion
+    return {k: float(v) for k, v in result.items()}
+
+
+def seed_groups(trials: Sequence[TrialRecord]) -> list[dict[str, Any]]:
+    """Trials whose parameters are identical (they differ only by seed), two or more per group."""
+    groups: dict[str, list[TrialRecord]] = {}
+    for t in trials:
+        if t.state in ("completed", "pruned"):
+            groups.setdefault(json.dumps(t.params, sort_keys=True), []).append(t)
+    return [{"params": g[0].params, "trials": [t.number for t in g], "ids": [t.id for t in g]}
+            for g in groups.values() if len(g) >= 2]
+
+
+def band(curves: Sequence[Sequence[tuple[int, float]]], confidence: float = 0.95) -> dict[str, list[float]]:
+    """Mean and a t-based confidence interval across curves, step by step (steps all share)."""
+    from scipy import stats
+
+    by_step: dict[int, list[float]] = {}
+    for curve in curves:
+        for step, value in curve:
+            if math.isfinite(value):
+                by_step.setdefault(step, []).append(value)
+    steps = sorted(s for s, v in by_step.items() if len(v) == len(curves))
+    mean, low, high = [], [], []
+    for s in steps:
+        v = by_step[s]
+        m = sum(v) / len(v)
+        sd = math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else 0.0
+        half = float(stats.t.ppf(0.5 + confidence / 2, len(v) - 1)) * sd / math.sqrt(len(v)) if len(v) > 1 else 0.0
+        mean.append(m)
+        low.append(m - half)
+        high.append(m + half)
+    return {"step": steps, "mean": mean, "low": low, "high": high, "n": len(curves)}

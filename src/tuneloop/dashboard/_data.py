@@ -1,0 +1,135 @@
+"""JSON-ready views of the store: what the dashboard's API serves and the report embeds.
+
+Strings are returned as they are stored; the pages escape them (they only ever set
+``textContent``), so a study named ``<script>`` shows as text wherever it appears.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from tuneloop.analysis import band, history, importance, param_effects, seed_groups
+from tuneloop.errors import TuneloopError
+from tuneloop.export import strict_json
+from tuneloop.store import Store, StudyRecord, TrialRecord
+
+TOP_CURVES = 10  # learning curves shown by default: the best trials
+
+
+def _study_record(store: Store, name: str) -> StudyRecord:
+    record = store.get_study(name)
+    if record is None:
+        raise TuneloopError(f"No study named {name!r} in {store.url}.")
+    return record
+
+
+def _trial_row(t: TrialRecord) -> dict[str, Any]:
+    return {"number": t.number, "state": t.state, "value": t.value, "params": t.params, "values": t.values,
+            "seed": t.seed, "attempt": t.attempt, "duration": t.duration, "finished_at": t.finished_at,
+            "error": (t.error or "").split("\n", 1)[0] or None}
+
+
+def studies_view(store: Store) -> dict[str, Any]:
+    """Every study: trials by state, best value, last activity."""
+    return strict_json({"studies": [
+        {"name": s.name, "metric": s.metric, "mode": s.mode, "counts": s.counts, "n_trials": s.n_trials,
+         "best": s.best_value, "last_activity": s.last_activity} for s in store.studies()]})
+
+
+def study_view(store: Store, name: str) -> dict[str, Any]:
+    """One study: its trials and the data of every study plot."""
+    record = _study_record(store, name)
+    trials = store.trials(record.id)
+    done = [t for t in trials if t.state == "completed" and t.value is not None and math.isfinite(t.value)]
+    best = sorted(done, key=lambda t: t.value, reverse=record.mode == "max")[:TOP_CURVES]
+    groups = seed_groups(trials)
+    ids = {t.id for t in best} | {i for g in groups for i in g["ids"]}
+    curves = store.series(sorted(ids), names=[record.metric]) if ids else {}
+    for g in groups:
+        g["band"] = band([curves.get(i, {}).get(record.metric, []) for i in g.pop("ids")])
+    return strict_json({
+        "study": {"name": record.name, "metric": record.metric, "mode": record.mode,
+                  "seed": record.config.get("seed"), "space": record.space.to_json(),
+                  "best": best[0].number if best else None},
+        "trials": [_trial_row(t) for t in trials],
+        "history": history(trials, record.mode),
+        "effects": param_effects(record.space, trials, record.mode),
+        "importance": importance(record.space, trials, record.mode),
+        # the best trials first (a list: JavaScript would reorder number-like keys)
+        "curves": [{"number": t.number, "points": curves.get(t.id, {}).get(record.metric, [])} for t in best],
+        "groups": groups,
+    })
+
+
+def trial_view(store: Store, name: str, number: int, *, inline_images: bool = False) -> dict[str, Any]:
+    """One trial: curves, histograms over time, alerts, slices, samples, parameters, error."""
+    record = _study_record(store, name)
+    found = [t for t in store.trials(record.id) if t.number == number]
+    if not found:
+        raise TuneloopError(f"Study {name!r} has no trial {number}.")
+    t = found[0]
+    hist: dict[str, dict[str, list[Any]]] = {}
+    for h in store.histograms(t.id, t.attempt):
+        entry = hist.setdefault(h.name, {"step": [], "low": [], "high": [], "counts": [], "flag": []})
+        for key, value in (("step", h.step), ("low", h.low), ("high", h.high), ("counts", h.counts), ("flag", h.flag)):
+            entry[key].append(value)
+    samples = []
+    for s in store.samples(t.id, t.attempt):
+        item: dict[str, Any] = {"step": s.step, "name": s.name, "kind": s.kind, "payload": s.payload}
+        if s.path:
+            item["url"] = _image_data(store.artifact_dir / s.path) if inline_images else _artifact_url(name, s.path)
+        samples.append(item)
+    return strict_json({
+        "study": {"name": record.name, "metric": record.metric, "mode": record.mode},
+        "trial": {**_trial_row(t), "error": t.error},
+        "curves": store.series([t.id])[t.id],
+        "histograms": hist,
+        "alerts": [a.__dict__ for a in store.alerts(t.id, t.attempt)],
+        "slices": [s.__dict__ for s in store.slices(t.id, t.attempt)],
+        "samples": samples,
+    })
+
+
+def curves_view(store: Store, name: str, numbers: Sequence[int]) -> dict[str, Any]:
+    """The objective's curve of each trial in ``numbers`` (the study page's selected trials)."""
+    record = _study_record(store, name)
+    trials = [t for t in store.trials(record.id) if t.number in set(numbers)]
+    series = store.series([t.id for t in trials], names=[record.metric])
+    return strict_json({"curves": [{"number": t.number, "points": series[t.id].get(record.metric, [])}
+                                   for t in trials]})
+
+
+def compare_view(store: Store, name: str, numbers: Sequence[int]) -> dict[str, Any]:
+    """2-5 trials side by side: the parameters that differ, and every curve of each."""
+    record = _study_record(store, name)
+    if not 2 <= len(numbers) <= 5:
+        raise TuneloopError("Compare takes 2 to 5 trials, e.g. /compare/STUDY?trials=3,7,12.")
+    trials = [t for t in store.trials(record.id) if t.number in set(numbers)]
+    missing = sorted(set(numbers) - {t.number for t in trials})
+    if missing:
+        raise TuneloopError(f"Study {name!r} has no trial {missing[0]}.")
+    keys = sorted({k for t in trials for k in t.params})
+    differ = [k for k in keys if len({repr(t.params.get(k)) for t in trials}) > 1]
+    series = store.series([t.id for t in trials])
+    return strict_json({"study": {"name": record.name, "metric": record.metric, "mode": record.mode},
+                        "trials": [_trial_row(t) for t in trials], "differ": differ, "keys": keys,
+                        "curves": {str(t.number): series[t.id] for t in trials}})
+
+
+def _artifact_url(study: str, path: str) -> str:
+    """The dashboard URL of an artifact: /artifacts/STUDY/<path inside the study's folder>."""
+    inside = path.split("/", 1)[1] if "/" in path else path
+    return f"/artifacts/{quote(study, safe='')}/{quote(inside)}"
+
+
+def _image_data(path: Path) -> str | None:
+    """A data: URL, so a report file carries its images."""
+    try:
+        return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+    except OSError:
+        return None

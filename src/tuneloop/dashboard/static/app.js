@@ -1,0 +1,294 @@
+// tuneloop dashboard and report: every page is drawn here from JSON (fetched, or embedded in a report).
+// User text is only ever set through textContent, and escaped before it reaches Plotly.
+"use strict";
+const tuneloop = (() => {
+  let boot = null;
+  const POLL_MS = 2000;
+
+  // -- small helpers -------------------------------------------------------------------------
+  function el(tag, attrs = {}, ...kids) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs)) {
+      if (v == null) continue;
+      if (k === "text") e.textContent = v;
+      else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+      else e.setAttribute(k, v);
+    }
+    for (const kid of kids) if (kid != null) e.append(kid);
+    return e;
+  }
+  const fmt = (v) => v == null ? "-" : typeof v === "number"
+    ? (Number.isInteger(v) ? String(v) : Number(v.toPrecision(4)).toString()) : String(v);
+  const plain = (s) => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  const enc = encodeURIComponent;
+  const ago = (t) => { if (!t) return "-"; const s = Date.now() / 1000 - t;
+    return s > 86400 ? `${(s / 86400).toFixed(0)}d ago` : s > 3600 ? `${(s / 3600).toFixed(0)}h ago`
+      : s > 60 ? `${(s / 60).toFixed(0)}m ago` : `${Math.max(0, s).toFixed(0)}s ago`; };
+  async function get(path) {
+    const r = await fetch(path);
+    if (!r.ok) { let m = r.statusText; try { m = (await r.json()).detail; } catch (e) { /* not JSON */ } throw new Error(m); }
+    return r.json();
+  }
+  // Plots are drawn once their element is in the page, so they take its full width.
+  const pending = [];
+  function plot(div, traces, layout = {}) {
+    const base = { margin: { t: 36, r: 12, b: 40, l: 56 }, height: 300, legend: { orientation: "h" } };
+    const args = [div, traces, Object.assign(base, layout), { displaylogo: false, responsive: true }];
+    if (div.isConnected) Plotly.react(...args); else pending.push(args);
+    return div;
+  }
+  function flushPlots() { while (pending.length) { const a = pending.shift(); if (a[0].isConnected) Plotly.react(...a); } }
+  const plotDiv = (cls = "plot") => el("div", { class: cls });
+  const section = (title, ...kids) => el("section", {}, el("h2", { text: title }), ...kids);
+
+  // A table whose headers sort it; rows: list of arrays of cells (text, or a Node), with sort keys.
+  function table(columns, rows, { id = null, sortable = true } = {}) {
+    const t = el("table", { id, class: "grid" });
+    const thead = el("thead"), tbody = el("tbody");
+    let sortCol = null, dir = 1;
+    const draw = () => {
+      const sorted = rows.slice();
+      if (sortCol !== null) sorted.sort((a, b) => {
+        const x = a.keys[sortCol], y = b.keys[sortCol];
+        if (x == null) return 1; if (y == null) return -1;
+        return (x < y ? -1 : x > y ? 1 : 0) * dir;
+      });
+      tbody.replaceChildren(...sorted.map((r) => el("tr", { class: r.cls },
+        ...r.cells.map((c) => el("td", {}, c instanceof Node ? c : document.createTextNode(fmt(c)))))));
+    };
+    thead.append(el("tr", {}, ...columns.map((c, i) => el("th", {
+      text: c, class: sortable ? "sortable" : null,
+      onclick: sortable ? () => { dir = sortCol === i ? -dir : 1; sortCol = i; draw(); } : null }))));
+    t.append(thead, tbody);
+    draw();
+    return t;
+  }
+  const row = (cells, keys = null, cls = null) =>
+    ({ cells, keys: (keys ?? cells).map((k) => k instanceof Node ? k.textContent : k), cls });
+
+  // -- pages -----------------------------------------------------------------------------------
+  function studiesPage(app, data) {
+    const rows = data.studies.map((s) => row(
+      [el("a", { href: `/study/${enc(s.name)}`, text: s.name }), `${s.mode} ${s.metric}`, s.n_trials,
+       Object.entries(s.counts).map(([k, n]) => `${n} ${k}`).join(", "), s.best, ago(s.last_activity)],
+      [s.name, s.metric, s.n_trials, null, s.best, s.last_activity]));
+    app.replaceChildren(el("h1", { text: "Studies" }),
+      rows.length ? table(["study", "objective", "trials", "by state", "best", "last activity"], rows, { id: "studies" })
+        : el("p", { text: "No studies yet: run tuneloop demo or tuneloop run FILE." }));
+  }
+
+  function studyPage(app, data, { report = false } = {}) {
+    const s = data.study;
+    const parts = [el("h1", {}, document.createTextNode("Study "), el("span", { class: "name", text: s.name })),
+      el("p", { class: "meta", text: `${s.mode} ${s.metric} · ${data.trials.length} trials · seed ${fmt(s.seed)}` })];
+    const warnings = data.effects.filter((e) => e.warning);
+    if (warnings.length) parts.push(el("ul", { class: "warnings" }, ...warnings.map((e) => el("li", { text: e.warning }))));
+    // trials table with a state filter; the checkboxes pick curves to overlay
+    const filter = el("select", { id: "state-filter" }, ...["all", "completed", "pruned", "failed", "diverged",
+      "interrupted", "running"].map((v) => el("option", { value: v, text: v })));
+    const holder = el("div");
+    // checked trials: their curves are overlaid below (the 5 best at first) and can be compared
+    const known = new Map(data.curves.map((c) => [String(c.number), c.points]));
+    const picked = new Set(data.curves.slice(0, 5).map((c) => String(c.number)));
+    const drawTable = () => {
+      const keep = data.trials.filter((t) => filter.value === "all" || t.state === filter.value);
+      holder.replaceChildren(table(["", "#", "state", s.metric, "duration", "params"], keep.map((t) => row([
+        report ? "" : el("input", { type: "checkbox", "data-number": t.number, ...(picked.has(String(t.number)) ? { checked: "" } : {}),
+          onchange: (ev) => { ev.target.checked ? picked.add(String(t.number)) : picked.delete(String(t.number)); drawCurves(); } }),
+        report ? t.number : el("a", { href: `/study/${enc(s.name)}/trial/${t.number}`, text: String(t.number) }),
+        el("span", { class: `state ${t.state}`, text: t.state }), t.value, t.duration == null ? null : `${t.duration.toFixed(1)}s`,
+        Object.entries(t.params).map(([k, v]) => `${k}=${fmt(v)}`).join(", ")],
+        [null, t.number, t.state, t.value, t.duration, null])), { id: "trials" }));
+    };
+    filter.addEventListener("change", drawTable);
+    drawTable();
+    const compare = report ? null : el("button", { id: "compare", text: "compare checked", onclick: () => {
+      const n = [...picked].slice(0, 5); if (n.length >= 2) location.href = `/study/${enc(s.name)}/compare?trials=${n.join(",")}`; } });
+    parts.push(section("Trials", el("div", { class: "bar" }, el("label", { text: "state " }), filter, compare),
+      el("div", { class: "scroll" }, holder)));
+    // optimization history
+    const h = data.history;
+    parts.push(section("Optimization history", plot(plotDiv(), [
+      { x: h.number, y: h.value, mode: "markers", name: plain(s.metric), marker: { color: h.state.map((x) => x === "completed" ? "#1f77b4" : "#bbb") } },
+      { x: h.number, y: h.best, mode: "lines", name: "best so far", line: { shape: "hv" } }],
+      { xaxis: { title: { text: "trial" } }, yaxis: { title: { text: plain(s.metric) } } })));
+    // parallel coordinates over completed trials
+    const done = data.trials.filter((t) => t.state === "completed" && t.value != null);
+    if (done.length >= 2) {
+      const dims = data.effects.map((e) => {
+        const vals = done.map((t) => t.params[e.name]);
+        if (e.kind === "choice") {
+          const labels = e.values.map(String);
+          return { label: plain(e.name), values: vals.map((v) => v == null && !labels.includes("null") ? -1 : labels.indexOf(String(v))),
+            tickvals: labels.map((_, i) => i), ticktext: labels.map(plain) };
+        }
+        return { label: plain(e.name), values: vals.map((v) => v == null ? NaN : (e.log ? Math.log10(v) : v)) };
+      });
+      dims.push({ label: plain(s.metric), values: done.map((t) => t.value) });
+      parts.push(section("Parallel coordinates", plot(plotDiv(), [{ type: "parcoords", dimensions: dims,
+        line: { color: done.map((t) => t.value), colorscale: "Viridis", reversescale: s.mode === "min" } }], { height: 360 })));
+    }
+    // importance
+    const imp = Object.entries(data.importance);
+    parts.push(section("Parameter importance (fANOVA)", imp.length
+      ? plot(plotDiv(), [{ type: "bar", orientation: "h", x: imp.map((x) => x[1]).reverse(), y: imp.map((x) => plain(x[0])).reverse() }], { height: 60 + 28 * imp.length })
+      : el("p", { text: "Needs at least 5 completed trials." })));
+    // one plot per parameter, with the search-space bounds
+    const grid = el("div", { class: "small-multiples" });
+    for (const e of data.effects) {
+      const layout = { height: 260, title: { text: plain(e.name), font: { size: 13 } }, showlegend: false,
+        xaxis: e.kind === "choice" ? { type: "category" } : { type: e.log ? "log" : "linear" }, shapes: [] };
+      if (e.kind !== "choice") for (const b of [e.low, e.high]) layout.shapes.push({ type: "line", x0: b, x1: b, yref: "paper", y0: 0, y1: 1, line: { dash: "dot", color: "#d62728" } });
+      const box = el("div", { class: "effect" }, plot(plotDiv("plot param-plot"), [{ x: e.x.map((v) => e.kind === "choice" ? String(v) : v), y: e.y, mode: "markers" }], layout));
+      if (e.warning) box.append(el("p", { class: "warning", text: e.warning }));
+      grid.append(box);
+    }
+    parts.push(section("Parameters against the objective (dotted: search-space bounds)", grid));
+    // learning curves of the best trials; seed groups with their band
+    const curveDiv = plotDiv("plot curves");
+    async function drawCurves() {
+      const missing = [...picked].filter((n) => !known.has(n));
+      if (missing.length && !report) {
+        for (const c of (await get(`/api/studies/${enc(s.name)}/curves?trials=${missing.join(",")}`)).curves)
+          known.set(String(c.number), c.points);
+      }
+      const shown = report ? [...known.keys()] : [...picked].filter((n) => known.has(n));
+      plot(curveDiv, shown.map((n) => ({ x: known.get(n).map((p) => p[0]), y: known.get(n).map((p) => p[1]),
+        mode: "lines", name: `#${n}` })), { xaxis: { title: { text: "step" } }, yaxis: { title: { text: plain(s.metric) } } });
+    }
+    parts.push(section(report ? `Learning curves of the ${known.size} best trials` : "Learning curves of the checked trials", curveDiv));
+    if (data.groups.length) {
+      const traces = [];
+      data.groups.forEach((g, i) => {
+        const b = g.band, name = `trials ${g.trials.join(", ")} (n=${b.n})`;
+        traces.push({ x: b.step.concat(b.step.slice().reverse()), y: b.high.concat(b.low.slice().reverse()), fill: "toself",
+          line: { width: 0 }, opacity: 0.2, showlegend: false, hoverinfo: "skip" });
+        traces.push({ x: b.step, y: b.mean, mode: "lines", name });
+      });
+      parts.push(section("Same configuration, different seeds: mean and 95% interval", plot(plotDiv(), traces)));
+    }
+    app.replaceChildren(...parts);
+    drawCurves();
+    flushPlots();
+  }
+
+  function trialPage(app, data) {
+    const t = data.trial, s = data.study;
+    const parts = [el("h1", {}, document.createTextNode("Trial " + t.number + " of "),
+      el("a", { href: boot.data ? null : `/study/${enc(s.name)}`, class: "name", text: s.name })),
+      el("p", { class: "meta", text: `${t.state} · ${s.metric} = ${fmt(t.value)} · seed ${t.seed} · attempt ${t.attempt}` })];
+    parts.push(section("Parameters", table(["parameter", "value"], Object.entries(t.params).map(([k, v]) => row([k, v])), { id: "params" })));
+    const names = Object.keys(data.curves);
+    const epochwise = (n) => !n.startsWith("step/") && !n.startsWith("init_") && !n.includes("/");
+    const families = [["loss", (n) => /loss/.test(n) && epochwise(n)], ["accuracy", (n) => /acc/.test(n) && epochwise(n)],
+      ["per step", (n) => n.startsWith("step/")]];
+    for (const [title, test] of families) {
+      const chosen = names.filter(test);
+      const trace = (n) => ({ x: data.curves[n].map((p) => p[0]), y: data.curves[n].map((p) => p[1]),
+        mode: "lines+markers", name: plain(n), yaxis: /lr$/.test(n) ? "y2" : "y" });  // lr on its own axis
+      if (chosen.length) parts.push(section(`Curves: ${title}`, plot(plotDiv("plot curve-plot"), chosen.map(trace),
+        { yaxis2: { overlaying: "y", side: "right", type: "log", showgrid: false } })));
+    }
+    const hnames = Object.keys(data.histograms);
+    if (hnames.length) {
+      const pick = el("select", { id: "histogram-pick" }, ...hnames.map((n) => el("option", { value: n, text: n })));
+      const div = plotDiv("plot heatmap");
+      const draw = () => {
+        const h = data.histograms[pick.value];
+        const lo = Math.min(...h.low.filter((x) => x != null)), hi = Math.max(...h.high.filter((x) => x != null));
+        const bins = h.counts[0].length, width = (hi - lo) / bins || 1, z = [];
+        for (let b = 0; b < bins; b++) z.push(h.step.map(() => 0));
+        h.counts.forEach((counts, j) => counts.forEach((c, i) => {  // re-bin each step onto a common grid
+          if (h.low[j] == null) return;
+          const centre = h.low[j] + (i + 0.5) * (h.high[j] - h.low[j]) / counts.length;
+          z[Math.min(bins - 1, Math.max(0, Math.floor((centre - lo) / width)))][j] += c; }));
+        plot(div, [{ type: "heatmap", x: h.step, y: z.map((_, b) => lo + (b + 0.5) * width), z, colorscale: "Blues" }],
+          { xaxis: { title: { text: "step" } }, yaxis: { title: { text: "value" } } });
+      };
+      pick.addEventListener("change", draw);
+      parts.push(section("Histograms over time", pick, div));
+      setTimeout(draw, 0);
+    }
+    if (data.alerts.length) parts.push(section(`Alerts (${data.alerts.length})`, table(["step", "action", "message"],
+      data.alerts.map((a) => row([a.step, a.action, a.message])), { id: "alerts" })));
+    if (data.slices.length) {
+      const last = Math.max(...data.slices.map((x) => x.step));
+      const rows = data.slices.filter((x) => x.step === last);
+      const metrics = [...new Set(rows.map((x) => x.metric))];
+      const bySlice = {};
+      for (const r of rows) (bySlice[r.slice] = bySlice[r.slice] || { n: r.n })[r.metric] = r.value;
+      parts.push(section(`Slices at step ${last}`, table(["slice", ...metrics, "n"],
+        Object.entries(bySlice).map(([k, v]) => row([k, ...metrics.map((m) => v[m]), v.n])), { id: "slices" }),
+        plot(plotDiv(), [{ type: "bar", x: Object.keys(bySlice).map(plain), y: Object.values(bySlice).map((v) => v[metrics[0]]) }],
+          { yaxis: { title: { text: plain(metrics[0]) } } })));
+    }
+    if (data.samples.length) {
+      const gallery = el("div", { class: "gallery", id: "samples" });
+      for (const x of data.samples) {
+        const card = el("figure", {}, el("figcaption", { text: `${x.name} · step ${x.step}` }));
+        if (x.kind === "image") card.append(el("img", { src: x.url, alt: x.name }));
+        else if (x.kind === "text") card.append(el("pre", { text: x.payload }));
+        else if (x.kind === "table") { const cols = [...new Set(x.payload.flatMap((r) => Object.keys(r)))];
+          card.append(table(cols, x.payload.map((r) => row(cols.map((c) => r[c]))), { sortable: false })); }
+        else card.append(plot(plotDiv("plot small"), [{ y: x.payload.values, mode: "lines" }], { height: 200 }));
+        gallery.append(card);
+      }
+      parts.push(section("Samples", gallery));
+    }
+    if (t.error) parts.push(section("Error", el("pre", { class: "error", text: t.error })));
+    app.replaceChildren(...parts);
+  }
+
+  function comparePage(app, data) {
+    const s = data.study;
+    const parts = [el("h1", {}, document.createTextNode("Compare trials of "), el("span", { class: "name", text: s.name }))];
+    parts.push(section("Parameters (differences highlighted)", table(["parameter", ...data.trials.map((t) => `#${t.number}`)],
+      [row([s.metric, ...data.trials.map((t) => t.value)]), ...data.keys.map((k) =>
+        row([k, ...data.trials.map((t) => t.params[k])], null, data.differ.includes(k) ? "differs" : null))],
+      { id: "compare-params", sortable: false })));
+    const metrics = [...new Set(Object.values(data.curves).flatMap((c) => Object.keys(c)))]
+      .filter((m) => !m.includes("/") || m.startsWith("step/"));
+    for (const m of metrics) parts.push(section(m, plot(plotDiv(), data.trials.filter((t) => data.curves[t.number][m])
+      .map((t) => ({ x: data.curves[t.number][m].map((p) => p[0]), y: data.curves[t.number][m].map((p) => p[1]), mode: "lines", name: `#${t.number}` })))));
+    app.replaceChildren(...parts);
+  }
+
+  // -- routing and live updates ------------------------------------------------------------
+  const pages = {
+    studies: { url: () => "/api/studies", draw: studiesPage, live: true },
+    study: { url: (p) => `/api/studies/${enc(p.name)}`, draw: studyPage, live: true },
+    trial: { url: (p) => `/api/studies/${enc(p.name)}/trials/${p.number}`, draw: trialPage, live: true },
+    compare: { url: (p) => `/api/studies/${enc(p.name)}/compare?trials=${enc(p.trials)}`, draw: comparePage, live: false },
+  };
+
+  async function refresh(page, app, last) {
+    try {
+      const data = await get(page.url(boot.params));
+      const text = JSON.stringify(data);
+      if (text !== last.text) { last.text = text; page.draw(app, data); flushPlots(); }
+      document.body.dataset.loaded = "true";
+    } catch (err) {
+      app.replaceChildren(el("p", { class: "error", text: `Could not load: ${err.message}` }));
+      document.body.dataset.loaded = "error";
+    }
+  }
+
+  function start(b) {
+    boot = b;
+    const app = document.getElementById("app");
+    if (b.page === "report") {  // a report file: everything is embedded, nothing is fetched
+      const study = el("div"), best = el("div");
+      app.replaceChildren(study, best);
+      studyPage(study, b.data.study, { report: true });
+      if (b.data.best) trialPage(best, b.data.best);
+      flushPlots();
+      document.body.dataset.loaded = "true";
+      return;
+    }
+    const page = pages[b.page], last = { text: null };
+    refresh(page, app, last);
+    if (page.live) setInterval(() => refresh(page, app, last), POLL_MS);
+  }
+
+  return { boot: start };
+})();

@@ -1,0 +1,112 @@
+"""The dashboard's JSON API and its safety rules, through FastAPI's TestClient on a real store."""
+
+import pytest
+from conftest import HOSTILE  # noqa: I001
+from fastapi.testclient import TestClient
+
+from tuneloop.dashboard import create_app
+
+
+@pytest.fixture(scope="module")
+def client(dashboard_db):
+    return TestClient(create_app(dashboard_db))
+
+
+def test_studies_list_counts_states_and_best(client):
+    studies = {s["name"]: s for s in client.get("/api/studies").json()["studies"]}
+    assert set(studies) == {"quad", "logs", "seeds", HOSTILE}
+    assert studies["quad"]["counts"] == {"completed": 12} and studies["quad"]["n_trials"] == 12
+    assert studies["logs"]["counts"] == {"completed": 1, "diverged": 1}
+
+
+def test_study_view_holds_every_plot(client):
+    data = client.get("/api/studies/quad").json()
+    trials = data["trials"]
+    assert len(trials) == 12 and data["history"]["number"] == sorted(data["history"]["number"])
+    best = min(t["value"] for t in trials)
+    assert data["history"]["best"][-1] == best and data["study"]["best"] == next(
+        t["number"] for t in trials if t["value"] == best)
+    effects = {e["name"]: e for e in data["effects"]}
+    assert (effects["y"]["low"], effects["y"]["high"], effects["y"]["log"]) == (1e-3, 1.0, True)
+    assert len(effects["x"]["x"]) == 12
+    assert set(data["importance"]) == {"x", "y"} and abs(sum(data["importance"].values()) - 1) < 1e-6
+    ranked = [c["number"] for c in data["curves"]]
+    values = {t["number"]: t["value"] for t in trials}
+    assert len(ranked) == 10 and [values[n] for n in ranked] == sorted(values[n] for n in ranked)
+    assert all(len(c["points"]) == 3 for c in data["curves"])
+    picked = client.get("/api/studies/quad/curves?trials=0,5").json()["curves"]
+    assert [c["number"] for c in picked] == [0, 5] and all(len(c["points"]) == 3 for c in picked)
+
+
+def test_trials_differing_only_by_seed_are_grouped_with_a_band(client):
+    groups = client.get("/api/studies/seeds").json()["groups"]
+    assert groups and all(len(g["trials"]) >= 2 for g in groups)
+    b = groups[0]["band"]
+    assert b["step"] == [0, 1, 2, 3] and b["n"] == len(groups[0]["trials"])
+    assert all(lo <= m <= hi for lo, m, hi in zip(b["low"], b["mean"], b["high"], strict=True))
+
+
+def test_trial_view_has_curves_histograms_alerts_slices_samples(client):
+    trials = {t["params"]["x"]: t["number"] for t in client.get("/api/studies/logs").json()["trials"]}
+    good = client.get(f"/api/studies/logs/trials/{trials[0.5]}").json()
+    assert set(good["curves"]) == {"loss", "grad_norm"}
+    assert good["histograms"]["act/fc1"]["step"] == [0] and sum(good["histograms"]["act/fc1"]["counts"][0]) == 100
+    assert {s["slice"] for s in good["slices"]} == {"class 0", "class 1"}
+    samples = {s["name"]: s for s in good["samples"]}
+    assert samples["picture"]["url"].startswith("/artifacts/logs/trial-")
+    assert client.get(samples["picture"]["url"]).headers["content-type"] == "image/png"
+    bad = client.get(f"/api/studies/logs/trials/{trials[2.0]}").json()
+    assert bad["trial"]["state"] == "diverged" and bad["alerts"][0]["rule"] == "non-finite"
+
+
+def test_compare_lists_differences(client):
+    data = client.get("/api/studies/quad/compare?trials=0,1,2").json()
+    assert [t["number"] for t in data["trials"]] == [0, 1, 2] and data["differ"] == ["x", "y"]
+    assert client.get("/api/studies/quad/compare?trials=0").status_code == 404
+    assert client.get("/api/studies/quad/compare?trials=a,b").status_code == 400
+
+
+@pytest.mark.parametrize("path", [
+    "/artifacts/logs/../../dash.db",
+    "/artifacts/logs/..%2F..%2Fdash.db",
+    "/artifacts/logs/%2Fetc%2Fpasswd",
+    "/artifacts/logs//etc/passwd",
+    "/artifacts/quad/trial-0/nothing.png",
+    "/static/../_app.py",
+])
+def test_files_outside_a_studys_artifact_folder_are_not_found(client, path):
+    assert client.get(path).status_code == 404
+
+
+def test_unknown_study_or_trial_is_404_with_a_reason(client):
+    r = client.get("/api/studies/nope")
+    assert r.status_code == 404 and "No study named 'nope'" in r.json()["detail"]
+    assert client.get("/api/studies/quad/trials/99").status_code == 404
+
+
+def test_a_token_is_required_when_set(dashboard_db):
+    client = TestClient(create_app(dashboard_db, token="s3cret"))
+    assert client.get("/api/studies").status_code == 401
+    assert client.get("/").status_code == 401
+    assert client.get("/api/studies", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.get("/api/studies", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    first = client.get("/?token=s3cret")
+    assert first.status_code == 200
+    assert client.get("/api/studies").status_code == 200  # the page set a cookie
+
+
+def test_pages_embed_user_text_only_as_json(client):
+    from urllib.parse import quote
+
+    html = client.get(f"/study/{quote(HOSTILE, safe='')}").text
+    assert "<script>alert(1)</script>" not in html
+    assert "<\\/script>" in html  # inside the JSON boot data, the tag cannot close the script
+
+
+def test_ui_refuses_a_public_host_without_a_token():
+    from typer.testing import CliRunner
+
+    from tuneloop.cli import app
+
+    result = CliRunner().invoke(app, ["ui", "--host", "0.0.0.0"])
+    assert result.exit_code == 1 and "add --token SECRET" in " ".join(result.output.split())

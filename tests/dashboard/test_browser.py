@@ -1,0 +1,176 @@
+"""The dashboard in a real browser: Debian's chromium driven by Playwright against a real server.
+
+Each page loads without console errors and draws its plots; the trials table sorts; the live
+view picks up a trial added after the page loaded; hostile names stay text; the report file
+draws offline. CI installs chromium (.ci/run); elsewhere these tests skip when it is missing.
+"""
+
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import trial_functions as tf
+from conftest import HOSTILE
+
+import tuneloop as tl
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CI"):
+        raise RuntimeError("CI must install Debian's chromium (apt-get install chromium): .ci/run does.")
+    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def live_db(dashboard_db, tmp_path_factory):
+    """A copy of the dashboard store, so this module can add trials without disturbing others."""
+    folder = tmp_path_factory.mktemp("live")
+    import sqlite3
+
+    src = Path(dashboard_db.removeprefix("sqlite:///"))
+    with sqlite3.connect(src) as a, sqlite3.connect(folder / "dash.db") as b:
+        a.backup(b)  # WAL mode: a plain file copy would miss what is still in the -wal file
+    shutil.copytree(src.with_name("dash-artifacts"), folder / "dash-artifacts")
+    return f"sqlite:///{folder / 'dash.db'}"
+
+
+@pytest.fixture(scope="module")
+def server(live_db):
+    import uvicorn
+
+    from tuneloop.dashboard import create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(create_app(live_db), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not srv.started and time.time() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.problems = []  # console errors, page errors and dialogs (an alert() would be an injection)
+    page.on("console", lambda m: page.problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: page.problems.append(str(e)))
+    page.on("dialog", lambda d: (page.problems.append(f"dialog: {d.message}"), d.dismiss()))
+    yield page
+    page.close()
+
+
+def open_page(page, url):
+    page.goto(url)
+    page.wait_for_selector("body[data-loaded=true]", timeout=30_000)
+    page.wait_for_timeout(300)  # let Plotly finish drawing
+    return page
+
+
+def plots(page):
+    return page.locator(".js-plotly-plot").count()
+
+
+def test_studies_page_lists_studies_and_shows_a_hostile_name_as_text(page, server):
+    open_page(page, server + "/")
+    assert page.locator("#studies tbody tr").count() == 4
+    assert page.get_by_text(HOSTILE, exact=True).count() == 1
+    assert page.problems == []
+
+
+def test_study_page_draws_every_plot(page, server):
+    open_page(page, server + "/study/quad")
+    # history, parallel coordinates, importance, one per parameter (2), learning curves
+    assert plots(page) == 6
+    assert page.locator("#trials tbody tr").count() == 12
+    assert page.locator(".warnings li").count() >= 0  # present or not, it must render
+    assert page.problems == []
+
+
+def test_trials_table_sorts_by_a_header(page, server):
+    open_page(page, server + "/study/quad")
+    header = page.locator("#trials th", has_text="loss")
+    values = lambda: [float(v) for v in page.locator("#trials tbody tr td:nth-child(4)").all_inner_texts()]  # noqa: E731
+    header.click()
+    ascending = values()
+    assert ascending == sorted(ascending)
+    header.click()
+    assert values() == sorted(ascending, reverse=True)
+
+
+def test_checking_a_trial_overlays_its_learning_curve(page, server):
+    open_page(page, server + "/study/quad")
+    curves = "document.querySelector('.curves').data.length"
+    assert page.evaluate(curves) == 5  # the five best at first
+    page.locator("#trials input[type=checkbox]:not(:checked)").first.check()
+    page.wait_for_function(f"{curves} === 6", timeout=10_000)
+    assert page.problems == []
+
+
+def test_trial_page_draws_curves_histograms_slices_and_samples(page, server):
+    open_page(page, server + "/study/logs/trial/0")
+    assert plots(page) >= 3  # loss curve, histogram heatmap, slices bar (+ nothing else needed)
+    assert page.locator("#slices tbody tr").count() == 2
+    image = page.locator("#samples img")
+    assert image.count() == 1 and image.evaluate("img => img.naturalWidth") == 4
+    assert page.get_by_text("hello", exact=True).count() == 1
+    assert page.problems == []
+
+
+def test_compare_page_highlights_differences(page, server):
+    open_page(page, server + "/study/quad/compare?trials=0,1,2")
+    assert page.locator("#compare-params tr.differs").count() == 2
+    assert plots(page) >= 1 and page.problems == []
+
+
+def test_hostile_study_page_renders_text_and_runs_nothing(page, server):
+    open_page(page, server + "/study/" + quote(HOSTILE, safe=""))
+    assert page.locator("h1 .name").inner_text() == HOSTILE
+    assert page.problems == []
+
+
+def test_live_view_picks_up_a_trial_added_after_load(page, server, live_db):
+    study = tl.Study("live", tl.Space(x=tl.Float(0.0, 1.0)), tf.quadratic, metric="loss", mode="min",
+                     storage=live_db, searcher="random")
+    study.run(n_trials=2, seed=0)
+    open_page(page, server + "/study/live")
+    assert page.locator("#trials tbody tr").count() == 2
+    study.run(n_trials=3)
+    page.wait_for_function("document.querySelectorAll('#trials tbody tr').length === 3", timeout=15_000)
+    assert page.problems == []
+
+
+def test_report_file_draws_offline(page, live_db, tmp_path):
+    from tuneloop.report import write_report
+    from tuneloop.store import Store
+
+    with Store(live_db) as store:
+        path = write_report(store, "logs", tmp_path / "report.html")
+    page.route("**/*", lambda route: route.abort() if not route.request.url.startswith(("file:", "data:"))
+               else route.continue_())  # any network request would fail the page
+    open_page(page, path.as_uri())
+    assert plots(page) >= 4 and page.locator("#samples img").count() == 1
+    assert page.problems == []
