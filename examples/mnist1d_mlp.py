@@ -3,6 +3,7 @@
     tuneloop run examples/mnist1d_mlp.py --trials 16 --workers 2
     tuneloop best mnist1d-mlp
     tuneloop show mnist1d-mlp 0        # curves, alerts, per-class slices, confusion matrix
+    tuneloop check examples/mnist1d_mlp.py   # first: can the model learn at all? beats the baselines?
 
 ``fit`` reports every epoch, obeys the scheduler, logs histograms and health numbers that the
 default alert rules watch, and returns the best validation epoch's metrics. Any other training
@@ -38,6 +39,14 @@ def train(trial: tl.Trial) -> dict:
 
 study = tl.Study("mnist1d-mlp", space, train, metric="val_acc", mode="max", budget={"epochs": 30},
                  searcher="tpe", scheduler={"name": "asha", "min_resource": 3})
+
+# Before tuning: `tuneloop check examples/mnist1d_mlp.py` runs these (and the baselines), fastest first.
+checks = tl.Checks(
+    lambda: MLP(40, 10, width=128, depth=2), data=mnist1d(), fit={"lr": 3e-3, "batch_size": 128, "epochs": 10},
+    modules=["2"],  # the hidden layer, checked on its own input too
+    stages=[tl.Stage("10% of the data", fraction=0.1, at_least=0.25),
+            tl.Stage("all the data", beats_previous=True)],
+)
 
 if __name__ == "__main__":  # `python examples/mnist1d_mlp.py` works too
     study.run(n_trials=16, workers=2, progress=True)

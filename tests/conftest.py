@@ -78,4 +78,13 @@ def dashboard_db(tmp_path_factory):
              storage=storage, searcher="random").run(n_trials=6, seed=1)
     tl.Study(HOSTILE, tl.Space(x=tl.Float(0.0, 1.0)), tf.quadratic, metric="loss", mode="min",
              storage=storage).run(n_trials=2)
+    from tuneloop.store import Store
+
+    with Store(storage) as store:  # a ladder run and baselines, as `tuneloop check` stores them
+        store.add_checks(store.get_study("quad").id, [
+            {"name": "overfit a tiny batch", "status": "pass", "message": "fell to 0.001", "evidence": {},
+             "causes": [], "next_step": "", "seconds": 0.1},
+            {"name": "stage: all data", "status": "fail", "message": "val_mse too high", "evidence": {},
+             "causes": ["x"], "next_step": "look closer", "seconds": 0.1}], {"mean": 2.5, "ridge regression": 1.5},
+            "val_mse")
     return storage

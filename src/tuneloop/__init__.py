@@ -26,9 +26,21 @@ from tuneloop.trial import Budget, Params, Trial
 
 __version__ = "0.1.0"
 
+_LAZY = {"Checks": "tuneloop.checks", "Stage": "tuneloop.checks", "check": "tuneloop.checks"}
+
+
+def __getattr__(name: str) -> object:
+    """``tl.Checks``, ``tl.Stage`` and ``tl.check`` import torch, so they load on first use."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'tuneloop' has no attribute {name!r}")
+
 __all__ = [
     "Budget",
     "Callback",
+    "Checks",
     "Choice",
     "ConfigError",
     "Float",
@@ -40,6 +52,7 @@ __all__ = [
     "RunSummary",
     "SchemaVersionError",
     "Space",
+    "Stage",
     "StorageError",
     "Store",
     "Study",
@@ -50,6 +63,7 @@ __all__ = [
     "TrialRecord",
     "TrialState",
     "TuneloopError",
+    "check",
     "default_rules",
     "load_study",
 ]

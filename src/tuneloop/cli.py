@@ -1,4 +1,4 @@
-"""The ``tuneloop`` command: demo, run, status, trials, best, show, export, ui, report."""
+"""The ``tuneloop`` command: demo, run, status, trials, best, show, export, ui, report, check, baseline."""
 
 from __future__ import annotations
 
@@ -254,6 +254,88 @@ def report(
 
     path = write_report(_store(storage), study, output)
     out.print(f"Wrote {path} ({path.stat().st_size / 1e6:.1f} MB): open it in any browser, no server needed.")
+
+
+def _load_checks(file: Path) -> Any:
+    """The tl.Checks an experiment file defines (attached to its study, when it has one)."""
+    from tuneloop.checks import Checks
+    from tuneloop.experiment import load_module, load_study
+    from tuneloop.study import Study
+
+    module = load_module(file)
+    found = [v for v in vars(module).values() if isinstance(v, Checks)]
+    if not found:
+        raise TuneloopError(f"{file} defines no checks: add checks = tl.Checks(lambda: Model(...), data=..., "
+                            f"fit={{'lr': ...}}) at top level.")
+    checks = found[0]
+    if checks.study is None and any(isinstance(v, Study) for v in vars(module).values()):
+        checks.study = load_study(file)
+    return checks
+
+
+def _print_result(r: Any) -> None:
+    mark = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]", "skip": "[dim]skip[/]"}[r.status]
+    out.print(f"{mark} {r.name}: {r.message} [dim]({r.seconds:.2f}s)[/]", highlight=False)
+    if r.status == "fail":
+        evidence = {k: v for k, v in r.evidence.items() if k != "traceback"}
+        if evidence:
+            out.print(f"     evidence: {evidence}", highlight=False)
+        if r.evidence.get("traceback"):
+            out.print(r.evidence["traceback"], highlight=False, markup=False)
+        for cause in r.causes:
+            out.print(f"     likely cause: {cause}", highlight=False)
+        if r.next_step:
+            out.print(f"     next step: {r.next_step}", highlight=False)
+
+
+def _print_baselines(scores: dict[str, float], metric: str) -> None:
+    from tuneloop._tables import fmt
+
+    table = Table(title=f"Baselines ({metric} on the validation split)")
+    table.add_column("model")
+    table.add_column(metric, justify="right")
+    for name, score in scores.items():
+        table.add_row(name, fmt(score))
+    out.print(table)
+
+
+@app.command()
+@_friendly
+def check(
+    file: Annotated[Path, typer.Argument(help="Experiment file that defines checks = tl.Checks(...)")],
+    storage: Storage = None,
+) -> None:
+    """Run the check ladder (layers, loss at init, input dependence, overfit a batch, stages) and
+    the baselines; stop at the first failure with its evidence, likely causes and next step."""
+    checks = _load_checks(file)
+    report = checks.run(storage=storage, on_result=_print_result)
+    if report.baselines:
+        _print_baselines(report.baselines, report.metric)
+    where = f"; stored with study {checks.study.name!r}" if checks.study is not None else ""
+    if report.passed:
+        out.print(f"[green]Every check passed[/] ({len(report.results)}){where}. The model can learn: tune it.")
+    else:
+        out.print(f"[red]Stopped at {report.failure.name!r}[/]{where}. Fix it before tuning.")
+        raise typer.Exit(1)
+
+
+@app.command()
+@_friendly
+def baseline(
+    file: Annotated[Path, typer.Argument(help="Experiment file that defines checks = tl.Checks(...)")],
+    storage: Storage = None,
+) -> None:
+    """Fit scikit-learn baselines on the experiment's data: is deep learning needed at all?"""
+    from tuneloop.checks import baselines
+
+    checks = _load_checks(file)
+    scores = {k: v["score"] for k, v in baselines(checks.train, checks.val, checks.classify, checks.seed).items()}
+    metric = "val_acc" if checks.classify else "val_mse"
+    _print_baselines(scores, metric)
+    if checks.study is not None:
+        store = checks.study._store(storage)
+        store.add_checks(checks.study._record(store, None).id, [], scores, metric)
+        out.print(f"Stored with study {checks.study.name!r}.")
 
 
 @app.command()

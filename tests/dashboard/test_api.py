@@ -110,3 +110,11 @@ def test_ui_refuses_a_public_host_without_a_token():
 
     result = CliRunner().invoke(app, ["ui", "--host", "0.0.0.0"])
     assert result.exit_code == 1 and "add --token SECRET" in " ".join(result.output.split())
+
+
+def test_study_view_states_how_far_it_is_from_the_best_baseline(client):
+    checks = client.get("/api/studies/quad").json()["checks"]
+    assert [c["status"] for c in checks["checks"]] == ["pass", "fail"]
+    versus = checks["versus"]
+    assert versus["baseline"] == "ridge regression" and versus["baseline_score"] == 1.5  # an MSE: lower is better
+    assert versus["margin"] == pytest.approx(versus["study_best"] - 1.5)

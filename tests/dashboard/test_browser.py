@@ -106,7 +106,8 @@ def test_study_page_draws_every_plot(page, server):
     # history, parallel coordinates, importance, one per parameter (2), learning curves
     assert plots(page) == 6
     assert page.locator("#trials tbody tr").count() == 12
-    assert page.locator(".warnings li").count() >= 0  # present or not, it must render
+    assert page.locator("#checks tbody tr").count() == 2 and page.locator("#baselines tbody tr").count() == 2
+    assert "best baseline: ridge regression 1.5" in page.locator(".versus").inner_text()
     assert page.problems == []
 
 

@@ -63,7 +63,21 @@ def study_view(store: Store, name: str) -> dict[str, Any]:
         # the best trials first (a list: JavaScript would reorder number-like keys)
         "curves": [{"number": t.number, "points": curves.get(t.id, {}).get(record.metric, [])} for t in best],
         "groups": groups,
+        "checks": _checks_view(store, record, done),
     })
+
+
+def _checks_view(store: Store, record: StudyRecord, done: Sequence[TrialRecord]) -> dict[str, Any]:
+    """The latest check ladder and baselines, and how far the study's best is above the best baseline."""
+    found = store.latest_checks(record.id)
+    scores = found["baselines"]
+    found["versus"] = None
+    if scores and done:
+        lower_is_better = (found["metric"] or "").endswith("mse")
+        name, score = (min if lower_is_better else max)(scores.items(), key=lambda kv: kv[1])
+        best = (min if record.mode == "min" else max)(t.value for t in done)
+        found["versus"] = {"baseline": name, "baseline_score": score, "study_best": best, "margin": best - score}
+    return found
 
 
 def trial_view(store: Store, name: str, number: int, *, inline_images: bool = False) -> dict[str, Any]:

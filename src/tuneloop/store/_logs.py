@@ -14,13 +14,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 
 from tuneloop.store import schema
 from tuneloop.store.records import AlertRecord, HistogramRecord, SampleRecord, SliceRecord
 
 TABLES = {"metrics": schema.metrics, "histograms": schema.histograms, "alerts": schema.alerts,
-          "slices": schema.slices, "samples": schema.samples}
+          "slices": schema.slices, "samples": schema.samples, "checks": schema.checks}
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -95,3 +95,45 @@ def alert_row(trial_id: int, attempt: int, step: int, rule: str, quantity: str, 
               action: str, message: str) -> dict[str, Any]:
     return {"trial_id": trial_id, "attempt": attempt, "step": step, "rule": rule, "quantity": quantity,
             "value": value, "action": action, "message": message, "created_at": time.time()}
+
+
+class ChecksMixin:
+    """Check-ladder and baseline results, stored per study and per run."""
+
+    def _write(self) -> Any: ...  # provided by Store
+    def _read(self) -> Any: ...  # provided by Store
+
+    def add_checks(self, study_id: int, results: Sequence[dict[str, Any]], baselines: dict[str, float],
+                   metric: str) -> None:
+        """Store one run of the ladder (its results in order) and of the baselines."""
+        now = time.time()
+        rows = [{"study_id": study_id, "run_at": now, "kind": "check", "name": r["name"], "status": r["status"],
+                 "value": None, "message": r["message"],
+                 "details": json.dumps({k: r[k] for k in ("evidence", "causes", "next_step", "seconds")},
+                                       default=str)} for r in results]
+        rows += [{"study_id": study_id, "run_at": now, "kind": "baseline", "name": name, "status": "pass",
+                  "value": score, "message": f"{metric} = {score:.4g}", "details": json.dumps({"metric": metric})}
+                 for name, score in baselines.items()]
+        if rows:
+            with self._write() as conn:
+                conn.execute(insert(schema.checks), rows)
+
+    def latest_checks(self, study_id: int) -> dict[str, Any]:
+        """The latest run of the checks and of the baselines: {"checks": [...], "baselines": {...}, ...}."""
+        c = schema.checks
+        out: dict[str, Any] = {"checks": [], "baselines": {}, "metric": None, "run_at": None}
+        with self._read() as conn:
+            for kind in ("check", "baseline"):
+                last = conn.execute(select(func.max(c.c.run_at)).where(c.c.study_id == study_id, c.c.kind == kind)).scalar()
+                if last is None:
+                    continue
+                for r in conn.execute(select(c).where(c.c.study_id == study_id, c.c.kind == kind, c.c.run_at == last)
+                                      .order_by(c.c.id)):
+                    details = json.loads(r.details)
+                    if kind == "check":
+                        out["checks"].append({"name": r.name, "status": r.status, "message": r.message, **details})
+                        out["run_at"] = last
+                    else:
+                        out["baselines"][r.name] = r.value
+                        out["metric"] = details.get("metric")
+        return out

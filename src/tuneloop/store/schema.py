@@ -20,7 +20,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 2  # 2: histograms, alerts, slices, samples (1 -> 2 only adds tables)
+SCHEMA_VERSION = 3  # 2: histograms, alerts, slices, samples; 3: checks (each step only adds tables)
 
 metadata = MetaData()
 
@@ -132,3 +132,18 @@ samples = Table(
     Column("payload", Text),  # text, array or table: inline JSON
 )
 Index("ix_samples_trial", samples.c.trial_id, samples.c.attempt)
+
+checks = Table(
+    "checks",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("study_id", Integer, ForeignKey("studies.id", ondelete="CASCADE"), nullable=False),
+    Column("run_at", Float, nullable=False),  # one ladder run: every row it wrote shares this
+    Column("kind", String(16), nullable=False),  # check | baseline
+    Column("name", String(255), nullable=False),
+    Column("status", String(8), nullable=False),  # pass | fail | skip (baselines: pass)
+    Column("value", Float),  # a baseline's score
+    Column("message", Text, nullable=False),
+    Column("details", Text, nullable=False),  # JSON: evidence, causes, next step, metric
+)
+Index("ix_checks_study", checks.c.study_id, checks.c.run_at)

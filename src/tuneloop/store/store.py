@@ -24,7 +24,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlch
 from tuneloop.errors import SchemaVersionError, StorageError
 from tuneloop.space import Space, space_from_json
 from tuneloop.store import schema
-from tuneloop.store._logs import LogsMixin
+from tuneloop.store._logs import ChecksMixin, LogsMixin
 from tuneloop.store.records import FINISHED_STATES, StudyRecord, StudySummary, TrialRecord
 
 DEFAULT_URL = "tuneloop.db"  # a path: resolved against the working directory
@@ -77,7 +77,7 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, allow_nan=True, separators=(",", ":"))
 
 
-class Store(LogsMixin):
+class Store(LogsMixin, ChecksMixin):
     """Studies, trials, metric points and everything else trials log, in one SQL database."""
 
     def __init__(self, url: str | os.PathLike[str] | None = None) -> None:

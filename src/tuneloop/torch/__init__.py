@@ -3,12 +3,13 @@ Importing this imports torch."""
 
 from tuneloop.torch._fit import LOSSES, OPTIMIZERS, SCHEDULES, FitResult, evaluate, fit, lr_factor, make_optimizer
 from tuneloop.torch._inspect import Inspector
-from tuneloop.torch._models import CNN, MLP
+from tuneloop.torch._models import CNN, GRU, MLP
 from tuneloop.torch._slices import evaluate_slices, log_slices
 
 __all__ = [
     "CNN",
     "FitResult",
+    "GRU",
     "Inspector",
     "LOSSES",
     "MLP",

@@ -54,3 +54,16 @@ class CNN(nn.Module):
         if x.dim() == 2:
             x = x.unsqueeze(1)
         return self.head(self.dropout(self.features(x).flatten(1)))
+
+
+class GRU(nn.Module):
+    """A GRU reading a 1-D signal one value per step; the last hidden state feeds a linear classifier."""
+
+    def __init__(self, length: int, n_classes: int, hidden: int = 64, layers: int = 1) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(1, hidden, num_layers=layers, batch_first=True)
+        self.head = nn.Linear(hidden, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(x.unsqueeze(-1) if x.dim() == 2 else x)
+        return self.head(out[:, -1])

@@ -83,6 +83,9 @@ const tuneloop = (() => {
       el("p", { class: "meta", text: `${s.mode} ${s.metric} · ${data.trials.length} trials · seed ${fmt(s.seed)}` })];
     const warnings = data.effects.filter((e) => e.warning);
     if (warnings.length) parts.push(el("ul", { class: "warnings" }, ...warnings.map((e) => el("li", { text: e.warning }))));
+    const v = data.checks.versus;
+    if (v) parts.push(el("p", { class: "versus", text: `best baseline: ${v.baseline} ${fmt(v.baseline_score)}; this ` +
+      `study's best ${s.metric} ${fmt(v.study_best)} (${v.margin >= 0 ? "+" : ""}${fmt(v.margin)})` }));
     // trials table with a state filter; the checkboxes pick curves to overlay
     const filter = el("select", { id: "state-filter" }, ...["all", "completed", "pruned", "failed", "diverged",
       "interrupted", "running"].map((v) => el("option", { value: v, text: v })));
@@ -106,6 +109,14 @@ const tuneloop = (() => {
       const n = [...picked].slice(0, 5); if (n.length >= 2) location.href = `/study/${enc(s.name)}/compare?trials=${n.join(",")}`; } });
     parts.push(section("Trials", el("div", { class: "bar" }, el("label", { text: "state " }), filter, compare),
       el("div", { class: "scroll" }, holder)));
+    if (data.checks.checks.length || Object.keys(data.checks.baselines).length) {
+      const kids = [];
+      if (data.checks.checks.length) kids.push(table(["check", "result", "message", "next step"], data.checks.checks.map((c) =>
+        row([c.name, el("span", { class: `check ${c.status}`, text: c.status }), c.message, c.next_step || ""])), { id: "checks", sortable: false }));
+      const b = Object.entries(data.checks.baselines);
+      if (b.length) kids.push(table(["baseline", data.checks.metric || "score"], b.map(([k, x]) => row([k, x])), { id: "baselines" }));
+      parts.push(section("Checks and baselines (tuneloop check)", ...kids));
+    }
     // optimization history
     const h = data.history;
     parts.push(section("Optimization history", plot(plotDiv(), [
