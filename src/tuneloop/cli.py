@@ -403,6 +403,17 @@ def _study_record(store: Any, name: str) -> Any:
     return record
 
 
+def _register_subcommands() -> None:
+    from tuneloop._idea_cli import idea_app
+
+    for command in idea_app.registered_commands:  # every idea command says tuneloop's errors in one line
+        command.callback = _friendly(command.callback)
+    app.add_typer(idea_app, name="idea")
+
+
+_register_subcommands()
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 if __name__ == "__main__":  # python -m tuneloop.cli

@@ -20,7 +20,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 3  # 2: histograms, alerts, slices, samples; 3: checks (each step only adds tables)
+SCHEMA_VERSION = 4  # 2: histograms, alerts, slices, samples; 3: checks; 4: ideas (each only adds tables)
 
 metadata = MetaData()
 
@@ -147,3 +147,38 @@ checks = Table(
     Column("details", Text, nullable=False),  # JSON: evidence, causes, next step, metric
 )
 Index("ix_checks_study", checks.c.study_id, checks.c.run_at)
+
+ideas = Table(
+    "ideas",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("title", Text, nullable=False),
+    Column("state", String(16), nullable=False),  # proposed | testing | adopted | rejected | parked
+    Column("hours", Float, nullable=False),  # estimated
+    Column("complexity", Integer, nullable=False),  # 1 (trivial) .. 5 (a lot of new code)
+    Column("gain", Float, nullable=False),  # predicted improvement of the objective, if it works
+    Column("p", Float, nullable=False),  # predicted probability that it works
+    Column("tags", Text, nullable=False),  # JSON list
+    Column("actual_hours", Float),
+    Column("note", Text),  # the decision's note
+    Column("config", Text),  # JSON: the overrides the idea adds to the baseline configuration
+    Column("links", Text, nullable=False),  # JSON: studies and trials that tested it
+    Column("created_at", Float, nullable=False),
+    Column("decided_at", Float),
+)
+
+idea_tests = Table(
+    "idea_tests",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("idea_id", Integer, ForeignKey("ideas.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("study", String(255)),
+    Column("metric", String(255), nullable=False),
+    Column("mode", String(8), nullable=False),
+    Column("seeds", Text, nullable=False),  # JSON list
+    Column("baseline", Text, nullable=False),  # JSON list of outcomes, one per seed
+    Column("variant", Text, nullable=False),
+    Column("result", Text, nullable=False),  # JSON Comparison
+)
+Index("ix_idea_tests_idea", idea_tests.c.idea_id)

@@ -1,0 +1,194 @@
+"""The ideas ledger: ideas with estimates, a state, their tests and their outcome, in the store.
+
+    ledger = tl.Ledger()                      # the default store, or Ledger("runs.db")
+    idea = ledger.add("AdamW instead of Adam", hours=0.5, complexity=1, gain=0.01, p=0.3)
+    ledger.start(idea.id); ledger.record_test(idea.id, ...); ledger.decide(idea.id, "adopt", note="+1.2%")
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy import insert, select, update
+
+from tuneloop._validation import check_one_of, fail
+from tuneloop.errors import ConfigError, TuneloopError
+from tuneloop.store import Store
+from tuneloop.store import schema
+
+STATES = ("proposed", "testing", "adopted", "rejected", "parked")
+DECISIONS = {"adopt": "adopted", "reject": "rejected", "park": "parked"}
+COMPLEXITY_PENALTY = 0.25  # each complexity point above 1 divides the priority by another 1.25
+
+
+def priority(p: float, gain: float, hours: float, complexity: int) -> float:
+    """Expected gain per hour, discounted for added complexity:
+    p * gain / (hours * (1 + 0.25 * (complexity - 1)))."""
+    return p * gain / (max(hours, 1e-9) * (1 + COMPLEXITY_PENALTY * (complexity - 1)))
+
+
+PRIORITY_FORMULA = "priority = p x gain / (hours x (1 + 0.25 x (complexity - 1))); ties: cheapest first"
+
+
+@dataclass
+class Idea:
+    """One idea and everything known about it."""
+
+    id: int
+    title: str
+    state: str
+    hours: float
+    complexity: int
+    gain: float
+    p: float
+    tags: list[str] = field(default_factory=list)
+    actual_hours: float | None = None
+    note: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    links: list[dict[str, Any]] = field(default_factory=list)
+    created_at: float = 0.0
+    decided_at: float | None = None
+
+    @property
+    def priority(self) -> float:
+        return priority(self.p, self.gain, self.hours, self.complexity)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def validate_estimates(hours: float, complexity: int, gain: float, p: float) -> None:
+    if not isinstance(hours, (int, float)) or hours <= 0:
+        raise fail("hours", "idea", "a positive number of hours", hours)
+    if complexity not in (1, 2, 3, 4, 5):
+        raise fail("complexity", "idea", "an integer from 1 (trivial) to 5 (much new code)", complexity)
+    if not isinstance(gain, (int, float)):
+        raise fail("gain", "idea", "a number (the predicted improvement of the objective)", gain)
+    if not isinstance(p, (int, float)) or not 0 <= p <= 1:
+        raise fail("p", "idea", "a probability between 0 and 1", p)
+
+
+class Ledger:
+    """The ideas of one store, ranked by priority."""
+
+    def __init__(self, storage: str | Store | None = None) -> None:
+        self.store = storage if isinstance(storage, Store) else Store(storage)
+
+    # -- writing ----------------------------------------------------------------------------
+    def add(self, title: str, *, hours: float, complexity: int, gain: float, p: float, tags: list[str] | None = None,
+            config: dict[str, Any] | None = None) -> Idea:
+        """Propose an idea with its estimates."""
+        if not isinstance(title, str) or not title.strip():
+            raise fail("title", "idea", "a non-empty string", title)
+        validate_estimates(hours, complexity, gain, p)
+        with self.store._write() as conn:
+            result = conn.execute(insert(schema.ideas).values(
+                title=title.strip(), state="proposed", hours=float(hours), complexity=int(complexity), gain=float(gain),
+                p=float(p), tags=json.dumps(list(tags or [])), config=json.dumps(config or {}), links="[]",
+                created_at=time.time()))
+            new_id = int(result.inserted_primary_key[0])
+        return self.get(new_id)  # after the commit: another connection reads it
+
+    def edit(self, idea_id: int, **changes: Any) -> Idea:
+        """Change estimates, title, tags, config or actual hours."""
+        idea = self.get(idea_id)
+        allowed = {"title", "hours", "complexity", "gain", "p", "tags", "config", "actual_hours"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise ConfigError(f"An idea has no field {sorted(unknown)[0]!r}; editable: {', '.join(sorted(allowed))}.")
+        merged = {**idea.to_dict(), **{k: v for k, v in changes.items() if v is not None}}
+        validate_estimates(merged["hours"], merged["complexity"], merged["gain"], merged["p"])
+        values = {k: (json.dumps(v) if k in ("tags", "config") else v) for k, v in changes.items() if v is not None}
+        if values:
+            with self.store._write() as conn:
+                conn.execute(update(schema.ideas).where(schema.ideas.c.id == idea_id).values(**values))
+        return self.get(idea_id)
+
+    def start(self, idea_id: int) -> Idea:
+        """Mark an idea as being tested."""
+        self._set(idea_id, state="testing")
+        return self.get(idea_id)
+
+    def decide(self, idea_id: int, decision: str, *, note: str | None = None, actual_hours: float | None = None) -> Idea:
+        """adopt, reject or park an idea, with a note saying why (its evidence)."""
+        check_one_of(decision, list(DECISIONS), "decision", "idea decide")
+        values: dict[str, Any] = {"state": DECISIONS[decision], "note": note, "decided_at": time.time()}
+        if actual_hours is not None:
+            values["actual_hours"] = float(actual_hours)
+        self._set(idea_id, **values)
+        return self.get(idea_id)
+
+    def link(self, idea_id: int, **link: Any) -> None:
+        """Remember a study (and trials) that tested the idea."""
+        idea = self.get(idea_id)
+        self._set(idea_id, links=json.dumps([*idea.links, link]))
+
+    def record_test(self, idea_id: int, *, metric: str, mode: str, seeds: list[int], baseline: list[float],
+                    variant: list[float], result: dict[str, Any], study: str | None = None) -> None:
+        """Store an A/B test's outcomes and verdict with the idea."""
+        self.get(idea_id)
+        with self.store._write() as conn:
+            conn.execute(insert(schema.idea_tests).values(
+                idea_id=idea_id, created_at=time.time(), study=study, metric=metric, mode=mode, seeds=json.dumps(seeds),
+                baseline=json.dumps(baseline), variant=json.dumps(variant), result=json.dumps(result)))
+
+    def _set(self, idea_id: int, **values: Any) -> None:
+        self.get(idea_id)
+        with self.store._write() as conn:
+            conn.execute(update(schema.ideas).where(schema.ideas.c.id == idea_id).values(**values))
+
+    # -- reading ----------------------------------------------------------------------------
+    def get(self, idea_id: int) -> Idea:
+        with self.store._read() as conn:
+            row = conn.execute(select(schema.ideas).where(schema.ideas.c.id == idea_id)).first()
+        if row is None:
+            raise TuneloopError(f"No idea {idea_id} in {self.store.url}; see tuneloop idea list.")
+        return _idea(row)
+
+    def ideas(self, state: str | None = None) -> list[Idea]:
+        """Every idea, highest priority first (ties: cheapest first)."""
+        if state is not None:
+            check_one_of(state, STATES, "state", "idea list")
+        stmt = select(schema.ideas)
+        if state is not None:
+            stmt = stmt.where(schema.ideas.c.state == state)
+        with self.store._read() as conn:
+            found = [_idea(r) for r in conn.execute(stmt)]
+        return sorted(found, key=lambda i: (-i.priority, i.hours, i.id))
+
+    def tests(self, idea_id: int) -> list[dict[str, Any]]:
+        t = schema.idea_tests
+        with self.store._read() as conn:
+            rows = conn.execute(select(t).where(t.c.idea_id == idea_id).order_by(t.c.id)).all()
+        return [{"created_at": r.created_at, "study": r.study, "metric": r.metric, "mode": r.mode,
+                 "seeds": json.loads(r.seeds), "baseline": json.loads(r.baseline), "variant": json.loads(r.variant),
+                 "result": json.loads(r.result)} for r in rows]
+
+    def baseline_chain(self) -> list[dict[str, Any]]:
+        """Adopted ideas in the order they were adopted, each with its measured effect and the
+        cumulative gain: the baseline's history."""
+        chain, total = [], 0.0
+        for idea in sorted(self.ideas("adopted"), key=lambda i: i.decided_at or 0):
+            tests = self.tests(idea.id)
+            effect = tests[-1]["result"]["effect"] if tests else None
+            total += effect or 0.0
+            chain.append({"id": idea.id, "title": idea.title, "effect": effect, "cumulative": total,
+                          "config": idea.config, "decided_at": idea.decided_at})
+        return chain
+
+    def baseline_config(self) -> dict[str, Any]:
+        """The current baseline: every adopted idea's overrides, applied in adoption order."""
+        config: dict[str, Any] = {}
+        for step in self.baseline_chain():
+            config.update(step["config"])
+        return config
+
+
+def _idea(row: Any) -> Idea:
+    return Idea(id=row.id, title=row.title, state=row.state, hours=row.hours, complexity=row.complexity, gain=row.gain,
+                p=row.p, tags=json.loads(row.tags), actual_hours=row.actual_hours, note=row.note,
+                config=json.loads(row.config or "{}"), links=json.loads(row.links), created_at=row.created_at,
+                decided_at=row.decided_at)
