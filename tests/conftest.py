@@ -87,4 +87,13 @@ def dashboard_db(tmp_path_factory):
             {"name": "stage: all data", "status": "fail", "message": "val_mse too high", "evidence": {},
              "causes": ["x"], "next_step": "look closer", "seconds": 0.1}], {"mean": 2.5, "ridge regression": 1.5},
             "val_mse")
+    from tuneloop.ideas import Ledger
+
+    ledger = Ledger(storage)
+    adopted = ledger.add("AdamW", hours=0.5, complexity=1, gain=0.01, p=0.3, config={"optimizer": "adamw"})
+    ledger.record_test(adopted.id, metric="val_acc", mode="max", seeds=[1, 2], baseline=[0.7, 0.7],
+                       variant=[0.71, 0.72], result={"effect": 0.015, "message": "better: +0.015"})
+    ledger.decide(adopted.id, "adopt", actual_hours=1.0)
+    ledger.decide(ledger.add("Bigger batch", hours=1, complexity=2, gain=0.01, p=0.5).id, "reject")
+    ledger.add(HOSTILE, hours=1, complexity=1, gain=0.01, p=0.2)
     return storage

@@ -118,3 +118,11 @@ def test_study_view_states_how_far_it_is_from_the_best_baseline(client):
     versus = checks["versus"]
     assert versus["baseline"] == "ridge regression" and versus["baseline_score"] == 1.5  # an MSE: lower is better
     assert versus["margin"] == pytest.approx(versus["study_best"] - 1.5)
+
+
+def test_ideas_view_ranks_and_calibrates(client):
+    data = client.get("/api/ideas").json()
+    # AdamW 0.3 * 0.01 / 0.5 = 0.006; Bigger batch 0.5 * 0.01 / (1 * 1.25) = 0.004; the third 0.2 * 0.01 / 1
+    assert [i["title"] for i in data["ideas"]][:2] == ["AdamW", "Bigger batch"]
+    assert data["chain"][0]["cumulative"] == 0.015 and data["calibration"]["decided"] == 2
+    assert data["calibration"]["brier"] == pytest.approx(((0.3 - 1) ** 2 + 0.5 ** 2) / 2)

@@ -164,6 +164,13 @@ def test_live_view_picks_up_a_trial_added_after_load(page, server, live_db):
     assert page.problems == []
 
 
+def test_ideas_page_lists_the_chain_and_calibration(page, server):
+    open_page(page, server + "/ideas")
+    assert page.locator("#ideas tbody tr").count() == 3 and page.get_by_text(HOSTILE, exact=True).count() == 1
+    assert plots(page) == 1 and page.locator("#calibration tbody tr").count() == 7
+    assert page.problems == []
+
+
 def test_report_file_draws_offline(page, live_db, tmp_path):
     from tuneloop.report import write_report
     from tuneloop.store import Store

@@ -45,7 +45,7 @@ def page_html(page: str, params: dict[str, Any], *, data: dict[str, Any] | None 
                 '<script src="/static/app.js"></script>')
     return (f"<!doctype html><html><head><meta charset='utf-8'><link rel='icon' href='data:,'>"
             f"<title>{escape(title)}</title>{head}</head>"
-            f"<body><nav><a href='/'>tuneloop</a></nav><main id='app'></main>"
+            f"<body><nav><a href='/'>tuneloop</a> <a href='/ideas'>ideas</a></nav><main id='app'></main>"
             f"<script type='application/json' id='boot'>{boot}</script>"
             f"<script>tuneloop.boot(JSON.parse(document.getElementById('boot').textContent));</script>"
             f"</body></html>")
@@ -83,6 +83,14 @@ def create_app(storage: str | None = None, token: str | None = None) -> Any:
     @app.get("/api/studies")
     def studies() -> Any:
         return _data.studies_view(store)
+
+    @app.get("/api/ideas")
+    def ideas() -> Any:
+        return _data.ideas_view(store)
+
+    @app.get("/ideas", response_class=HTMLResponse)
+    def ideas_page() -> str:
+        return page_html("ideas", {}, title="ideas - tuneloop")
 
     # names may hold any character, "/" included: the specific routes come before the catch-all
     @app.get("/api/studies/{name:path}/trials/{number}")

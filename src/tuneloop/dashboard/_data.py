@@ -147,3 +147,20 @@ def _image_data(path: Path) -> str | None:
         return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
     except OSError:
         return None
+
+
+def ideas_view(store: Store) -> dict[str, Any]:
+    """The ideas ledger: ranked ideas with their last verdict, the baseline chain, calibration."""
+    from tuneloop.ideas import PRIORITY_FORMULA, Ledger, calibration
+
+    ledger = Ledger(store)
+    ideas = ledger.ideas()
+    tests = {i.id: ledger.tests(i.id) for i in ideas}
+    effects = {k: t[-1]["result"]["effect"] for k, t in tests.items() if t}
+    return strict_json({
+        "formula": PRIORITY_FORMULA,
+        "ideas": [{**i.to_dict(), "priority": i.priority,
+                   "verdict": tests[i.id][-1]["result"]["message"] if tests[i.id] else None} for i in ideas],
+        "chain": ledger.baseline_chain(),
+        "calibration": calibration(ideas, effects).to_dict(),
+    })

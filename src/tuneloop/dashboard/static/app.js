@@ -264,11 +264,30 @@ const tuneloop = (() => {
     app.replaceChildren(...parts);
   }
 
+  function ideasPage(app, data) {
+    const parts = [el("h1", { text: "Ideas" }), el("p", { class: "meta", text: data.formula })];
+    parts.push(table(["rank", "id", "idea", "state", "hours", "complexity", "gain", "p", "priority", "last test"],
+      data.ideas.map((i, n) => row([n + 1, i.id, i.title, el("span", { class: `idea ${i.state}`, text: i.state }), i.hours,
+        i.complexity, i.gain, i.p, i.priority, i.verdict || "-"], [n + 1, i.id, i.title, i.state, i.hours, i.complexity,
+        i.gain, i.p, i.priority, i.verdict])), { id: "ideas" }));
+    if (data.chain.length) parts.push(section("Baseline history: adopted ideas and the cumulative gain", plot(plotDiv("plot chain"), [
+      { x: data.chain.map((c) => plain(`${c.id}: ${c.title}`)), y: data.chain.map((c) => c.cumulative), mode: "lines+markers", name: "cumulative" },
+      { type: "bar", x: data.chain.map((c) => plain(`${c.id}: ${c.title}`)), y: data.chain.map((c) => c.effect), name: "effect", opacity: 0.5 }])));
+    const c = data.calibration;
+    parts.push(section("Calibration of the predictions", c.decided ? table(["measure", "value"], [
+      row(["decided ideas", c.decided]), row(["success base rate", c.base_rate]), row(["Brier score", c.brier]),
+      row(["Brier of always predicting the base rate", c.brier_base_rate]), row(["predicted gain (tested ideas)", c.gain_predicted]),
+      row(["realized gain", c.gain_realized]), row(["actual / estimated hours", c.hours_ratio])], { id: "calibration", sortable: false })
+      : el("p", { text: "No decided ideas yet." })));
+    app.replaceChildren(...parts);
+  }
+
   // -- routing and live updates ------------------------------------------------------------
   const pages = {
     studies: { url: () => "/api/studies", draw: studiesPage, live: true },
     study: { url: (p) => `/api/studies/${enc(p.name)}`, draw: studyPage, live: true },
     trial: { url: (p) => `/api/studies/${enc(p.name)}/trials/${p.number}`, draw: trialPage, live: true },
+    ideas: { url: () => "/api/ideas", draw: ideasPage, live: true },
     compare: { url: (p) => `/api/studies/${enc(p.name)}/compare?trials=${enc(p.trials)}`, draw: comparePage, live: false },
   };
 
