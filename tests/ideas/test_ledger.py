@@ -111,3 +111,20 @@ def test_ab_test_on_the_mnist1d_mlp_stores_a_verdict(storage):
     pairs = {(t.params["arm"], t.params["seed_index"]) for t in arms._store(None).trials(
         arms._store(None).get_study(stored["study"]).id)}
     assert len(pairs) == 6  # both arms on the same three seeds
+
+
+def test_cli_idea_test_runs_both_arms_and_stores_the_verdict(write_experiment, tmp_path, monkeypatch):
+    from conftest import QUADRATIC_EXPERIMENT
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "200")
+    exp = write_experiment(QUADRATIC_EXPERIMENT)
+    assert CliRunner().invoke(app, ["run", str(exp), "--trials", "3", "--seed", "0"]).exit_code == 0
+    assert CliRunner().invoke(app, ["idea", "add", "x at its optimum", "--gain", "0.1"]).exit_code == 0
+    result = CliRunner().invoke(app, ["idea", "test", "1", str(exp), "--variant", "x=0.5,y=0.0", "--seeds", "3"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("better: ") and "Stored with idea 1" in result.output  # loss fell on every seed
+    (stored,) = Ledger().tests(1)
+    assert stored["result"]["verdict"] == "better" and stored["seeds"] == [10000, 10001, 10002]
+    bad = CliRunner().invoke(app, ["idea", "test", "1", str(exp), "--variant", "x0.5"])
+    assert bad.exit_code == 1 and "An override is NAME=VALUE" in bad.output

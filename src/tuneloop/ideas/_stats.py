@@ -83,7 +83,7 @@ def compare(baseline: Sequence[float], variant: Sequence[float], mode: str, pred
     if sd == 0:
         verdict = "better" if mean > 0 else "worse" if mean < 0 else "inconclusive"
         return Comparison(verdict, mean, mean, mean, 0.0 if mean else 1.0, n, 0.0, None,
-                          f"every seed moved by exactly {mean:+.4g}")
+                          f"{verdict}: every seed moved by exactly {mean:+.4g} ({n} seeds)")
     se = sd / math.sqrt(n)
     t = mean / se
     p = float(2 * stats.t.sf(abs(t), n - 1))
