@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -179,7 +178,3 @@ class Trial:
 def _check_step(step: Any, owner: str) -> None:
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise ConfigError(f"The 'step' argument of {owner} must be a non-negative int. Got {step!r} instead.")
-
-
-def is_finite(value: float | None) -> bool:
-    return value is not None and math.isfinite(value)

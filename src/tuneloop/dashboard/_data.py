@@ -59,7 +59,7 @@ def study_view(store: Store, name: str) -> dict[str, Any]:
         "trials": [_trial_row(t) for t in trials],
         "history": history(trials, record.mode),
         "effects": param_effects(record.space, trials, record.mode),
-        "importance": importance(record.space, trials, record.mode),
+        "importance": _importance(store, record, trials, done),
         # the best trials first (a list: JavaScript would reorder number-like keys)
         "curves": [{"number": t.number, "points": curves.get(t.id, {}).get(record.metric, [])} for t in best],
         "groups": groups,
@@ -78,6 +78,20 @@ def _checks_view(store: Store, record: StudyRecord, done: Sequence[TrialRecord])
         best = (min if record.mode == "min" else max)(t.value for t in done)
         found["versus"] = {"baseline": name, "baseline_score": score, "study_best": best, "margin": best - score}
     return found
+
+
+_IMPORTANCE: dict[tuple[str, int, int, float], dict[str, float]] = {}
+
+
+def _importance(store: Store, record: StudyRecord, trials: Sequence[TrialRecord],
+                done: Sequence[TrialRecord]) -> dict[str, float]:
+    """fANOVA importance, recomputed only when the completed trials change (the page polls)."""
+    key = (store.url, record.id, len(done), max((t.finished_at or 0.0 for t in done), default=0.0))
+    if key not in _IMPORTANCE:
+        if len(_IMPORTANCE) > 64:
+            _IMPORTANCE.clear()
+        _IMPORTANCE[key] = importance(record.space, trials, record.mode)
+    return _IMPORTANCE[key]
 
 
 def trial_view(store: Store, name: str, number: int, *, inline_images: bool = False) -> dict[str, Any]:
