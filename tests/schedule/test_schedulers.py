@@ -43,7 +43,7 @@ def test_median_stops_trials_worse_than_the_median_at_the_same_step():
     assert median.on_report(3, 1, 1.1) == GO  # 1.1 <= 1.2
 
 
-@pytest.mark.parametrize("name", ["none", "median", "asha"])
+@pytest.mark.parametrize("name", ["none", "median", "asha", "hyperband"])
 def test_contract_non_finite_and_repeated_reports_never_crash(name):
     s = schedulers.create(name, mode="min")
     for trial_id in range(4):
@@ -60,5 +60,19 @@ def test_none_never_stops():
 
 
 def test_unknown_scheduler_lists_the_valid_ones():
-    with pytest.raises(tl.ConfigError, match=r"Unknown scheduler 'hyperband'. Valid names: asha, median, none\."):
-        schedulers.create("hyperband")
+    with pytest.raises(tl.ConfigError, match=r"Unknown scheduler 'pbt'. Valid names: asha, hyperband, median, none\."):
+        schedulers.create("pbt")
+
+
+def test_hyperband_stops_poor_trials_in_a_study(storage):
+    import trial_functions as tf
+
+    study = tl.Study("hb", tl.Space(x=tl.Float(-2.0, 2.0)), tf.quadratic, metric="loss", mode="min",
+                     storage=storage, searcher="random")
+    study.run(n_trials=30, seed=0, scheduler={"name": "hyperband", "max_resource": 3})
+    states = [t.state for t in study.trials]
+    assert states.count("pruned") > 0 and states.count("completed") > 0
+    pruned = [t for t in study.trials if t.state == "pruned"]
+    done = [t for t in study.trials if t.state == "completed"]
+    # what it stops is, on average, worse than what it lets finish
+    assert sum(abs(t.params["x"] - 0.5) for t in pruned) / len(pruned) > sum(abs(t.params["x"] - 0.5) for t in done) / len(done)

@@ -1,4 +1,4 @@
-"""Schedulers: which running trials deserve more budget (none, median, asha)."""
+"""Schedulers: which running trials deserve more budget (none, median, asha, hyperband)."""
 
 from tuneloop.schedule._base import Decision, Scheduler, schedulers
 from tuneloop.schedule._none import NoScheduler

@@ -70,3 +70,15 @@ def _make_asha(options: dict[str, Any], mode: str = "min", **_: Any) -> OptunaPr
 
     options = {"min_resource": 1, "reduction_factor": 3, **options}
     return OptunaPrunerScheduler(SuccessiveHalvingPruner(**options), mode)
+
+
+@schedulers.register("hyperband")
+def _make_hyperband(options: dict[str, Any], mode: str = "min", **_: Any) -> OptunaPrunerScheduler:
+    """Hyperband: several successive-halving brackets with different first rungs, so that
+    aggressive and patient stopping are both tried (each trial falls in one bracket).
+    ``max_resource`` is the last step a trial reports (e.g. the epochs); "auto" learns it from
+    the first completed trial."""
+    from optuna.pruners import HyperbandPruner
+
+    options = {"min_resource": 1, "max_resource": "auto", "reduction_factor": 3, **options}
+    return OptunaPrunerScheduler(HyperbandPruner(**options), mode)
