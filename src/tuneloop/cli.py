@@ -73,6 +73,7 @@ def run(
     workers: Annotated[int | None, typer.Option(help="Trials at once [default: the study's, 1]")] = None,
     executor: Annotated[str | None, typer.Option(help="inline or processes [default: processes when workers > 1]")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the searcher and the trials' seeds")] = None,
+    seeds: Annotated[int | None, typer.Option(help="Run each configuration over this many seeds")] = None,
     timeout: Annotated[float | None, typer.Option(help="Stop launching trials after this many seconds")] = None,
     study_name: Annotated[str | None, typer.Option("--study", help="Which study, if the file defines several")] = None,
     storage: Storage = None,
@@ -82,7 +83,7 @@ def run(
 
     study = load_study(file, study_name)
     summary = study.run(trials, searcher=searcher, scheduler=scheduler, workers=workers, executor=executor,
-                        seed=seed, timeout=timeout, storage=storage, progress=True)
+                        seed=seed, seeds=seeds, timeout=timeout, storage=storage, progress=True)
     if summary.reason == "nothing to do":
         out.print(f"Study {study.name!r} already has {summary.finished_total} finished trials; "
                   f"pass a larger --trials to add more.")

@@ -20,7 +20,7 @@ from tuneloop.callbacks import Callback
 from tuneloop.errors import ConfigError, TuneloopError
 from tuneloop.run import Driver, RunSummary, executors
 from tuneloop.schedule import schedulers
-from tuneloop.search import searchers
+from tuneloop.search import repeated, searchers
 from tuneloop.space import Param, Space
 from tuneloop.store import Store, StudyRecord, TrialRecord, resolve_url
 from tuneloop.trial import Budget, Trial
@@ -86,6 +86,7 @@ class Study:
         executor: Any = None,
         timeout: float | None = None,
         seed: int | None = None,
+        seeds: int | None = None,
         storage: str | None = None,
         callbacks: Sequence[Callback] = (),
         progress: bool = False,
@@ -94,7 +95,8 @@ class Study:
         pass, or a grid is exhausted). Arguments left as None take the Study's defaults.
 
         ``searcher``/``scheduler``/``executor`` take a name (``"tpe"``), a dict with a name and
-        options (``{"name": "asha", "reduction_factor": 4}``) or an instance.
+        options (``{"name": "asha", "reduction_factor": 4}``) or an instance. ``seeds=K`` runs each
+        configuration K times, each with its own ``trial.seed`` (``n_trials`` counts every run).
         """
         searcher = searcher if searcher is not None else self.defaults["searcher"]
         scheduler = scheduler if scheduler is not None else self.defaults["scheduler"]
@@ -116,7 +118,10 @@ class Study:
         record = self._record(store, seed)
         seed = seed if seed is not None else int(record.config["seed"])
         # build every plug-in before any trial starts, so a bad name fails fast
-        searcher_obj = searchers.create(searcher, space=self.space, seed=seed, mode=self.mode, workers=workers)
+        if seeds is not None:
+            check_positive_int(seeds, "seeds", "Study.run")
+        searcher_obj = repeated(searchers.create(searcher, space=self.space, seed=seed, mode=self.mode,
+                                                 workers=workers), seeds)
         scheduler_obj = schedulers.create(scheduler, mode=self.mode)
         executor_obj = executors.create(executor, workers=workers)
         callbacks = list(callbacks)

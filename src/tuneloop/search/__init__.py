@@ -3,5 +3,6 @@
 from tuneloop.search._base import Outcome, Proposal, Searcher, searchers
 from tuneloop.search._grid import GridSearcher
 from tuneloop.search._optuna import OptunaSearcher
+from tuneloop.search._repeat import Repeated, repeated
 
-__all__ = ["GridSearcher", "OptunaSearcher", "Outcome", "Proposal", "Searcher", "searchers"]
+__all__ = ["GridSearcher", "OptunaSearcher", "Outcome", "Proposal", "Repeated", "Searcher", "repeated", "searchers"]

@@ -1,0 +1,41 @@
+"""Repeat each configuration over K seeds: ``study.run(seeds=3)`` / ``--seeds 3``.
+
+The inner searcher proposes a configuration once; it then runs K times (each run is a trial of
+its own with its own ``trial.seed``), so results can be shown as mean +/- CI and comparisons
+account for seed variance. The first repeat answers the inner searcher's proposal; the others
+reach it as extra observations of the same configuration.
+"""
+
+from __future__ import annotations
+
+from tuneloop._validation import check_positive_int
+from tuneloop.search._base import Outcome, Proposal, Searcher
+
+
+class Repeated(Searcher):
+    """Every configuration of ``inner``, ``seeds`` times in a row."""
+
+    def __init__(self, inner: Searcher, seeds: int) -> None:
+        self.inner = inner
+        self.seeds = check_positive_int(seeds, "seeds", "Study.run")
+        self._pending: list[Proposal] = []
+
+    def ask(self, n: int = 1) -> list[Proposal]:
+        out: list[Proposal] = []
+        while len(out) < n:
+            if not self._pending:
+                fresh = self.inner.ask(1)
+                if not fresh:
+                    break
+                first = fresh[0]
+                self._pending = [first] + [Proposal(dict(first.params)) for _ in range(self.seeds - 1)]
+            out.append(self._pending.pop(0))
+        return out
+
+    def tell(self, outcome: Outcome) -> None:
+        self.inner.tell(outcome)
+
+
+def repeated(searcher: Searcher, seeds: int | None) -> Searcher:
+    return searcher if not seeds or seeds == 1 else Repeated(searcher, seeds)
+
