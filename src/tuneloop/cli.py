@@ -144,7 +144,7 @@ def trials_cmd(
     if state is not None:
         check_one_of(state, [s.value for s in TrialState], "--state", "tuneloop trials")
     store = _store(storage)
-    record = _study_record(store, study)
+    record = store.require_study(study)
     rows = store.trials(record.id, states=[state] if state else None)
     if sort == "value":
         # completed trials first (their values are final), best first; then the rest
@@ -167,7 +167,7 @@ def best(
     from tuneloop.study import best_trial
 
     store = _store(storage)
-    record = _study_record(store, study)
+    record = store.require_study(study)
     trials = store.trials(record.id)
     if as_json:
         b = best_trial(trials, record.mode, study)
@@ -190,11 +190,8 @@ def show(
     from tuneloop.analysis import direction_of, summarize_curve
 
     store = _store(storage)
-    record = _study_record(store, study)
-    found = [t for t in store.trials(record.id) if t.number == trial]
-    if not found:
-        raise TuneloopError(f"Study {study!r} has no trial {trial}; see tuneloop trials {study}.")
-    t = found[0]
+    record = store.require_study(study)
+    t = store.trial(record.id, trial)
     duration = "-" if t.duration is None else f"{t.duration:.1f}s"
     out.print(f"[bold]Trial {t.number} of {study}[/]: {t.state}, {record.metric} = {tables.fmt(t.value)}, "
               f"{duration}, attempt {t.attempt}")
@@ -327,15 +324,9 @@ def baseline(
     storage: Storage = None,
 ) -> None:
     """Fit scikit-learn baselines on the experiment's data: is deep learning needed at all?"""
-    from tuneloop.checks import baselines
-
     checks = _load_checks(file)
-    scores = {k: v["score"] for k, v in baselines(checks.train, checks.val, checks.classify, checks.seed).items()}
-    metric = "val_acc" if checks.classify else "val_mse"
-    _print_baselines(scores, metric)
+    _print_baselines(checks.run_baselines(storage=storage), checks.metric)
     if checks.study is not None:
-        store = checks.study._store(storage)
-        store.add_checks(checks.study._record(store, None).id, [], scores, metric)
         out.print(f"Stored with study {checks.study.name!r}.")
 
 
@@ -394,14 +385,6 @@ def demo(
     done = sum(t.state in ("completed", "pruned") for t in trials)
     out.print(f"{done} trials stored in {_store(storage, must_exist=False).url}. Next: tuneloop status, tuneloop trials {d.study.name} "
               f"--sort value, tuneloop export {d.study.name}.")
-
-
-def _study_record(store: Any, name: str) -> Any:
-    record = store.get_study(name)
-    if record is None:
-        known = ", ".join(s.name for s in store.studies()) or "none"
-        raise TuneloopError(f"No study named {name!r} in {store.url}; studies there: {known}.")
-    return record
 
 
 def _register_subcommands() -> None:

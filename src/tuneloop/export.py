@@ -21,7 +21,6 @@ import json
 import math
 from typing import Any
 
-from tuneloop.errors import TuneloopError
 from tuneloop.store import Store
 
 FORMAT = "tuneloop.study/1"
@@ -40,10 +39,7 @@ def strict_json(obj: Any) -> Any:
 
 def study_data(store: Store, name: str, *, with_metrics: bool = True) -> dict[str, Any]:
     """The export of study ``name`` as plain data (the JSON shape above)."""
-    record = store.get_study(name)
-    if record is None:
-        known = ", ".join(s.name for s in store.studies()) or "none"
-        raise TuneloopError(f"No study named {name!r} in {store.url}; studies there: {known}.")
+    record = store.require_study(name)
     trials = store.trials(record.id)
     series = store.series([t.id for t in trials]) if with_metrics else {}
     return strict_json({

@@ -118,8 +118,6 @@ class Study:
         record = self._record(store, seed)
         seed = seed if seed is not None else int(record.config["seed"])
         # build every plug-in before any trial starts, so a bad name fails fast
-        if seeds is not None:
-            check_positive_int(seeds, "seeds", "Study.run")
         searcher_obj = repeated(searchers.create(searcher, space=self.space, seed=seed, mode=self.mode,
                                                  workers=workers), seeds)
         scheduler_obj = schedulers.create(scheduler, mode=self.mode)

@@ -7,6 +7,7 @@ import pytest
 
 import tuneloop as tl
 from tuneloop.store import SCHEMA_VERSION, Store
+from tuneloop.store.store import point_rows
 
 
 @pytest.fixture
@@ -26,7 +27,8 @@ def test_study_and_trials_round_trip(store, space):
     b = store.create_trial(study.id, 1, {"x": 0.2, "lr": 0.01, "opt": "adam"}, seed=12)
     store.add_points([(a, 0, 0, "loss", 1.0), (a, 0, 1, "loss", 0.5), (a, 0, 1, "acc", 0.7)])
     store.finish_trial(a, "completed", 0.5, {"loss": 0.5, "acc": 0.7})
-    store.finish_trial(b, "diverged", math.nan, {"loss": math.nan}, points=[(b, 0, 0, "loss", math.nan)])
+    store.finish_trial(b, "diverged", math.nan, {"loss": math.nan},
+                       batch={"metrics": point_rows([(b, 0, 0, "loss", math.nan)])})
     trials = store.trials(study.id)
     assert [t.state for t in trials] == ["completed", "diverged"]
     assert trials[0].value == 0.5 and trials[0].values == {"loss": 0.5, "acc": 0.7}
@@ -44,7 +46,7 @@ def test_a_rerun_attempt_hides_the_interrupted_points_but_keeps_them(store, spac
     store.add_points([(t, 0, 0, "loss", 9.0)])
     assert store.mark_interrupted(study.id) == 1
     assert store.restart_trial(t) == 1
-    store.finish_trial(t, "completed", 0.2, {"loss": 0.2}, points=[(t, 1, 0, "loss", 0.2)])
+    store.finish_trial(t, "completed", 0.2, {"loss": 0.2}, batch={"metrics": point_rows([(t, 1, 0, "loss", 0.2)])})
     assert store.series([t]) == {t: {"loss": [(0, 0.2)]}}
     rows = sqlite3.connect(storage.removeprefix("sqlite:///")).execute("select attempt, value from metrics").fetchall()
     assert sorted(rows) == [(0, 9.0), (1, 0.2)]
@@ -126,3 +128,16 @@ def test_a_bare_path_and_the_environment_pick_the_database(tmp_path, monkeypatch
 def test_a_missing_driver_names_the_extra_to_install():
     with pytest.raises(tl.StorageError, match=r"driver is missing"):
         Store("postgresql+nosuchdriver://u@localhost/db")
+
+
+def test_require_study_and_trial_by_number(store, space):
+    study = make_study(store, space, name="found")
+    store.create_trial(study.id, 0, {"x": 0.0}, seed=0)
+    store.create_trial(study.id, 1, {"x": 1.0}, seed=0)
+    assert store.require_study("found").id == study.id
+    assert store.trial(study.id, 1).params == {"x": 1.0}
+    assert [t.number for t in store.trials(study.id, numbers=[1])] == [1]
+    with pytest.raises(tl.TuneloopError, match="No study named 'nope' in .*; studies there: found"):
+        store.require_study("nope")
+    with pytest.raises(tl.TuneloopError, match="no trial 7"):
+        store.trial(study.id, 7)

@@ -64,7 +64,7 @@ class Checks:
 
     def run(self, *, storage: str | None = None, on_result: Callable[[CheckResult], None] | None = None) -> CheckReport:
         """Run the ladder (stopping at the first failure) and the baselines; store them with the study."""
-        report = CheckReport(metric="val_acc" if self.classify else "val_mse")
+        report = CheckReport(metric=self.metric)
         for step in self._ladder():
             results = _timed(step)
             for r in results:
@@ -74,11 +74,21 @@ class Checks:
             if any(not r.passed for r in results):
                 break
         if self.with_baselines:
-            found = fit_baselines(self.train, self.val, self.classify, self.seed)
-            report.baselines = {k: v["score"] for k, v in found.items()}
-        if self.study is not None:
-            self._store(report, storage)
+            report.baselines = {k: v["score"] for k, v in fit_baselines(self.train, self.val, self.classify,
+                                                                        self.seed).items()}
+        self._store(report.results, report.baselines, storage)
         return report
+
+    @property
+    def metric(self) -> str:
+        """What the baselines are scored by: validation accuracy, or MSE for regression."""
+        return "val_acc" if self.classify else "val_mse"
+
+    def run_baselines(self, *, storage: str | None = None) -> dict[str, float]:
+        """Only the baselines (``tuneloop baseline``), stored with the study like ``run`` does."""
+        scores = {k: v["score"] for k, v in fit_baselines(self.train, self.val, self.classify, self.seed).items()}
+        self._store([], scores, storage)
+        return scores
 
     def _ladder(self) -> list[Callable[[], list[CheckResult]]]:
         x = torch.as_tensor(np.asarray(self.train[0][:32]), dtype=torch.float32)
@@ -119,10 +129,12 @@ class Checks:
             lambda: _training.stage_ladder(self.stages, fresh, self.train, self.val, self.fit, self.classify, self.seed),
         ]
 
-    def _store(self, report: CheckReport, storage: str | None) -> None:
+    def _store(self, results: list[CheckResult], baselines: dict[str, float], storage: str | None) -> None:
+        if self.study is None:
+            return  # printed only: there is no study to keep them with
         store = self.study._store(storage)
         record = self.study._record(store, None)
-        store.add_checks(record.id, [r.to_dict() for r in report.results], report.baselines, report.metric)
+        store.add_checks(record.id, [r.to_dict() for r in results], baselines, self.metric)
 
 
 def _timed(step: Callable[[], list[CheckResult]]) -> list[CheckResult]:

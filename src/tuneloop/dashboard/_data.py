@@ -21,13 +21,6 @@ from tuneloop.store import Store, StudyRecord, TrialRecord
 TOP_CURVES = 10  # learning curves shown by default: the best trials
 
 
-def _study_record(store: Store, name: str) -> StudyRecord:
-    record = store.get_study(name)
-    if record is None:
-        raise TuneloopError(f"No study named {name!r} in {store.url}.")
-    return record
-
-
 def _trial_row(t: TrialRecord) -> dict[str, Any]:
     return {"number": t.number, "state": t.state, "value": t.value, "params": t.params, "values": t.values,
             "seed": t.seed, "attempt": t.attempt, "duration": t.duration, "finished_at": t.finished_at,
@@ -43,7 +36,7 @@ def studies_view(store: Store) -> dict[str, Any]:
 
 def study_view(store: Store, name: str) -> dict[str, Any]:
     """One study: its trials and the data of every study plot."""
-    record = _study_record(store, name)
+    record = store.require_study(name)
     trials = store.trials(record.id)
     done = [t for t in trials if t.state == "completed" and t.value is not None and math.isfinite(t.value)]
     best = sorted(done, key=lambda t: t.value, reverse=record.mode == "max")[:TOP_CURVES]
@@ -96,11 +89,8 @@ def _importance(store: Store, record: StudyRecord, trials: Sequence[TrialRecord]
 
 def trial_view(store: Store, name: str, number: int, *, inline_images: bool = False) -> dict[str, Any]:
     """One trial: curves, histograms over time, alerts, slices, samples, parameters, error."""
-    record = _study_record(store, name)
-    found = [t for t in store.trials(record.id) if t.number == number]
-    if not found:
-        raise TuneloopError(f"Study {name!r} has no trial {number}.")
-    t = found[0]
+    record = store.require_study(name)
+    t = store.trial(record.id, number)
     hist: dict[str, dict[str, list[Any]]] = {}
     for h in store.histograms(t.id, t.attempt):
         entry = hist.setdefault(h.name, {"step": [], "low": [], "high": [], "counts": [], "flag": []})
@@ -125,8 +115,8 @@ def trial_view(store: Store, name: str, number: int, *, inline_images: bool = Fa
 
 def curves_view(store: Store, name: str, numbers: Sequence[int]) -> dict[str, Any]:
     """The objective's curve of each trial in ``numbers`` (the study page's selected trials)."""
-    record = _study_record(store, name)
-    trials = [t for t in store.trials(record.id) if t.number in set(numbers)]
+    record = store.require_study(name)
+    trials = store.trials(record.id, numbers=numbers)
     series = store.series([t.id for t in trials], names=[record.metric])
     return strict_json({"curves": [{"number": t.number, "points": series[t.id].get(record.metric, [])}
                                    for t in trials]})
@@ -134,10 +124,10 @@ def curves_view(store: Store, name: str, numbers: Sequence[int]) -> dict[str, An
 
 def compare_view(store: Store, name: str, numbers: Sequence[int]) -> dict[str, Any]:
     """2-5 trials side by side: the parameters that differ, and every curve of each."""
-    record = _study_record(store, name)
+    record = store.require_study(name)
     if not 2 <= len(numbers) <= 5:
         raise TuneloopError("Compare takes 2 to 5 trials, e.g. /compare/STUDY?trials=3,7,12.")
-    trials = [t for t in store.trials(record.id) if t.number in set(numbers)]
+    trials = store.trials(record.id, numbers=numbers)
     missing = sorted(set(numbers) - {t.number for t in trials})
     if missing:
         raise TuneloopError(f"Study {name!r} has no trial {missing[0]}.")

@@ -201,11 +201,8 @@ class Driver:
             for name, value in event.values.items():
                 self._alert(run, event.step, self.rulebook.scalar(event.trial_id, name, value))
         elif isinstance(event, Histogram):
-            summary = {"low": event.low, "high": event.high, "counts": event.counts, "n": event.n,
-                       "nonfinite": event.nonfinite, "stats": event.stats}
-            self._batch["histograms"].append({**row, "name": event.name, "low": event.low, "high": event.high,
-                                              "counts": event.counts, "n": event.n, "nonfinite": event.nonfinite,
-                                              "stats": json.dumps(event.stats), "flag": event.flag})
+            summary = {k: v for k, v in vars(event).items() if k not in row}  # the event is the summary
+            self._batch["histograms"].append({**row, **summary, "stats": json.dumps(event.stats)})
             self._alert(run, event.step, self.rulebook.histogram(event.trial_id, event.name, summary))
         elif isinstance(event, SliceMetric):
             self._batch["slices"].append({**row, "slice": event.slice, "metric": event.metric,
@@ -278,9 +275,7 @@ class Driver:
             else:
                 state = "completed"
         value = values.get(self.metric)
-        points, self._points = self._points, []
-        batch, self._batch = self._batch, {k: [] for k in self._batch}
-        self.store.finish_trial(event.trial_id, state, value, values, error, points, batch)
+        self.store.finish_trial(event.trial_id, state, value, values, error, self._take_batch())
         self._last_flush = time.monotonic()
         self.searcher.tell(Outcome(run.spec.params, state, value, run.curve, run.token))
         self.scheduler.on_result(event.trial_id, state, value)
@@ -298,9 +293,13 @@ class Driver:
         if pending >= _FLUSH_POINTS or (pending and time.monotonic() - self._last_flush >= _FLUSH_SECONDS):
             self._flush()
 
+    def _take_batch(self) -> dict[str, list[dict[str, Any]]]:
+        """Everything buffered, as rows by table; the buffers start empty again."""
+        batch = {"metrics": point_rows(self._points), **self._batch}
+        self._points, self._batch = [], {k: [] for k in self._batch}
+        return batch
+
     def _flush(self) -> None:
         """Write every buffered point and row in one transaction."""
-        points, self._points = self._points, []
-        batch, self._batch = self._batch, {k: [] for k in self._batch}
-        self.store.write_batch({"metrics": point_rows(points), **batch})
+        self.store.write_batch(self._take_batch())
         self._last_flush = time.monotonic()

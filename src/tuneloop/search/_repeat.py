@@ -37,5 +37,6 @@ class Repeated(Searcher):
 
 
 def repeated(searcher: Searcher, seeds: int | None) -> Searcher:
-    return searcher if not seeds or seeds == 1 else Repeated(searcher, seeds)
+    """``searcher`` itself for None or 1 seed, else wrapped (which validates ``seeds``)."""
+    return searcher if seeds is None or seeds == 1 else Repeated(searcher, seeds)
 

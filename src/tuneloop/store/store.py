@@ -21,7 +21,7 @@ from sqlalchemy import bindparam, create_engine, event, func, inspect, insert, s
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
-from tuneloop.errors import SchemaVersionError, StorageError
+from tuneloop.errors import SchemaVersionError, StorageError, TuneloopError
 from tuneloop.space import Space, space_from_json
 from tuneloop.store import schema
 from tuneloop.store._logs import ChecksMixin, LogsMixin
@@ -104,7 +104,6 @@ class Store(LogsMixin, ChecksMixin):
         self._finish_trial = update(t).where(t.c.id == bindparam("trial_id")).values(
             state=bindparam("state"), value=bindparam("value"), values=bindparam("values"),
             error=bindparam("error"), finished_at=bindparam("finished_at"))
-        self._insert_points = insert(schema.metrics)
 
     def _open(self) -> None:
         """Check the schema version, then create missing tables (never touching a newer schema)."""
@@ -168,6 +167,14 @@ class Store(LogsMixin, ChecksMixin):
             created_at=row.created_at, updated_at=row.updated_at,
         )
 
+    def require_study(self, name: str) -> StudyRecord:
+        """The stored study ``name``, or a TuneloopError listing the studies there are."""
+        record = self.get_study(name)
+        if record is None:
+            known = ", ".join(s.name for s in self.studies()) or "none"
+            raise TuneloopError(f"No study named {name!r} in {self.url}; studies there: {known}.")
+        return record
+
     def update_study_config(self, study_id: int, config: dict[str, Any]) -> None:
         with self._write() as conn:
             conn.execute(update(schema.studies).where(schema.studies.c.id == study_id)
@@ -218,12 +225,10 @@ class Store(LogsMixin, ChecksMixin):
             return int(conn.execute(select(schema.trials.c.attempt).where(schema.trials.c.id == trial_id)).scalar_one())
 
     def finish_trial(self, trial_id: int, state: str, value: float | None, values: dict[str, float],
-                     error: str | None = None, points: Sequence[Point] = (),
-                     batch: dict[str, list[dict[str, Any]]] | None = None) -> None:
-        """Record a trial's end and everything still unwritten (points, logged rows) in one transaction."""
+                     error: str | None = None, batch: dict[str, Sequence[dict[str, Any]]] | None = None) -> None:
+        """Record a trial's end and everything still unwritten (``batch``: rows by table, as
+        ``write_batch`` takes them) in one transaction."""
         with self._write() as conn:
-            if points:
-                conn.execute(self._insert_points, point_rows(points))
             if batch:
                 self.write_batch(batch, conn)
             conn.execute(self._finish_trial, {
@@ -241,18 +246,27 @@ class Store(LogsMixin, ChecksMixin):
             return conn.execute(stmt.values(state="interrupted", finished_at=time.time())).rowcount
 
     def add_points(self, points: Sequence[Point]) -> None:
-        if points:
-            with self._write() as conn:
-                conn.execute(self._insert_points, point_rows(points))
+        """Metric points (trial_id, attempt, step, name, value), in one transaction."""
+        self.write_batch({"metrics": point_rows(points)})
 
-    def trials(self, study_id: int, states: Iterable[str] | None = None) -> list[TrialRecord]:
+    def trials(self, study_id: int, states: Iterable[str] | None = None,
+               numbers: Iterable[int] | None = None) -> list[TrialRecord]:
         t = schema.trials
         stmt = select(t).where(t.c.study_id == study_id).order_by(t.c.number)
         if states is not None:
             stmt = stmt.where(t.c.state.in_(list(states)))
+        if numbers is not None:
+            stmt = stmt.where(t.c.number.in_(list(numbers)))
         with self._read() as conn:
             rows = conn.execute(stmt).all()
         return [_trial_record(r) for r in rows]
+
+    def trial(self, study_id: int, number: int) -> TrialRecord:
+        """One trial by its number; a TuneloopError when the study has none."""
+        found = self.trials(study_id, numbers=[number])
+        if not found:
+            raise TuneloopError(f"This study has no trial {number}; tuneloop trials STUDY lists them.")
+        return found[0]
 
     def count_finished(self, study_id: int) -> int:
         t = schema.trials
