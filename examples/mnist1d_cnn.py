@@ -20,9 +20,10 @@ space = tl.Space(
 def train(trial: tl.Trial) -> dict:
     p = trial.params
     data = mnist1d()
+    fit_on, heldout = trial.splits(data)  # (train, val) while tuning; (train, test) under finalize
     result = fit(
         lambda: CNN(data.n_features, data.n_classes, channels=p.channels, kernel=p.kernel),
-        data.train, data.val, trial=trial, optimizer=p.optimizer, lr=p.lr, weight_decay=p.weight_decay,
+        fit_on, heldout, trial=trial, optimizer=p.optimizer, lr=p.lr, weight_decay=p.weight_decay,
         schedule=p.schedule, epochs=trial.budget.epochs, batch_size=100, seed=trial.seed,
     )
     return result.metrics

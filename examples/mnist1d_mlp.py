@@ -4,6 +4,8 @@
     tuneloop best mnist1d-mlp
     tuneloop show mnist1d-mlp 0        # curves, alerts, per-class slices, confusion matrix
     tuneloop check examples/mnist1d_mlp.py   # first: can the model learn at all? beats the baselines?
+    tuneloop finalize mnist1d-mlp --top 3 --seeds 5   # last: retrain the best, test once, mean ± CI
+    tuneloop ensemble mnist1d-mlp                     # vote / average / stack them, gain with its CI
 
 ``fit`` reports every epoch, obeys the scheduler, logs histograms and health numbers that the
 default alert rules watch, and returns the best validation epoch's metrics. Any other training
@@ -28,9 +30,10 @@ space = tl.Space(
 def train(trial: tl.Trial) -> dict:
     p = trial.params
     data = mnist1d()
+    fit_on, heldout = trial.splits(data)  # (train, val) while tuning; (train, test) under finalize
     result = fit(
         lambda: MLP(data.n_features, data.n_classes, width=p.width, depth=2, dropout=p.dropout),
-        data.train, data.val, trial=trial, optimizer=p.optimizer, lr=p.lr, weight_decay=p.weight_decay,
+        fit_on, heldout, trial=trial, optimizer=p.optimizer, lr=p.lr, weight_decay=p.weight_decay,
         momentum=p.get("momentum"), clip=p.clip, schedule="warmup_cosine", epochs=trial.budget.epochs,
         patience=10, seed=trial.seed,
     )

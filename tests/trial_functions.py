@@ -106,3 +106,60 @@ def quadratic_xy(trial: tl.Trial) -> dict:
     for step in range(3):
         trial.report(step, loss=value + 1.0 / (step + 1))
     return {"loss": value}
+
+
+# -- finalize and ensembles --------------------------------------------------------------------
+# Three members, each wrong on its own third of the examples (it predicts the next class there):
+# any single one is 2/3 right, while a vote or an average of the three is always right.
+N_PER_BLOCK = 60
+SPLIT_SIZES = {"train": 240, "val": 3 * N_PER_BLOCK, "test": 3 * N_PER_BLOCK}
+
+
+def _labels(n: int) -> list[int]:
+    return [i % 3 for i in range(n)]
+
+
+SPLITS = {name: (list(range(n)), _labels(n)) for name, n in SPLIT_SIZES.items()}
+
+
+def member_outputs(k: int, n: int, noise: float = 0.0, seed: int = 0):
+    """Probabilities of member ``k``: confident and right, except on block k (the next class)."""
+    import numpy as np
+
+    y = np.array(_labels(n))
+    wrong = np.zeros(n, dtype=bool)
+    wrong[k * (n // 3):(k + 1) * (n // 3)] = True
+    pred = np.where(wrong, (y + 1) % 3, y)
+    probs = np.full((n, 3), 0.05)
+    probs[np.arange(n), pred] = 0.9
+    if noise:
+        probs = probs + np.random.default_rng(seed).uniform(0, noise, probs.shape)
+        probs /= probs.sum(1, keepdims=True)
+    return probs, y
+
+
+def ensemble_member(trial: tl.Trial) -> dict:
+    """Reports an accuracy that peaks at epoch 3 of 6 (better for smaller k), logs what it was
+    given, and saves the member's predictions on the held-out split (and on val when final)."""
+    fit_on, heldout = trial.splits(SPLITS)
+    k = trial.params["k"]
+    for epoch in range(1, trial.budget["epochs"] + 1):
+        trial.report(epoch, **{f"{trial.heldout}_acc": 0.9 - 0.1 * k - 0.01 * (epoch - 3) ** 2})
+    trial.log(0, n_fit=len(fit_on[1]), n_eval=len(heldout[1]), epochs=trial.budget["epochs"])
+    splits = [(trial.heldout, len(heldout[1]))] + ([] if trial.extra_heldout() is None else
+                                                   [(trial.extra_heldout()[0], len(trial.extra_heldout()[1][1]))])
+    for name, n in splits:
+        probs, y = member_outputs(k, n, noise=0.02, seed=trial.seed)
+        trial.log_predictions(3, name, probs, y)
+    return {f"{trial.heldout}_acc": 0.9 - 0.1 * k - 0.01 * (trial.budget["epochs"] - 3) ** 2 + 0.001 * (trial.seed % 3)}
+
+
+def fit_without_splits(trial: tl.Trial) -> dict:
+    """Trains with fit on val directly: fine while tuning, refused in a final run."""
+    import numpy as np
+
+    from tuneloop.torch import MLP, fit
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(60, 2)).astype(np.float32), rng.integers(0, 2, 60)
+    return fit(lambda: MLP(2, 2, width=4), (x, y), (x, y), trial=trial, epochs=1, inspect_every=0).metrics

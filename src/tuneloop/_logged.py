@@ -105,3 +105,28 @@ def _png(value: Any) -> bytes:
         arr = (arr * 255).round().astype(np.uint8)
     Image.fromarray(arr).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def encode_predictions(outputs: Any, targets: Any) -> bytes:
+    """Outputs (n,) or (n, k) and targets (n,) as the bytes of an .npz file (float32 outputs)."""
+    out, y = _array(outputs), _array(targets)
+    if out.ndim not in (1, 2) or y.ndim != 1 or len(out) != len(y) or len(y) == 0:
+        raise ConfigError(
+            f"Trial.log_predictions needs outputs of shape (n,) or (n, classes) and targets of shape (n,); "
+            f"got {out.shape} and {y.shape}. Pass the model's probabilities on the split and its labels."
+        )
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, outputs=out.astype(np.float32), targets=y)
+    return buffer.getvalue()
+
+
+def decode_predictions(path: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(outputs, targets) from a saved predictions file."""
+    with np.load(path) as data:
+        return data["outputs"], data["targets"]
+
+
+def _array(values: Any) -> np.ndarray:
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().numpy()
+    return np.asarray(values)

@@ -160,3 +160,44 @@ def sample_table(sample: Any) -> Table:
     for row in sample.payload:
         table.add_row(*[fmt(row.get(c)) for c in columns])
     return table
+
+
+def _differing(configs: Sequence[dict[str, Any]]) -> list[str]:
+    """Parameter names whose values differ between configurations (all of them for one)."""
+    names = sorted({k for c in configs for k in c})
+    if len(configs) < 2:
+        return names
+    return [n for n in names if len({json.dumps(c.get(n)) for c in configs}) > 1]
+
+
+def final_table(result: Any) -> Table:
+    """One row per finalized configuration: tuned value, test mean +/- CI over seeds."""
+    title = (f"{result.study}: finalized on {result.fit_on}, test once over {result.seeds} seeds "
+             f"({result.final_study}{', look ' + str(result.look) if result.look > 1 else ''})")
+    table = Table(title=title)
+    shown = _differing([c.params for c in result.configs])
+    for col in ("rank", *shown, "epochs", f"tuned {result.tuned_metric}", f"{result.metric} (95% CI)", "per seed"):
+        table.add_column(col, justify="right" if col not in shown else "left", overflow="fold")
+    for c in result.configs:
+        test = "-" if c.test is None else format(c.test, ".4f")
+        table.add_row(str(c.rank), *(fmt(c.params.get(n)) for n in shown), fmt(c.epochs) if c.epochs else "budget",
+                      format(c.tuned, ".4f"), test, " ".join(f"{v:.4f}" for v in c.values) or "-")
+    return table
+
+
+def ensemble_table(result: Any) -> Table:
+    """One row per ensemble method: score over seeds and gain over the best single model."""
+    table = Table(title=f"Ensembles of {result.study} on {result.split} ({result.metric}); "
+                        f"gain interval: {result.interval}", caption="members: " + "; ".join(result.members))
+    for col in ("method", result.metric, "gain over best single (95% CI)", "how"):
+        table.add_column(col, overflow="fold", justify="left" if col in ("method", "how") else "right")
+    for r in result.rows:
+        score = f"{r.score:.4f}" + (f" [{r.score_low:.4f}, {r.score_high:.4f}]" if result.seeds > 1 else "")
+        if r.gain is None:
+            gain = "-"
+        else:
+            sure = r.gain_low > 0 or r.gain_high < 0  # type: ignore[operator]
+            gain = styled(f"{r.gain:+.4f} [{r.gain_low:+.4f}, {r.gain_high:+.4f}]",
+                          ("green" if r.gain > 0 else "red") if sure else None)
+        table.add_row(r.method, score, gain, r.note)
+    return table

@@ -1,4 +1,5 @@
-"""The demo: tune an MLP on MNIST-1D for a couple of minutes, then test the best one once.
+"""The demo: tune an MLP on MNIST-1D for a couple of minutes, then finalize the best one (retrain
+over seeds, test once).
 
 This file is an ordinary experiment file (``tuneloop run -m tuneloop.demo`` would be the same
 study): a space, a trial function that trains with ``tuneloop.torch.fit``, and a Study.
@@ -23,23 +24,22 @@ space = tl.Space(
 )
 
 
-def _fit(params: dict[str, Any], epochs: int, seed: int, trial: tl.Trial | None = None) -> Any:
+def train(trial: tl.Trial) -> dict[str, float]:
+    """Train one configuration; the study records the best validation epoch's metrics. While
+    tuning, a trial that ran its whole budget also logs validation signals it gets wrong. Under
+    ``tuneloop finalize`` the same function trains for the selected epochs and reports test_acc."""
     from tuneloop.torch import MLP, fit
 
     data = mnist1d()
-    p = tl.Params(params)
-    return fit(
+    p = trial.params
+    fit_on, heldout = trial.splits(data)  # (train, val) while tuning; (train, test) when final
+    result = fit(
         lambda: MLP(data.n_features, data.n_classes, width=p.width, depth=p.depth, dropout=p.dropout),
-        data.train, data.val, trial=trial, optimizer=p.optimizer, lr=p.lr, weight_decay=p.weight_decay,
-        momentum=p.get("momentum"), batch_size=p.batch_size, epochs=epochs, schedule=p.schedule, seed=seed,
+        fit_on, heldout, trial=trial, optimizer=p.optimizer, lr=p.lr, weight_decay=p.weight_decay,
+        momentum=p.get("momentum"), batch_size=p.batch_size, epochs=trial.budget.epochs, schedule=p.schedule,
+        seed=trial.seed,
     )
-
-
-def train(trial: tl.Trial) -> dict[str, float]:
-    """Train one configuration; the study records the best validation epoch's metrics. A trial
-    that ran its whole budget also logs a picture of validation signals it gets wrong."""
-    result = _fit(trial.params.to_dict(), trial.budget.epochs, trial.seed, trial)
-    if not result.stopped_early:
+    if trial.phase == "tune" and not result.stopped_early:
         trial.log_sample(result.best_epoch, "misclassified", _misclassified_figure(result.model), kind="image")
     return result.metrics
 
@@ -74,14 +74,6 @@ study = tl.Study(
     # the first rung at epoch 3 (then 9, 27): epoch-1 accuracy is too noisy to judge a configuration by
     scheduler={"name": "asha", "min_resource": 3},
 )
-
-
-def measure_test_accuracy(best: tl.TrialRecord) -> float:
-    """Retrain the best configuration with its seed and measure it once on the test split."""
-    from tuneloop.torch import evaluate
-
-    result = _fit(best.params, int(study.budget.epochs), best.seed)  # the same budget as the trials
-    return evaluate(result.model, mnist1d().test)["acc"]
 
 
 REFERENCE = MNIST1D_REFERENCE

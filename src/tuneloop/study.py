@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuneloop._validation import check_one_of, check_positive_int, fail
 from tuneloop.alerts import Rule, default_rules
@@ -24,6 +24,9 @@ from tuneloop.search import repeated, searchers
 from tuneloop.space import Param, Space
 from tuneloop.store import Store, StudyRecord, TrialRecord, resolve_url
 from tuneloop.trial import Budget, Trial
+
+if TYPE_CHECKING:
+    from tuneloop.finalize import EnsembleResult, FinalResult
 
 TrialFunction = Callable[[Trial], Any]
 
@@ -152,6 +155,25 @@ class Study:
     def best(self) -> TrialRecord:
         """The completed trial with the best objective value."""
         return best_trial(self.trials, self.mode, self.name)
+
+    # -- finishing --------------------------------------------------------------------------
+    def finalize(self, *, top: int = 3, seeds: int = 5, fit_on: str = "train", epochs: str = "best",
+                 workers: int | None = None, executor: Any = None, storage: str | None = None,
+                 again: bool = False, progress: bool = False) -> FinalResult:
+        """Retrain the ``top`` configurations over ``seeds`` seeds and test each run once
+        (``fit_on="train+val"`` to refit on both); see :func:`tuneloop.finalize.finalize`."""
+        from tuneloop.finalize import finalize
+
+        return finalize(self, top=top, seeds=seeds, fit_on=fit_on, epochs=epochs, workers=workers,
+                        executor=executor, storage=storage, again=again, progress=progress)
+
+    def ensemble(self, methods: Sequence[str] = ("vote", "average", "stack"), *,
+                 storage: str | None = None) -> EnsembleResult:
+        """Vote, average and stack the finalized configurations; each gain over the best single
+        model comes with its interval. See :func:`tuneloop.finalize.ensemble`."""
+        from tuneloop.finalize import ensemble
+
+        return ensemble(self._store(storage), self.name, methods)
 
     # -- plumbing ---------------------------------------------------------------------------
     def _store(self, storage: str | None) -> Store:

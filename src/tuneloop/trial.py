@@ -93,6 +93,7 @@ class Trial:
         self._stop = False
         self.params = Params(spec.params)
         self.budget = Budget(spec.budget)
+        self.splits_used = False  # set by splits(): fit refuses a final run that skipped it
 
     @property
     def number(self) -> int:
@@ -107,6 +108,44 @@ class Trial:
     @property
     def study_name(self) -> str:
         return self._spec.study
+
+    @property
+    def phase(self) -> str:
+        """``"tune"`` while searching; ``"final"`` when ``tuneloop finalize`` retrains this
+        configuration to measure it once on the test split."""
+        return self._spec.phase
+
+    @property
+    def heldout(self) -> str:
+        """The split this trial is judged on: ``"val"`` while tuning, ``"test"`` when final.
+        Name reported metrics after it (``f"{trial.heldout}_acc"``); ``fit`` does."""
+        return "test" if self._spec.phase == "final" else "val"
+
+    def splits(self, data: Any) -> tuple[Any, Any]:
+        """(what to train on, what to evaluate on) for this phase, from ``data`` with ``train``,
+        ``val`` and ``test`` (a ``Splits``, a dict or a 3-tuple of (x, y) pairs or Datasets).
+
+        Tuning gets (train, val): the test split stays unseen. The final phase gets (train, test),
+        or (train + val, test) when finalize was asked to refit on both; with train alone the
+        validation split is kept for stacking ensembles (see :meth:`extra_heldout`).
+        """
+        from tuneloop._splits import concat, three_splits
+
+        train, val, test = three_splits(data)
+        self.splits_used = True
+        if self._spec.phase != "final":
+            self._extra = None
+            return train, val
+        if self._spec.fit_on == "train+val":
+            self._extra = None
+            return concat(train, val), test
+        self._extra = ("val", val)
+        return train, test
+
+    def extra_heldout(self) -> tuple[str, Any] | None:
+        """(name, data) of a split that is held out but not judged on (validation, in a final
+        run on train only): predictions on it train the stacking ensemble. Set by :meth:`splits`."""
+        return getattr(self, "_extra", None)
 
     def report(self, step: int, **metrics: Any) -> None:
         """Record metrics at ``step`` (an epoch or a step count) and let the scheduler decide.
@@ -170,6 +209,17 @@ class Trial:
         _check_step(step, "Trial.log_sample")
         kind, data = encode_sample(value, kind)
         self._channel.emit(self._spec, Sample(self._spec.trial_id, step, str(name), kind, data))
+
+    def log_predictions(self, step: int, split: str, outputs: Any, targets: Any) -> None:
+        """Save the model's outputs on a held-out split (class probabilities, shape (n, classes),
+        or regression outputs) with the targets, so ensembles can be built from trials later.
+        ``fit`` does this for you at the selected epoch."""
+        from tuneloop._logged import encode_predictions
+        from tuneloop.run.events import Sample
+
+        _check_step(step, "Trial.log_predictions")
+        data = encode_predictions(outputs, targets)
+        self._channel.emit(self._spec, Sample(self._spec.trial_id, step, f"predictions/{split}", "predictions", data))
 
     def __repr__(self) -> str:
         return f"Trial(number={self.number}, params={self.params.to_dict()!r})"

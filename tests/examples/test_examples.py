@@ -1,5 +1,6 @@
 """Every example and the demo run, on a tiny budget, through the public entry points."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -30,12 +31,14 @@ def test_demo_command_tunes_then_tests_once(tmp_path, monkeypatch):
     assert "Best trial of demo-mnist1d-mlp" in result.output
     assert "MNIST-1D test accuracy" in result.output and "paper: CNN" in result.output
     line = next(ln for ln in result.output.splitlines() if "this run: tuned MLP" in ln)
-    assert 10.0 <= float(line.split()[-2].rstrip("%")) <= 100.0
+    mean, half = map(float, re.search(r"([\d.]+)% ± ([\d.]+)% \(3 seeds\)", line).groups())
+    assert 10.0 <= mean <= 100.0 and half >= 0  # finalized: 3 seeds, each tested once
+    assert "Finalizing" in result.output
     assert (tmp_path / "tuneloop.db").exists()
     best = line.split("(trial ")[1].split(")")[0]
     monkeypatch.setenv("COLUMNS", "200")
     show = CliRunner().invoke(app, ["show", "demo-mnist1d-mlp", best])
     assert show.exit_code == 0, show.output
-    for section in ("Curves", "Slices at step", "class 9", "Samples (2)", "confusion", "misclassified-step",
+    for section in ("Curves", "Slices at step", "class 9", "Samples (3)", "predictions/val", "confusion", "misclassified-step",
                     "Histograms"):
         assert section in show.output, section

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import tuneloop as tl
+from tuneloop._logged import decode_predictions
 from tuneloop.torch import MLP, fit, lr_factor, make_optimizer
 
 
@@ -74,8 +75,13 @@ def test_every_epoch_is_reported_and_the_inspector_logs_its_numbers(blobs, stora
     assert {"weight/0.weight", "grad/0.weight", "act/0", "act/1"} <= names
     slices = store.slices(t.id)
     assert {s.slice for s in slices} == {"class 0", "class 1", "class 2"} and sum(s.n for s in slices) == 2 * 100
-    (confusion,) = store.samples(t.id)
+    confusion, predictions = store.samples(t.id)
     assert confusion.name == "confusion" and len(confusion.payload) == 3
+    assert predictions.name == "predictions/val" and predictions.kind == "predictions"
+    outputs, targets = decode_predictions(store.artifact_dir / predictions.path)
+    assert outputs.shape == (100, 3) and np.allclose(outputs.sum(1), 1.0, atol=1e-5)  # probabilities
+    assert np.array_equal(targets, blobs[1][1])
+    assert (outputs.argmax(1) == targets).mean() == pytest.approx(t.values["val_acc"])  # the selected epoch's
 
 
 def test_a_huge_learning_rate_alerts_non_finite_and_the_trial_is_diverged(blobs, storage):

@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+from tuneloop.analysis._seeds import mean_ci
 from tuneloop.space import Choice, Int, LogFloat, Space
 from tuneloop.store import TrialRecord
 
@@ -113,21 +114,12 @@ def seed_groups(trials: Sequence[TrialRecord]) -> list[dict[str, Any]]:
 
 def band(curves: Sequence[Sequence[tuple[int, float]]], confidence: float = 0.95) -> dict[str, list[float]]:
     """Mean and a t-based confidence interval across curves, step by step (steps all share)."""
-    from scipy import stats
-
     by_step: dict[int, list[float]] = {}
     for curve in curves:
         for step, value in curve:
             if math.isfinite(value):
                 by_step.setdefault(step, []).append(value)
     steps = sorted(s for s, v in by_step.items() if len(v) == len(curves))
-    mean, low, high = [], [], []
-    for s in steps:
-        v = by_step[s]
-        m = sum(v) / len(v)
-        sd = math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else 0.0
-        half = float(stats.t.ppf(0.5 + confidence / 2, len(v) - 1)) * sd / math.sqrt(len(v)) if len(v) > 1 else 0.0
-        mean.append(m)
-        low.append(m - half)
-        high.append(m + half)
-    return {"step": steps, "mean": mean, "low": low, "high": high, "n": len(curves)}
+    cis = [mean_ci(by_step[s], confidence) for s in steps]
+    return {"step": steps, "mean": [c.mean for c in cis], "low": [c.low for c in cis],
+            "high": [c.high for c in cis], "n": len(curves)}

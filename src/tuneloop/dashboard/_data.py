@@ -100,7 +100,10 @@ def trial_view(store: Store, name: str, number: int, *, inline_images: bool = Fa
     for s in store.samples(t.id, t.attempt):
         item: dict[str, Any] = {"step": s.step, "name": s.name, "kind": s.kind, "payload": s.payload}
         if s.path:
-            item["url"] = _image_data(store.artifact_dir / s.path) if inline_images else _artifact_url(name, s.path)
+            if s.kind != "image":  # predictions: a download link, never inlined into a report
+                item["url"] = None if inline_images else _artifact_url(name, s.path)
+            else:
+                item["url"] = _image_data(store.artifact_dir / s.path) if inline_images else _artifact_url(name, s.path)
         samples.append(item)
     return strict_json({
         "study": {"name": record.name, "metric": record.metric, "mode": record.mode},

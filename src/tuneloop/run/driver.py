@@ -32,6 +32,7 @@ from tuneloop.store.records import FINISHED_STATES
 
 _FLUSH_SECONDS = 1.0  # metric points reach the store at least this often (live dashboards)
 _FLUSH_POINTS = 2000
+_FILE_KINDS = {"image": "png", "predictions": "npz"}  # samples stored as files, by extension
 
 
 def trial_seed(study_seed: int, number: int) -> int:
@@ -81,12 +82,16 @@ class Driver:
         callbacks: Sequence[Callback] = (),
         experiment_path: str | None = None,
         rules: Sequence[Rule] = (),
+        phase: str = "tune",
+        fit_on: str = "train",
+        budget_of: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> None:
         self.store, self.study, self.fn = store, study, fn
         self.searcher, self.scheduler, self.executor = searcher, scheduler, executor
         self.n_trials, self.seed, self.budget = n_trials, seed, dict(budget or {})
         self.timeout, self.callbacks, self.experiment_path = timeout, list(callbacks), experiment_path
         self.metric = study.metric
+        self.phase, self.fit_on, self.budget_of = phase, fit_on, budget_of  # finalize's runs differ here
         self._running: dict[int, _Running] = {}
         self._points: list[tuple[int, int, int, str, float]] = []
         self._batch: dict[str, list[dict[str, Any]]] = {"histograms": [], "slices": [], "samples": [], "alerts": []}
@@ -148,7 +153,9 @@ class Driver:
         return self.summary
 
     def _spec(self, trial_id: int, number: int, attempt: int, params: dict[str, Any], seed: int) -> TrialSpec:
-        return TrialSpec(trial_id, number, attempt, self.study.name, dict(params), seed, self.budget)
+        budget = self.budget if self.budget_of is None else {**self.budget, **self.budget_of(params)}
+        return TrialSpec(trial_id, number, attempt, self.study.name, dict(params), seed, budget,
+                         phase=self.phase, fit_on=self.fit_on)
 
     def _launch(self, spec: TrialSpec, token: Any) -> None:
         self._running[spec.trial_id] = _Running(spec, token)
@@ -209,9 +216,9 @@ class Driver:
                                           "value": event.value if math.isfinite(event.value) else None, "n": event.n})
         elif isinstance(event, Sample):
             path = payload = None
-            if event.kind == "image":  # the driver writes files, so workers need no shared disk
+            if event.kind in _FILE_KINDS:  # the driver writes files, so workers need no shared disk
                 path = self.store.save_artifact(self.study.name, run.spec.number, event.name, event.step,
-                                                bytes(event.data), "png")
+                                                bytes(event.data), _FILE_KINDS[event.kind])
             else:
                 payload = str(event.data)
             self._batch["samples"].append({**row, "name": event.name, "kind": event.kind, "path": path,

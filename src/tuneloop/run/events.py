@@ -21,6 +21,8 @@ class TrialSpec:
     params: dict[str, Any]
     seed: int
     budget: dict[str, Any] = field(default_factory=dict)
+    phase: str = "tune"  # "final": fit on ``fit_on`` and evaluate once on the test split (finalize)
+    fit_on: str = "train"  # in the final phase: "train" or "train+val"
 
 
 @dataclass(frozen=True)

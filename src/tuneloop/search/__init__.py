@@ -2,7 +2,8 @@
 
 from tuneloop.search._base import Outcome, Proposal, Searcher, searchers
 from tuneloop.search._grid import GridSearcher
+from tuneloop.search._listed import Listed
 from tuneloop.search._optuna import OptunaSearcher
 from tuneloop.search._repeat import Repeated, repeated
 
-__all__ = ["GridSearcher", "OptunaSearcher", "Outcome", "Proposal", "Repeated", "Searcher", "repeated", "searchers"]
+__all__ = ["GridSearcher", "Listed", "OptunaSearcher", "Outcome", "Proposal", "Repeated", "Searcher", "repeated", "searchers"]

@@ -118,6 +118,7 @@ def fit(
     log_every: int = 50,
     inspect_every: int = 200,
     slices: Any = None,
+    predictions: bool = True,
 ) -> FitResult:
     """Train ``model`` on ``train`` and select the best epoch on ``val``.
 
@@ -127,11 +128,18 @@ def fit(
     without a better validation value. ``clip``: max gradient norm. ``amp``: mixed precision,
     on by default on CUDA. ``slices``: group labels of the validation examples (default: their
     class) for per-slice metrics of the best epoch. ``inspect_every=0`` turns the Inspector off.
+    ``predictions``: save the selected epoch's outputs on ``val`` with the trial (for ensembles).
+
+    In a final run (``trial.phase == "final"``, from ``tuneloop finalize``) ``val`` is the test
+    split from ``trial.splits(data)``: metrics are named ``test_*``, every epoch runs (no
+    selection, no early stopping on it) and the last epoch's model is the result.
     """
     check_positive_int(epochs, "epochs", "fit")
     check_positive_int(batch_size, "batch_size", "fit")
     loss_fn = _loss_fn(loss, label_smoothing)
     classify = loss == "cross_entropy"
+    final = _final_phase(trial)
+    prefix = f"{getattr(trial, 'heldout', 'val')}_"
     torch.manual_seed(seed)
     dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     net = (model() if not isinstance(model, nn.Module) else model).to(dev)
@@ -143,7 +151,7 @@ def fit(
     sched = make_schedule(schedule, opt, total, warmup, "max" if classify else "min")
     autocast, scaler = _mixed_precision(dev, amp)
     inspector = Inspector(net, trial, inspect_every)
-    select = "val_acc" if classify else "val_loss"
+    select = f"{prefix}acc" if classify else f"{prefix}loss"
     better = (lambda a, b: a > b) if classify else (lambda a, b: a < b)
     history: list[dict[str, float]] = []
     best: tuple[float, int, dict[str, float], dict[str, Any]] | None = None
@@ -180,33 +188,73 @@ def fit(
             seen += len(y)
             step += 1
         if diverged:
-            metrics = {"train_loss": math.nan, "val_loss": math.nan, **({"val_acc": math.nan} if classify else {})}
+            metrics = {"train_loss": math.nan, f"{prefix}loss": math.nan, **({select: math.nan} if classify else {})}
         else:
             metrics = {"train_loss": total_loss / max(seen, 1),
-                       **evaluate(net, val_batches, loss_fn, classify, prefix="val_")}
+                       **evaluate(net, val_batches, loss_fn, classify, prefix=prefix)}
         history.append({"epoch": float(epoch), **metrics})
         if trial is not None:
             trial.report(epoch, **metrics)
         if diverged:
             stopped = True
             break
-        if schedule == "plateau":
-            sched.step(metrics[select])
-        if best is None or better(metrics[select], best[0]):
-            best, since_best = (metrics[select], epoch, metrics, copy.deepcopy(net.state_dict())), 0
+        if schedule == "plateau":  # a final run must not steer by the test split: it follows train loss
+            sched.step(metrics["train_loss"] if final else metrics[select])
+        if final or best is None or better(metrics[select], best[0]):
+            best, since_best = (metrics[select], epoch, metrics, None if final else copy.deepcopy(net.state_dict())), 0
         else:
             since_best += 1
-        if (trial is not None and trial.should_stop()) or (patience is not None and since_best >= patience):
+        if (trial is not None and trial.should_stop()) or (not final and patience is not None and since_best >= patience):
             stopped = True
             break
     if best is None:
         return FitResult(net, 0, history[-1], history, stopped_early=True)
-    net.load_state_dict(best[3])
+    if best[3] is not None:
+        net.load_state_dict(best[3])
     if trial is not None and classify:
         from tuneloop.torch._slices import log_slices
 
         log_slices(trial, best[1], net, val_batches, groups=slices)
+    if trial is not None and predictions:
+        _log_predictions(trial, best[1], net, classify, [(prefix[:-1], val_batches)] + [
+            (name, batches(data, 4096, dev, shuffle=False, seed=seed)) for name, data in _extra(trial)])
     return FitResult(net, best[1], dict(best[2]), history, stopped_early=stopped)
+
+
+def _final_phase(trial: Any) -> bool:
+    """True in a finalize run; there ``fit`` must be fed ``trial.splits(data)``, or it could not
+    know that its ``val`` argument is the test split."""
+    if trial is None or getattr(trial, "phase", "tune") != "final":
+        return False
+    if not getattr(trial, "splits_used", True):
+        from tuneloop.errors import ConfigError
+
+        raise ConfigError(
+            "This is a final run (tuneloop finalize) but the trial function did not call trial.splits(data); "
+            "write `fit_on, heldout = trial.splits(data)` and pass those two to fit, so training never sees "
+            "the test split and the result is measured on it."
+        )
+    return True
+
+
+def _extra(trial: Any) -> list[tuple[str, Any]]:
+    extra = trial.extra_heldout() if hasattr(trial, "extra_heldout") else None
+    return [] if extra is None else [extra]
+
+
+@torch.no_grad()
+def _log_predictions(trial: Any, step: int, net: nn.Module, classify: bool, splits: list[tuple[str, Batches]]) -> None:
+    """The model's outputs (class probabilities for a classifier) on each held-out split."""
+    was_training = net.training
+    net.eval()
+    for name, source in splits:
+        outputs, targets = [], []
+        for x, y in source.epoch(0):
+            out = net(x).float()
+            outputs.append((out.softmax(-1) if classify else out).cpu())
+            targets.append(y.cpu())
+        trial.log_predictions(step, name, torch.cat(outputs), torch.cat(targets))
+    net.train(was_training)
 
 
 def _mixed_precision(dev: torch.device, amp: bool | None) -> tuple[Callable[[], Any], Any]:

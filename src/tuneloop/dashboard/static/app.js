@@ -238,6 +238,7 @@ const tuneloop = (() => {
       for (const x of data.samples) {
         const card = el("figure", {}, el("figcaption", { text: `${x.name} · step ${x.step}` }));
         if (x.kind === "image") card.append(el("img", { src: x.url, alt: x.name }));
+        else if (x.kind === "predictions") card.append(x.url ? el("a", { href: x.url, text: "held-out predictions (.npz)" }) : el("p", { text: "held-out predictions (in the artifact folder)" }));
         else if (x.kind === "text") card.append(el("pre", { text: x.payload }));
         else if (x.kind === "table") { const cols = [...new Set(x.payload.flatMap((r) => Object.keys(r)))];
           card.append(table(cols, x.payload.map((r) => row(cols.map((c) => r[c]))), { sortable: false })); }

@@ -1,0 +1,202 @@
+"""Finalize: retrain the best configurations over fresh seeds and measure them once on test.
+
+    result = tl.finalize(study, top=3, seeds=5)            # or: tuneloop finalize STUDY
+    result.configs[0].test                                  # MeanCI over 5 seeds
+
+The retraining runs are the trials of a study of their own, ``<study>-final``, linked to the
+tuned one, so they are stored, resumable and shown like any other. Each run gets
+``trial.phase == "final"``: ``trial.splits(data)`` hands it (train, test), or (train + val, test)
+with ``fit_on="train+val"``. With ``epochs="best"`` a configuration trains for the epoch count
+that retrospective selection picked while tuning (its median over seeds), since the test split
+cannot pick an epoch. The test split is looked at once: finalizing again with other choices is
+refused unless ``again=True``, which records a second look (``<study>-final-2``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tuneloop._validation import check_one_of, check_positive_int
+from tuneloop.analysis import MeanCI, mean_ci
+from tuneloop.errors import ConfigError
+from tuneloop.finalize._select import Candidate, top_configs
+from tuneloop.run import Driver, executors
+from tuneloop.schedule import schedulers
+from tuneloop.search import Listed
+from tuneloop.store import Store, StudyRecord
+
+if TYPE_CHECKING:
+    from tuneloop.callbacks import Callback
+    from tuneloop.study import Study
+
+FIT_ON = ("train", "train+val")
+
+
+@dataclass
+class FinalConfig:
+    """One finalized configuration: the tuning evidence and the test result over seeds."""
+
+    rank: int
+    params: dict[str, Any]
+    source: list[int]
+    tuned: MeanCI
+    epochs: int | None
+    trials: list[int] = field(default_factory=list)  # numbers in the final study
+    values: list[float] = field(default_factory=list)  # test values, one per seed
+    test: MeanCI | None = None
+
+
+@dataclass
+class FinalResult:
+    """What finalize measured: one row per configuration, test metric mean +/- CI over seeds."""
+
+    study: str
+    final_study: str
+    metric: str
+    tuned_metric: str
+    mode: str
+    fit_on: str
+    seeds: int
+    look: int
+    configs: list[FinalConfig]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def test_metric(metric: str) -> str:
+    """The final study's objective: ``val_acc`` is measured as ``test_acc``; other names stay."""
+    return "test_" + metric[len("val_"):] if metric.startswith("val_") else metric
+
+
+def final_name(study: str, look: int) -> str:
+    return f"{study}-final" if look == 1 else f"{study}-final-{look}"
+
+
+def finalize(
+    study: Study,
+    *,
+    top: int = 3,
+    seeds: int = 5,
+    fit_on: str = "train",
+    epochs: str = "best",
+    workers: int | None = None,
+    executor: Any = None,
+    storage: str | None = None,
+    again: bool = False,
+    callbacks: Sequence[Callback] = (),
+    progress: bool = False,
+) -> FinalResult:
+    """Retrain the ``top`` configurations of ``study`` over ``seeds`` seeds each and evaluate each
+    run once on the test split. Rerunning with the same choices resumes or shows the result."""
+    check_positive_int(top, "top", "finalize")
+    check_positive_int(seeds, "seeds", "finalize")
+    check_one_of(fit_on, FIT_ON, "fit_on", "finalize")
+    check_one_of(epochs, ("best", "budget"), "epochs", "finalize")
+    workers = check_positive_int(workers if workers is not None else study.defaults["workers"], "workers", "finalize")
+    executor = executor or study.defaults["executor"] or ("processes" if workers > 1 else "inline")
+    executors.resolve(executor)
+    store = study._store(storage)
+    parent = store.require_study(study.name)
+    if parent.config.get("kind") == "final":
+        raise ConfigError(f"{study.name!r} is itself a finalize run; finalize the tuning study "
+                          f"{parent.config.get('parent')!r} instead.")
+    trials = store.trials(parent.id)
+    curves = {i: c.get(parent.metric, []) for i, c in store.series([t.id for t in trials], [parent.metric]).items()}
+    chosen = top_configs(trials, parent.mode, top, curves, parent.name)
+    budget = dict(parent.config.get("budget") or study.budget.to_dict())
+    plan = _plan(parent, chosen, seeds, fit_on, epochs, budget)
+    record, _ = _final_study(store, parent, plan, again)
+    by_key = {json.dumps(c["params"], sort_keys=True): c for c in plan["configs"]}
+    bar = _progress(record) if progress else None
+    driver = Driver(
+        store=store, study=record, fn=study.fn,
+        searcher=Listed([c["params"] for c in plan["configs"] for _ in range(seeds)]),
+        scheduler=schedulers.create("none", mode=parent.mode), executor=executors.create(executor, workers=workers),
+        n_trials=len(plan["configs"]) * seeds, seed=int(record.config["seed"]), budget=budget,
+        callbacks=[*callbacks, *([bar] if bar else [])], experiment_path=study.experiment_path,
+        rules=study.rules, phase="final", fit_on=fit_on,
+        budget_of=lambda params: by_key[json.dumps(params, sort_keys=True)]["budget"],
+    )
+    try:
+        driver.run()
+    finally:
+        if bar is not None:
+            bar.close()
+    return read_final(store, record.name)
+
+
+def latest_final(store: Store, name: str) -> StudyRecord | None:
+    """The most recent finalize study of tuning study ``name`` (None when it was not finalized)."""
+    found, look = None, 1
+    while (nxt := store.get_study(final_name(name, look))) is not None:
+        found, look = nxt, look + 1
+    return found
+
+
+def _plan(parent: StudyRecord, chosen: list[Candidate], seeds: int, fit_on: str, epochs: str,
+          budget: dict[str, Any]) -> dict[str, Any]:
+    """What this finalize will do, stored with the final study (and compared on a rerun)."""
+    configs = []
+    for c in chosen:
+        run_epochs = c.best_step if epochs == "best" and "epochs" in budget and c.best_step else None
+        configs.append({"rank": c.rank, "params": c.params, "source": c.source, "tuned": c.tuned.to_dict(),
+                        "budget": {"epochs": run_epochs} if run_epochs else {}})
+    return {"kind": "final", "parent": parent.name, "fit_on": fit_on, "seeds": seeds, "epochs": epochs,
+            "tuned_metric": parent.metric, "configs": configs}
+
+
+def _final_study(store: Store, parent: StudyRecord, plan: dict[str, Any], again: bool) -> tuple[StudyRecord, int]:
+    """The final study for ``plan``: the existing one when it matches, a new look when asked."""
+    latest = latest_final(store, parent.name)
+    look = 1 if latest is None else int(latest.config.get("look", 1))
+    if latest is not None:
+        stored = {k: latest.config.get(k) for k in plan}
+        if stored == json.loads(json.dumps(plan)) and not again:
+            return latest, look
+        if not again:
+            raise ConfigError(
+                f"{parent.name!r} was already finalized in {latest.name!r} (top {len(latest.config['configs'])}, "
+                f"{latest.config['seeds']} seeds, fit on {latest.config['fit_on']}), so the test split has been "
+                f"seen; choosing again by test results would make it a validation split. Repeat those options "
+                f"to show or resume it, or pass --again to record a second look."
+            )
+        look += 1
+    import random
+
+    config = {**plan, "seed": random.randrange(2**31), "look": look}
+    record = store.create_study(final_name(parent.name, look), test_metric(parent.metric), parent.mode,
+                                parent.space, config)
+    return record, look
+
+
+def _progress(record: StudyRecord) -> Any:
+    from tuneloop.progress import RichProgress
+
+    return RichProgress(record.metric, record.mode)
+
+
+def read_final(store: Store, name: str) -> FinalResult:
+    """The stored result of a final study (``<study>-final``), grouped by configuration."""
+    record = store.require_study(name)
+    if record.config.get("kind") != "final":
+        raise ConfigError(f"{name!r} is not a finalize run; its finalize runs are in {final_name(name, 1)!r}.")
+    cfg = record.config
+    trials = store.trials(record.id)
+    rows = []
+    for c in cfg["configs"]:
+        key = json.dumps(c["params"], sort_keys=True)
+        runs = [t for t in trials if json.dumps(t.params, sort_keys=True) == key]
+        done = [t for t in runs if t.state == "completed" and t.value is not None]
+        values = [float(t.value) for t in done if t.value is not None]
+        rows.append(FinalConfig(
+            rank=c["rank"], params=c["params"], source=c["source"], tuned=MeanCI(**c["tuned"]),
+            epochs=c["budget"].get("epochs"), trials=[t.number for t in done], values=values,
+            test=mean_ci(values) if values else None,
+        ))
+    return FinalResult(study=cfg["parent"], final_study=name, metric=record.metric, tuned_metric=cfg["tuned_metric"],
+                       mode=record.mode, fit_on=cfg["fit_on"], seeds=cfg["seeds"], look=cfg.get("look", 1),
+                       configs=rows)

@@ -1,0 +1,58 @@
+"""Which configurations to finalize: the best by tuning results, seed repeats pooled."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tuneloop.analysis import MeanCI, mean_ci
+from tuneloop.errors import TuneloopError
+from tuneloop.store import TrialRecord
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A configuration chosen for finalizing, with the tuning evidence that chose it."""
+
+    rank: int
+    params: dict[str, Any]
+    source: list[int]  # the tuning trials (numbers) that ran it
+    tuned: MeanCI  # their objective values
+    best_step: int | None  # where retrospective selection put the best epoch (median over seeds)
+
+
+def top_configs(trials: Sequence[TrialRecord], mode: str, top: int,
+                curves: Mapping[int, list[tuple[int, float]]], study: str = "") -> list[Candidate]:
+    """The ``top`` configurations by mean objective over their completed runs (repeats of one
+    configuration under ``--seeds`` count as one), best first."""
+    groups: dict[str, list[TrialRecord]] = {}
+    for t in trials:
+        if t.state == "completed" and t.value is not None:
+            groups.setdefault(json.dumps(t.params, sort_keys=True), []).append(t)
+    if not groups:
+        raise TuneloopError(f"Study {study!r} has no completed trial to finalize; run it first (tuneloop run FILE).")
+    scored = [(mean_ci([t.value for t in g if t.value is not None]), g) for g in groups.values()]
+    scored.sort(key=lambda s: s[0].mean, reverse=mode == "max")
+    out = []
+    for rank, (ci, group) in enumerate(scored[:top], start=1):
+        steps = [_best_step(curves.get(t.id, []), mode) for t in group]
+        known = [s for s in steps if s is not None]
+        out.append(Candidate(rank, dict(group[0].params), sorted(t.number for t in group), ci,
+                             int(statistics.median_low(known)) if known else None))
+    return out
+
+
+def _best_step(curve: Sequence[tuple[int, float]], mode: str) -> int | None:
+    """The step of the best reported value (ties: the earliest), or None without reports."""
+    curve = [(s, v) for s, v in curve if math.isfinite(v)]
+    if not curve:
+        return None
+    best_step, best_value = curve[0]
+    for step, value in curve[1:]:
+        if (value > best_value) if mode == "max" else (value < best_value):
+            best_step, best_value = step, value
+    return best_step

@@ -1,0 +1,102 @@
+"""Finalize: the top configurations retrained over seeds, tested once, resumable, never twice."""
+
+import pytest
+import trial_functions as tf
+
+import tuneloop as tl
+from tuneloop.finalize import read_final
+
+SPACE = tl.Space(k=tl.Choice([0, 1, 2]))
+
+
+def tuned(storage, name="members"):
+    study = tl.Study(name, SPACE, tf.ensemble_member, metric="val_acc", mode="max", budget={"epochs": 6},
+                     storage=storage)
+    study.run(searcher="grid")
+    return study
+
+
+def logged(study_name, storage):
+    store = tl.Store(storage)
+    record = store.require_study(study_name)
+    return {t.number: {k: v[-1][1] for k, v in store.series([t.id])[t.id].items()}
+            for t in store.trials(record.id)}
+
+
+def test_the_top_configurations_are_retrained_over_seeds_and_tested_once(storage):
+    study = tuned(storage)
+    result = study.finalize(top=2, seeds=3)
+    assert result.final_study == "members-final" and result.metric == "test_acc" and result.look == 1
+    assert [c.params for c in result.configs] == [{"k": 0}, {"k": 1}]  # ranked by tuning, best first
+    assert [c.source for c in result.configs] == [[0], [1]]
+    for c in result.configs:
+        assert len(c.values) == 3 and c.test.n == 3 and c.test.low <= c.test.mean <= c.test.high
+        assert c.epochs == 3  # retrospective selection put the best epoch at 3 of 6
+    # what the trial functions were handed: tuning never saw test, final runs trained on train only
+    for numbers in logged("members", storage).values():
+        assert numbers["n_eval"] == tf.SPLIT_SIZES["val"]
+    final = logged("members-final", storage)
+    assert len(final) == 6
+    for numbers in final.values():
+        assert numbers["n_fit"] == tf.SPLIT_SIZES["train"] and numbers["n_eval"] == tf.SPLIT_SIZES["test"]
+        assert numbers["epochs"] == 3
+    seeds = {t.seed for t in tl.Store(storage).trials(tl.Store(storage).require_study("members-final").id)}
+    assert len(seeds) == 6  # every run has its own seed
+
+
+def test_refit_on_train_plus_val_and_the_whole_budget(storage):
+    result = tuned(storage).finalize(top=1, seeds=2, fit_on="train+val", epochs="budget")
+    assert result.fit_on == "train+val" and result.configs[0].epochs is None
+    for numbers in logged("members-final", storage).values():
+        assert numbers["n_fit"] == tf.SPLIT_SIZES["train"] + tf.SPLIT_SIZES["val"]
+        assert numbers["epochs"] == 6
+
+
+def test_a_rerun_shows_the_stored_result_and_other_choices_need_again(storage):
+    study = tuned(storage)
+    first = study.finalize(top=2, seeds=2)
+    again = study.finalize(top=2, seeds=2)  # same choices: nothing is retrained
+    assert again.configs[0].values == first.configs[0].values
+    assert len(tl.Store(storage).trials(tl.Store(storage).require_study("members-final").id)) == 4
+    with pytest.raises(tl.ConfigError, match="already finalized in 'members-final'.*--again"):
+        study.finalize(top=3, seeds=2)
+    second = study.finalize(top=3, seeds=2, again=True)
+    assert second.final_study == "members-final-2" and second.look == 2 and len(second.configs) == 3
+    assert read_final(tl.Store(storage), "members-final").look == 1
+
+
+def test_finalize_resumes_after_an_interruption(storage):
+    study = tuned(storage)
+    study.finalize(top=2, seeds=2)
+    store = tl.Store(storage)
+    final = store.require_study("members-final")
+    victim = store.trials(final.id)[-1]
+    store.mark_interrupted(final.id, [victim.id])  # as a killed driver leaves it
+    result = study.finalize(top=2, seeds=2)
+    trials = store.trials(final.id)
+    assert len(trials) == 4 and all(t.state == "completed" for t in trials)
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3] and len(result.configs[1].values) == 2
+
+
+def test_bad_requests_say_what_to_do(storage):
+    study = tuned(storage)
+    with pytest.raises(tl.ConfigError, match="fit_on"):
+        study.finalize(fit_on="test")
+    empty = tl.Study("empty", SPACE, tf.ensemble_member, metric="val_acc", mode="max", storage=storage)
+    with pytest.raises(tl.TuneloopError, match="No study named 'empty'"):
+        empty.finalize()
+    study.finalize(top=1, seeds=1)
+    final = tl.Study("members-final", SPACE, tf.ensemble_member, metric="test_acc", mode="max", storage=storage)
+    with pytest.raises(tl.ConfigError, match="finalize the tuning study 'members'"):
+        final.finalize()
+
+
+def test_a_final_run_that_skips_trial_splits_fails_with_the_fix(storage):
+    study = tl.Study("nosplit", tl.Space(x=tl.Choice([0])), tf.fit_without_splits, metric="val_acc", mode="max",
+                     storage=storage)
+    study.run(searcher="grid")
+    assert study.best.state == "completed"  # tuning is fine
+    result = study.finalize(top=1, seeds=1)
+    assert result.configs[0].values == []
+    (t,) = tl.Store(storage).trials(tl.Store(storage).require_study("nosplit-final").id)
+    assert t.state == "failed" and "did not call trial.splits(data)" in t.error
