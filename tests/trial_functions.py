@@ -163,3 +163,16 @@ def fit_without_splits(trial: tl.Trial) -> dict:
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(60, 2)).astype(np.float32), rng.integers(0, 2, 60)
     return fit(lambda: MLP(2, 2, width=4), (x, y), (x, y), trial=trial, epochs=1, inspect_every=0).metrics
+
+
+def activation_bowl(trial: tl.Trial) -> dict:
+    """val_acc peaks at lr = 0.01 for every activation; gelu is 0.1 better; width helps a little.
+    Records which parameters it was given."""
+    import math
+
+    p = trial.params
+    value = 1.0 - abs(math.log10(p["lr"]) + 2.0) * 0.2 + (0.1 if p["act"] == "gelu" else 0.0)
+    value += 0.05 * p.get("width", 0) / 256
+    value += 0.01 * (trial.seed % 3) if trial.phase == "final" else 0.0
+    trial.report(1, **{f"{trial.heldout}_acc": value})
+    return {f"{trial.heldout}_acc": value, "n_params": len(p)}

@@ -201,3 +201,28 @@ def ensemble_table(result: Any) -> Table:
                           ("green" if r.gain > 0 else "red") if sure else None)
         table.add_row(r.method, score, gain, r.note)
     return table
+
+
+def rounds_table(store: Any, rounds: Sequence[Any]) -> Table:
+    """A goal's rounds: each one's roles, searcher space size, trial counts and best value."""
+    from tuneloop.analysis import mean_ci
+    from tuneloop.finalize import latest_final, read_final
+
+    table = Table(title=f"Rounds of goal {rounds[0].goal!r}")
+    for col in ("round", "study", "from", "scientific", "fixed", "trials", "best", "finalized (test, 95% CI)"):
+        table.add_column(col, overflow="fold", justify="right" if col in ("round", "trials", "best") else "left")
+    for r in rounds:
+        record = store.require_study(r.study)
+        trials = store.trials(record.id)
+        done = [t.value for t in trials if t.state == "completed" and t.value is not None]
+        best = (max if record.mode == "max" else min)(done) if done else None
+        final = latest_final(store, r.study)
+        shown = "-"
+        if final is not None:
+            result = read_final(store, final.name)
+            top = result.configs[0].values if result.configs else []
+            shown = f"{format(mean_ci(top), '.4f')} ({final.name})" if top else final.name
+        table.add_row(str(r.round), r.study, r.parent or "-", ", ".join(r.roles.scientific) or "-",
+                      ", ".join(f"{k}={v}" for k, v in r.roles.fixed.items()) or "-",
+                      f"{len(done)}/{len(trials)}", fmt(best), shown)
+    return table

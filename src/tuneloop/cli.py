@@ -1,5 +1,5 @@
 """The ``tuneloop`` command: demo, run, status, trials, best, show, export, ui, report, check, baseline,
-finalize, ensemble, idea."""
+finalize, ensemble, refine, rounds, idea."""
 
 from __future__ import annotations
 
@@ -349,10 +349,11 @@ def demo(
 
 
 def _register_subcommands() -> None:
-    from tuneloop._finalize_cli import register
+    from tuneloop import _finalize_cli, _rounds_cli
     from tuneloop._idea_cli import idea_app
 
-    register(app)
+    _finalize_cli.register(app)
+    _rounds_cli.register(app)
 
     for command in idea_app.registered_commands:  # every idea command says tuneloop's errors in one line
         command.callback = _friendly(command.callback)

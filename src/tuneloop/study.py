@@ -18,9 +18,10 @@ from tuneloop._validation import check_one_of, check_positive_int, fail
 from tuneloop.alerts import Rule, default_rules
 from tuneloop.callbacks import Callback
 from tuneloop.errors import ConfigError, TuneloopError
+from tuneloop.rounds import Roles, assign_roles, searched_space
 from tuneloop.run import Driver, RunSummary, executors
 from tuneloop.schedule import schedulers
-from tuneloop.search import repeated, searchers
+from tuneloop.search import Stratified, repeated, searchers
 from tuneloop.space import Param, Space
 from tuneloop.store import Store, StudyRecord, TrialRecord, resolve_url
 from tuneloop.trial import Budget, Trial
@@ -45,11 +46,17 @@ class Study:
         budget: Budget | Mapping[str, Any] | None = None,
         storage: str | None = None,
         seed: int | None = None,
-        searcher: Any = "tpe",
+        searcher: Any = None,
         scheduler: Any = "none",
         executor: Any = None,
         workers: int = 1,
         rules: Sequence[Rule] | str | None = "default",
+        scientific: Sequence[str] = (),
+        nuisance: Sequence[str] | None = None,
+        fixed: Mapping[str, Any] | None = None,
+        goal: str | None = None,
+        round: int = 1,
+        parent: str | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise fail("name", "Study", "a non-empty string", name)
@@ -58,7 +65,13 @@ class Study:
         if not isinstance(metric, str) or not metric:
             raise fail("metric", "Study", "the name of a reported metric, e.g. 'val_loss'", metric)
         self.name = name
-        self.space = space if isinstance(space, Space) else Space(space)
+        self.space, self.roles = assign_roles(space if isinstance(space, Space) else Space(space), scientific,
+                                              nuisance, fixed)
+        self.goal = goal or name
+        self.round = check_positive_int(round, "round", "Study")
+        self.parent = parent
+        if searcher is None:  # a round that compares values explores evenly; one that optimizes models
+            searcher = "sobol" if self.roles.scientific else "tpe"
         self.fn = fn
         self.metric = metric
         self.mode = check_one_of(mode, ["min", "max"], "mode", "Study")
@@ -121,8 +134,7 @@ class Study:
         record = self._record(store, seed)
         seed = seed if seed is not None else int(record.config["seed"])
         # build every plug-in before any trial starts, so a bad name fails fast
-        searcher_obj = repeated(searchers.create(searcher, space=self.space, seed=seed, mode=self.mode,
-                                                 workers=workers), seeds)
+        searcher_obj = repeated(self._searcher(searcher, seed, workers), seeds)
         scheduler_obj = schedulers.create(scheduler, mode=self.mode)
         executor_obj = executors.create(executor, workers=workers)
         callbacks = list(callbacks)
@@ -175,7 +187,46 @@ class Study:
 
         return ensemble(self._store(storage), self.name, methods)
 
+    # -- rounds ----------------------------------------------------------------------------
+    def next_round(
+        self,
+        space: Space | Mapping[str, Param] | None = None,
+        *,
+        name: str | None = None,
+        scientific: Sequence[str] | None = None,
+        nuisance: Sequence[str] | None = None,
+        fixed: Mapping[str, Any] | None = None,
+        searcher: Any = None,
+        scheduler: Any = None,
+        budget: Budget | Mapping[str, Any] | None = None,
+    ) -> Study:
+        """The next round of this study's goal: the same trial function and objective, a new
+        space or new roles (each left as None keeps this round's), named ``<goal>-r<N>``."""
+        keep_roles = scientific is None and nuisance is None
+        study = Study(
+            name or f"{self.goal}-r{self.round + 1}", space if space is not None else searched_space(self.space, self.roles),
+            self.fn, metric=self.metric, mode=self.mode, budget=budget if budget is not None else self.budget,
+            storage=self.storage, searcher=searcher, scheduler=scheduler or self.defaults["scheduler"],
+            executor=self.defaults["executor"], workers=self.defaults["workers"], rules=self.rules or None,
+            scientific=self.roles.scientific if scientific is None else scientific,
+            nuisance=self.roles.nuisance if keep_roles and space is None else nuisance,
+            fixed=self.roles.fixed if fixed is None else fixed,
+            goal=self.goal, round=self.round + 1, parent=self.name,
+        )
+        study.experiment_path = self.experiment_path
+        return study
+
     # -- plumbing ---------------------------------------------------------------------------
+    def _searcher(self, spec: Any, seed: int, workers: int) -> Any:
+        """The searcher: over the whole space, or one per scientific value over its nuisance space."""
+        if not self.roles.scientific:
+            return searchers.create(spec, space=self.space, seed=seed, mode=self.mode, workers=workers)
+        if not isinstance(spec, (str, dict)):
+            raise ConfigError("With scientific parameters, give the searcher by name (or a dict with a name and "
+                              "options): each scientific value gets its own searcher over the nuisance parameters.")
+        return Stratified(self.space, self.roles.scientific, lambda sub, i: searchers.create(
+            spec, space=sub, seed=seed + 7919 * i, mode=self.mode, workers=workers))
+
     def _store(self, storage: str | None) -> Store:
         """The store at ``storage``; else the one the last run used; else the Study's own."""
         url = resolve_url(storage or self._last_url or self.storage)
@@ -192,6 +243,7 @@ class Study:
                 "seed": seed if seed is not None else (self.seed if self.seed is not None else random.randrange(2**31)),
                 "budget": self.budget.to_dict(),
                 "experiment": self.experiment_path,
+                "goal": self.goal, "round": self.round, "parent": self.parent, "roles": self.roles.to_json(),
             }
             return store.create_study(self.name, self.metric, self.mode, self.space, config)
         for what, stored, now in (("metric", record.metric, self.metric), ("mode", record.mode, self.mode)):
@@ -204,6 +256,11 @@ class Study:
             raise ConfigError(
                 f"Study {self.name!r} in {store.url} was run with a different search space; give the "
                 f"changed space a new study name (e.g. {self.name + '-r2'!r}) so results stay comparable."
+            )
+        if Roles.from_json(record.config.get("roles")).to_json() != self.roles.to_json():
+            raise ConfigError(
+                f"Study {self.name!r} in {store.url} was run with other parameter roles; give the new roles a new "
+                f"study name (study.next_round(...) names it {self.goal + '-r' + str(self.round + 1)!r})."
             )
         return record
 

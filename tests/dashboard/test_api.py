@@ -126,3 +126,27 @@ def test_ideas_view_ranks_and_calibrates(client):
     assert [i["title"] for i in data["ideas"]][:2] == ["AdamW", "Bigger batch"]
     assert data["chain"][0]["cumulative"] == 0.015 and data["calibration"]["decided"] == 2
     assert data["calibration"]["brier"] == pytest.approx(((0.3 - 1) ** 2 + 0.5 ** 2) / 2)
+
+
+def test_study_view_shows_the_rounds_chain_and_the_finalized_result(storage):
+    import trial_functions as tf
+
+    import tuneloop as tl
+
+    first = tl.Study("act", tl.Space(act=tl.Choice(["relu", "gelu"]), lr=tl.LogFloat(1e-4, 1.0)), tf.activation_bowl,
+                     metric="val_acc", mode="max", storage=storage, scientific=["act"], fixed={"width": 64})
+    first.run(n_trials=4, seed=0)
+    second = first.next_round(searcher="random")
+    second.run(n_trials=4, seed=0)
+    final = second.finalize(top=2, seeds=2)
+    client = TestClient(create_app(storage))
+    data = client.get("/api/studies/act-r2").json()
+    assert data["rounds"]["goal"] == "act" and data["rounds"]["roles"]["fixed"] == {"width": 64}
+    assert [(r["round"], r["study"], r["current"]) for r in data["rounds"]["items"]] == [
+        (1, "act", False), (2, "act-r2", True)]
+    shown = data["final"]
+    assert shown["study"] == "act-r2-final" and shown["seeds"] == 2 and len(shown["configs"]) == 2
+    assert shown["configs"][0]["test"]["mean"] == pytest.approx(final.configs[0].test.mean)
+    of_final = client.get("/api/studies/act-r2-final").json()
+    assert of_final["rounds"]["final_of"] == "act-r2" and of_final["final"]["study"] == "act-r2-final"
+    assert client.get("/api/studies/act").json()["final"] is None

@@ -182,3 +182,21 @@ def test_report_file_draws_offline(page, live_db, tmp_path):
     open_page(page, path.as_uri())
     assert plots(page) >= 4 and page.locator("#samples img").count() == 1
     assert page.problems == []
+
+
+def test_rounds_chain_and_finalized_table_render(page, server, live_db):
+    first = tl.Study("act", tl.Space(act=tl.Choice(["relu", "gelu"]), lr=tl.LogFloat(1e-4, 1.0)), tf.activation_bowl,
+                     metric="val_acc", mode="max", storage=live_db, scientific=["act"], fixed={"width": 64})
+    first.run(n_trials=4, seed=0)
+    second = first.next_round(searcher="random")
+    second.run(n_trials=4, seed=0)
+    second.finalize(top=2, seeds=2)
+    open_page(page, server + "/study/act-r2")
+    chain = page.locator("#rounds")
+    assert chain.inner_text() == "goal act: round 1 (act) → round 2 (act-r2)"
+    assert chain.locator("a").get_attribute("href") == "/study/act"
+    assert "scientific: act · nuisance: lr · fixed: width=64" in page.locator("#roles").inner_text()
+    assert page.locator("#final tbody tr").count() == 2 and "±" in page.locator("#final tbody tr").first.inner_text()
+    open_page(page, server + "/study/act-r2-final")
+    assert page.locator("#rounds a").inner_text() == "act-r2"
+    assert page.problems == []

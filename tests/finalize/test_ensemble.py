@@ -38,7 +38,7 @@ def test_vote_and_average_fix_what_each_member_gets_wrong(storage):
 
 def test_without_validation_predictions_stacking_is_cross_fitted_on_test(storage):
     result = finalized(storage, seeds=1, fit_on="train+val").ensemble(["stack"])
-    (best, stack) = result.rows
+    _, stack = result.rows
     assert "cross-fitted" in stack.note and stack.score > 0.95
     # one seed: the gain's interval is a paired bootstrap over the test examples, around the true gain
     assert "bootstrap over 180 examples" in result.interval
@@ -55,7 +55,7 @@ def test_top_tuning_trials_are_used_on_validation_with_a_warning(storage):
 
 def test_regression_outputs_are_averaged_and_vote_is_left_out(storage):
     def regress(trial):
-        fit_on, heldout = trial.splits({"train": ([0], [0]), "val": ([0], [0]), "test": ([0], [0])})
+        trial.splits({"train": ([0], [0]), "val": ([0], [0]), "test": ([0], [0])})  # marks this a proper final run
         rng = np.random.default_rng(trial.params["k"])
         y = np.linspace(0, 1, 200)
         trial.log_predictions(1, trial.heldout, y + rng.normal(0, 0.1, 200), y)

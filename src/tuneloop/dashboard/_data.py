@@ -57,7 +57,35 @@ def study_view(store: Store, name: str) -> dict[str, Any]:
         "curves": [{"number": t.number, "points": curves.get(t.id, {}).get(record.metric, [])} for t in best],
         "groups": groups,
         "checks": _checks_view(store, record, done),
+        "rounds": _rounds_view(store, record),
+        "final": _final_view(store, record),
     })
+
+
+def _rounds_view(store: Store, record: StudyRecord) -> dict[str, Any]:
+    """The goal's chain of rounds (this one marked) and this round's roles."""
+    from tuneloop.rounds import chain, round_info
+
+    if record.config.get("kind") == "final":
+        return {"goal": None, "items": [], "roles": None, "final_of": record.config.get("parent")}
+    info = round_info(record)
+    items = [{"round": r.round, "study": r.study, "current": r.study == record.name} for r in chain(store, record.name)]
+    return {"goal": info.goal, "items": items, "roles": info.roles.to_json(), "final_of": None}
+
+
+def _final_view(store: Store, record: StudyRecord) -> dict[str, Any] | None:
+    """The latest finalize of this study (or this final study itself): test mean and CI per config."""
+    from tuneloop.finalize import latest_final, read_final
+
+    final = record if record.config.get("kind") == "final" else latest_final(store, record.name)
+    if final is None:
+        return None
+    result = read_final(store, final.name)
+    return {"study": result.final_study, "metric": result.metric, "tuned_metric": result.tuned_metric,
+            "fit_on": result.fit_on, "seeds": result.seeds, "look": result.look,
+            "configs": [{"rank": c.rank, "params": c.params, "tuned": c.tuned.mean, "epochs": c.epochs,
+                         "values": c.values, "test": None if c.test is None else c.test.to_dict()}
+                        for c in result.configs]}
 
 
 def _checks_view(store: Store, record: StudyRecord, done: Sequence[TrialRecord]) -> dict[str, Any]:

@@ -81,6 +81,25 @@ const tuneloop = (() => {
     const s = data.study;
     const parts = [el("h1", {}, document.createTextNode("Study "), el("span", { class: "name", text: s.name })),
       el("p", { class: "meta", text: `${s.mode} ${s.metric} · ${data.trials.length} trials · seed ${fmt(s.seed)}` })];
+    const r = data.rounds, link = (name) => report ? el("span", { text: name }) : el("a", { href: `/study/${enc(name)}`, text: name });
+    if (r.items.length > 1 || (r.roles && (r.roles.scientific.length || Object.keys(r.roles.fixed).length))) {
+      const chainParts = [document.createTextNode(`goal ${r.goal}: `)];
+      r.items.forEach((it, i) => { if (i) chainParts.push(document.createTextNode(" → "));
+        chainParts.push(it.current ? el("strong", { text: `round ${it.round} (${it.study})` }) :
+          el("span", {}, document.createTextNode(`round ${it.round} (`), link(it.study), document.createTextNode(")"))); });
+      parts.push(el("p", { class: "rounds", id: "rounds" }, ...chainParts));
+      parts.push(el("p", { class: "meta", id: "roles", text: `scientific: ${r.roles.scientific.join(", ") || "none"} · nuisance: ` +
+        `${r.roles.nuisance.join(", ") || "none"} · fixed: ${Object.entries(r.roles.fixed).map(([k, v]) => `${k}=${v}`).join(", ") || "none"}` }));
+    }
+    if (r.final_of) parts.push(el("p", { class: "rounds", id: "rounds" }, document.createTextNode("finalize run of "), link(r.final_of)));
+    const f = data.final;
+    if (f) {
+      const ci = (t) => t == null ? "-" : t.n > 1 ? `${fmt(t.mean)} ± ${fmt((t.high - t.low) / 2)} (n=${t.n})` : `${fmt(t.mean)} (n=1)`;
+      parts.push(section(`Finalized: ${f.metric}, tested once over ${f.seeds} seeds, fit on ${f.fit_on} (${f.study}${f.look > 1 ? ", look " + f.look : ""})`,
+        table(["rank", "params", `tuned ${f.tuned_metric}`, "epochs", `${f.metric} (95% CI)`, "per seed"], f.configs.map((c) => row([
+          c.rank, Object.entries(c.params).map(([k, v]) => `${k}=${fmt(v)}`).join(", "), c.tuned, c.epochs == null ? "budget" : c.epochs,
+          ci(c.test), c.values.map(fmt).join(" ")])), { id: "final", sortable: false })));
+    }
     const warnings = data.effects.filter((e) => e.warning);
     if (warnings.length) parts.push(el("ul", { class: "warnings" }, ...warnings.map((e) => el("li", { text: e.warning }))));
     const v = data.checks.versus;

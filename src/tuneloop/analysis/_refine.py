@@ -1,0 +1,186 @@
+"""A proposed space for the next round: narrowed around the good region, expanded at crowded
+bounds, with the reason for every change.
+
+The good region is the best 15% of completed trials (at least 3). A numeric range shrinks to
+what they span plus a margin (a quarter of their span and 5% of the old range, in the parameter's
+own scale: log for log parameters), never beyond the old bounds, unless the best trials crowd a
+bound (the best one, or half of the top, in its outer 10%): then that side grows by half the old
+range, except past 0 (or 1 for a Float on [0, 1]), which are taken as natural limits. A Choice
+value that never made the top in 3 or more trials is dropped. Conditional children are refined
+from the trials where they were active. Fewer than 3 top trials using a parameter leaves it as it is.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tuneloop.space import Choice, Float, Int, LogFloat, Param, Space
+from tuneloop.store import TrialRecord
+
+EDGE = 0.10
+TOP_FRACTION = 0.15
+
+
+@dataclass(frozen=True)
+class Change:
+    """What happened to one parameter and why (``after`` is None for the unchanged)."""
+
+    name: str
+    before: Param
+    after: Param
+    reason: str
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+
+def refine_space(space: Space, trials: Sequence[TrialRecord], mode: str, keep: Sequence[str] = (),
+                 top_fraction: float = TOP_FRACTION) -> tuple[Space, list[Change]]:
+    """The proposed space and one Change per parameter (children included). Parameters in
+    ``keep`` (the round's scientific ones: its question) stay as they are."""
+    done = [t for t in trials if t.state == "completed" and t.value is not None and math.isfinite(t.value)]
+    ranked = sorted(done, key=lambda t: t.value, reverse=mode == "max")  # type: ignore[arg-type,return-value]
+    top = ranked[:max(3, math.ceil(top_fraction * len(ranked)))]
+    return _refine(space, done, top, set(keep))
+
+
+def _refine(space: Space, done: list[TrialRecord], top: list[TrialRecord],
+            keep: set[str] = frozenset()) -> tuple[Space, list[Change]]:  # type: ignore[assignment]
+    params: dict[str, Param] = {}
+    changes: list[Change] = []
+    for name, p in space.items():
+        top_values = [t.params[name] for t in top if name in t.params]
+        if name in keep:
+            new, reason = p, "kept: a scientific parameter, the question of this round"
+        elif isinstance(p, Choice):
+            new, reason, child_changes = _choice(name, p, done, top)
+            changes.extend(child_changes)
+        elif len(top_values) < 3:
+            new, reason = p, f"kept: only {len(top_values)} of the top trials use it"
+        else:
+            new, reason = _numeric(p, top_values, top[0].params.get(name))
+        params[name] = new
+        changes.append(Change(name, p, new, reason))
+    return Space(params), changes
+
+
+def _choice(name: str, p: Choice, done: list[TrialRecord], top: list[TrialRecord]) -> tuple[Choice, str, list[Change]]:
+    keep, dropped = [], []
+    for value in p.values:
+        tried = sum(1 for t in done if name in t.params and p.contains(t.params[name]) and p.index(t.params[name]) == p.index(value))
+        in_top = sum(1 for t in top if name in t.params and p.contains(t.params[name]) and p.index(t.params[name]) == p.index(value))
+        (dropped if in_top == 0 and tried >= 3 else keep).append((value, tried, in_top))
+    if not keep:  # cannot happen with a non-empty top, but never propose an empty Choice
+        keep, dropped = [(v, 0, 0) for v in p.values], []
+    children_changes: list[Change] = []
+    values: dict[Any, Any] = {}
+    for value, _, _ in keep:
+        child = p.child(value)
+        if child is None:
+            values[value] = {}
+            continue
+        sub_done = [t for t in done if t.params.get(name) == value]
+        sub_top = [t for t in top if t.params.get(name) == value]
+        new_child, sub_changes = _refine(child, sub_done, sub_top)
+        values[value] = dict(new_child.items())
+        children_changes.extend(sub_changes)
+    new = Choice(values) if p.children else Choice(list(values))
+    if dropped:
+        names = ", ".join(f"{v!r} (0 of {n} trials in the top)" for v, n, _ in dropped)
+        reason = f"dropped {names}"
+    else:
+        share = ", ".join(f"{v!r} {k}/{n}" for v, n, k in keep)
+        reason = f"kept every value (in the top / tried: {share})"
+    return new, reason, children_changes
+
+
+def _numeric(p: Param, values: list[Any], best: Any) -> tuple[Param, str]:
+    log = isinstance(p, LogFloat) or (isinstance(p, Int) and p.log)
+    to = math.log if log else float
+    back = math.exp if log else float
+    low, high = to(p.low), to(p.high)
+    span = high - low
+    lo, hi = min(to(v) for v in values), max(to(v) for v in values)
+    near_low = [v for v in values if to(v) - low <= EDGE * span]
+    near_high = [v for v in values if high - to(v) <= EDGE * span]
+    best_pos = None if best is None else (to(best) - low) / span
+    crowd_low = (best_pos is not None and best_pos <= EDGE) or len(near_low) * 2 >= len(values)
+    crowd_high = (best_pos is not None and best_pos >= 1 - EDGE) or len(near_high) * 2 >= len(values)
+    margin = 0.25 * (hi - lo) + 0.05 * span
+    new_lo = max(low, lo - margin)
+    new_hi = min(high, hi + margin)
+    notes = []
+    if crowd_low:
+        new_lo = low - 0.5 * span
+        floor = _natural_floor(p)
+        if floor is not None and back(new_lo) < floor:
+            new_lo = to(floor) if floor > 0 or not log else new_lo
+            notes.append(f"the best trials crowd the lower bound {p.low:g}, which looks like a natural limit: kept")
+        else:
+            notes.append(f"the best trials crowd the lower bound {p.low:g}: expanded below it")
+    if crowd_high:
+        new_hi = high + 0.5 * span
+        ceiling = 1.0 if isinstance(p, Float) and p.low >= 0 and p.high == 1.0 else None
+        if ceiling is not None:
+            new_hi = to(ceiling)
+            notes.append("the best trials crowd the upper bound 1, a natural limit: kept")
+        else:
+            notes.append(f"the best trials crowd the upper bound {p.high:g}: expanded above it")
+    new = _rebuild(p, back(new_lo), back(new_hi))
+    spread = f"the top {len(values)} trials span {_g(min(values))}..{_g(max(values))}"
+    if new == p:
+        return p, f"kept: {spread}" + (f"; {'; '.join(notes)}" if notes else "")
+    if not notes:
+        notes.append("narrowed around them")
+    return new, f"{spread}; {'; '.join(notes)} (was {_g(p.low)}..{_g(p.high)})"
+
+
+def _natural_floor(p: Param) -> float | None:
+    if isinstance(p, Float) and p.low >= 0:
+        return 0.0
+    if isinstance(p, Int) and p.low >= 1:
+        return 1.0
+    return None
+
+
+def _rebuild(p: Param, low: float, high: float) -> Param:
+    """The same kind of parameter on [low, high], bounds rounded outward to 2 significant digits
+    (to whole steps for stepped ones)."""
+    tol = 1e-9 * (abs(p.high) + abs(p.low))  # exp(log(x)) is not quite x: rounding must not cross a kept bound
+    if isinstance(p, Int):
+        lo, hi = math.floor(low + tol), math.ceil(high - tol)
+        if p.step > 1:
+            lo = p.low + p.step * math.floor((lo - p.low) / p.step)
+            hi = lo + p.step * math.ceil((hi - lo) / p.step)
+        lo, hi = max(lo, 1) if p.log else lo, max(hi, lo + p.step)
+        return Int(lo, hi, log=p.log, step=p.step)
+    lo, hi = _round(low, down=True), _round(high, down=False)
+    if low >= p.low - tol:
+        lo = max(lo, p.low)
+    if high <= p.high + tol:
+        hi = min(hi, p.high)
+    if isinstance(p, LogFloat):
+        return LogFloat(lo, hi) if lo < hi else p
+    if p.step is not None:
+        lo = p.low + p.step * math.floor((low - p.low) / p.step + 1e-9)
+        hi = lo + p.step * max(1, math.ceil((high - lo) / p.step - 1e-9))
+        return Float(round(lo, 12), round(hi, 12), step=p.step)
+    if isinstance(p, Float) and p.low >= 0 and lo < 0 <= low:
+        lo = 0.0
+    return Float(lo, hi) if lo < hi else p
+
+
+def _round(x: float, down: bool) -> float:
+    if x == 0 or not math.isfinite(x):
+        return x
+    exponent = math.floor(math.log10(abs(x))) - 1
+    steps = (math.floor if down else math.ceil)(x / 10**exponent)
+    return float(f"{steps}e{exponent}")  # exact decimal text: 0.00086, not 0.0008600000000000001
+
+
+def _g(x: Any) -> str:
+    return f"{x:.3g}" if isinstance(x, float) else str(x)

@@ -1,0 +1,88 @@
+"""The proposed next space: narrowed around the best, expanded at crowded bounds, with reasons."""
+
+import math
+
+import numpy as np
+
+import tuneloop as tl
+from tuneloop.analysis._refine import refine_space
+from tuneloop.store import TrialRecord
+
+
+def records(space_fn, value_fn, n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        params = space_fn(rng, i)
+        out.append(TrialRecord(id=i, number=i, state="completed", params=params, seed=i, attempt=0,
+                               value=value_fn(params), values={}, error=None, created_at=0.0, started_at=None,
+                               finished_at=None, study_id=1))
+    return out
+
+
+SPACE = tl.Space(
+    lr=tl.LogFloat(1e-5, 1e-1),
+    width=tl.Int(16, 256, log=True),
+    dropout=tl.Float(0.0, 0.5),
+    momentum=tl.Float(0.0, 1.0),
+    opt=tl.Choice({"sgd": {"nesterov": tl.Choice([True, False])}, "adam": {}, "rms": {}}),
+)
+
+
+def sample(rng, i):
+    opt = ["sgd", "adam", "rms"][i % 3]
+    p = {"lr": float(10 ** rng.uniform(-5, -1)), "width": round(2 ** rng.uniform(4, 8)),
+         "dropout": float(rng.uniform(0, 0.5)), "momentum": float(rng.uniform(0, 1)), "opt": opt}
+    if opt == "sgd":
+        p["nesterov"] = bool(rng.integers(0, 2))
+    return p
+
+
+def score(p):
+    """Best at lr 1e-3 (inside the range), the wider the better (a crowded upper bound), no dropout
+    (crowding the natural limit 0), momentum near 1 (the natural limit 1); rms is always worse."""
+    return (-10 * abs(math.log10(p["lr"]) + 3) + 2 * math.log2(p["width"]) - 40 * p["dropout"] + 10 * p["momentum"]
+            - (20 if p["opt"] == "rms" else 0))
+
+
+def test_refine_narrows_expands_and_drops_with_reasons():
+    trials = records(sample, score)
+    new, changes = refine_space(SPACE, trials, "max")
+    reasons = {c.name: c.reason for c in changes}
+    top = sorted(trials, key=lambda t: t.value, reverse=True)[:30]
+    lr = new["lr"]
+    assert lr.low >= 1e-5 and lr.high < 0.08  # narrowed (the margin keeps the lower side here)...
+    assert all(lr.low <= t.params["lr"] <= lr.high for t in top)  # ...without losing a top trial
+    assert "narrowed" in reasons["lr"]
+    assert new["width"].low >= 16 and new["width"].high > 256 and new["width"].log and "expanded above" in reasons["width"]
+    assert new["momentum"].high == 1.0 and "upper bound 1, a natural limit" in reasons["momentum"]
+    assert new["opt"].values == ["sgd", "adam"] and "dropped 'rms' (0 of 66 trials in the top)" in reasons["opt"]
+    assert "nesterov" in reasons  # children are refined from the trials where they were active
+    assert new["opt"].child("sgd") is not None
+
+
+def test_zero_and_one_are_taken_as_natural_limits():
+    space = tl.Space(dropout=tl.Float(0.0, 0.5), momentum=tl.Float(0.0, 1.0), shift=tl.Float(0.0, 2.0))
+    trials = records(lambda rng, i: {"dropout": float(rng.uniform(0, 0.5)), "momentum": float(rng.uniform(0, 1)),
+                                     "shift": float(rng.uniform(0, 2))},
+                     lambda p: -p["dropout"] + p["momentum"] - p["shift"], n=100)
+    new, changes = refine_space(space, trials, "max")
+    reasons = {c.name: c.reason for c in changes}
+    assert new["dropout"].low == 0.0 and "natural limit" in reasons["dropout"]
+    assert new["momentum"].high == 1.0 and new["momentum"].low > 0.0  # never past 1, narrowed below
+    assert new["shift"].low == 0.0 and "natural limit" in reasons["shift"]  # a Float from 0: 0 holds too
+
+
+def test_minimizing_and_scientific_parameters_kept():
+    trials = records(sample, lambda p: -score(p))
+    new, changes = refine_space(SPACE, trials, "min", keep=["opt"])
+    assert new["opt"] == SPACE["opt"]
+    assert "scientific" in {c.name: c.reason for c in changes}["opt"]
+    assert new["width"].high > 256  # the same best region, found from the other direction
+
+
+def test_bounds_are_rounded_to_readable_numbers():
+    new, _ = refine_space(SPACE, records(sample, score), "max")
+    for name in ("lr", "dropout"):
+        for bound in (new[name].low, new[name].high):
+            assert len(repr(bound)) <= 8, bound  # 0.00086, not 0.0008600000000000001
