@@ -90,3 +90,16 @@ def test_rounds_command_shows_the_chain_and_the_finalized_result(storage, monkey
     assert lines[0].rstrip(" │").endswith("-")  # round 1 was not finalized
     missing = CliRunner().invoke(app, ["rounds", "nope", "--storage", storage])
     assert missing.exit_code == 1 and "No study or goal named 'nope'" in missing.output
+
+
+def test_a_scheduler_compares_trials_only_within_their_scientific_value(storage):
+    study = tl.Study("fam", tl.Space(family=tl.Choice(["strong", "weak"]), x=tl.Float(0.0, 1.0)), tf.family_curve,
+                     metric="score", mode="max", storage=storage, scientific=["family"],
+                     scheduler={"name": "asha", "min_resource": 1, "reduction_factor": 3})
+    study.run(n_trials=20, seed=0)
+    states = collections.defaultdict(collections.Counter)
+    for t in study.trials:
+        states[t.params["family"]][t.state] += 1
+    # each family prunes its own weaker trials, but the weak family is not wiped out by the strong one
+    for family in ("strong", "weak"):
+        assert states[family]["completed"] >= 1 and states[family]["pruned"] >= 1, dict(states)

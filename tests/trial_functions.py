@@ -176,3 +176,15 @@ def activation_bowl(trial: tl.Trial) -> dict:
     value += 0.01 * (trial.seed % 3) if trial.phase == "final" else 0.0
     trial.report(1, **{f"{trial.heldout}_acc": value})
     return {f"{trial.heldout}_acc": value, "n_params": len(p)}
+
+
+def family_curve(trial: tl.Trial) -> dict:
+    """Family 'weak' is 10 worse than 'strong' at every step; within a family, x orders trials."""
+    offset = 0.0 if trial.params["family"] == "strong" else -10.0
+    value = 0.0
+    for step in range(1, 10):
+        value = offset + trial.params["x"] * step / 9
+        trial.report(step, score=value)
+        if trial.should_stop():
+            return {}
+    return {"score": value}

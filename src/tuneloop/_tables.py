@@ -172,7 +172,8 @@ def _differing(configs: Sequence[dict[str, Any]]) -> list[str]:
 
 def final_table(result: Any) -> Table:
     """One row per finalized configuration: tuned value, test mean +/- CI over seeds."""
-    title = (f"{result.study}: finalized on {result.fit_on}, test once over {result.seeds} seeds "
+    per = f"the best of each {result.per}, " if result.per else ""
+    title = (f"{result.study}: {per}finalized on {result.fit_on}, test once over {result.seeds} seeds "
              f"({result.final_study}{', look ' + str(result.look) if result.look > 1 else ''})")
     table = Table(title=title)
     shown = _differing([c.params for c in result.configs])

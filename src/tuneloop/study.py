@@ -20,7 +20,7 @@ from tuneloop.callbacks import Callback
 from tuneloop.errors import ConfigError, TuneloopError
 from tuneloop.rounds import Roles, assign_roles, searched_space
 from tuneloop.run import Driver, RunSummary, executors
-from tuneloop.schedule import schedulers
+from tuneloop.schedule import NoScheduler, PerValue, schedulers
 from tuneloop.search import Stratified, repeated, searchers
 from tuneloop.space import Param, Space
 from tuneloop.store import Store, StudyRecord, TrialRecord, resolve_url
@@ -136,6 +136,8 @@ class Study:
         # build every plug-in before any trial starts, so a bad name fails fast
         searcher_obj = repeated(self._searcher(searcher, seed, workers), seeds)
         scheduler_obj = schedulers.create(scheduler, mode=self.mode)
+        if self.roles.scientific and not isinstance(scheduler_obj, NoScheduler):  # compare like with like
+            scheduler_obj = PerValue(self.roles.scientific, lambda: schedulers.create(scheduler, mode=self.mode))
         executor_obj = executors.create(executor, workers=workers)
         callbacks = list(callbacks)
         bar = None
@@ -170,13 +172,14 @@ class Study:
 
     # -- finishing --------------------------------------------------------------------------
     def finalize(self, *, top: int = 3, seeds: int = 5, fit_on: str = "train", epochs: str = "best",
-                 workers: int | None = None, executor: Any = None, storage: str | None = None,
-                 again: bool = False, progress: bool = False) -> FinalResult:
-        """Retrain the ``top`` configurations over ``seeds`` seeds and test each run once
-        (``fit_on="train+val"`` to refit on both); see :func:`tuneloop.finalize.finalize`."""
+                 per: str | None = None, workers: int | None = None, executor: Any = None,
+                 storage: str | None = None, again: bool = False, progress: bool = False) -> FinalResult:
+        """Retrain the ``top`` configurations (of each value of ``per``) over ``seeds`` seeds and
+        test each run once (``fit_on="train+val"`` to refit on both); see
+        :func:`tuneloop.finalize.finalize`."""
         from tuneloop.finalize import finalize
 
-        return finalize(self, top=top, seeds=seeds, fit_on=fit_on, epochs=epochs, workers=workers,
+        return finalize(self, top=top, seeds=seeds, fit_on=fit_on, epochs=epochs, per=per, workers=workers,
                         executor=executor, storage=storage, again=again, progress=progress)
 
     def ensemble(self, methods: Sequence[str] = ("vote", "average", "stack"), *,

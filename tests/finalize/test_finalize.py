@@ -100,3 +100,14 @@ def test_a_final_run_that_skips_trial_splits_fails_with_the_fix(storage):
     assert result.configs[0].values == []
     (t,) = tl.Store(storage).trials(tl.Store(storage).require_study("nosplit-final").id)
     assert t.state == "failed" and "did not call trial.splits(data)" in t.error
+
+
+def test_per_finalizes_the_best_configuration_of_each_value(storage):
+    study = tl.Study("members", tl.Space(k=tl.Choice([0, 1, 2]), j=tl.Choice([0, 1])), tf.ensemble_member,
+                     metric="val_acc", mode="max", budget={"epochs": 6}, storage=storage)
+    study.run(searcher="grid")
+    result = study.finalize(top=1, seeds=2, per="k")
+    assert result.per == "k" and [c.params["k"] for c in result.configs] == [0, 1, 2]
+    assert [c.rank for c in result.configs] == [1, 2, 3] and all(len(c.values) == 2 for c in result.configs)
+    with pytest.raises(tl.TuneloopError, match="No trial of 'members' has a parameter 'model'"):
+        study.finalize(top=1, seeds=2, per="model", again=True)

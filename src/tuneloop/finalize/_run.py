@@ -62,6 +62,7 @@ class FinalResult:
     seeds: int
     look: int
     configs: list[FinalConfig]
+    per: str | None = None  # the parameter whose every value was finalized (its best configurations)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,6 +84,7 @@ def finalize(
     seeds: int = 5,
     fit_on: str = "train",
     epochs: str = "best",
+    per: str | None = None,
     workers: int | None = None,
     executor: Any = None,
     storage: str | None = None,
@@ -90,8 +92,9 @@ def finalize(
     callbacks: Sequence[Callback] = (),
     progress: bool = False,
 ) -> FinalResult:
-    """Retrain the ``top`` configurations of ``study`` over ``seeds`` seeds each and evaluate each
-    run once on the test split. Rerunning with the same choices resumes or shows the result."""
+    """Retrain the ``top`` configurations of ``study`` (the ``top`` of each value of parameter
+    ``per``, when given) over ``seeds`` seeds each and evaluate each run once on the test split.
+    Rerunning with the same choices resumes or shows the result."""
     check_positive_int(top, "top", "finalize")
     check_positive_int(seeds, "seeds", "finalize")
     check_one_of(fit_on, FIT_ON, "fit_on", "finalize")
@@ -106,9 +109,9 @@ def finalize(
                           f"{parent.config.get('parent')!r} instead.")
     trials = store.trials(parent.id)
     curves = {i: c.get(parent.metric, []) for i, c in store.series([t.id for t in trials], [parent.metric]).items()}
-    chosen = top_configs(trials, parent.mode, top, curves, parent.name)
+    chosen = top_configs(trials, parent.mode, top, curves, parent.name, per)
     budget = dict(parent.config.get("budget") or study.budget.to_dict())
-    plan = _plan(parent, chosen, seeds, fit_on, epochs, budget)
+    plan = {**_plan(parent, chosen, seeds, fit_on, epochs, budget), "per": per}
     record, _ = _final_study(store, parent, plan, again)
     by_key = {json.dumps(c["params"], sort_keys=True): c for c in plan["configs"]}
     bar = _progress(record) if progress else None
@@ -199,4 +202,4 @@ def read_final(store: Store, name: str) -> FinalResult:
         ))
     return FinalResult(study=cfg["parent"], final_study=name, metric=record.metric, tuned_metric=cfg["tuned_metric"],
                        mode=record.mode, fit_on=cfg["fit_on"], seeds=cfg["seeds"], look=cfg.get("look", 1),
-                       configs=rows)
+                       configs=rows, per=cfg.get("per"))

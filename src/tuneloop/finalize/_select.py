@@ -26,9 +26,18 @@ class Candidate:
 
 
 def top_configs(trials: Sequence[TrialRecord], mode: str, top: int,
-                curves: Mapping[int, list[tuple[int, float]]], study: str = "") -> list[Candidate]:
+                curves: Mapping[int, list[tuple[int, float]]], study: str = "", per: str | None = None) -> list[Candidate]:
     """The ``top`` configurations by mean objective over their completed runs (repeats of one
-    configuration under ``--seeds`` count as one), best first."""
+    configuration under ``--seeds`` count as one), best first; with ``per``, the ``top`` of each
+    value of that parameter (a scientific one: each value's best, compared on test)."""
+    if per is not None:
+        values = list(dict.fromkeys(json.dumps(t.params.get(per)) for t in trials if per in t.params))
+        if not values:
+            raise TuneloopError(f"No trial of {study!r} has a parameter {per!r}; --per takes a parameter name.")
+        chosen = [c for v in values for c in top_configs(
+            [t for t in trials if json.dumps(t.params.get(per)) == v], mode, top, curves, study)]
+        chosen.sort(key=lambda c: c.tuned.mean, reverse=mode == "max")
+        return [Candidate(i, c.params, c.source, c.tuned, c.best_step) for i, c in enumerate(chosen, start=1)]
     groups: dict[str, list[TrialRecord]] = {}
     for t in trials:
         if t.state == "completed" and t.value is not None:

@@ -159,6 +159,7 @@ class Driver:
 
     def _launch(self, spec: TrialSpec, token: Any) -> None:
         self._running[spec.trial_id] = _Running(spec, token)
+        self.scheduler.on_launch(spec.trial_id, spec.params)
         self.summary.launched += 1
         for cb in self.callbacks:
             cb.on_trial_start(spec.number, spec.params)
@@ -173,6 +174,7 @@ class Driver:
         for r in finished:
             curve = curves.get(r.id, {}).get(self.metric, [])
             self.searcher.tell(Outcome(r.params, r.state, r.value, curve))
+            self.scheduler.on_launch(r.id, r.params)
             for step, value in curve:
                 self.scheduler.on_report(r.id, step, value)
             self.scheduler.on_result(r.id, r.state, r.value)
