@@ -13,9 +13,9 @@ step() { echo; echo "\$ $*  [t=$(( $(date +%s) - start ))s]"; "$@"; }
 {
   echo "tuneloop MNIST-1D reference run, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, in $work"
   step tuneloop check "$repo/examples/mnist1d_models.py"
-  step tuneloop run "$repo/examples/mnist1d_models.py" --trials 24 --workers 2 --seed 0
+  step tuneloop run "$repo/examples/mnist1d_models.py" --trials 36 --workers 2 --scheduler none --seed 0
   step tuneloop refine mnist1d-models -o mnist1d_models_r2.py
-  step tuneloop run mnist1d_models_r2.py --trials 24 --workers 2 --scheduler asha --seed 1
+  step tuneloop run mnist1d_models_r2.py --trials 36 --workers 2 --seed 1
   step tuneloop rounds mnist1d-models
   step tuneloop finalize mnist1d-models-r2 --per model --top 1 --seeds 5 --fit-on train+val --workers 2
   step tuneloop ensemble mnist1d-models-r2

@@ -4,10 +4,11 @@ docs/mnist1d.md walks it from the shell (baselines and checks, an exploration ro
 round with ASHA, finalize, ensembles) in under 20 minutes on 2 CPU cores:
 
     tuneloop check examples/mnist1d_models.py
-    tuneloop run examples/mnist1d_models.py --trials 24 --workers 2
+    tuneloop run examples/mnist1d_models.py --trials 36 --workers 2 --scheduler none
     tuneloop refine mnist1d-models -o mnist1d_models_r2.py
-    tuneloop run mnist1d_models_r2.py --trials 24 --workers 2 --scheduler asha
-    tuneloop finalize mnist1d-models-r2 --per model --seeds 5 --fit-on train+val --workers 2
+    tuneloop run mnist1d_models_r2.py --trials 36 --workers 2
+    tuneloop finalize mnist1d-models-r2 --per model --top 1 --seeds 5 --fit-on train+val --workers 2
+    tuneloop ensemble mnist1d-models-r2
 
 ``model`` is the round's scientific parameter: each family gets the same number of trials and its
 own search over the learning rate, weight decay and its architecture (the nuisance parameters).
@@ -48,8 +49,10 @@ def train(trial: tl.Trial) -> dict:
     return result.metrics  # the best validation epoch while tuning; the last epoch when final
 
 
+# Round 1 explores with every trial at full budget (--scheduler none); later rounds inherit asha, whose
+# first rung at epoch 5 judges each model family against itself only (a scientific parameter).
 study = tl.Study("mnist1d-models", space, train, metric="val_acc", mode="max", budget={"epochs": 60},
-                 scientific=["model"])
+                 scientific=["model"], scheduler={"name": "asha", "min_resource": 5})
 
 # `tuneloop check examples/mnist1d_models.py`: can the paper's CNN learn at all, and is deep learning needed?
 checks = tl.Checks(

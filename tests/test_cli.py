@@ -66,7 +66,7 @@ def test_run_status_trials_best_export(cli, write_experiment, tmp_path):
         (["best", "nope"], "No study named 'nope'"),
         (["export", "quad", "--format", "xml"], "The '--format' argument of tuneloop export must be 'json' or 'csv'"),
         (["run", "EXP", "--searcher", "bayes"], "Unknown searcher 'bayes'. Valid names:"),
-        (["run", "EXP", "--scheduler", "pbt"], "Unknown scheduler 'pbt'"),
+        (["run", "EXP", "--scheduler", "bohb"], "Unknown scheduler 'bohb'"),
         (["run", "EXP", "--executor", "ray2", "--trials", 1], "Unknown executor 'ray2'"),
         (["run", "NOSTUDY", "--trials", 1], "does not define a study"),
         (["trials", "quad", "--state", "done"], "The '--state' argument of tuneloop trials must be one of 'queued'"),

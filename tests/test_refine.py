@@ -26,7 +26,7 @@ def test_refine_writes_a_round_that_runs_and_chains(write_experiment, tmp_path, 
     written = tmp_path / "act_r2.py"
     text = written.read_text()
     assert "Round 2 of goal 'act'" in text and "from 24 completed trials of round 1" in text
-    assert "# lr: the top 4 trials span" in text and "# act: kept: a scientific parameter" in text
+    assert "# lr: the top 9 trials span" in text and "# act: kept: a scientific parameter" in text
     assert "fixed={'depth': 2}" in text and "scientific=['act']" in text
     compile(text, str(written), "exec")
     ran = runner.invoke(app, ["run", str(written), "--trials", "6", "--seed", "1"])

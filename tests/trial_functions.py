@@ -188,3 +188,17 @@ def family_curve(trial: tl.Trial) -> dict:
         if trial.should_stop():
             return {}
     return {"score": value}
+
+
+def stepper(trial: tl.Trial) -> dict:
+    """A one-number "model": each epoch w moves by lr toward 10; the score is -|10 - w|. It
+    continues from its checkpoint, so a continued trial starts where its parent stopped."""
+    found = trial.load_checkpoint()
+    start, w = (found[0], found[1]["w"]) if found else (0, 0.0)
+    epochs = trial.budget["epochs"]
+    for epoch in range(start + 1, epochs + 1):
+        w += trial.params["lr"] * (1 if w < 10 else -1)
+        trial.report(epoch, score=-abs(10 - w), w=w)
+    if trial.checkpointing:
+        trial.save_checkpoint(epochs, {"w": w})
+    return {"score": -abs(10 - w), "w": w, "start": start}

@@ -9,6 +9,7 @@
 
 from tuneloop.alerts import Rule, default_rules
 from tuneloop.callbacks import Callback
+from tuneloop.cross_validation import cross_validate
 from tuneloop.errors import (
     ConfigError,
     SchemaVersionError,
@@ -64,6 +65,7 @@ __all__ = [
     "TrialState",
     "TuneloopError",
     "check",
+    "cross_validate",
     "default_rules",
     "load_study",
 ]

@@ -25,7 +25,7 @@ def run(
     file: Annotated[Path, typer.Argument(help="Experiment file that defines a tl.Study")],
     trials: Annotated[int | None, typer.Option("--trials", "-n", help="Total finished trials the study should reach")] = None,
     searcher: Annotated[str | None, typer.Option(help="grid, random, sobol, tpe, gp or cmaes [default: the study's]")] = None,
-    scheduler: Annotated[str | None, typer.Option(help="none, median, asha or hyperband [default: the study's]")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="none, median, asha, hyperband, sha or pbt [default: the study's]")] = None,
     workers: Annotated[int | None, typer.Option(help="Trials at once [default: the study's, 1]")] = None,
     executor: Annotated[str | None, typer.Option(help="inline or processes [default: processes when workers > 1]")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the searcher and the trials' seeds")] = None,

@@ -20,7 +20,7 @@ from tuneloop.callbacks import Callback
 from tuneloop.errors import ConfigError, TuneloopError
 from tuneloop.rounds import Roles, assign_roles, searched_space
 from tuneloop.run import Driver, RunSummary, executors
-from tuneloop.schedule import NoScheduler, PerValue, schedulers
+from tuneloop.schedule import NoScheduler, PerValue, Planner, schedulers
 from tuneloop.search import Stratified, repeated, searchers
 from tuneloop.space import Param, Space
 from tuneloop.store import Store, StudyRecord, TrialRecord, resolve_url
@@ -124,9 +124,9 @@ class Study:
             check_positive_int(n_trials, "n_trials", "Study.run")
         if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
             raise fail("timeout", "Study.run", "a positive number of seconds", timeout)
-        if n_trials is None and timeout is None and searcher != "grid" and not _is_grid(searcher):
+        if n_trials is None and timeout is None and not _ends_by_itself(searcher, scheduler):
             raise ConfigError("Study.run needs n_trials or timeout (tuneloop run: --trials N or --timeout SECONDS); "
-                              "only the grid searcher ends by itself.")
+                              "only the grid searcher and the sha and pbt schedulers end by themselves.")
         workers = check_positive_int(workers if workers is not None else self.defaults["workers"], "workers", "Study.run")
         executor = executor or ("processes" if workers > 1 else "inline")
 
@@ -136,7 +136,12 @@ class Study:
         # build every plug-in before any trial starts, so a bad name fails fast
         searcher_obj = repeated(self._searcher(searcher, seed, workers), seeds)
         scheduler_obj = schedulers.create(scheduler, mode=self.mode)
-        if self.roles.scientific and not isinstance(scheduler_obj, NoScheduler):  # compare like with like
+        if isinstance(scheduler_obj, Planner):  # it continues trials from checkpoints: it plans what runs
+            if self.roles.scientific or (seeds or 1) > 1:
+                raise ConfigError(f"The {type(scheduler_obj).__name__} scheduler plans whole generations; it cannot "
+                                  f"be combined with scientific parameters or --seeds. Use asha (per value) there.")
+            searcher_obj = scheduler_obj.plan(searcher_obj, self.space, self.budget.to_dict(), seed)
+        elif self.roles.scientific and not isinstance(scheduler_obj, NoScheduler):  # compare like with like
             scheduler_obj = PerValue(self.roles.scientific, lambda: schedulers.create(scheduler, mode=self.mode))
         executor_obj = executors.create(executor, workers=workers)
         callbacks = list(callbacks)
@@ -275,6 +280,13 @@ def best_trial(trials: Sequence[TrialRecord], mode: str, name: str = "") -> Tria
         raise TuneloopError(f"Study {name!r} has no completed trial yet; run it first (tuneloop run FILE).")
     pick = max if mode == "max" else min
     return pick(done, key=lambda t: t.value)
+
+
+def _ends_by_itself(searcher: Any, scheduler: Any) -> bool:
+    from tuneloop.schedule import Planner
+
+    name = scheduler.get("name") if isinstance(scheduler, dict) else scheduler
+    return searcher == "grid" or _is_grid(searcher) or name in ("sha", "pbt") or isinstance(scheduler, Planner)
 
 
 def _is_grid(spec: Any) -> bool:

@@ -210,6 +210,35 @@ class Trial:
         kind, data = encode_sample(value, kind)
         self._channel.emit(self._spec, Sample(self._spec.trial_id, step, str(name), kind, data))
 
+    @property
+    def checkpointing(self) -> bool:
+        """True when the scheduler continues trials from checkpoints (successive halving, PBT):
+        save one with :meth:`save_checkpoint` at the end of training (``fit`` does)."""
+        return self._spec.checkpoint
+
+    def save_checkpoint(self, step: int, state: Any) -> None:
+        """Save ``state`` (model and optimizer state dicts, any picklable object) as of ``step``,
+        so a later trial can continue from it."""
+        import io
+
+        import torch
+
+        from tuneloop.run.events import Checkpoint
+
+        _check_step(step, "Trial.save_checkpoint")
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        self._channel.emit(self._spec, Checkpoint(self._spec.trial_id, step, buffer.getvalue()))
+
+    def load_checkpoint(self) -> tuple[int, Any] | None:
+        """(step, state) this trial starts from: its own earlier segment's when successive halving
+        promotes it, a better member's when PBT exploits; None for a fresh start."""
+        if self._spec.resume is None:
+            return None
+        import torch
+
+        return int(self._spec.resume_step or 0), torch.load(self._spec.resume, weights_only=False)
+
     def log_predictions(self, step: int, split: str, outputs: Any, targets: Any) -> None:
         """Save the model's outputs on a held-out split (class probabilities, shape (n, classes),
         or regression outputs) with the targets, so ensembles can be built from trials later.

@@ -86,3 +86,20 @@ def test_bounds_are_rounded_to_readable_numbers():
     for name in ("lr", "dropout"):
         for bound in (new[name].low, new[name].high):
             assert len(repr(bound)) <= 8, bound  # 0.00086, not 0.0008600000000000001
+
+
+def test_with_scientific_parameters_each_value_keeps_its_own_good_region():
+    space = tl.Space(model=tl.Choice(["a", "b"]), lr=tl.LogFloat(1e-5, 1e-1))
+
+    def sample_ab(rng, i):
+        return {"model": "ab"[i % 2], "lr": float(10 ** rng.uniform(-5, -1))}
+
+    def score_ab(p):  # model a is best at lr 1e-2, model b (always worse) at 1e-4
+        best = -2 if p["model"] == "a" else -4
+        return -abs(math.log10(p["lr"]) - best) - (0 if p["model"] == "a" else 5)
+
+    trials = records(sample_ab, score_ab, n=120)
+    pooled, _ = refine_space(space, trials, "max")
+    fair, _ = refine_space(space, trials, "max", keep=["model"])
+    assert pooled["lr"].low > 1e-4  # pooled, the best trials are all model a's: b's optimum is cut away
+    assert fair["lr"].low <= 1e-4 <= 1e-2 <= fair["lr"].high  # per value, both optima stay inside

@@ -60,8 +60,9 @@ def test_none_never_stops():
 
 
 def test_unknown_scheduler_lists_the_valid_ones():
-    with pytest.raises(tl.ConfigError, match=r"Unknown scheduler 'pbt'. Valid names: asha, hyperband, median, none\."):
-        schedulers.create("pbt")
+    with pytest.raises(tl.ConfigError, match=r"Unknown scheduler 'pb'. Valid names: asha, hyperband, median, none, "
+                                              r"pbt, sha\."):
+        schedulers.create("pb")
 
 
 def test_hyperband_stops_poor_trials_in_a_study(storage):

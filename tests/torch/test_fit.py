@@ -159,3 +159,28 @@ def test_dead_fraction_counts_units_dead_for_the_whole_batch():
     conv = torch.zeros(4, 3, 5)
     conv[:, 1, 2] = 1.0  # channel 1 fires somewhere
     assert dead_fraction(conv) == pytest.approx(2 / 3)
+
+
+def test_a_promoted_trial_continues_training_from_its_checkpoint(blobs, storage):
+    train, val = blobs
+
+    def trial_fn(trial):
+        return fit(lambda: MLP(2, 3, width=8), train, val, trial=trial, optimizer="sgd", lr=trial.params["lr"],
+                   epochs=trial.budget.epochs, schedule="cosine", seed=trial.seed, inspect_every=0,
+                   log_every=1).metrics
+
+    study = tl.Study("sha-fit", tl.Space(lr=tl.Choice([0.001, 0.003, 0.01])), trial_fn, metric="val_acc", mode="max",
+                     budget={"epochs": 6}, storage=storage, searcher="grid",
+                     scheduler={"name": "sha", "min_resource": 2, "reduction_factor": 3})
+    study.run()
+    store = study._store(None)
+    trials = {t.number: t for t in study.trials}
+    (child,) = [t for t in trials.values() if t.number == 3]
+    parent = next(t for t in trials.values() if t.number < 3 and t.params == child.params)
+    curves = store.series([parent.id, child.id])
+    assert [s for s, _ in curves[parent.id]["train_loss"]] == [1, 2]
+    assert [s for s, _ in curves[child.id]["train_loss"]] == [3, 4, 5, 6]  # epochs 3-6, not 1-4 again
+    first_child, last_parent = curves[child.id]["train_loss"][0][1], curves[parent.id]["train_loss"][-1][1]
+    assert first_child < curves[parent.id]["train_loss"][0][1] and first_child <= last_parent * 1.05  # no restart
+    lrs = [v for _, v in curves[child.id]["step/lr"]]
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] < 0.01 * 0.1  # one cosine over 6 epochs, continued

@@ -1,7 +1,8 @@
 """A proposed space for the next round: narrowed around the good region, expanded at crowded
 bounds, with the reason for every change.
 
-The good region is the best 15% of completed trials (at least 3). A numeric range shrinks to
+The good region is the best 15% of completed trials (at least 3), taken within each value of the
+scientific parameters when there are any (each value's nuisance optimum may lie elsewhere). A numeric range shrinks to
 what they span plus a margin (a quarter of their span and 5% of the old range, in the parameter's
 own scale: log for log parameters), never beyond the old bounds, unless the best trials crowd a
 bound (the best one, or half of the top, in its outer 10%): then that side grows by half the old
@@ -12,6 +13,7 @@ from the trials where they were active. Fewer than 3 top trials using a paramete
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,8 +45,14 @@ def refine_space(space: Space, trials: Sequence[TrialRecord], mode: str, keep: S
     """The proposed space and one Change per parameter (children included). Parameters in
     ``keep`` (the round's scientific ones: its question) stay as they are."""
     done = [t for t in trials if t.state == "completed" and t.value is not None and math.isfinite(t.value)]
-    ranked = sorted(done, key=lambda t: t.value, reverse=mode == "max")  # type: ignore[arg-type,return-value]
-    top = ranked[:max(3, math.ceil(top_fraction * len(ranked)))]
+    groups: dict[str, list[TrialRecord]] = {}
+    for t in done:  # with scientific parameters, each value's own best: its nuisance optimum may differ
+        groups.setdefault(json.dumps([t.params.get(n) for n in keep], default=str), []).append(t)
+    top: list[TrialRecord] = []
+    for group in groups.values():
+        ranked = sorted(group, key=lambda t: t.value, reverse=mode == "max")  # type: ignore[arg-type,return-value]
+        top.extend(ranked[:max(3, math.ceil(top_fraction * len(ranked)))])
+    top.sort(key=lambda t: t.value, reverse=mode == "max")  # type: ignore[arg-type,return-value]
     return _refine(space, done, top, set(keep))
 
 

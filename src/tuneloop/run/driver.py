@@ -22,7 +22,18 @@ import numpy as np
 from tuneloop.alerts import Fired, Rule, RuleBook
 from tuneloop.callbacks import Callback
 from tuneloop.run._executor import Executor
-from tuneloop.run.events import Event, Failed, Finished, Histogram, Report, Sample, Scalars, SliceMetric, TrialSpec
+from tuneloop.run.events import (
+    Checkpoint,
+    Event,
+    Failed,
+    Finished,
+    Histogram,
+    Report,
+    Sample,
+    Scalars,
+    SliceMetric,
+    TrialSpec,
+)
 from tuneloop.schedule import Decision, Scheduler
 from tuneloop.search import Outcome, Searcher
 from tuneloop.store import Store, StudyRecord, TrialRecord
@@ -61,6 +72,7 @@ class _Running:
     pruned: bool = False
     diverged: bool = False
     rule_stop: str | None = None  # "diverged" or "pruned" when a stop rule fired
+    meta: dict[str, Any] | None = None  # a planner's lineage of this trial
 
 
 class Driver:
@@ -92,9 +104,12 @@ class Driver:
         self.timeout, self.callbacks, self.experiment_path = timeout, list(callbacks), experiment_path
         self.metric = study.metric
         self.phase, self.fit_on, self.budget_of = phase, fit_on, budget_of  # finalize's runs differ here
+        self.checkpoints = bool(getattr(scheduler, "checkpoints", False))  # planners continue from them
+        self._lineage: dict[int, dict[str, Any]] = {}
         self._running: dict[int, _Running] = {}
         self._points: list[tuple[int, int, int, str, float]] = []
-        self._batch: dict[str, list[dict[str, Any]]] = {"histograms": [], "slices": [], "samples": [], "alerts": []}
+        self._batch: dict[str, list[dict[str, Any]]] = {"histograms": [], "slices": [], "samples": [], "alerts": [],
+                                                     "checkpoints": []}
         self.rulebook = RuleBook(list(rules))
         self._last_flush = time.monotonic()
         self.summary = RunSummary(study.name)
@@ -123,20 +138,28 @@ class Driver:
                     if reruns:
                         record = reruns.pop(0)
                         attempt = self.store.restart_trial(record.id)
-                        spec = self._spec(record.id, record.number, attempt, record.params, record.seed)
-                        self._launch(spec, token=None)
+                        meta = self._lineage.get(record.id, {})
+                        spec = self._spec(record.id, record.number, attempt, record.params, record.seed,
+                                          meta.get("parent"), (meta.get("info") or {}).get("budget"))
+                        self._launch(spec, token=None, meta=meta or None)
                         continue
                     if new_needed is not None and new_launched >= new_needed:
                         launching = False
                         break
                     proposals = self.searcher.ask(1)
                     if not proposals:
+                        if self.searcher.waiting and self.executor.running > 0:
+                            break  # a generation or rung is still running: ask again when it ends
                         launching, self.summary.reason = False, "exhausted"
                         break
+                    p = proposals[0]
                     number, next_number = next_number, next_number + 1
                     seed = trial_seed(self.seed, number)
-                    trial_id = self.store.create_trial(self.study.id, number, proposals[0].params, seed)
-                    self._launch(self._spec(trial_id, number, 0, proposals[0].params, seed), proposals[0].token)
+                    trial_id = self.store.create_trial(self.study.id, number, p.params, seed)
+                    if p.meta is not None:
+                        self._lineage[trial_id] = self._record_lineage(trial_id, p)
+                    spec = self._spec(trial_id, number, 0, p.params, seed, p.resume_from, p.budget)
+                    self._launch(spec, p.token, meta=self._lineage.get(trial_id))
                     new_launched += 1
                 if not launching and self.executor.running == 0:
                     break
@@ -152,13 +175,27 @@ class Driver:
             cb.on_run_end(self.summary)
         return self.summary
 
-    def _spec(self, trial_id: int, number: int, attempt: int, params: dict[str, Any], seed: int) -> TrialSpec:
-        budget = self.budget if self.budget_of is None else {**self.budget, **self.budget_of(params)}
-        return TrialSpec(trial_id, number, attempt, self.study.name, dict(params), seed, budget,
-                         phase=self.phase, fit_on=self.fit_on)
+    def _spec(self, trial_id: int, number: int, attempt: int, params: dict[str, Any], seed: int,
+              resume_from: int | None = None, budget: dict[str, Any] | None = None) -> TrialSpec:
+        full = self.budget if self.budget_of is None else {**self.budget, **self.budget_of(params)}
+        resume = None
+        if resume_from is not None:  # continue from that trial's last checkpoint (none saved: a fresh start)
+            resume = self.store.latest_checkpoint(self.store.trial(self.study.id, resume_from).id)
+        return TrialSpec(trial_id, number, attempt, self.study.name, dict(params), seed, {**full, **(budget or {})},
+                         phase=self.phase, fit_on=self.fit_on, checkpoint=self.checkpoints,
+                         resume=None if resume is None else str(resume[1]), resume_step=None if resume is None else resume[0])
 
-    def _launch(self, spec: TrialSpec, token: Any) -> None:
-        self._running[spec.trial_id] = _Running(spec, token)
+    def _record_lineage(self, trial_id: int, p: Any) -> dict[str, Any]:
+        """Where a planner's trial sits (member, generation, parent, event), stored with it."""
+        meta = dict(p.meta)
+        row = {"trial_id": trial_id, "member": int(meta.pop("member")), "generation": int(meta.pop("generation")),
+               "parent": p.resume_from, "event": str(meta.pop("event", "start")),
+               "info": json.dumps({"budget": p.budget, **meta})}
+        self.store.write_batch({"lineage": [row]})
+        return {**{k: row[k] for k in ("member", "generation", "parent", "event")}, "info": {"budget": p.budget, **meta}}
+
+    def _launch(self, spec: TrialSpec, token: Any, meta: dict[str, Any] | None = None) -> None:
+        self._running[spec.trial_id] = _Running(spec, token, meta=meta)
         self.scheduler.on_launch(spec.trial_id, spec.params)
         self.summary.launched += 1
         for cb in self.callbacks:
@@ -169,18 +206,19 @@ class Driver:
         """Mark trials a dead driver left running as interrupted; replay finished ones."""
         self.store.mark_interrupted(self.study.id)
         records = self.store.trials(self.study.id)
+        self._lineage = {k: {**v, "info": v.get("info") or {}} for k, v in self.store.lineage(self.study.id).items()}
         finished = [r for r in records if r.state in FINISHED_STATES]
         curves = self.store.series([r.id for r in finished], names=[self.metric]) if finished else {}
         for r in finished:
             curve = curves.get(r.id, {}).get(self.metric, [])
-            self.searcher.tell(Outcome(r.params, r.state, r.value, curve))
+            self.searcher.tell(Outcome(r.params, r.state, r.value, curve, number=r.number, meta=self._lineage.get(r.id)))
             self.scheduler.on_launch(r.id, r.params)
             for step, value in curve:
                 self.scheduler.on_report(r.id, step, value)
             self.scheduler.on_result(r.id, r.state, r.value)
         reruns = [r for r in records if r.state == "interrupted"]
         for r in reruns:
-            self.searcher.tell(Outcome(r.params, "interrupted"))
+            self.searcher.tell(Outcome(r.params, "interrupted", number=r.number, meta=self._lineage.get(r.id)))
         return reruns, len(finished)
 
     def _abandon(self) -> None:
@@ -216,6 +254,10 @@ class Driver:
         elif isinstance(event, SliceMetric):
             self._batch["slices"].append({**row, "slice": event.slice, "metric": event.metric,
                                           "value": event.value if math.isfinite(event.value) else None, "n": event.n})
+        elif isinstance(event, Checkpoint):
+            path = self.store.save_artifact(self.study.name, run.spec.number, f"checkpoint-a{run.spec.attempt}",
+                                            event.step, bytes(event.data), "pt")
+            self._batch["checkpoints"].append({**row, "path": path, "created_at": time.time()})
         elif isinstance(event, Sample):
             path = payload = None
             if event.kind in _FILE_KINDS:  # the driver writes files, so workers need no shared disk
@@ -286,7 +328,7 @@ class Driver:
         value = values.get(self.metric)
         self.store.finish_trial(event.trial_id, state, value, values, error, self._take_batch())
         self._last_flush = time.monotonic()
-        self.searcher.tell(Outcome(run.spec.params, state, value, run.curve, run.token))
+        self.searcher.tell(Outcome(run.spec.params, state, value, run.curve, run.token, run.spec.number, run.meta))
         self.scheduler.on_result(event.trial_id, state, value)
         self.summary.outcomes[state] = self.summary.outcomes.get(state, 0) + 1
         record = TrialRecord(

@@ -23,6 +23,9 @@ class TrialSpec:
     budget: dict[str, Any] = field(default_factory=dict)
     phase: str = "tune"  # "final": fit on ``fit_on`` and evaluate once on the test split (finalize)
     fit_on: str = "train"  # in the final phase: "train" or "train+val"
+    checkpoint: bool = False  # the scheduler continues trials from checkpoints: save one at the end
+    resume: str | None = None  # absolute path of the checkpoint to start from
+    resume_step: int | None = None
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,16 @@ class Sample:
     data: bytes | str
 
 
-Event = Report | Finished | Failed | Scalars | Histogram | SliceMetric | Sample
+@dataclass(frozen=True)
+class Checkpoint:
+    """A trial's saved state (``torch.save`` bytes), written to a file by the driver."""
+
+    trial_id: int
+    step: int
+    data: bytes
+
+
+Event = Report | Finished | Failed | Scalars | Histogram | SliceMetric | Sample | Checkpoint
 
 
 class Channel(Protocol):

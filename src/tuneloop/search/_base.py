@@ -15,6 +15,11 @@ class Proposal:
 
     params: dict[str, Any]
     token: Any = None
+    # planners (successive halving, PBT) continue trials: from which trial's checkpoint, with
+    # which budget, and where the trial sits in the plan (member, generation, event)
+    resume_from: int | None = None
+    budget: dict[str, Any] | None = None
+    meta: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,8 @@ class Outcome:
     value: float | None = None
     curve: list[tuple[int, float]] = field(default_factory=list)
     token: Any = None
+    number: int | None = None  # the trial's number in its study
+    meta: dict[str, Any] | None = None  # the proposal's meta (replayed from the store on resume)
 
 
 class Searcher(ABC):
@@ -43,6 +50,12 @@ class Searcher(ABC):
     @abstractmethod
     def tell(self, outcome: Outcome) -> None:
         """Learn from a finished (or replayed) trial."""
+
+    @property
+    def waiting(self) -> bool:
+        """True when ``ask`` has nothing now but will once running trials end (a generation of
+        PBT, a rung of successive halving): the driver waits instead of stopping."""
+        return False
 
 
 searchers: Registry[Searcher] = Registry("searcher", Searcher)

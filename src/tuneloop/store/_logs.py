@@ -20,7 +20,8 @@ from tuneloop.store import schema
 from tuneloop.store.records import AlertRecord, HistogramRecord, SampleRecord, SliceRecord
 
 TABLES = {"metrics": schema.metrics, "histograms": schema.histograms, "alerts": schema.alerts,
-          "slices": schema.slices, "samples": schema.samples, "checks": schema.checks}
+          "slices": schema.slices, "samples": schema.samples, "checks": schema.checks,
+          "checkpoints": schema.checkpoints, "lineage": schema.lineage}
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -89,6 +90,23 @@ class LogsMixin:
     def samples(self, trial_id: int, attempt: int | None = None) -> list[SampleRecord]:
         return [SampleRecord(r.step, r.name, r.kind, r.path, None if r.payload is None else json.loads(r.payload))
                 for r in self._rows(schema.samples, trial_id, attempt)]
+
+    def latest_checkpoint(self, trial_id: int) -> tuple[int, Path] | None:
+        """(step, absolute path) of the last checkpoint the trial's current attempt saved."""
+        rows = [r for r in self._rows(schema.checkpoints, trial_id, None)]
+        if not rows:
+            return None
+        last_attempt = max(r.attempt for r in rows)
+        r = max((r for r in rows if r.attempt == last_attempt), key=lambda r: (r.step, r.id))
+        return r.step, self.artifact_dir / r.path
+
+    def lineage(self, study_id: int) -> dict[int, dict[str, Any]]:
+        """Trial id -> {member, generation, parent, event, info} for the trials a planner launched."""
+        t, lin = schema.trials, schema.lineage
+        with self._read() as conn:
+            rows = conn.execute(select(lin).join(t, t.c.id == lin.c.trial_id).where(t.c.study_id == study_id)).all()
+        return {r.trial_id: {"member": r.member, "generation": r.generation, "parent": r.parent, "event": r.event,
+                             "info": json.loads(r.info) if r.info else {}} for r in rows}
 
 
 def alert_row(trial_id: int, attempt: int, step: int, rule: str, quantity: str, value: float | None,

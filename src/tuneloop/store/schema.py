@@ -20,7 +20,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 4  # 2: histograms, alerts, slices, samples; 3: checks; 4: ideas (each only adds tables)
+SCHEMA_VERSION = 5  # 2: histograms, alerts, slices, samples; 3: checks; 4: ideas; 5: checkpoints, lineage
+# (each only adds tables)
 
 metadata = MetaData()
 
@@ -132,6 +133,26 @@ samples = Table(
     Column("payload", Text),  # text, array or table: inline JSON
 )
 Index("ix_samples_trial", samples.c.trial_id, samples.c.attempt)
+
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    *_per_trial(),
+    Column("path", Text, nullable=False),  # relative to the store's artifact folder
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_checkpoints_trial", checkpoints.c.trial_id, checkpoints.c.attempt, checkpoints.c.step)
+
+lineage = Table(
+    "lineage",
+    metadata,
+    Column("trial_id", Integer, ForeignKey("trials.id", ondelete="CASCADE"), primary_key=True),
+    Column("member", Integer, nullable=False),  # the configuration / population member it belongs to
+    Column("generation", Integer, nullable=False),  # the rung (successive halving) or generation (PBT)
+    Column("parent", Integer),  # the trial number whose checkpoint it started from
+    Column("event", String(16), nullable=False),  # start | continue | promote | exploit
+    Column("info", Text),  # JSON: the segment's budget and what the planner decided
+)
 
 checks = Table(
     "checks",

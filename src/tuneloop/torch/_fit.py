@@ -147,18 +147,20 @@ def fit(
     val_batches = batches(val, 4096, dev, shuffle=False, seed=seed)
     total = steps if steps is not None else train_batches.per_epoch * epochs
     n_epochs = math.ceil(total / train_batches.per_epoch)
+    horizon = _horizon(trial, train_batches.per_epoch, total)
     opt = make_optimizer(optimizer, net.parameters(), lr, weight_decay, momentum)
-    sched = make_schedule(schedule, opt, total, warmup, "max" if classify else "min")
+    sched = make_schedule(schedule, opt, horizon, warmup, "max" if classify else "min")
+    first_epoch, step = _resume(trial, net, opt, sched, lr, weight_decay, momentum)
     autocast, scaler = _mixed_precision(dev, amp)
     inspector = Inspector(net, trial, inspect_every)
     select = f"{prefix}acc" if classify else f"{prefix}loss"
     better = (lambda a, b: a > b) if classify else (lambda a, b: a < b)
     history: list[dict[str, float]] = []
     best: tuple[float, int, dict[str, float], dict[str, Any]] | None = None
-    step, stopped, since_best = 0, False, 0
+    stopped, since_best = False, 0
     if trial is not None and classify:
         _log_init_loss(net, train_batches, loss_fn, trial)
-    for epoch in range(1, n_epochs + 1):
+    for epoch in range(first_epoch, n_epochs + 1):
         net.train()
         total_loss, seen, diverged = 0.0, 0, False
         for x, y in train_batches.epoch(epoch):
@@ -207,6 +209,10 @@ def fit(
         if (trial is not None and trial.should_stop()) or (not final and patience is not None and since_best >= patience):
             stopped = True
             break
+    if trial is not None and getattr(trial, "checkpointing", False) and history:
+        trial.save_checkpoint(int(history[-1]["epoch"]), {
+            "model": net.state_dict(), "optimizer": opt.state_dict(), "epoch": int(history[-1]["epoch"]),
+            "step": step, "rng": torch.get_rng_state()})  # the last epoch's state: training continues from it
     if best is None:
         return FitResult(net, 0, history[-1], history, stopped_early=True)
     if best[3] is not None:
@@ -219,6 +225,45 @@ def fit(
         _log_predictions(trial, best[1], net, classify, [(prefix[:-1], val_batches)] + [
             (name, batches(data, 4096, dev, shuffle=False, seed=seed)) for name, data in _extra(trial)])
     return FitResult(net, best[1], dict(best[2]), history, stopped_early=stopped)
+
+
+def _horizon(trial: Any, per_epoch: int, total: int) -> int:
+    """Steps the LR schedule spans: the whole budget when a scheduler trains a configuration in
+    segments (``budget["schedule_epochs"]``), so a continued segment continues the same curve."""
+    budget = getattr(trial, "budget", None)
+    if budget is not None and "schedule_epochs" in budget:
+        return max(total, int(budget["schedule_epochs"]) * per_epoch)
+    return total
+
+
+def _resume(trial: Any, net: nn.Module, opt: torch.optim.Optimizer, sched: Any, lr: float, weight_decay: float,
+            momentum: float | None) -> tuple[int, int]:
+    """Load the checkpoint the trial starts from (if any): weights, optimizer state and random state,
+    then this trial's own hyperparameters (PBT may have changed them); return (first epoch, step)."""
+    found = trial.load_checkpoint() if trial is not None and hasattr(trial, "load_checkpoint") else None
+    if found is None:
+        return 1, 0
+    _, state = found
+    net.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    for group in opt.param_groups:
+        group["weight_decay"] = weight_decay
+        if momentum is not None and "momentum" in group:
+            group["momentum"] = momentum
+    if hasattr(sched, "base_lrs"):
+        sched.base_lrs = [lr for _ in opt.param_groups]
+    import warnings
+
+    with warnings.catch_warnings():  # stepping the schedule to where training stopped, before any update
+        warnings.simplefilter("ignore")
+        for _ in range(int(state["step"])):
+            if not isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                sched.step()
+    if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        for group in opt.param_groups:
+            group["lr"] = lr
+    torch.set_rng_state(state["rng"])
+    return int(state["epoch"]) + 1, int(state["step"])
 
 
 def _final_phase(trial: Any) -> bool:

@@ -1,0 +1,164 @@
+"""Wall-clock time to reach a target validation accuracy with the MNIST-1D CNN.
+
+    python benchmarks/time_to_target.py                       # 5 seeds each; benchmarks/results/time_to_target.json
+    python benchmarks/time_to_target.py --seeds 3 --cap 300   # quicker
+
+Three ways to tune the paper's CNN (examples/mnist1d_cnn.py's space and trainer, 30 epochs):
+  tuneloop   tpe + asha (first rung at epoch 3), 2 worker processes
+  optuna     Optuna's defaults: TPESampler + MedianPruner, study.optimize(n_jobs=1)
+  random     Optuna's RandomSampler, no pruner, sequential
+Every run uses the same training code (tuneloop.torch.fit) and 2 CPU threads in total. The clock
+stops at the first epoch report, of any trial, with val_acc >= the target; a run that has not
+reached it after --cap seconds counts as the cap (censored; reported as such).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+import tuneloop as tl
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "mnist1d_cnn.py"
+EPOCHS = 30
+
+
+class Reached(Exception):
+    """The target was reached: stop the run."""
+
+
+class _OptunaTrial:
+    """What tuneloop.torch.fit needs from a trial, on top of an Optuna trial (so every method
+    trains with identical code)."""
+
+    heldout, phase, splits_used, checkpointing = "val", "tune", True, False
+
+    def __init__(self, trial: optuna.Trial, params: dict[str, Any], seed: int, watch: Any) -> None:
+        self.trial, self.params, self.seed, self.watch = trial, tl.Params(params), seed, watch
+        self.budget = tl.Budget(epochs=EPOCHS)
+
+    def report(self, step: int, **metrics: float) -> None:
+        self.watch(metrics.get("val_acc"))
+        self.trial.report(metrics["val_acc"], step)
+
+    def should_stop(self) -> bool:
+        return self.trial.should_prune()
+
+    def log(self, *_: Any, **__: Any) -> None: ...
+    def log_slice(self, *_: Any, **__: Any) -> None: ...
+    def log_sample(self, *_: Any, **__: Any) -> None: ...
+    def log_histogram(self, *_: Any, **__: Any) -> None: ...
+    def log_predictions(self, *_: Any, **__: Any) -> None: ...
+    def load_checkpoint(self) -> None: ...
+    def extra_heldout(self) -> None: ...
+
+
+def run_optuna(kind: str, seed: int, target: float, cap: float) -> float | None:
+    import torch
+
+    torch.set_num_threads(2)
+    example = tl.load_study(EXAMPLE)
+    start = time.perf_counter()
+    hit: list[float] = []
+
+    def watch(value: float | None) -> None:
+        if value is not None and value >= target and not hit:
+            hit.append(time.perf_counter() - start)
+            raise Reached
+
+    def objective(trial: optuna.Trial) -> float:
+        params = example.space.suggest(trial)
+        shim = _OptunaTrial(trial, params, seed * 1000 + trial.number, watch)
+        metrics = example.fn(shim)
+        if shim.should_stop():
+            raise optuna.TrialPruned
+        return metrics["val_acc"]
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.TPESampler(seed=seed) if kind == "optuna" else optuna.samplers.RandomSampler(seed=seed)
+    pruner = optuna.pruners.MedianPruner() if kind == "optuna" else optuna.pruners.NopPruner()
+    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
+    try:
+        study.optimize(objective, timeout=cap, catch=())
+    except Reached:
+        pass
+    return hit[0] if hit else None
+
+
+class _Watch(tl.Callback):
+    def __init__(self, target: float, start: float) -> None:
+        self.target, self.start, self.hit = target, start, None
+
+    def on_report(self, number: int, step: int, metrics: dict[str, float]) -> None:
+        if metrics.get("val_acc", 0.0) >= self.target and self.hit is None:
+            self.hit = time.perf_counter() - self.start
+            raise Reached
+
+
+def run_tuneloop(seed: int, target: float, cap: float, folder: Path) -> float | None:
+    study = tl.load_study(EXAMPLE)
+    study.budget = tl.Budget(epochs=EPOCHS)
+    start = time.perf_counter()
+    watch = _Watch(target, start)
+    try:
+        study.run(timeout=cap, workers=2, seed=seed, searcher="tpe", scheduler={"name": "asha", "min_resource": 3},
+                  storage=str(folder / f"tuneloop-{seed}.db"), callbacks=[watch])
+    except Reached:
+        pass
+    return watch.hit
+
+
+def _one(args: tuple[str, int, float, float, str]) -> float | None:
+    kind, seed, target, cap, folder = args
+    if kind == "tuneloop":
+        return run_tuneloop(seed, target, cap, Path(folder))
+    return run_optuna(kind, seed, target, cap)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--target", type=float, default=0.93)
+    parser.add_argument("--cap", type=float, default=400.0, help="seconds per run before giving up")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "time_to_target.json")
+    args = parser.parse_args()
+    results: dict[str, list[float | None]] = {"tuneloop": [], "optuna": [], "random": []}
+    ctx = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory() as folder:
+        for seed in range(args.seeds):  # interleaved, so machine drift hits every method alike
+            for kind in results:
+                with ctx.Pool(1) as pool:  # a fresh process per run: no warm caches carried over
+                    t = pool.apply(_one, ((kind, seed, args.target, args.cap, folder),))
+                results[kind].append(t)
+                shown = "not reached" if t is None else f"{t:.1f}s"
+                print(f"seed {seed} {kind:8s} {shown}", flush=True)
+    summary = {}
+    for kind, times in results.items():
+        capped = [args.cap if t is None else t for t in times]
+        summary[kind] = {"times_s": times, "median_s": statistics.median(capped),
+                         "reached": sum(t is not None for t in times), "runs": len(times)}
+    base = summary["tuneloop"]["median_s"]
+    for kind in ("optuna", "random"):
+        summary[kind]["tuneloop_speedup_at_median"] = summary[kind]["median_s"] / base
+    out = {"benchmark": "time_to_target", "target_val_acc": args.target, "cap_s": args.cap, "epochs": EPOCHS,
+           "machine": {"cores": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()},
+           "results": summary}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2))
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
