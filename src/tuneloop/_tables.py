@@ -177,12 +177,15 @@ def final_table(result: Any) -> Table:
              f"({result.final_study}{', look ' + str(result.look) if result.look > 1 else ''})")
     table = Table(title=title)
     shown = _differing([c.params for c in result.configs])
-    for col in ("rank", *shown, "epochs", f"tuned {result.tuned_metric}", f"{result.metric} (95% CI)", "per seed"):
+    for col in ("rank", *shown, "epochs", f"tuned {result.tuned_metric}", f"{result.metric} (95% CI)",
+                "vs rank 1 (95% CI, p)", "per seed"):
         table.add_column(col, justify="right" if col not in shown else "left", overflow="fold")
     for c in result.configs:
         test = "-" if c.test is None else format(c.test, ".4f")
+        d = c.versus_first
+        versus = "-" if d is None else f"{d.diff:+.4f} [{d.low:+.4f}, {d.high:+.4f}], p={d.p_value:.2g}"
         table.add_row(str(c.rank), *(fmt(c.params.get(n)) for n in shown), fmt(c.epochs) if c.epochs else "budget",
-                      format(c.tuned, ".4f"), test, " ".join(f"{v:.4f}" for v in c.values) or "-")
+                      format(c.tuned, ".4f"), test, versus, " ".join(f"{v:.4f}" for v in c.values) or "-")
     return table
 
 

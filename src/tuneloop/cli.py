@@ -151,6 +151,10 @@ def show(
     duration = "-" if t.duration is None else f"{t.duration:.1f}s"
     out.print(f"[bold]Trial {t.number} of {study}[/]: {t.state}, {record.metric} = {tables.fmt(t.value)}, "
               f"{duration}, attempt {t.attempt}")
+    lineage = store.lineage(record.id).get(t.id)
+    if lineage:  # continued by sha or pbt from another trial's checkpoint
+        source = "" if lineage["parent"] is None else f" from trial {lineage['parent']}"
+        out.print(f"member {lineage['member']}, generation {lineage['generation']}: {lineage['event']}{source}")
     out.print(tables.trial_detail(t, record.metric))
     curves = store.series([t.id])[t.id]
     if curves:

@@ -200,3 +200,15 @@ def test_rounds_chain_and_finalized_table_render(page, server, live_db):
     open_page(page, server + "/study/act-r2-final")
     assert page.locator("#rounds a").inner_text() == "act-r2"
     assert page.problems == []
+
+
+def test_a_continued_trial_links_to_the_trial_it_continued(page, server, live_db):
+    tl.Study("sha", tl.Space(lr=tl.LogFloat(0.01, 1.0)), tf.stepper, metric="score", mode="max",
+             budget={"epochs": 3}, storage=live_db, searcher="random",
+             scheduler={"name": "sha", "n": 3, "reduction_factor": 3}).run(seed=0)
+    open_page(page, server + "/study/sha/trial/3")
+    lineage = page.locator("#lineage")
+    assert lineage.inner_text().startswith("member ") and "generation 1 · promote from trial" in lineage.inner_text()
+    parent = lineage.locator("a")
+    assert parent.get_attribute("href").startswith("/study/sha/trial/")
+    assert page.problems == []

@@ -32,6 +32,10 @@ def test_the_top_configurations_are_retrained_over_seeds_and_tested_once(storage
     for c in result.configs:
         assert len(c.values) == 3 and c.test.n == 3 and c.test.low <= c.test.mean <= c.test.high
         assert c.epochs == 3  # retrospective selection put the best epoch at 3 of 6
+    second = result.configs[1]  # k=1 scores 0.1 below k=0 on every seed: the comparison says so
+    assert result.configs[0].versus_first is None
+    assert second.versus_first.diff == pytest.approx(second.test.mean - result.configs[0].test.mean)
+    assert second.versus_first.high < 0 and second.versus_first.p_value < 0.05
     # what the trial functions were handed: tuning never saw test, final runs trained on train only
     for numbers in logged("members", storage).values():
         assert numbers["n_eval"] == tf.SPLIT_SIZES["val"]

@@ -95,3 +95,21 @@ def test_planner_misuse_is_explained(storage):
         scientific.run()
     with pytest.raises(tl.ConfigError, match="2 or more members"):
         study(storage, {"name": "pbt", "population": 1}).run()
+
+
+def test_lineage_is_shown_by_the_cli_and_the_api(storage, monkeypatch):
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from tuneloop.cli import app
+    from tuneloop.dashboard import create_app
+
+    study(storage, {"name": "sha", "reduction_factor": 3, "n": 3}, epochs=3).run(seed=0)
+    child = next(t for t, lin in lineage(storage).values() if lin["generation"] == 1)
+    parent = lineage(storage)[child.number][1]["parent"]
+    monkeypatch.setenv("COLUMNS", "200")
+    shown = CliRunner().invoke(app, ["show", "plan", str(child.number), "--storage", storage])
+    member = lineage(storage)[child.number][1]["member"]
+    assert shown.exit_code == 0 and f"member {member}, generation 1: promote from trial {parent}" in shown.output
+    data = TestClient(create_app(storage)).get(f"/api/studies/plan/trials/{child.number}").json()
+    assert data["trial"]["lineage"]["parent"] == parent and data["trial"]["lineage"]["event"] == "promote"

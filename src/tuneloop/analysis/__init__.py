@@ -1,7 +1,7 @@
 """Analysis: plain data computed from the store, drawn by the CLI, reports and dashboard."""
 
 from tuneloop.analysis._curves import CurveSummary, direction_of, summarize_curve
-from tuneloop.analysis._seeds import MeanCI, mean_ci
+from tuneloop.analysis._seeds import Difference, MeanCI, mean_ci, welch
 from tuneloop.analysis._study import band, history, importance, param_effects, seed_groups
 
 __all__ = [

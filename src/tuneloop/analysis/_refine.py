@@ -62,8 +62,11 @@ def _refine(space: Space, done: list[TrialRecord], top: list[TrialRecord],
     changes: list[Change] = []
     for name, p in space.items():
         top_values = [t.params[name] for t in top if name in t.params]
-        if name in keep:
+        if name in keep:  # every value stays (the round's question); a value's children are refined
             new, reason = p, "kept: a scientific parameter, the question of this round"
+            if isinstance(p, Choice) and p.children:
+                new, _, child_changes = _choice(name, p, done, top, drop=False)
+                changes.extend(child_changes)
         elif isinstance(p, Choice):
             new, reason, child_changes = _choice(name, p, done, top)
             changes.extend(child_changes)
@@ -76,12 +79,13 @@ def _refine(space: Space, done: list[TrialRecord], top: list[TrialRecord],
     return Space(params), changes
 
 
-def _choice(name: str, p: Choice, done: list[TrialRecord], top: list[TrialRecord]) -> tuple[Choice, str, list[Change]]:
+def _choice(name: str, p: Choice, done: list[TrialRecord], top: list[TrialRecord],
+            drop: bool = True) -> tuple[Choice, str, list[Change]]:
     keep, dropped = [], []
     for value in p.values:
         tried = sum(1 for t in done if name in t.params and p.contains(t.params[name]) and p.index(t.params[name]) == p.index(value))
         in_top = sum(1 for t in top if name in t.params and p.contains(t.params[name]) and p.index(t.params[name]) == p.index(value))
-        (dropped if in_top == 0 and tried >= 3 else keep).append((value, tried, in_top))
+        (dropped if drop and in_top == 0 and tried >= 3 else keep).append((value, tried, in_top))
     if not keep:  # cannot happen with a non-empty top, but never propose an empty Choice
         keep, dropped = [(v, 0, 0) for v in p.values], []
     children_changes: list[Change] = []

@@ -45,3 +45,35 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> MeanCI:
     sd = math.sqrt(sum((x - m) ** 2 for x in v) / (n - 1))
     half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
     return MeanCI(m, m - half, m + half, n, sd)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """``b - a`` between two groups of seeds: Welch's t interval and two-sided p-value."""
+
+    diff: float
+    low: float
+    high: float
+    p_value: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def welch(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> Difference | None:
+    """How much ``b`` differs from ``a`` (unpaired, unequal variances); None with fewer than 2 each."""
+    from scipy import stats
+
+    x = [float(v) for v in a if v is not None and math.isfinite(v)]
+    y = [float(v) for v in b if v is not None and math.isfinite(v)]
+    if len(x) < 2 or len(y) < 2:
+        return None
+    ca, cb = mean_ci(x), mean_ci(y)
+    va, vb = ca.sd**2 / len(x), cb.sd**2 / len(y)
+    diff = cb.mean - ca.mean
+    if va + vb == 0:
+        return Difference(diff, diff, diff, 0.0 if diff else 1.0)
+    df = (va + vb) ** 2 / (va**2 / (len(x) - 1) + vb**2 / (len(y) - 1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, df)) * math.sqrt(va + vb)
+    p = float(2 * stats.t.sf(abs(diff) / math.sqrt(va + vb), df))
+    return Difference(diff, diff - half, diff + half, p)

@@ -84,7 +84,8 @@ def _final_view(store: Store, record: StudyRecord) -> dict[str, Any] | None:
     return {"study": result.final_study, "metric": result.metric, "tuned_metric": result.tuned_metric,
             "fit_on": result.fit_on, "seeds": result.seeds, "look": result.look,
             "configs": [{"rank": c.rank, "params": c.params, "tuned": c.tuned.mean, "epochs": c.epochs,
-                         "values": c.values, "test": None if c.test is None else c.test.to_dict()}
+                         "values": c.values, "test": None if c.test is None else c.test.to_dict(),
+                         "versus": None if c.versus_first is None else c.versus_first.to_dict()}
                         for c in result.configs]}
 
 
@@ -135,7 +136,7 @@ def trial_view(store: Store, name: str, number: int, *, inline_images: bool = Fa
         samples.append(item)
     return strict_json({
         "study": {"name": record.name, "metric": record.metric, "mode": record.mode},
-        "trial": {**_trial_row(t), "error": t.error},
+        "trial": {**_trial_row(t), "error": t.error, "lineage": store.lineage(record.id).get(t.id)},
         "curves": store.series([t.id])[t.id],
         "histograms": hist,
         "alerts": [a.__dict__ for a in store.alerts(t.id, t.attempt)],

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tuneloop._validation import check_one_of, check_positive_int
-from tuneloop.analysis import MeanCI, mean_ci
+from tuneloop.analysis import Difference, MeanCI, mean_ci, welch
 from tuneloop.errors import ConfigError
 from tuneloop.finalize._select import Candidate, top_configs
 from tuneloop.run import Driver, executors
@@ -47,6 +47,7 @@ class FinalConfig:
     trials: list[int] = field(default_factory=list)  # numbers in the final study
     values: list[float] = field(default_factory=list)  # test values, one per seed
     test: MeanCI | None = None
+    versus_first: Difference | None = None  # this minus rank 1 on test, Welch's t over seeds
 
 
 @dataclass
@@ -200,6 +201,8 @@ def read_final(store: Store, name: str) -> FinalResult:
             epochs=c["budget"].get("epochs"), trials=[t.number for t in done], values=values,
             test=mean_ci(values) if values else None,
         ))
+    for row in rows[1:]:
+        row.versus_first = welch(rows[0].values, row.values)
     return FinalResult(study=cfg["parent"], final_study=name, metric=record.metric, tuned_metric=cfg["tuned_metric"],
                        mode=record.mode, fit_on=cfg["fit_on"], seeds=cfg["seeds"], look=cfg.get("look", 1),
                        configs=rows, per=cfg.get("per"))

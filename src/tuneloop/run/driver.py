@@ -140,7 +140,7 @@ class Driver:
                         attempt = self.store.restart_trial(record.id)
                         meta = self._lineage.get(record.id, {})
                         spec = self._spec(record.id, record.number, attempt, record.params, record.seed,
-                                          meta.get("parent"), (meta.get("info") or {}).get("budget"))
+                                          meta.get("parent"), meta.get("info", {}).get("budget"))
                         self._launch(spec, token=None, meta=meta or None)
                         continue
                     if new_needed is not None and new_launched >= new_needed:
@@ -206,7 +206,7 @@ class Driver:
         """Mark trials a dead driver left running as interrupted; replay finished ones."""
         self.store.mark_interrupted(self.study.id)
         records = self.store.trials(self.study.id)
-        self._lineage = {k: {**v, "info": v.get("info") or {}} for k, v in self.store.lineage(self.study.id).items()}
+        self._lineage = self.store.lineage(self.study.id)
         finished = [r for r in records if r.state in FINISHED_STATES]
         curves = self.store.series([r.id for r in finished], names=[self.metric]) if finished else {}
         for r in finished:

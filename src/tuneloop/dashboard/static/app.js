@@ -96,9 +96,10 @@ const tuneloop = (() => {
     if (f) {
       const ci = (t) => t == null ? "-" : t.n > 1 ? `${fmt(t.mean)} ± ${fmt((t.high - t.low) / 2)} (n=${t.n})` : `${fmt(t.mean)} (n=1)`;
       parts.push(section(`Finalized: ${f.metric}, tested once over ${f.seeds} seeds, fit on ${f.fit_on} (${f.study}${f.look > 1 ? ", look " + f.look : ""})`,
-        table(["rank", "params", `tuned ${f.tuned_metric}`, "epochs", `${f.metric} (95% CI)`, "per seed"], f.configs.map((c) => row([
+        table(["rank", "params", `tuned ${f.tuned_metric}`, "epochs", `${f.metric} (95% CI)`, "vs rank 1 (95% CI, p)", "per seed"], f.configs.map((c) => row([
           c.rank, Object.entries(c.params).map(([k, v]) => `${k}=${fmt(v)}`).join(", "), c.tuned, c.epochs == null ? "budget" : c.epochs,
-          ci(c.test), c.values.map(fmt).join(" ")])), { id: "final", sortable: false })));
+          ci(c.test), c.versus ? `${fmt(c.versus.diff)} [${fmt(c.versus.low)}, ${fmt(c.versus.high)}], p=${fmt(c.versus.p_value)}` : "-",
+          c.values.map(fmt).join(" ")])), { id: "final", sortable: false })));
     }
     const warnings = data.effects.filter((e) => e.warning);
     if (warnings.length) parts.push(el("ul", { class: "warnings" }, ...warnings.map((e) => el("li", { text: e.warning }))));
@@ -207,6 +208,11 @@ const tuneloop = (() => {
     const parts = [el("h1", {}, document.createTextNode("Trial " + t.number + " of "),
       el("a", { href: boot.data ? null : `/study/${enc(s.name)}`, class: "name", text: s.name })),
       el("p", { class: "meta", text: `${t.state} · ${s.metric} = ${fmt(t.value)} · seed ${t.seed} · attempt ${t.attempt}` })];
+    const lin = t.lineage;  // a trial that sha or pbt continued from another's checkpoint
+    if (lin) parts.push(el("p", { class: "meta", id: "lineage" }, document.createTextNode(
+      `member ${lin.member} · generation ${lin.generation} · ${lin.event}` + (lin.parent == null ? "" : " from trial ")),
+      ...(lin.parent == null ? [] : [boot.data ? el("span", { text: String(lin.parent) }) :
+        el("a", { href: `/study/${enc(s.name)}/trial/${lin.parent}`, text: String(lin.parent) })])));
     parts.push(section("Parameters", table(["parameter", "value"], Object.entries(t.params).map(([k, v]) => row([k, v])), { id: "params" })));
     const names = Object.keys(data.curves);
     const epochwise = (n) => !n.startsWith("step/") && !n.startsWith("init_") && !n.includes("/");
