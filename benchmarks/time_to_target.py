@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -120,11 +120,11 @@ def run_tuneloop(seed: int, target: float, cap: float, folder: Path) -> float | 
     return watch.hit
 
 
-def _one(args: tuple[str, int, float, float, str]) -> float | None:
-    kind, seed, target, cap, folder = args
-    if kind == "tuneloop":
-        return run_tuneloop(seed, target, cap, Path(folder))
-    return run_optuna(kind, seed, target, cap)
+def _one(kind: str, seed: int, target: float, cap: float, folder: str) -> float | None:
+    """One run in a fresh process (no warm caches carried over; its workers may spawn freely)."""
+    out = subprocess.run([sys.executable, __file__, "--one", kind, str(seed), str(target), str(cap), folder],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
 
 
 def main() -> None:
@@ -133,14 +133,21 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.93)
     parser.add_argument("--cap", type=float, default=400.0, help="seconds per run before giving up")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "time_to_target.json")
+    parser.add_argument("--one", nargs=5, metavar=("KIND", "SEED", "TARGET", "CAP", "FOLDER"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one:  # the child process of one run
+        kind, seed, target, cap, folder = args.one
+        if kind == "tuneloop":
+            seconds = run_tuneloop(int(seed), float(target), float(cap), Path(folder))
+        else:
+            seconds = run_optuna(kind, int(seed), float(target), float(cap))
+        print(json.dumps({"seconds": seconds}))
+        return
     results: dict[str, list[float | None]] = {"tuneloop": [], "optuna": [], "random": []}
-    ctx = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as folder:
         for seed in range(args.seeds):  # interleaved, so machine drift hits every method alike
             for kind in results:
-                with ctx.Pool(1) as pool:  # a fresh process per run: no warm caches carried over
-                    t = pool.apply(_one, ((kind, seed, args.target, args.cap, folder),))
+                t = _one(kind, seed, args.target, args.cap, folder)
                 results[kind].append(t)
                 shown = "not reached" if t is None else f"{t:.1f}s"
                 print(f"seed {seed} {kind:8s} {shown}", flush=True)
