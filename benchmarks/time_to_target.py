@@ -56,6 +56,9 @@ class _OptunaTrial:
     def should_stop(self) -> bool:
         return self.trial.should_prune()
 
+    def splits(self, data: Any) -> tuple[Any, Any]:
+        return data.train, data.val
+
     def log(self, *_: Any, **__: Any) -> None: ...
     def log_slice(self, *_: Any, **__: Any) -> None: ...
     def log_sample(self, *_: Any, **__: Any) -> None: ...
@@ -130,7 +133,7 @@ def _one(kind: str, seed: int, target: float, cap: float, folder: str) -> float 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--target", type=float, default=0.93)
+    parser.add_argument("--target", type=float, default=0.94)
     parser.add_argument("--cap", type=float, default=400.0, help="seconds per run before giving up")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "time_to_target.json")
     parser.add_argument("--one", nargs=5, metavar=("KIND", "SEED", "TARGET", "CAP", "FOLDER"), help=argparse.SUPPRESS)
@@ -146,7 +149,7 @@ def main() -> None:
     results: dict[str, list[float | None]] = {"tuneloop": [], "optuna": [], "random": []}
     with tempfile.TemporaryDirectory() as folder:
         for seed in range(args.seeds):  # interleaved, so machine drift hits every method alike
-            for kind in results:
+            for kind in results:  # noqa: PLC0206 - the methods in a fixed order
                 t = _one(kind, seed, args.target, args.cap, folder)
                 results[kind].append(t)
                 shown = "not reached" if t is None else f"{t:.1f}s"
