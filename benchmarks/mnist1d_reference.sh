@@ -17,7 +17,7 @@ step() { echo; echo "\$ $*  [t=$(( $(date +%s) - start ))s]"; "$@"; }
   step tuneloop refine mnist1d-models -o mnist1d_models_r2.py
   step tuneloop run mnist1d_models_r2.py --trials 36 --workers 2 --seed 1
   step tuneloop rounds mnist1d-models
-  step tuneloop finalize mnist1d-models-r2 --per model --top 1 --seeds 5 --fit-on train+val --workers 2
+  step tuneloop finalize mnist1d-models-r2 --per model --rounds all --top 1 --seeds 5 --fit-on train+val --workers 2
   step tuneloop ensemble mnist1d-models-r2
   echo; echo "total: $(( $(date +%s) - start ))s"
 } 2>&1 | tee "$log"

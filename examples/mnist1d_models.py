@@ -7,7 +7,7 @@ round with ASHA, finalize, ensembles) in under 20 minutes on 2 CPU cores:
     tuneloop run examples/mnist1d_models.py --trials 36 --workers 2 --scheduler none
     tuneloop refine mnist1d-models -o mnist1d_models_r2.py
     tuneloop run mnist1d_models_r2.py --trials 36 --workers 2
-    tuneloop finalize mnist1d-models-r2 --per model --top 1 --seeds 5 --fit-on train+val --workers 2
+    tuneloop finalize mnist1d-models-r2 --per model --rounds all --top 1 --seeds 5 --fit-on train+val --workers 2
     tuneloop ensemble mnist1d-models-r2
 
 ``model`` is the round's scientific parameter: each family gets the same number of trials and its

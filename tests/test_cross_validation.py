@@ -47,6 +47,7 @@ def test_folds_pool_train_and_val_and_the_mean_is_the_objective(storage):
     result = study.finalize(top=1, seeds=1)
     assert SEEN == [("final", 150, 90, np.bincount(DATA["test"][1], minlength=3).tolist())]  # once, on test
     assert result.metric == "test_acc" and result.configs[0].values
+    assert result.configs[0].epochs is None  # fold steps are not epochs: the final run trains the budget
 
 
 def test_bad_folds_are_explained(storage):

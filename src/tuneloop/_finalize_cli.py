@@ -20,6 +20,7 @@ def finalize_cmd(
     fit_on: Annotated[str, typer.Option("--fit-on", help="train, or train+val to refit on both")] = "train",
     epochs: Annotated[str, typer.Option(help="best: the epoch tuning selected; budget: the whole budget")] = "best",
     per: Annotated[str | None, typer.Option(help="Finalize the --top of each value of this parameter (a scientific one)")] = None,
+    rounds: Annotated[str, typer.Option(help="this: this round's trials; all: every round of the goal")] = "this",
     workers: Annotated[int | None, typer.Option(help="Runs at once [default: the study's]")] = None,
     executor: Annotated[str | None, typer.Option(help="inline or processes")] = None,
     again: Annotated[bool, typer.Option("--again", help="Finalize again with new choices (a second look at test)")] = False,
@@ -39,7 +40,8 @@ def finalize_cmd(
         out.print(final_table(read_final(store, latest.name)))
         return
     experiment = _experiment(store, study, file)
-    result = experiment.finalize(top=top, seeds=seeds, fit_on=fit_on, epochs=epochs, per=per, workers=workers,
+    result = experiment.finalize(top=top, seeds=seeds, fit_on=fit_on, epochs=epochs, per=per, rounds=rounds,
+                                 workers=workers,
                                  executor=executor, storage=storage or store.url, again=again, progress=True)
     out.print(final_table(result))
     out.print(f"Stored as study {result.final_study!r}. Next: tuneloop ensemble {study}; "

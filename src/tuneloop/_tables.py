@@ -173,18 +173,21 @@ def _differing(configs: Sequence[dict[str, Any]]) -> list[str]:
 def final_table(result: Any) -> Table:
     """One row per finalized configuration: tuned value, test mean +/- CI over seeds."""
     per = f"the best of each {result.per}, " if result.per else ""
+    per += "chosen among every round, " if result.rounds == "all" else ""
     title = (f"{result.study}: {per}finalized on {result.fit_on}, test once over {result.seeds} seeds "
              f"({result.final_study}{', look ' + str(result.look) if result.look > 1 else ''})")
     table = Table(title=title)
     shown = _differing([c.params for c in result.configs])
-    for col in ("rank", *shown, "epochs", f"tuned {result.tuned_metric}", f"{result.metric} (95% CI)",
+    rounds = result.rounds == "all"
+    for col in ("rank", *(["from"] if rounds else []), *shown, "epochs", f"tuned {result.tuned_metric}", f"{result.metric} (95% CI)",
                 "vs rank 1 (95% CI, p)", "per seed"):
         table.add_column(col, justify="right" if col not in shown else "left", overflow="fold")
     for c in result.configs:
         test = "-" if c.test is None else format(c.test, ".4f")
         d = c.versus_first
         versus = "-" if d is None else f"{d.diff:+.4f} [{d.low:+.4f}, {d.high:+.4f}], p={d.p_value:.2g}"
-        table.add_row(str(c.rank), *(fmt(c.params.get(n)) for n in shown), fmt(c.epochs) if c.epochs else "budget",
+        where = [f"{c.study} #{', '.join(map(str, c.source))}"] if rounds else []
+        table.add_row(str(c.rank), *where, *(fmt(c.params.get(n)) for n in shown), fmt(c.epochs) if c.epochs else "budget",
                       format(c.tuned, ".4f"), test, versus, " ".join(f"{v:.4f}" for v in c.values) or "-")
     return table
 

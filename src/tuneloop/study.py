@@ -177,14 +177,15 @@ class Study:
 
     # -- finishing --------------------------------------------------------------------------
     def finalize(self, *, top: int = 3, seeds: int = 5, fit_on: str = "train", epochs: str = "best",
-                 per: str | None = None, workers: int | None = None, executor: Any = None,
+                 per: str | None = None, rounds: str = "this", workers: int | None = None, executor: Any = None,
                  storage: str | None = None, again: bool = False, progress: bool = False) -> FinalResult:
-        """Retrain the ``top`` configurations (of each value of ``per``) over ``seeds`` seeds and
-        test each run once (``fit_on="train+val"`` to refit on both); see
+        """Retrain the ``top`` configurations (of each value of ``per``; among every round of the
+        goal with ``rounds="all"``) over ``seeds`` seeds and test each run once
+        (``fit_on="train+val"`` to refit on both); see
         :func:`tuneloop.finalize.finalize`."""
         from tuneloop.finalize import finalize
 
-        return finalize(self, top=top, seeds=seeds, fit_on=fit_on, epochs=epochs, per=per, workers=workers,
+        return finalize(self, top=top, seeds=seeds, fit_on=fit_on, epochs=epochs, per=per, rounds=rounds, workers=workers,
                         executor=executor, storage=storage, again=again, progress=progress)
 
     def ensemble(self, methods: Sequence[str] = ("vote", "average", "stack"), *,

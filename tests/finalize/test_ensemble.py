@@ -33,7 +33,7 @@ def test_vote_and_average_fix_what_each_member_gets_wrong(storage):
         assert rows[method].gain == pytest.approx(1 / 3)
         assert rows[method].gain_low == pytest.approx(1 / 3) and rows[method].gain_high == pytest.approx(1 / 3)
     assert "validation predictions" in rows["stack"].note and rows["stack"].score > 0.95
-    assert result.members[0].startswith("#1 (tuning trials 0)")
+    assert result.members[0].startswith("#1 (members trials 0)")
 
 
 def test_without_validation_predictions_stacking_is_cross_fitted_on_test(storage):

@@ -115,3 +115,19 @@ def test_per_finalizes_the_best_configuration_of_each_value(storage):
     assert [c.rank for c in result.configs] == [1, 2, 3] and all(len(c.values) == 2 for c in result.configs)
     with pytest.raises(tl.TuneloopError, match="No trial of 'members' has a parameter 'model'"):
         study.finalize(top=1, seeds=2, per="model", again=True)
+
+
+def test_rounds_all_chooses_among_every_round_of_the_goal(storage):
+    first = tl.Study("members", SPACE, tf.ensemble_member, metric="val_acc", mode="max", budget={"epochs": 6},
+                     storage=storage, scientific=["k"])
+    first.run(n_trials=3, seed=0)  # k = 0, 1, 2: k=0 is the best
+    second = first.next_round(tl.Space(k=tl.Choice([1, 2])))  # a round without the best value
+    second.run(n_trials=2, seed=0)
+    only = second.finalize(top=1, seeds=1, per="k")
+    assert sorted(c.params["k"] for c in only.configs) == [1, 2] and {c.study for c in only.configs} == {"members-r2"}
+    every = second.finalize(top=1, seeds=1, per="k", rounds="all", again=True)
+    assert sorted(c.params["k"] for c in every.configs) == [0, 1, 2] and every.rounds == "all"
+    best = every.configs[0]
+    assert (best.params, best.study, best.source) == ({"k": 0}, "members", [0])
+    with pytest.raises(tl.ConfigError, match="rounds"):
+        second.finalize(rounds="some")

@@ -115,7 +115,8 @@ def _final_members(store: Store, final: StudyRecord) -> tuple[list[dict[str, Any
                 raise TuneloopError(_NO_PREDICTIONS.format(n=t.number, study=final.name, split="test"))
         val = [_predictions(store, t, "val") for t in members]
         groups.append({"test": test, "fit": None if any(v is None for v in val) else val})
-    labels = [f"#{c['rank']} (tuning trials {', '.join(map(str, c['source']))})" for c in final.config["configs"]]
+    labels = [f"#{c['rank']} ({c.get('study', final.config['parent'])} trials {', '.join(map(str, c['source']))})"
+              for c in final.config["configs"]]
     return groups, labels, "test", None
 
 

@@ -23,6 +23,7 @@ from tuneloop._validation import check_one_of, check_positive_int
 from tuneloop.analysis import Difference, MeanCI, mean_ci, welch
 from tuneloop.errors import ConfigError
 from tuneloop.finalize._select import Candidate, top_configs
+from tuneloop.rounds import chain
 from tuneloop.run import Driver, executors
 from tuneloop.schedule import schedulers
 from tuneloop.search import Listed
@@ -44,6 +45,7 @@ class FinalConfig:
     source: list[int]
     tuned: MeanCI
     epochs: int | None
+    study: str = ""  # the round the source trials belong to
     trials: list[int] = field(default_factory=list)  # numbers in the final study
     values: list[float] = field(default_factory=list)  # test values, one per seed
     test: MeanCI | None = None
@@ -64,6 +66,7 @@ class FinalResult:
     look: int
     configs: list[FinalConfig]
     per: str | None = None  # the parameter whose every value was finalized (its best configurations)
+    rounds: str = "this"  # "all": chosen among every round of the goal
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,6 +89,7 @@ def finalize(
     fit_on: str = "train",
     epochs: str = "best",
     per: str | None = None,
+    rounds: str = "this",
     workers: int | None = None,
     executor: Any = None,
     storage: str | None = None,
@@ -95,11 +99,14 @@ def finalize(
 ) -> FinalResult:
     """Retrain the ``top`` configurations of ``study`` (the ``top`` of each value of parameter
     ``per``, when given) over ``seeds`` seeds each and evaluate each run once on the test split.
-    Rerunning with the same choices resumes or shows the result."""
+    ``rounds="all"`` chooses among the completed trials of every round of the study's goal (the same
+    trial function and validation split), not this round's alone. Rerunning with the same choices
+    resumes or shows the result."""
     check_positive_int(top, "top", "finalize")
     check_positive_int(seeds, "seeds", "finalize")
     check_one_of(fit_on, FIT_ON, "fit_on", "finalize")
     check_one_of(epochs, ("best", "budget"), "epochs", "finalize")
+    check_one_of(rounds, ("this", "all"), "rounds", "finalize")
     workers = check_positive_int(workers if workers is not None else study.defaults["workers"], "workers", "finalize")
     executor = executor or study.defaults["executor"] or ("processes" if workers > 1 else "inline")
     executors.resolve(executor)
@@ -108,11 +115,17 @@ def finalize(
     if parent.config.get("kind") == "final":
         raise ConfigError(f"{study.name!r} is itself a finalize run; finalize the tuning study "
                           f"{parent.config.get('parent')!r} instead.")
-    trials = store.trials(parent.id)
+    sources = [parent] if rounds == "this" else [store.require_study(r.study) for r in chain(store, parent.name)]
+    trials, where, budgets = [], {}, {}
+    for source in sources:
+        for t in store.trials(source.id):
+            trials.append(t)
+            where[t.id] = source.name
+        budgets[source.name] = dict(source.config.get("budget") or {})
     curves = {i: c.get(parent.metric, []) for i, c in store.series([t.id for t in trials], [parent.metric]).items()}
-    chosen = top_configs(trials, parent.mode, top, curves, parent.name, per)
+    chosen = top_configs(trials, parent.mode, top, curves, parent.name, per, where)
     budget = dict(parent.config.get("budget") or study.budget.to_dict())
-    plan = {**_plan(parent, chosen, seeds, fit_on, epochs, budget), "per": per}
+    plan = {**_plan(parent, chosen, seeds, fit_on, epochs, budget, budgets), "per": per, "rounds": rounds}
     record, _ = _final_study(store, parent, plan, again)
     by_key = {json.dumps(c["params"], sort_keys=True): c for c in plan["configs"]}
     bar = _progress(record) if progress else None
@@ -142,13 +155,16 @@ def latest_final(store: Store, name: str) -> StudyRecord | None:
 
 
 def _plan(parent: StudyRecord, chosen: list[Candidate], seeds: int, fit_on: str, epochs: str,
-          budget: dict[str, Any]) -> dict[str, Any]:
+          budget: dict[str, Any], budgets: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """What this finalize will do, stored with the final study (and compared on a rerun)."""
     configs = []
     for c in chosen:
+        own = budgets.get(c.study) or budget  # a configuration from another round keeps that round's budget
         run_epochs = c.best_step if epochs == "best" and "epochs" in budget and c.best_step else None
-        configs.append({"rank": c.rank, "params": c.params, "source": c.source, "tuned": c.tuned.to_dict(),
-                        "budget": {"epochs": run_epochs} if run_epochs else {}})
+        if run_epochs is None and own.get("epochs") != budget.get("epochs"):
+            run_epochs = own.get("epochs")
+        configs.append({"rank": c.rank, "params": c.params, "source": c.source, "study": c.study,
+                        "tuned": c.tuned.to_dict(), "budget": {"epochs": run_epochs} if run_epochs else {}})
     return {"kind": "final", "parent": parent.name, "fit_on": fit_on, "seeds": seeds, "epochs": epochs,
             "tuned_metric": parent.metric, "configs": configs}
 
@@ -158,7 +174,7 @@ def _final_study(store: Store, parent: StudyRecord, plan: dict[str, Any], again:
     latest = latest_final(store, parent.name)
     look = 1 if latest is None else int(latest.config.get("look", 1))
     if latest is not None:
-        stored = {k: latest.config.get(k) for k in plan}
+        stored = {k: latest.config.get(k, "this" if k == "rounds" else None) for k in plan}
         if stored == json.loads(json.dumps(plan)) and not again:
             return latest, look
         if not again:
@@ -197,7 +213,8 @@ def read_final(store: Store, name: str) -> FinalResult:
         done = [t for t in runs if t.state == "completed" and t.value is not None]
         values = [float(t.value) for t in done if t.value is not None]
         rows.append(FinalConfig(
-            rank=c["rank"], params=c["params"], source=c["source"], tuned=MeanCI(**c["tuned"]),
+            rank=c["rank"], params=c["params"], source=c["source"], study=c.get("study", cfg["parent"]),
+            tuned=MeanCI(**c["tuned"]),
             epochs=c["budget"].get("epochs"), trials=[t.number for t in done], values=values,
             test=mean_ci(values) if values else None,
         ))
@@ -205,4 +222,4 @@ def read_final(store: Store, name: str) -> FinalResult:
         row.versus_first = welch(rows[0].values, row.values)
     return FinalResult(study=cfg["parent"], final_study=name, metric=record.metric, tuned_metric=cfg["tuned_metric"],
                        mode=record.mode, fit_on=cfg["fit_on"], seeds=cfg["seeds"], look=cfg.get("look", 1),
-                       configs=rows, per=cfg.get("per"))
+                       configs=rows, per=cfg.get("per"), rounds=cfg.get("rounds", "this"))

@@ -23,21 +23,24 @@ class Candidate:
     source: list[int]  # the tuning trials (numbers) that ran it
     tuned: MeanCI  # their objective values
     best_step: int | None  # where retrospective selection put the best epoch (median over seeds)
+    study: str = ""  # the round the trials belong to (finalizing a goal's rounds together)
 
 
 def top_configs(trials: Sequence[TrialRecord], mode: str, top: int,
-                curves: Mapping[int, list[tuple[int, float]]], study: str = "", per: str | None = None) -> list[Candidate]:
+                curves: Mapping[int, list[tuple[int, float]]], study: str = "", per: str | None = None,
+                rounds: Mapping[int, str] | None = None) -> list[Candidate]:
     """The ``top`` configurations by mean objective over their completed runs (repeats of one
     configuration under ``--seeds`` count as one), best first; with ``per``, the ``top`` of each
-    value of that parameter (a scientific one: each value's best, compared on test)."""
+    value of that parameter (a scientific one: each value's best, compared on test). ``rounds``
+    maps trial ids to their study when the trials come from several rounds of a goal."""
     if per is not None:
         values = list(dict.fromkeys(json.dumps(t.params.get(per)) for t in trials if per in t.params))
         if not values:
             raise TuneloopError(f"No trial of {study!r} has a parameter {per!r}; --per takes a parameter name.")
         chosen = [c for v in values for c in top_configs(
-            [t for t in trials if json.dumps(t.params.get(per)) == v], mode, top, curves, study)]
+            [t for t in trials if json.dumps(t.params.get(per)) == v], mode, top, curves, study, rounds=rounds)]
         chosen.sort(key=lambda c: c.tuned.mean, reverse=mode == "max")
-        return [Candidate(i, c.params, c.source, c.tuned, c.best_step) for i, c in enumerate(chosen, start=1)]
+        return [Candidate(i, c.params, c.source, c.tuned, c.best_step, c.study) for i, c in enumerate(chosen, start=1)]
     groups: dict[str, list[TrialRecord]] = {}
     for t in trials:
         if t.state == "completed" and t.value is not None:
@@ -48,10 +51,13 @@ def top_configs(trials: Sequence[TrialRecord], mode: str, top: int,
     scored.sort(key=lambda s: s[0].mean, reverse=mode == "max")
     out = []
     for rank, (ci, group) in enumerate(scored[:top], start=1):
-        steps = [_best_step(curves.get(t.id, []), mode) for t in group]
+        # a cross-validated objective is reported per fold, not per epoch: no epoch to select
+        steps = [] if any("folds" in t.values for t in group) else [_best_step(curves.get(t.id, []), mode) for t in group]
         known = [s for s in steps if s is not None]
-        out.append(Candidate(rank, dict(group[0].params), sorted(t.number for t in group), ci,
-                             int(statistics.median_low(known)) if known else None))
+        home = (rounds or {}).get(group[0].id, study)
+        same = [t for t in group if (rounds or {}).get(t.id, study) == home]  # numbers name trials of one study
+        out.append(Candidate(rank, dict(group[0].params), sorted(t.number for t in same), ci,
+                             int(statistics.median_low(known)) if known else None, home))
     return out
 
 
