@@ -43,7 +43,7 @@ def train(trial: tl.Trial) -> dict:
     fit_on, heldout = trial.splits(data)  # (train, val) while tuning; (train [+ val], test) in finalize
     result = fit(
         lambda: build(p, data.n_features, data.n_classes), fit_on, heldout, trial=trial, optimizer="adamw",
-        lr=p.lr, weight_decay=p.weight_decay, batch_size=100, epochs=trial.budget.epochs, schedule="cosine",
+        lr=p.lr, weight_decay=p.weight_decay, batch_size=100, epochs=trial.budget.epochs, schedule="warmup_cosine",
         clip=1.0, seed=trial.seed, inspect_every=0,
     )
     return result.metrics  # the best validation epoch while tuning; the last epoch when final
