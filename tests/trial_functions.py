@@ -202,3 +202,21 @@ def stepper(trial: tl.Trial) -> dict:
     if trial.checkpointing:
         trial.save_checkpoint(epochs, {"w": w})
     return {"score": -abs(10 - w), "w": w, "start": start}
+
+
+def edge_and_nan(trial: tl.Trial) -> dict:
+    """Best at the top of x's range (x = 1); every trial with y above 0.7 diverges."""
+    x, y = trial.params["x"], trial.params["y"]
+    if y > 0.7:
+        trial.report(1, score=float("nan"))
+        return {}
+    for step in range(1, 6):
+        trial.report(step, score=x * step / 5 - 0.1 * y, train_loss=1.0 / step)
+    return {"score": x - 0.1 * y}
+
+
+def quadratic_lr(trial: tl.Trial) -> dict:
+    """Loss is smallest at lr = 1e-2 (in log scale)."""
+    import math
+
+    return {"loss": (math.log10(trial.params["lr"]) + 2) ** 2}

@@ -1,5 +1,5 @@
 """The ``tuneloop`` command: demo, run, status, trials, best, show, export, ui, report, check, baseline,
-finalize, ensemble, refine, rounds, idea."""
+finalize, ensemble, refine, rounds, analyze, idea."""
 
 from __future__ import annotations
 
@@ -353,11 +353,12 @@ def demo(
 
 
 def _register_subcommands() -> None:
-    from tuneloop import _finalize_cli, _rounds_cli
+    from tuneloop import _analyze_cli, _finalize_cli, _rounds_cli
     from tuneloop._idea_cli import idea_app
 
     _finalize_cli.register(app)
     _rounds_cli.register(app)
+    _analyze_cli.register(app)
 
     for command in idea_app.registered_commands:  # every idea command says tuneloop's errors in one line
         command.callback = _friendly(command.callback)

@@ -1,0 +1,298 @@
+"""``tuneloop analyze``: the playbook's look at a study before the next round, automated.
+
+Each check returns a Finding: a verdict (ok, warn, problem or info), what it saw, the evidence
+(table rows) and a concrete recommendation. Everything is computed from the store, so the CLI,
+reports and the dashboard show the same findings.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from tuneloop.analysis._curves import summarize_curve
+from tuneloop.analysis._study import _all_params, _position, importance, param_effects
+from tuneloop.space import Choice
+from tuneloop.store import Store, StudyRecord, TrialRecord
+
+VERDICTS = ("ok", "info", "warn", "problem")
+TOP = 5  # the best trials whose curves are read
+
+
+@dataclass
+class Finding:
+    """One check's verdict, the evidence and what to do."""
+
+    check: str
+    verdict: str
+    summary: str
+    recommendation: str = ""
+    evidence: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class StudyData:
+    record: StudyRecord
+    trials: list[TrialRecord]
+    curves: dict[int, dict[str, list[tuple[int, float]]]]
+
+    @property
+    def done(self) -> list[TrialRecord]:
+        return [t for t in self.trials if t.state == "completed" and t.value is not None and math.isfinite(t.value)]
+
+    def ranked(self) -> list[TrialRecord]:
+        return sorted(self.done, key=lambda t: t.value, reverse=self.record.mode == "max")  # type: ignore[arg-type,return-value]
+
+
+def load(store: Store, name: str) -> StudyData:
+    record = store.require_study(name)
+    trials = store.trials(record.id)
+    best = sorted((t for t in trials if t.state == "completed" and t.value is not None),
+                  key=lambda t: t.value, reverse=record.mode == "max")[:TOP]  # type: ignore[arg-type,return-value]
+    return StudyData(record, trials, store.series([t.id for t in best]) if best else {})
+
+
+# -- 1. importance -------------------------------------------------------------------------
+def check_importance(data: StudyData, resamples: int = 8) -> Finding:
+    done = data.done
+    if len(done) < 10:
+        return Finding("importance", "info", f"{len(done)} completed trials: too few to apportion importance "
+                       f"(10 or more).", "Run more trials before reading importance.")
+    base = importance(data.record.space, done, data.record.mode)
+    rng = random.Random(0)
+    draws: dict[str, list[float]] = {k: [] for k in base}
+    for _ in range(resamples):  # bootstrap over trials: how much of the ranking is noise
+        sample = [rng.choice(done) for _ in done]
+        got = importance(data.record.space, list({t.id: t for t in sample}.values()), data.record.mode)
+        for k, values in draws.items():
+            values.append(got.get(k, 0.0))
+    rows = [{"parameter": k, "importance": v, "sd": statistics.pstdev(draws[k]) if draws[k] else math.nan}
+            for k, v in sorted(base.items(), key=lambda kv: -kv[1])]
+    if not rows:
+        return Finding("importance", "info", "Every completed trial has the same value: nothing to apportion.")
+    top = rows[0]
+    weak = [r["parameter"] for r in rows if r["importance"] < 0.05]
+    rec = (f"Spend the next round on {top['parameter']}" + (f"; consider fixing {', '.join(weak)} (under 5% each)"
+                                                             if weak else "") + ".")
+    return Finding("importance", "info", f"{top['parameter']} explains {top['importance']:.0%} (±{top['sd']:.0%}) "
+                   f"of the variance (fANOVA, bootstrap sd over {resamples} resamples).", rec, rows)
+
+
+# -- 2. boundaries -------------------------------------------------------------------------
+def check_boundaries(data: StudyData) -> Finding:
+    crowded = [e for e in param_effects(data.record.space, data.trials, data.record.mode) if e["warning"]]
+    if len(data.done) < 10:
+        return Finding("boundaries", "info", "Fewer than 10 completed trials: bounds cannot be judged yet.")
+    if not crowded:
+        return Finding("boundaries", "ok", "No parameter's best trials crowd a bound of its range.")
+    rows = [{"parameter": e["name"], "warning": e["warning"]} for e in crowded]
+    return Finding("boundaries", "warn", f"The best trials crowd a bound of {len(rows)} parameter(s).",
+                   "; ".join(e["warning"].split(": ", 1)[1] for e in crowded) + " (tuneloop refine does it).", rows)
+
+
+# -- 3. infeasible trials ---------------------------------------------------------------------
+def check_infeasible(data: StudyData) -> Finding:
+    finished = [t for t in data.trials if t.state in ("completed", "failed", "diverged")]
+    bad = [t for t in finished if t.state in ("failed", "diverged")]
+    if not finished:
+        return Finding("infeasible", "info", "No finished trials yet.")
+    share = len(bad) / len(finished)
+    if not bad:
+        return Finding("infeasible", "ok", f"No failed or diverged trials among {len(finished)}.")
+    rows, where = [], []
+    good = [t for t in finished if t.state == "completed"]
+    for name, p in _all_params(data.record.space).items():
+        if isinstance(p, Choice):
+            continue
+        b = [t.params[name] for t in bad if name in t.params]
+        g = [t.params[name] for t in good if name in t.params]
+        if len(b) < 2:
+            continue
+        for side, cut in (("above", min(b)), ("below", max(b))):
+            inside_good = [v for v in g if (v >= cut if side == "above" else v <= cut)]
+            if len(inside_good) <= 0.25 * len(b) and _position(p, cut) not in (0.0, 1.0):
+                rows.append({"parameter": name, "region": f"{side} {cut:.3g}", "infeasible": len(b),
+                             "feasible there": len(inside_good)})
+                where.append(f"{name} {side} {cut:.3g}")
+                break
+    verdict = "problem" if share > 0.5 else "warn"
+    summary = f"{len(bad)} of {len(finished)} trials ({share:.0%}) failed or diverged"
+    summary += f"; they sit {' and '.join(where)}." if where else ", spread over the space (no region explains them)."
+    if where:
+        rec = f"Shrink or reparameterize: cut {where[0]} from the range (tuneloop refine keeps to the good region)."
+    else:
+        rec = "Read a failed trial's error (tuneloop show STUDY N)"
+    if share > 0.5:
+        rec += "; more than half failing usually means a bug, not a bad range"
+    return Finding("infeasible", verdict, summary, rec + ".", rows)
+
+
+# -- 4. sampled enough? ---------------------------------------------------------------------
+def expected_best(values: Sequence[float], k: int, mode: str) -> float:
+    """E[best of k draws with replacement] from the empirical distribution (exact, by order statistics)."""
+    xs = sorted(values, reverse=mode == "min")  # ascending in goodness
+    n = len(xs)
+    return sum(x * (((i + 1) / n) ** k - (i / n) ** k) for i, x in enumerate(xs))
+
+
+def check_sampling(data: StudyData) -> Finding:
+    values = [t.value for t in data.done]  # type: ignore[misc]
+    n, mode = len(values), data.record.mode
+    if n < 4:
+        return Finding("sampling", "problem", f"Only {n} completed trials: no conclusion rests on so few.",
+                       "Run at least 20 trials (10 per searched parameter is a common floor).")
+    curve = [(k, expected_best(values, k, mode)) for k in sorted({max(1, n // 4), max(1, n // 2), n})]
+    (k1, b1), (k2, b2) = curve[-2], curve[-1]
+    slope = (b2 - b1) / math.log(k2 / k1) if k2 > k1 else 0.0
+    gain = abs(slope * math.log(2))  # the same gain per doubling again
+    spread = statistics.pstdev(values) or 1e-12
+    rows = [{"trials": k, "expected best": v} for k, v in curve] + [{"trials": 2 * n, "expected best":
+                                                                       b2 + (gain if mode == "max" else -gain)}]
+    few = n < 10 * max(1, len(_all_params(data.record.space)))
+    still = gain > 0.1 * spread
+    verdict = "warn" if few or still else "ok"
+    summary = (f"With {n} trials the expected best is {b2:.4g}; doubling them would move it by about {gain:.3g} "
+               f"({gain / spread:.0%} of the spread between trials).")
+    rec = ("Run more trials before concluding" + (f" (under 10 per parameter: {n} for "
+                                                   f"{len(_all_params(data.record.space))})" if few else "") + "."
+           if verdict == "warn" else "The search has levelled off: more trials of this space will not help much.")
+    return Finding("sampling", verdict, summary, rec, rows)
+
+
+# -- 6. training curves -----------------------------------------------------------------------
+def classify_curve(objective: list[tuple[int, float]], mode: str, train: list[tuple[int, float]] | None = None,
+                   tolerance: float = 0.02) -> list[str]:
+    """Labels for one trial's curves: overfitting, noisy, still improving, saturated early,
+    train loss rising, diverged (none: a healthy curve)."""
+    labels = []
+    if any(not math.isfinite(v) for _, v in objective) or any(not math.isfinite(v) for _, v in (train or [])):
+        return ["diverged"]
+    if len(objective) < 4:
+        return []
+    s = summarize_curve("objective", objective, mode)
+    values = [v for _, v in objective]
+    span = (max(values) - min(values)) or 1e-12
+    best_pos = (s.best_step - objective[0][0]) / max(1, objective[-1][0] - objective[0][0])
+    worse_end = (s.best - s.end) if mode == "max" else (s.end - s.best)
+    train_falls = train is not None and len(train) >= 4 and summarize_curve("t", train, "min").trend == "improving"
+    if worse_end > tolerance * abs(s.best) + 0.1 * span and best_pos < 0.75 and train_falls:
+        labels.append("overfitting")
+    tail = values[-max(3, len(values) // 4):]
+    steps = [b - a for a, b in itertools.pairwise(tail)]  # their spread, not their size: a steady climb is not noise
+    if len(steps) >= 2 and statistics.pstdev(steps) > 0.25 * span:
+        labels.append("noisy at the end")
+    if s.trend == "improving" and best_pos >= 0.9:
+        labels.append("still improving")
+    if best_pos <= 0.25 and s.trend == "flat" and worse_end <= tolerance * abs(s.best):
+        labels.append("saturated early")
+    if train and len(train) >= 4:
+        t = summarize_curve("train", train, "min")
+        if t.trend == "worsening" and t.end > 1.1 * t.best:
+            labels.append("training loss rising")
+    return labels
+
+
+def check_curves(data: StudyData) -> Finding:
+    best = data.ranked()[:TOP]
+    rows = []
+    for t in best:
+        curves = data.curves.get(t.id, {})
+        objective = curves.get(data.record.metric, [])
+        labels = classify_curve(objective, data.record.mode, curves.get("train_loss"))
+        rows.append({"trial": t.number, "value": t.value, "labels": ", ".join(labels) or "healthy"})
+    if not rows:
+        return Finding("curves", "info", "No completed trials to read.")
+    counts: dict[str, int] = {}
+    for r in rows:
+        for label in r["labels"].split(", "):
+            counts[label] = counts.get(label, 0) + 1
+    advice = {"overfitting": "add regularization (weight decay, dropout, augmentation) or stop earlier",
+              "noisy at the end": "decay the learning rate at the end (cosine) or average more batches",
+              "still improving": "train longer: the best trials were still improving",
+              "saturated early": "train for less (or raise the learning rate): they stopped learning early",
+              "training loss rising": "look for a bug or a too-high learning rate: training loss must not rise",
+              "diverged": "lower the learning rate or add warmup and gradient clipping"}
+    found = [k for k in advice if k in counts]
+    verdict = "problem" if {"training loss rising", "diverged"} & set(found) else "warn" if found else "ok"
+    summary = (f"Of the best {len(rows)} trials: " + ", ".join(f"{counts[k]} {k}" for k in found) + "."
+               if found else f"The best {len(rows)} trials' curves look healthy.")
+    return Finding("curves", verdict, summary, "; ".join(advice[k] for k in found).capitalize() + ("." if found else ""),
+                   rows)
+
+
+# -- 7. step budget ---------------------------------------------------------------------------
+def check_step_budget(data: StudyData) -> Finding:
+    rows = []
+    for t in data.ranked()[:TOP]:
+        curve = data.curves.get(t.id, {}).get(data.record.metric, [])
+        if len(curve) < 4:
+            continue
+        s = summarize_curve("o", curve, data.record.mode)
+        first, last = curve[0][0], curve[-1][0]
+        rows.append({"trial": t.number, "best step": s.best_step, "last step": last,
+                     "position": (s.best_step - first) / max(1, last - first)})
+    if not rows:
+        return Finding("step budget", "info", "The best trials report too few steps to place their best one.")
+    positions = [r["position"] for r in rows]
+    median = statistics.median(positions)
+    if median < 0.1:
+        return Finding("step budget", "warn", f"The best step sits in the first 10% of training (median at "
+                       f"{median:.0%}).", "Training is too long: cut the budget to a few times the best step.", rows)
+    if sum(p >= 0.75 for p in positions) >= 0.75 * len(positions):
+        return Finding("step budget", "warn", f"The best step sits in the last 25% of training for "
+                       f"{sum(p >= 0.75 for p in positions)} of {len(positions)} best trials.",
+                       "Train longer: raise the budget (then re-tune the learning-rate schedule).", rows)
+    return Finding("step budget", "ok", f"The best step sits at {median:.0%} of training (median): the budget fits.",
+                   "", rows)
+
+
+# -- 10. budget-aware advice for Adam ---------------------------------------------------------
+def check_adam_budget(data: StudyData) -> Finding:
+    space = data.record.space
+    params = _all_params(space)
+    uses_adam = any(isinstance(p, Choice) and any(str(v).lower().startswith("adam") for v in p.values)
+                    for p in params.values()) or any("beta" in n or n in ("eps", "epsilon") for n in params)
+    if not uses_adam:
+        return Finding("adam budget", "info", "No Adam-family optimizer in the space.")
+    n = len(data.trials)
+    tuned = [n for n in params if "beta" in n or n in ("eps", "epsilon")]
+    if n < 10:
+        plan = "tune only the learning rate"
+    elif n <= 25:
+        plan = "tune the learning rate and beta1"
+    else:
+        plan = "tune the learning rate, beta1 and epsilon, then beta2"
+    return Finding("adam budget", "info", f"A budget of {n} trials with Adam: {plan}" +
+                   (f" (the space tunes {', '.join(tuned)})." if tuned else "."), plan.capitalize() + ".")
+
+
+# -- 11. next round -------------------------------------------------------------------------
+def check_next_round(data: StudyData) -> Finding:
+    from tuneloop.analysis._refine import refine_space
+    from tuneloop.rounds import round_info
+
+    if len(data.done) < 8:
+        return Finding("next round", "info", "Fewer than 8 completed trials: too few to propose a narrower space.")
+    roles = round_info(data.record).roles
+    _, changes = refine_space(data.record.space, data.trials, data.record.mode, keep=roles.scientific)
+    rows = [{"parameter": c.name, "change": c.reason} for c in changes if c.changed]
+    return Finding("next round", "info", f"A next round would change {len(rows)} parameter(s).",
+                   f"tuneloop refine {data.record.name} -o NEXT.py writes it, with these reasons as comments.", rows)
+
+
+CHECKS: list[Callable[[StudyData], Finding]] = [check_importance, check_boundaries, check_infeasible, check_sampling,
+                                                check_curves, check_step_budget, check_adam_budget, check_next_round]
+
+
+def analyze(store: Store, name: str) -> list[Finding]:
+    """Every check on stored study ``name``."""
+    data = load(store, name)
+    return [check(data) for check in CHECKS]

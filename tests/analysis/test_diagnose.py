@@ -1,0 +1,98 @@
+"""tuneloop analyze: each check on a study built so that the right answer is known."""
+
+import json
+import math
+import random
+
+import pytest
+import trial_functions as tf
+from typer.testing import CliRunner
+
+import tuneloop as tl
+from tuneloop.analysis import analyze, classify_curve, expected_best
+from tuneloop.cli import app
+
+
+@pytest.fixture
+def edge_study(storage):
+    study = tl.Study("edge", tl.Space(x=tl.Float(0.0, 1.0), y=tl.Float(0.0, 1.0)), tf.edge_and_nan, metric="score",
+                     mode="max", storage=storage, searcher="random")
+    study.run(n_trials=40, seed=0)
+    return {f.check: f for f in analyze(tl.Store(storage), "edge")}
+
+
+def test_a_best_region_at_a_bound_is_flagged_with_the_expansion(edge_study):
+    f = edge_study["boundaries"]
+    assert f.verdict == "warn" and f.evidence[0]["parameter"] == "x" and "expand x above 1" in f.recommendation
+
+
+def test_a_region_of_diverged_trials_is_located(edge_study):
+    f = edge_study["infeasible"]
+    assert f.verdict == "warn" and "y above 0.7" in f.summary and "cut y above 0.7" in f.recommendation
+    assert f.evidence[0]["feasible there"] == 0
+
+
+def test_importance_ranks_the_parameter_that_matters_with_its_spread(edge_study):
+    f = edge_study["importance"]
+    assert f.evidence[0]["parameter"] == "x" and f.evidence[0]["importance"] > 0.8 and f.evidence[0]["sd"] >= 0
+    assert "Spend the next round on x" in f.recommendation
+
+
+def test_still_improving_best_trials_and_the_step_budget_say_train_longer(edge_study):
+    curves = edge_study["curves"]
+    assert curves.summary == "Of the best 5 trials: 5 still improving." and "Train longer" in curves.recommendation
+    assert edge_study["step budget"].verdict == "warn" and "Train longer" in edge_study["step budget"].recommendation
+    assert edge_study["next round"].evidence  # refine would change something
+
+
+def test_too_few_trials_is_a_problem_and_the_adam_budget_advice_follows_the_count(storage):
+    study = tl.Study("few", tl.Space(lr=tl.LogFloat(1e-4, 1e-1), opt=tl.Choice(["adam", "sgd"])), tf.quadratic_lr,
+                     metric="loss", mode="min", storage=storage, searcher="random")
+    study.run(n_trials=3, seed=0)
+    found = {f.check: f for f in analyze(tl.Store(storage), "few")}
+    assert found["sampling"].verdict == "problem" and "Only 3 completed trials" in found["sampling"].summary
+    assert "tune only the learning rate" in found["adam budget"].summary
+    study.run(n_trials=12)
+    found = {f.check: f for f in analyze(tl.Store(storage), "few")}
+    assert "tune the learning rate and beta1" in found["adam budget"].summary
+
+
+@pytest.mark.parametrize(("name", "objective", "train", "label"), [
+    ("overfit", [(s, 0.5 + 0.1 * s - 0.012 * s * s) for s in range(1, 21)], [(s, 1.0 / s) for s in range(1, 21)],
+     "overfitting"),
+    ("improving", [(s, 0.5 + 0.02 * s) for s in range(1, 21)], None, "still improving"),
+    ("noisy", [(s, 0.7 + (0.15 if s % 2 else -0.15) * (s > 12)) for s in range(1, 21)], None, "noisy at the end"),
+    ("early", [(s, 0.9 if s > 2 else 0.5) for s in range(1, 21)], None, "saturated early"),
+    ("rising", [(s, 0.6) for s in range(1, 21)], [(s, 0.2 + 0.05 * s) for s in range(1, 21)], "training loss rising"),
+    ("nan", [(1, 0.5), (2, math.nan)], None, "diverged"),
+])
+def test_the_curve_classifier_names_each_shape(name, objective, train, label):
+    assert label in classify_curve(objective, "max", train), name
+
+
+def test_a_healthy_curve_gets_no_label():
+    objective = [(s, 0.9 - 0.4 * math.exp(-s / 3)) for s in range(1, 21)]
+    assert classify_curve(objective, "max", [(s, math.exp(-s / 3)) for s in range(1, 21)]) == []
+
+
+def test_expected_best_of_k_matches_simulation():
+    rng = random.Random(0)
+    values = [rng.random() for _ in range(30)]
+    sims = [max(rng.choice(values) for _ in range(5)) for _ in range(20000)]
+    assert expected_best(values, 5, "max") == pytest.approx(sum(sims) / len(sims), abs=0.005)
+    assert expected_best(values, 1, "min") == pytest.approx(sum(values) / len(values))
+
+
+def test_analyze_from_the_shell_writes_json(storage, tmp_path, monkeypatch):
+    tl.Study("edge", tl.Space(x=tl.Float(0.0, 1.0), y=tl.Float(0.0, 1.0)), tf.edge_and_nan, metric="score",
+             mode="max", storage=storage, searcher="random").run(n_trials=20, seed=0)
+    monkeypatch.setenv("COLUMNS", "200")
+    out = tmp_path / "findings.json"
+    result = CliRunner().invoke(app, ["analyze", "edge", "--storage", storage, "--json", str(out), "--evidence"])
+    assert result.exit_code == 0, result.output
+    assert "Analysis of edge" in result.output and "boundaries" in result.output
+    saved = json.loads(out.read_text())
+    assert [f["check"] for f in saved] == ["importance", "boundaries", "infeasible", "sampling", "curves",
+                                           "step budget", "adam budget", "next round"]
+    missing = CliRunner().invoke(app, ["analyze", "nope", "--storage", storage])
+    assert missing.exit_code == 1 and "No study named 'nope'" in missing.output
