@@ -220,3 +220,10 @@ def quadratic_lr(trial: tl.Trial) -> dict:
     import math
 
     return {"loss": (math.log10(trial.params["lr"]) + 2) ** 2}
+
+
+def family_noise(trial: tl.Trial) -> dict:
+    """The family makes no difference: the score is seed noise alone."""
+    import random as _random
+
+    return {"score": _random.Random(trial.seed).random()}

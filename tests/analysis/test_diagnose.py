@@ -92,7 +92,21 @@ def test_analyze_from_the_shell_writes_json(storage, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "Analysis of edge" in result.output and "boundaries" in result.output
     saved = json.loads(out.read_text())
-    assert [f["check"] for f in saved] == ["importance", "boundaries", "infeasible", "sampling", "curves",
+    assert [f["check"] for f in saved] == ["importance", "boundaries", "infeasible", "sampling", "isolation", "curves",
                                            "step budget", "adam budget", "next round"]
     missing = CliRunner().invoke(app, ["analyze", "nope", "--storage", storage])
     assert missing.exit_code == 1 and "No study named 'nope'" in missing.output
+
+
+def test_isolation_says_whether_the_scientific_question_is_answered(storage):
+    space = tl.Space(act=tl.Choice(["relu", "gelu"]), lr=tl.LogFloat(5e-3, 2e-2))  # lr matters less than act
+    tl.Study("act", space, tf.activation_bowl, metric="val_acc", mode="max", storage=storage,
+             scientific=["act"]).run(n_trials=16, seed=0)
+    found = {f.check: f for f in analyze(tl.Store(storage), "act")}["isolation"]
+    assert found.verdict == "ok" and found.summary.startswith("act=gelu leads act=relu by")
+    assert "--per act" in found.recommendation and [r["value"] for r in found.evidence] == ["act=gelu", "act=relu"]
+    noise = tl.Space(family=tl.Choice(["a", "b"]), x=tl.Float(0.0, 1.0))
+    tl.Study("noise", noise, tf.family_noise, metric="score", mode="max", storage=storage,
+             scientific=["family"]).run(n_trials=12, seed=0)
+    found = {f.check: f for f in analyze(tl.Store(storage), "noise")}["isolation"]
+    assert found.verdict == "warn" and "Not yet answered" in found.summary

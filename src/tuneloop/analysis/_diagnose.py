@@ -167,6 +167,47 @@ def check_sampling(data: StudyData) -> Finding:
     return Finding("sampling", verdict, summary, rec, rows)
 
 
+# -- 5. isolation: is the scientific question answered? --------------------------------------
+def check_isolation(data: StudyData, top: int = 3) -> Finding:
+    from tuneloop.analysis._seeds import mean_ci, welch
+    from tuneloop.rounds import round_info
+
+    scientific = round_info(data.record).roles.scientific
+    if not scientific:
+        return Finding("isolation", "info", "No scientific parameters: this round optimizes, it asks no question.")
+    groups: dict[str, list[float]] = {}
+    for t in data.done:
+        key = ", ".join(f"{n}={t.params.get(n)}" for n in scientific)
+        groups.setdefault(key, []).append(float(t.value))  # type: ignore[arg-type]
+    better = max if data.record.mode == "max" else min
+    rows = []
+    for key, values in groups.items():  # each value at its best over the nuisance parameters
+        best = sorted(values, reverse=data.record.mode == "max")[:top]
+        ci = mean_ci(best)
+        rows.append({"value": key, "trials": len(values), "best": better(values), f"top {top} mean": ci.mean,
+                     "low": ci.low, "high": ci.high, "_top": best})
+    rows.sort(key=lambda r: r["best"], reverse=data.record.mode == "max")
+    if len(rows) < 2:
+        return Finding("isolation", "info", "Only one scientific value has completed trials.", "", rows)
+    first, second = rows[0], rows[1]
+    d = welch(second["_top"], first["_top"])
+    for r in rows:
+        r.pop("_top")
+    if d is None:
+        return Finding("isolation", "warn", f"{first['value']} leads, but with fewer than 2 completed trials a value "
+                       f"the gap cannot be judged.", "Run more trials per scientific value.", rows)
+    gap = d.diff if data.record.mode == "max" else -d.diff
+    answered = (d.low > 0) if data.record.mode == "max" else (d.high < 0)
+    summary = (f"{first['value']} leads {second['value']} by {gap:.3g} (top-{top} means, Welch 95% CI "
+               f"[{d.low:.3g}, {d.high:.3g}], p={d.p_value:.2g}).")
+    if answered:
+        return Finding("isolation", "ok", summary + " The question is answered for these values.",
+                       f"Fix {first['value']} in the next round, or confirm on test: tuneloop finalize "
+                       f"{data.record.name} --per {scientific[0]}.", rows)
+    return Finding("isolation", "warn", summary + " Not yet answered: the interval includes no difference.",
+                   "Run more trials per value (or --seeds) before deciding.", rows)
+
+
 # -- 6. training curves -----------------------------------------------------------------------
 def classify_curve(objective: list[tuple[int, float]], mode: str, train: list[tuple[int, float]] | None = None,
                    tolerance: float = 0.02) -> list[str]:
@@ -289,7 +330,8 @@ def check_next_round(data: StudyData) -> Finding:
 
 
 CHECKS: list[Callable[[StudyData], Finding]] = [check_importance, check_boundaries, check_infeasible, check_sampling,
-                                                check_curves, check_step_budget, check_adam_budget, check_next_round]
+                                                check_isolation, check_curves, check_step_budget, check_adam_budget,
+                                                check_next_round]
 
 
 def analyze(store: Store, name: str) -> list[Finding]:
