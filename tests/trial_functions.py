@@ -227,3 +227,15 @@ def family_noise(trial: tl.Trial) -> dict:
     import random as _random
 
     return {"score": _random.Random(trial.seed).random()}
+
+
+def lr_cliff(trial: tl.Trial) -> dict:
+    """Learns while lr < 0.1; at 0.1 or above the loss blows up. Logs a gradient norm that grows with lr."""
+    lr = trial.params["lr"]
+    loss = 2.0
+    for epoch in range(1, trial.budget["epochs"] + 1):
+        loss = loss * (1 - 10 * lr if lr < 0.1 else 3.0)
+        for step in range(4):
+            trial.log((epoch - 1) * 4 + step, grad_norm=lr * 100 * (1 + step / 4))
+        trial.report(epoch, train_loss=loss, val_acc=1.0 / (1.0 + loss) if math.isfinite(loss) else math.nan)
+    return {"val_acc": 1.0 / (1.0 + loss)}

@@ -47,5 +47,44 @@ def analyze_cmd(
         out.print(f"Wrote {output}.")
 
 
+probe_app = typer.Typer(no_args_is_help=True, help="Short runs that measure where training breaks.")
+
+
+@probe_app.command("lr")
+@friendly
+def probe_lr_cmd(
+    file: Annotated[Path, typer.Argument(help="The experiment file (its study must have been run)")],
+    param: Annotated[str, typer.Option(help="The learning-rate parameter's name")] = "lr",
+    factors: Annotated[str, typer.Option(help="Multiples of the best rate to try")] = "1,2,4,8,16",
+    epochs: Annotated[int | None, typer.Option(help="Epochs per probe run [default: the budget, at most 5]")] = None,
+    workers: Annotated[int, typer.Option(help="Runs at once")] = 1,
+    study_name: Annotated[str | None, typer.Option("--study", help="Which study, if the file defines several")] = None,
+    storage: Storage = None,
+) -> None:
+    """Run the best configuration at 1-16x its learning rate: where does training become unstable?
+    Recommends warmup and a gradient-clipping threshold."""
+    from tuneloop._tables import fmt
+    from tuneloop.experiment import load_study
+    from tuneloop.probe import probe_lr
+
+    study = load_study(file, study_name)
+    try:
+        steps = [float(f) for f in factors.split(",")]
+    except ValueError:
+        raise typer.BadParameter("--factors takes numbers separated by commas, e.g. 1,2,4,8") from None
+    result = probe_lr(study, param=param, factors=steps, epochs=epochs, workers=workers, storage=storage)
+    table = Table(title=f"Probe of {param} above {study.name}'s best ({result.best_lr:.3g}), in {result.probe_study}")
+    for col in ("factor", param, "state", "value", "unstable?"):
+        table.add_column(col)
+    for r in result.rows:
+        table.add_row(f"{r.factor:g}x", f"{r.lr:.3g}", r.state, fmt(r.value), r.unstable or "stable")
+    out.print(table)
+    where = f"unstable from {result.unstable_from:g}x" if result.unstable_from else "stable throughout"
+    out.print(f"{param}: {where}.")
+    for line in result.advice:
+        out.print(f"- {line}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("analyze")(analyze_cmd)
+    app.add_typer(probe_app, name="probe")

@@ -1,0 +1,47 @@
+"""tuneloop probe lr: where training becomes unstable above the best rate, warmup and clipping."""
+
+import pytest
+import trial_functions as tf
+from typer.testing import CliRunner
+
+import tuneloop as tl
+from tuneloop.cli import app
+from tuneloop.probe import probe_lr
+
+
+def tuned(storage):
+    study = tl.Study("cliff", tl.Space(lr=tl.Choice([0.01, 0.02, 0.03])), tf.lr_cliff, metric="val_acc", mode="max",
+                     budget={"epochs": 10}, storage=storage)
+    study.run(searcher="grid")
+    return study
+
+
+def test_the_probe_finds_the_cliff_and_recommends_warmup_and_clipping(storage):
+    result = probe_lr(tuned(storage))
+    assert result.best_lr == 0.03 and [r.factor for r in result.rows] == [1, 2, 4, 8, 16]
+    assert [r.unstable is None for r in result.rows] == [True, True, False, False, False]  # 0.12 and up fall
+    assert result.unstable_from == 4 and "training loss rose" in result.rows[2].unstable
+    assert any("add warmup" in a for a in result.advice)
+    assert result.clip == pytest.approx(0.03 * 100 * 1.75)  # the 90th percentile of the 1x run's norms
+    assert result.clipped_share > 0.5 and any("more than half" in a for a in result.advice)
+    again = probe_lr(tuned(storage))  # a rerun reads the stored probe
+    assert [r.value for r in again.rows] == [r.value for r in result.rows]
+
+
+def test_probe_from_the_shell(write_experiment, tmp_path, monkeypatch):
+    path = write_experiment("""
+        import tuneloop as tl
+        import trial_functions as tf
+
+        study = tl.Study("cliff", tl.Space(lr=tl.Choice([0.01, 0.02])), tf.lr_cliff, metric="val_acc", mode="max",
+                         budget={"epochs": 4}, searcher="grid")
+    """)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "200")
+    runner = CliRunner()
+    assert runner.invoke(app, ["run", str(path)]).exit_code == 0
+    result = runner.invoke(app, ["probe", "lr", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "unstable from 8x" in result.output and "clip gradients at about" in result.output
+    wrong = runner.invoke(app, ["probe", "lr", str(path), "--param", "beta"])
+    assert wrong.exit_code == 1 and "no parameter 'beta'" in wrong.output
