@@ -45,3 +45,27 @@ def test_probe_from_the_shell(write_experiment, tmp_path, monkeypatch):
     assert "unstable from 8x" in result.output and "clip gradients at about" in result.output
     wrong = runner.invoke(app, ["probe", "lr", str(path), "--param", "beta"])
     assert wrong.exit_code == 1 and "no parameter 'beta'" in wrong.output
+
+
+def test_the_batch_probe_recommends_where_throughput_stops_growing(storage, write_experiment, tmp_path, monkeypatch):
+    from tuneloop.probe import probe_batch
+
+    study = tl.Study("batch", tl.Space(batch_size=tl.Choice([32])), tf.batch_timing, metric="val_acc", mode="max",
+                     budget={"epochs": 1}, storage=storage)
+    study.run(searcher="grid")
+    result = probe_batch(study)
+    assert [r.batch_size for r in result.rows] == [16, 32, 64, 128, 256, 512, 1024]
+    assert result.recommended == 256  # beyond it one batch holds all 256 examples: no faster
+    assert result.rows[1].speedup > 1.1 and result.rows[5].speedup < 1.1
+    assert any("re-tuning the learning rate" in a for a in result.advice)
+    path = write_experiment("""
+        import tuneloop as tl
+        import trial_functions as tf
+
+        study = tl.Study("batch", tl.Space(batch_size=tl.Choice([32])), tf.batch_timing, metric="val_acc", mode="max",
+                         budget={"epochs": 1}, searcher="grid")
+    """)
+    monkeypatch.setenv("COLUMNS", "200")
+    shown = CliRunner().invoke(app, ["probe", "batch", str(path), "--storage", storage])
+    assert shown.exit_code == 0, shown.output
+    assert "use batch size 256" in shown.output and "speedup vs half" in shown.output

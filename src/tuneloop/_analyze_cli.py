@@ -85,6 +85,37 @@ def probe_lr_cmd(
         out.print(f"- {line}")
 
 
+@probe_app.command("batch")
+@friendly
+def probe_batch_cmd(
+    file: Annotated[Path, typer.Argument(help="The experiment file (its study must have been run)")],
+    param: Annotated[str, typer.Option(help="The batch-size parameter's name")] = "batch_size",
+    sizes: Annotated[str, typer.Option(help="Batch sizes to time")] = "16,32,64,128,256,512,1024",
+    epochs: Annotated[int, typer.Option(help="Epochs per timing run")] = 1,
+    study_name: Annotated[str | None, typer.Option("--study", help="Which study, if the file defines several")] = None,
+    storage: Storage = None,
+) -> None:
+    """Time the best configuration at growing batch sizes: the largest that still raises throughput."""
+    from tuneloop._tables import fmt
+    from tuneloop.experiment import load_study
+    from tuneloop.probe import probe_batch
+
+    study = load_study(file, study_name)
+    try:
+        steps = [int(b) for b in sizes.split(",")]
+    except ValueError:
+        raise typer.BadParameter("--sizes takes whole numbers separated by commas, e.g. 32,64,128") from None
+    result = probe_batch(study, param=param, sizes=steps, epochs=epochs, storage=storage)
+    table = Table(title=f"Throughput of {study.name}'s best configuration by {param}, in {result.probe_study}")
+    for col in (param, "seconds per run", "speedup vs half", "value"):
+        table.add_column(col, justify="right")
+    for r in result.rows:
+        table.add_row(str(r.batch_size), fmt(r.seconds), "-" if r.speedup is None else f"{r.speedup:.2f}x", fmt(r.value))
+    out.print(table)
+    for line in result.advice:
+        out.print(f"- {line}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("analyze")(analyze_cmd)
     app.add_typer(probe_app, name="probe")

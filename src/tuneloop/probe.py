@@ -1,4 +1,7 @@
-"""``tuneloop probe lr FILE``: where does training become unstable above the best learning rate?
+"""``tuneloop probe lr|batch FILE``: short runs of the best configuration that measure where
+training breaks (learning rate) and where throughput stops growing (batch size).
+
+``probe lr``: where does training become unstable above the best learning rate?
 
 The best configuration of the study runs a few short trials at 1, 2, 4, 8 and 16 times its
 learning rate (a study of their own, ``<study>-probe-lr``). A run is unstable when it diverges,
@@ -69,7 +72,13 @@ def probe_lr(study: Study, *, param: str = "lr", factors: Sequence[float] = FACT
     elif "epochs" in budget:
         budget["epochs"] = max(1, min(int(budget["epochs"]), 5))
     configs = [{**best.params, param: best.params[param] * f} for f in factors]
-    name = f"{study.name}-probe-{param}"
+    probe = _run_probe(study, store, record, f"{study.name}-probe-{param}", configs, budget, workers)
+    return _read(store, probe, param, factors, best.params[param], record.mode)
+
+
+def _run_probe(study: Study, store: Any, record: Any, name: str, configs: list[dict[str, Any]],
+               budget: dict[str, Any], workers: int) -> Any:
+    """Run ``configs`` once each as the trials of study ``name`` (stored; a rerun reads them)."""
     probe = store.get_study(name)
     if probe is not None and probe.config.get("configs") != json.loads(json.dumps(configs)):
         raise ConfigError(f"{name!r} holds a probe of another configuration; delete it or probe under a new study.")
@@ -81,7 +90,63 @@ def probe_lr(study: Study, *, param: str = "lr", factors: Sequence[float] = FACT
            executor=executors.create("processes" if workers > 1 else "inline", workers=workers),
            n_trials=len(configs), seed=int(probe.config["seed"]), budget=budget,
            experiment_path=study.experiment_path, rules=study.rules).run()
-    return _read(store, probe, param, factors, best.params[param], record.mode)
+    return probe
+
+
+@dataclass
+class BatchRow:
+    batch_size: int
+    seconds: float | None  # one epoch's wall time
+    speedup: float | None  # against the previous (half as large) batch size
+    value: float | None
+
+
+@dataclass
+class BatchResult:
+    study: str
+    probe_study: str
+    rows: list[BatchRow]
+    recommended: int | None
+    advice: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+BATCH_SIZES = (16, 32, 64, 128, 256, 512, 1024)
+
+
+def probe_batch(study: Study, *, param: str = "batch_size", sizes: Sequence[int] = BATCH_SIZES, epochs: int = 1,
+                min_gain: float = 1.1, storage: str | None = None) -> BatchResult:
+    """Time ``epochs`` epochs of the best configuration at each batch size (one at a time, so the
+    timings do not compete); recommend the largest size that still raised throughput by ``min_gain``."""
+    store = study._store(storage)
+    record = store.require_study(study.name)
+    best = best_trial(store.trials(record.id), record.mode, record.name)
+    if param not in best.params:
+        raise ConfigError(f"The best trial of {study.name!r} has no parameter {param!r}: the trial function must read "
+                          f"the batch size from trial.params (pass --param NAME if it has another name).")
+    budget = {**dict(record.config.get("budget") or study.budget.to_dict()), "epochs": epochs}
+    configs = [{**best.params, param: int(b)} for b in sizes]
+    probe = _run_probe(study, store, record, f"{study.name}-probe-{param}", configs, budget, workers=1)
+    trials = sorted(store.trials(probe.id), key=lambda t: t.number)
+    rows: list[BatchRow] = []
+    recommended = None
+    for b, t in zip(sizes, trials, strict=False):
+        seconds = t.duration if t.state == "completed" else None
+        before = rows[-1].seconds if rows else None
+        speedup = before / seconds if before and seconds else None
+        rows.append(BatchRow(int(b), seconds, speedup, t.value))
+        chain_unbroken = recommended is None or rows[-2].batch_size == recommended
+        if seconds is not None and (speedup is None or speedup >= min_gain) and chain_unbroken:
+            recommended = int(b)
+    advice = []
+    if recommended is not None:
+        advice.append(f"use batch size {recommended}: larger ones raised throughput by less than {min_gain - 1:.0%}")
+        if recommended != best.params[param]:
+            advice.append(f"changing it from {best.params[param]} means re-tuning the learning rate (and momentum, "
+                          f"weight decay, warmup): they were tuned for that batch size")
+    return BatchResult(study.name, probe.name, rows, recommended, advice)
 
 
 def _read(store: Any, probe: Any, param: str, factors: Sequence[float], best_lr: float, mode: str) -> ProbeResult:
