@@ -60,13 +60,7 @@ class ProbeResult:
 def probe_lr(study: Study, *, param: str = "lr", factors: Sequence[float] = FACTORS, epochs: int | None = None,
              workers: int = 1, storage: str | None = None) -> ProbeResult:
     """Run the best configuration at ``factors`` times its ``param`` for ``epochs`` each."""
-    store = study._store(storage)
-    record = store.require_study(study.name)
-    best = best_trial(store.trials(record.id), record.mode, record.name)
-    if param not in best.params:
-        raise ConfigError(f"The best trial of {study.name!r} has no parameter {param!r}; pass --param NAME "
-                          f"(its parameters: {', '.join(best.params)}).")
-    budget = dict(record.config.get("budget") or study.budget.to_dict())
+    store, record, best, budget = _best(study, storage, param)
     if epochs is not None:
         budget["epochs"] = epochs
     elif "epochs" in budget:
@@ -74,6 +68,17 @@ def probe_lr(study: Study, *, param: str = "lr", factors: Sequence[float] = FACT
     configs = [{**best.params, param: best.params[param] * f} for f in factors]
     probe = _run_probe(study, store, record, f"{study.name}-probe-{param}", configs, budget, workers)
     return _read(store, probe, param, factors, best.params[param], record.mode)
+
+
+def _best(study: Study, storage: str | None, param: str) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """(store, study record, best trial, budget) of a study that has run, its best using ``param``."""
+    store = study._store(storage)
+    record = store.require_study(study.name)
+    best = best_trial(store.trials(record.id), record.mode, record.name)
+    if param not in best.params:
+        raise ConfigError(f"The best trial of {study.name!r} has no parameter {param!r}: the trial function must read "
+                          f"it from trial.params; pass --param NAME (its parameters: {', '.join(best.params)}).")
+    return store, record, best, dict(record.config.get("budget") or study.budget.to_dict())
 
 
 def _run_probe(study: Study, store: Any, record: Any, name: str, configs: list[dict[str, Any]],
@@ -120,13 +125,8 @@ def probe_batch(study: Study, *, param: str = "batch_size", sizes: Sequence[int]
                 min_gain: float = 1.1, storage: str | None = None) -> BatchResult:
     """Time ``epochs`` epochs of the best configuration at each batch size (one at a time, so the
     timings do not compete); recommend the largest size that still raised throughput by ``min_gain``."""
-    store = study._store(storage)
-    record = store.require_study(study.name)
-    best = best_trial(store.trials(record.id), record.mode, record.name)
-    if param not in best.params:
-        raise ConfigError(f"The best trial of {study.name!r} has no parameter {param!r}: the trial function must read "
-                          f"the batch size from trial.params (pass --param NAME if it has another name).")
-    budget = {**dict(record.config.get("budget") or study.budget.to_dict()), "epochs": epochs}
+    store, record, best, budget = _best(study, storage, param)
+    budget["epochs"] = epochs
     configs = [{**best.params, param: int(b)} for b in sizes]
     probe = _run_probe(study, store, record, f"{study.name}-probe-{param}", configs, budget, workers=1)
     trials = sorted(store.trials(probe.id), key=lambda t: t.number)
