@@ -110,3 +110,15 @@ def test_isolation_says_whether_the_scientific_question_is_answered(storage):
              scientific=["family"]).run(n_trials=12, seed=0)
     found = {f.check: f for f in analyze(tl.Store(storage), "noise")}["isolation"]
     assert found.verdict == "warn" and "Not yet answered" in found.summary
+
+
+def test_the_next_round_cuts_the_region_where_trials_diverged(storage):
+    from tuneloop.analysis._refine import refine_space
+
+    tl.Study("edge", tl.Space(x=tl.Float(0.0, 1.0), y=tl.Float(0.0, 1.0)), tf.edge_and_nan, metric="score",
+             mode="max", storage=storage, searcher="random").run(n_trials=40, seed=0)
+    store = tl.Store(storage)
+    record = store.require_study("edge")
+    new, changes = refine_space(record.space, store.trials(record.id), "max")
+    cut = min(t.params["y"] for t in store.trials(record.id) if t.state == "diverged")
+    assert new["y"].high <= cut and "cut above" in {c.name: c.reason for c in changes}["y"]

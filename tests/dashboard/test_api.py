@@ -150,3 +150,11 @@ def test_study_view_shows_the_rounds_chain_and_the_finalized_result(storage):
     of_final = client.get("/api/studies/act-r2-final").json()
     assert of_final["rounds"]["final_of"] == "act-r2" and of_final["final"]["study"] == "act-r2-final"
     assert client.get("/api/studies/act").json()["final"] is None
+
+
+def test_analysis_endpoint_lists_every_finding(client):
+    data = client.get("/api/studies/quad/analysis").json()
+    checks = [f["check"] for f in data["findings"]]
+    assert checks[:4] == ["importance", "boundaries", "infeasible", "sampling"] and "next round" in checks
+    assert all(f["verdict"] in ("ok", "info", "warn", "problem") for f in data["findings"])
+    assert client.get("/api/studies/nope/analysis").status_code == 404

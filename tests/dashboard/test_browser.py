@@ -181,6 +181,7 @@ def test_report_file_draws_offline(page, live_db, tmp_path):
                else route.continue_())  # any network request would fail the page
     open_page(page, path.as_uri())
     assert plots(page) >= 4 and page.locator("#samples img").count() == 1
+    assert page.locator("#findings tbody tr").count() == 9  # the analysis travels with the report
     assert page.problems == []
 
 
@@ -211,4 +212,22 @@ def test_a_continued_trial_links_to_the_trial_it_continued(page, server, live_db
     assert lineage.inner_text().startswith("member ") and "generation 1 · promote from trial" in lineage.inner_text()
     parent = lineage.locator("a")
     assert parent.get_attribute("href").startswith("/study/sha/trial/")
+    assert page.problems == []
+
+
+def test_the_analysis_tab_lists_findings_with_evidence(page, server):
+    open_page(page, server + "/study/quad")
+    page.locator("#analysis-link").click()
+    page.wait_for_selector("#findings tbody tr", timeout=30_000)
+    assert page.locator("#findings tbody tr").count() == 9
+    assert page.locator("#findings .check.info").count() >= 1
+    assert page.problems == []
+
+
+def test_the_isolation_plot_draws_each_scientific_value(page, server, live_db):
+    tl.Study("iso", tl.Space(act=tl.Choice(["relu", "gelu"]), lr=tl.LogFloat(5e-3, 2e-2)), tf.activation_bowl,
+             metric="val_acc", mode="max", storage=live_db, scientific=["act"]).run(n_trials=8, seed=0)
+    open_page(page, server + "/study/iso/analysis")
+    iso = page.locator(".isolation")
+    assert iso.count() == 1 and page.evaluate("document.querySelector('.isolation').data[0].x.length") == 2
     assert page.problems == []

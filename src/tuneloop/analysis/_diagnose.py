@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tuneloop.analysis._curves import summarize_curve
-from tuneloop.analysis._study import _all_params, _position, importance, param_effects
+from tuneloop.analysis._refine import infeasible_regions
+from tuneloop.analysis._study import _all_params, importance, param_effects
 from tuneloop.space import Choice
 from tuneloop.store import Store, StudyRecord, TrialRecord
 
@@ -107,27 +108,15 @@ def check_infeasible(data: StudyData) -> Finding:
     share = len(bad) / len(finished)
     if not bad:
         return Finding("infeasible", "ok", f"No failed or diverged trials among {len(finished)}.")
-    rows, where = [], []
-    good = [t for t in finished if t.state == "completed"]
-    for name, p in _all_params(data.record.space).items():
-        if isinstance(p, Choice):
-            continue
-        b = [t.params[name] for t in bad if name in t.params]
-        g = [t.params[name] for t in good if name in t.params]
-        if len(b) < 2:
-            continue
-        for side, cut in (("above", min(b)), ("below", max(b))):
-            inside_good = [v for v in g if (v >= cut if side == "above" else v <= cut)]
-            if len(inside_good) <= 0.25 * len(b) and _position(p, cut) not in (0.0, 1.0):
-                rows.append({"parameter": name, "region": f"{side} {cut:.3g}", "infeasible": len(b),
-                             "feasible there": len(inside_good)})
-                where.append(f"{name} {side} {cut:.3g}")
-                break
+    regions = infeasible_regions(data.record.space, data.trials)
+    rows = [{"parameter": r.name, "region": f"{r.side} {r.cut:.3g}", "infeasible": r.infeasible,
+             "feasible there": r.feasible} for r in regions]
+    where = [f"{r.name} {r.side} {r.cut:.3g}" for r in regions]
     verdict = "problem" if share > 0.5 else "warn"
     summary = f"{len(bad)} of {len(finished)} trials ({share:.0%}) failed or diverged"
     summary += f"; they sit {' and '.join(where)}." if where else ", spread over the space (no region explains them)."
     if where:
-        rec = f"Shrink or reparameterize: cut {where[0]} from the range (tuneloop refine keeps to the good region)."
+        rec = f"Shrink or reparameterize: cut {where[0]} from the range (tuneloop refine cuts it)."
     else:
         rec = "Read a failed trial's error (tuneloop show STUDY N)"
     if share > 0.5:

@@ -40,6 +40,40 @@ class Change:
         return self.before != self.after
 
 
+@dataclass(frozen=True)
+class Region:
+    """Where failed and diverged trials sit: ``name`` above (or below) ``cut``, where few others did."""
+
+    name: str
+    side: str  # above | below
+    cut: float
+    infeasible: int
+    feasible: int
+
+
+def infeasible_regions(space: Space, trials: Sequence[TrialRecord]) -> list[Region]:
+    """One region per numeric parameter that explains the failed and diverged trials: every one of
+    them lies on one side of a cut, where at most a quarter as many completed trials lie."""
+    from tuneloop.analysis._study import _all_params, _position
+
+    bad = [t for t in trials if t.state in ("failed", "diverged")]
+    good = [t for t in trials if t.state == "completed"]
+    out = []
+    for name, p in _all_params(space).items():
+        if isinstance(p, Choice):
+            continue
+        b = [t.params[name] for t in bad if name in t.params]
+        g = [t.params[name] for t in good if name in t.params]
+        if len(b) < 2:
+            continue
+        for side, cut in (("above", min(b)), ("below", max(b))):
+            there = [v for v in g if (v >= cut if side == "above" else v <= cut)]
+            if len(there) <= 0.25 * len(b) and _position(p, cut) not in (0.0, 1.0):
+                out.append(Region(name, side, float(cut), len(b), len(there)))
+                break
+    return out
+
+
 def refine_space(space: Space, trials: Sequence[TrialRecord], mode: str, keep: Sequence[str] = (),
                  top_fraction: float = TOP_FRACTION) -> tuple[Space, list[Change]]:
     """The proposed space and one Change per parameter (children included). Parameters in
@@ -53,7 +87,31 @@ def refine_space(space: Space, trials: Sequence[TrialRecord], mode: str, keep: S
         ranked = sorted(group, key=lambda t: t.value, reverse=mode == "max")  # type: ignore[arg-type,return-value]
         top.extend(ranked[:max(3, math.ceil(top_fraction * len(ranked)))])
     top.sort(key=lambda t: t.value, reverse=mode == "max")  # type: ignore[arg-type,return-value]
-    return _refine(space, done, top, set(keep))
+    new, changes = _refine(space, done, top, set(keep))
+    return _cut(new, changes, infeasible_regions(space, trials))
+
+
+def _cut(space: Space, changes: list[Change], regions: list[Region]) -> tuple[Space, list[Change]]:
+    """Keep the proposed ranges out of the regions where trials failed or diverged."""
+    if not regions:
+        return space, changes
+    by_name = {r.name: r for r in regions}
+    params = dict(space.items())
+    out = []
+    for c in changes:
+        r = by_name.get(c.name)
+        p = params.get(c.name)
+        if r is None or p is None or isinstance(p, Choice):
+            out.append(c)
+            continue
+        low, high = (p.low, min(p.high, r.cut)) if r.side == "above" else (max(p.low, r.cut), p.high)
+        if low < high and (low, high) != (p.low, p.high):
+            p = _exact(p, low, high)
+            params[c.name] = p
+            c = Change(c.name, c.before, p, f"{c.reason}; cut {r.side} {r.cut:.3g}, where {r.infeasible} trials "
+                                           f"failed or diverged")
+        out.append(c)
+    return Space(params), out
 
 
 def _refine(space: Space, done: list[TrialRecord], top: list[TrialRecord],
@@ -149,6 +207,16 @@ def _numeric(p: Param, values: list[Any], best: Any) -> tuple[Param, str]:
     if not notes:
         notes.append("narrowed around them")
     return new, f"{spread}; {'; '.join(notes)} (was {_g(p.low)}..{_g(p.high)})"
+
+
+def _exact(p: Param, low: float, high: float) -> Param:
+    """The same kind of parameter on [low, high] without outward rounding (a cut must stay a cut)."""
+    if isinstance(p, Int):
+        lo, hi = math.ceil(low), math.floor(high)
+        return Int(lo, max(hi, lo + 1), log=p.log) if p.step == 1 else p
+    if isinstance(p, LogFloat):
+        return LogFloat(low, high)
+    return Float(low, high) if p.step is None else p  # type: ignore[union-attr]
 
 
 def _natural_floor(p: Param) -> float | None:

@@ -111,6 +111,10 @@ def create_app(storage: str | None = None, token: str | None = None) -> Any:
     def curves(name: str, trials: str) -> Any:
         return api(_data.curves_view, name, _numbers(trials))
 
+    @app.get("/api/studies/{name:path}/analysis")
+    def analysis(name: str) -> Any:
+        return api(_data.analysis_view, name)
+
     @app.get("/api/studies/{name:path}")
     def study(name: str) -> Any:
         return api(_data.study_view, name)
@@ -141,6 +145,10 @@ def create_app(storage: str | None = None, token: str | None = None) -> Any:
     @app.get("/study/{name:path}/compare", response_class=HTMLResponse)
     def compare_page(name: str, trials: str = "") -> str:
         return page_html("compare", {"name": name, "trials": trials}, title=f"{name} compare - tuneloop")
+
+    @app.get("/study/{name:path}/analysis", response_class=HTMLResponse)
+    def analysis_page(name: str) -> str:
+        return page_html("analysis", {"name": name}, title=f"{name} analysis - tuneloop")
 
     @app.get("/study/{name:path}", response_class=HTMLResponse)
     def study_page(name: str) -> str:

@@ -200,3 +200,10 @@ def ideas_view(store: Store) -> dict[str, Any]:
         "chain": ledger.baseline_chain(),
         "calibration": calibration(ideas, effects).to_dict(),
     })
+
+
+def analysis_view(store: Store, name: str) -> dict[str, Any]:
+    """Every ``tuneloop analyze`` finding of a study (the analysis tab and the report's section)."""
+    from tuneloop.analysis import analyze
+
+    return strict_json({"study": {"name": name}, "findings": [f.to_dict() for f in analyze(store, name)]})

@@ -1,7 +1,7 @@
 """``tuneloop report STUDY -o report.html``: one self-contained HTML file of a study.
 
 The file carries Plotly.js, the drawing code and the data (images as data: URLs), so it opens
-anywhere with no server and no network: the study view and the best trial's view.
+anywhere with no server and no network: the study view, the analysis and the best trial's view.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tuneloop.dashboard._app import page_html
-from tuneloop.dashboard._data import study_view, trial_view
+from tuneloop.dashboard._data import analysis_view, study_view, trial_view
 from tuneloop.store import Store
 
 
@@ -17,7 +17,8 @@ def build_report(store: Store, name: str) -> str:
     """The report's HTML text."""
     study = study_view(store, name)
     best = study["study"]["best"]
-    data = {"study": study, "best": None if best is None else trial_view(store, name, best, inline_images=True)}
+    data = {"study": study, "best": None if best is None else trial_view(store, name, best, inline_images=True),
+            "analysis": analysis_view(store, name)}
     return page_html("report", {"name": name}, data=data, inline_assets=True, title=f"{name} - tuneloop report")
 
 

@@ -80,7 +80,8 @@ const tuneloop = (() => {
   function studyPage(app, data, { report = false } = {}) {
     const s = data.study;
     const parts = [el("h1", {}, document.createTextNode("Study "), el("span", { class: "name", text: s.name })),
-      el("p", { class: "meta", text: `${s.mode} ${s.metric} · ${data.trials.length} trials · seed ${fmt(s.seed)}` })];
+      el("p", { class: "meta" }, document.createTextNode(`${s.mode} ${s.metric} · ${data.trials.length} trials · seed ${fmt(s.seed)}`),
+        ...(report ? [] : [document.createTextNode(" · "), el("a", { id: "analysis-link", href: `/study/${enc(s.name)}/analysis`, text: "analysis" })]))];
     const r = data.rounds, link = (name) => report ? el("span", { text: name }) : el("a", { href: `/study/${enc(name)}`, text: name });
     if (r.items.length > 1 || (r.roles && (r.roles.scientific.length || Object.keys(r.roles.fixed).length))) {
       const chainParts = [document.createTextNode(`goal ${r.goal}: `)];
@@ -308,6 +309,29 @@ const tuneloop = (() => {
     app.replaceChildren(...parts);
   }
 
+  function analysisPage(app, data, { embedded = false } = {}) {
+    const name = data.study.name;
+    const parts = [embedded ? el("h2", { text: "Analysis (tuneloop analyze)" }) :
+      el("h1", {}, document.createTextNode("Analysis of "), el("a", { href: `/study/${enc(name)}`, class: "name", text: name }))];
+    parts.push(table(["check", "verdict", "what it saw", "recommendation"], data.findings.map((f) => row([
+      f.check, el("span", { class: `check ${f.verdict}`, text: f.verdict }), f.summary, f.recommendation || "-"])),
+      { id: "findings", sortable: false }));
+    const iso = data.findings.find((f) => f.check === "isolation" && f.evidence.length);
+    if (iso) {  // the isolation plot: each scientific value at its best, with the interval of its top trials
+      const ev = iso.evidence, mean = ev.map((r) => r[Object.keys(r).find((k) => k.startsWith("top "))]);
+      parts.push(section("Isolation: each scientific value at its best", plot(plotDiv("plot isolation"), [
+        { type: "bar", x: ev.map((r) => plain(r.value)), y: mean, name: "top-trial mean",
+          error_y: { type: "data", symmetric: false, array: ev.map((r, i) => r.high - mean[i]), arrayminus: ev.map((r, i) => mean[i] - r.low) } },
+        { x: ev.map((r) => plain(r.value)), y: ev.map((r) => r.best), mode: "markers", name: "best" }])));
+    }
+    for (const f of data.findings) {
+      if (!f.evidence.length) continue;
+      const cols = Object.keys(f.evidence[0]);
+      parts.push(section(`Evidence: ${f.check}`, table(cols, f.evidence.map((r) => row(cols.map((c) => r[c]))), { sortable: false })));
+    }
+    app.replaceChildren(...parts);
+  }
+
   // -- routing and live updates ------------------------------------------------------------
   const pages = {
     studies: { url: () => "/api/studies", draw: studiesPage, live: true },
@@ -315,6 +339,7 @@ const tuneloop = (() => {
     trial: { url: (p) => `/api/studies/${enc(p.name)}/trials/${p.number}`, draw: trialPage, live: true },
     ideas: { url: () => "/api/ideas", draw: ideasPage, live: true },
     compare: { url: (p) => `/api/studies/${enc(p.name)}/compare?trials=${enc(p.trials)}`, draw: comparePage, live: false },
+    analysis: { url: (p) => `/api/studies/${enc(p.name)}/analysis`, draw: analysisPage, live: false },
   };
 
   async function refresh(page, app, last) {
@@ -333,9 +358,10 @@ const tuneloop = (() => {
     boot = b;
     const app = document.getElementById("app");
     if (b.page === "report") {  // a report file: everything is embedded, nothing is fetched
-      const study = el("div"), best = el("div");
-      app.replaceChildren(study, best);
+      const study = el("div"), analysis = el("div"), best = el("div");
+      app.replaceChildren(study, analysis, best);
       studyPage(study, b.data.study, { report: true });
+      if (b.data.analysis) analysisPage(analysis, b.data.analysis, { embedded: true });
       if (b.data.best) trialPage(best, b.data.best);
       flushPlots();
       document.body.dataset.loaded = "true";
