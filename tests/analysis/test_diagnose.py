@@ -110,6 +110,11 @@ def test_isolation_says_whether_the_scientific_question_is_answered(storage):
              scientific=["family"]).run(n_trials=12, seed=0)
     found = {f.check: f for f in analyze(tl.Store(storage), "noise")}["isolation"]
     assert found.verdict == "warn" and "Not yet answered" in found.summary
+    assert {r["from"] for r in found.evidence} == {"its top 3 trials"}
+    tl.Study("seeded", noise, tf.family_noise, metric="score", mode="max", storage=storage,
+             scientific=["family"]).run(n_trials=12, seeds=3, seed=0)
+    found = {f.check: f for f in analyze(tl.Store(storage), "seeded")}["isolation"]
+    assert {r["from"] for r in found.evidence} == {"3 seeds of its best configuration"}  # --seeds: the CI of seeds
 
 
 def test_the_next_round_cuts_the_region_where_trials_diverged(storage):

@@ -221,6 +221,7 @@ def test_the_analysis_tab_lists_findings_with_evidence(page, server):
     page.wait_for_selector("#findings tbody tr", timeout=30_000)
     assert page.locator("#findings tbody tr").count() == 9
     assert page.locator("#findings .check.info").count() >= 1
+    assert page.locator("#app a[href^='/study/quad/trial/']").count() >= 1  # evidence rows link to their trials
     assert page.problems == []
 
 

@@ -164,17 +164,17 @@ def check_isolation(data: StudyData, top: int = 3) -> Finding:
     scientific = round_info(data.record).roles.scientific
     if not scientific:
         return Finding("isolation", "info", "No scientific parameters: this round optimizes, it asks no question.")
-    groups: dict[str, list[float]] = {}
+    groups: dict[str, list[TrialRecord]] = {}
     for t in data.done:
-        key = ", ".join(f"{n}={t.params.get(n)}" for n in scientific)
-        groups.setdefault(key, []).append(float(t.value))  # type: ignore[arg-type]
+        groups.setdefault(", ".join(f"{n}={t.params.get(n)}" for n in scientific), []).append(t)
     better = max if data.record.mode == "max" else min
     rows = []
-    for key, values in groups.items():  # each value at its best over the nuisance parameters
-        best = sorted(values, reverse=data.record.mode == "max")[:top]
-        ci = mean_ci(best)
-        rows.append({"value": key, "trials": len(values), "best": better(values), f"top {top} mean": ci.mean,
-                     "low": ci.low, "high": ci.high, "_top": best})
+    for key, trials in groups.items():  # each value at its best over the nuisance parameters
+        values = [float(t.value) for t in trials]  # type: ignore[arg-type]
+        sample, basis = _best_sample(trials, data.record.mode, top)
+        ci = mean_ci(sample)
+        rows.append({"value": key, "trials": len(values), "best": better(values), "estimate": ci.mean,
+                     "low": ci.low, "high": ci.high, "from": basis, "_top": sample})
     rows.sort(key=lambda r: r["best"], reverse=data.record.mode == "max")
     if len(rows) < 2:
         return Finding("isolation", "info", "Only one scientific value has completed trials.", "", rows)
@@ -187,7 +187,8 @@ def check_isolation(data: StudyData, top: int = 3) -> Finding:
                        f"the gap cannot be judged.", "Run more trials per scientific value.", rows)
     gap = d.diff if data.record.mode == "max" else -d.diff
     answered = (d.low > 0) if data.record.mode == "max" else (d.high < 0)
-    summary = (f"{first['value']} leads {second['value']} by {gap:.3g} (top-{top} means, Welch 95% CI "
+    summary = (f"{first['value']} leads {second['value']} by {gap:.3g} ({first['from']} against {second['from']}; "
+               f"Welch 95% CI "
                f"[{d.low:.3g}, {d.high:.3g}], p={d.p_value:.2g}).")
     if answered:
         return Finding("isolation", "ok", summary + " The question is answered for these values.",
@@ -195,6 +196,22 @@ def check_isolation(data: StudyData, top: int = 3) -> Finding:
                        f"{data.record.name} --per {scientific[0]}.", rows)
     return Finding("isolation", "warn", summary + " Not yet answered: the interval includes no difference.",
                    "Run more trials per value (or --seeds) before deciding.", rows)
+
+
+def _best_sample(trials: list[TrialRecord], mode: str, top: int) -> tuple[list[float], str]:
+    """The values behind one scientific value's estimate: the seeds of its best configuration when it
+    was repeated (--seeds), else its ``top`` best trials."""
+    import json
+
+    by_config: dict[str, list[float]] = {}
+    for t in trials:
+        by_config.setdefault(json.dumps(t.params, sort_keys=True), []).append(float(t.value))  # type: ignore[arg-type]
+    repeated = [v for v in by_config.values() if len(v) >= 2]
+    if repeated:
+        pick = max if mode == "max" else min
+        best = pick(repeated, key=statistics.fmean)
+        return best, f"{len(best)} seeds of its best configuration"
+    return sorted((v for vs in by_config.values() for v in vs), reverse=mode == "max")[:top], f"its top {top} trials"
 
 
 # -- 6. training curves -----------------------------------------------------------------------

@@ -318,16 +318,17 @@ const tuneloop = (() => {
       { id: "findings", sortable: false }));
     const iso = data.findings.find((f) => f.check === "isolation" && f.evidence.length);
     if (iso) {  // the isolation plot: each scientific value at its best, with the interval of its top trials
-      const ev = iso.evidence, mean = ev.map((r) => r[Object.keys(r).find((k) => k.startsWith("top "))]);
+      const ev = iso.evidence, mean = ev.map((r) => r.estimate);
       parts.push(section("Isolation: each scientific value at its best", plot(plotDiv("plot isolation"), [
-        { type: "bar", x: ev.map((r) => plain(r.value)), y: mean, name: "top-trial mean",
+        { type: "bar", x: ev.map((r) => plain(r.value)), y: mean, name: "estimate (seeds or top trials)",
           error_y: { type: "data", symmetric: false, array: ev.map((r, i) => r.high - mean[i]), arrayminus: ev.map((r, i) => mean[i] - r.low) } },
         { x: ev.map((r) => plain(r.value)), y: ev.map((r) => r.best), mode: "markers", name: "best" }])));
     }
     for (const f of data.findings) {
       if (!f.evidence.length) continue;
-      const cols = Object.keys(f.evidence[0]);
-      parts.push(section(`Evidence: ${f.check}`, table(cols, f.evidence.map((r) => row(cols.map((c) => r[c]))), { sortable: false })));
+      const cols = Object.keys(f.evidence[0]);  // trial numbers link to their trial pages
+      const cell = (c, v) => c === "trial" && !embedded ? el("a", { href: `/study/${enc(name)}/trial/${v}`, text: String(v) }) : v;
+      parts.push(section(`Evidence: ${f.check}`, table(cols, f.evidence.map((r) => row(cols.map((c) => cell(c, r[c])))), { sortable: false })));
     }
     app.replaceChildren(...parts);
   }
