@@ -26,6 +26,12 @@ def test_the_probe_finds_the_cliff_and_recommends_warmup_and_clipping(storage):
     assert result.clipped_share > 0.5 and any("more than half" in a for a in result.advice)
     again = probe_lr(tuned(storage))  # a rerun reads the stored probe
     assert [r.value for r in again.rows] == [r.value for r in result.rows]
+    from tuneloop.analysis import analyze
+
+    found = {f.check: f for f in analyze(tl.Store(storage), "cliff")}
+    assert found["instability"].verdict == "warn" and "unstable from 4x" in found["instability"].summary
+    assert "add warmup" in found["instability"].recommendation and len(found["instability"].evidence) == 5
+    assert found["batch size"].summary == "No batch-size probe yet."
 
 
 def test_probe_from_the_shell(write_experiment, tmp_path, monkeypatch):
@@ -58,6 +64,10 @@ def test_the_batch_probe_recommends_where_throughput_stops_growing(storage, writ
     assert result.recommended == 256  # beyond it one batch holds all 256 examples: no faster
     assert result.rows[1].speedup > 1.1 and result.rows[5].speedup < 1.1
     assert any("re-tuning the learning rate" in a for a in result.advice)
+    from tuneloop.analysis import analyze
+
+    found = {f.check: f for f in analyze(tl.Store(storage), "batch")}
+    assert found["batch size"].summary == "Throughput grows up to batch size 256."
     path = write_experiment("""
         import tuneloop as tl
         import trial_functions as tf

@@ -66,8 +66,9 @@ def probe_lr(study: Study, *, param: str = "lr", factors: Sequence[float] = FACT
     elif "epochs" in budget:
         budget["epochs"] = max(1, min(int(budget["epochs"]), 5))
     configs = [{**best.params, param: best.params[param] * f} for f in factors]
-    probe = _run_probe(study, store, record, f"{study.name}-probe-{param}", configs, budget, workers)
-    return _read(store, probe, param, factors, best.params[param], record.mode)
+    probe = _run_probe(study, store, record, f"{study.name}-probe-{param}", configs, budget, workers,
+                       {"probe": "lr", "param": param, "best": best.params[param]})
+    return read_probe(store, probe)
 
 
 def _best(study: Study, storage: str | None, param: str) -> tuple[Any, Any, Any, dict[str, Any]]:
@@ -82,7 +83,7 @@ def _best(study: Study, storage: str | None, param: str) -> tuple[Any, Any, Any,
 
 
 def _run_probe(study: Study, store: Any, record: Any, name: str, configs: list[dict[str, Any]],
-               budget: dict[str, Any], workers: int) -> Any:
+               budget: dict[str, Any], workers: int, what: dict[str, Any]) -> Any:
     """Run ``configs`` once each as the trials of study ``name`` (stored; a rerun reads them)."""
     probe = store.get_study(name)
     if probe is not None and probe.config.get("configs") != json.loads(json.dumps(configs)):
@@ -90,7 +91,7 @@ def _run_probe(study: Study, store: Any, record: Any, name: str, configs: list[d
     if probe is None:
         probe = store.create_study(name, record.metric, record.mode, record.space,
                                    {"kind": "probe", "parent": study.name, "configs": configs, "budget": budget,
-                                    "seed": random.randrange(2**31)})
+                                    "seed": random.randrange(2**31), **what})
     Driver(store=store, study=probe, fn=study.fn, searcher=Listed(configs), scheduler=schedulers.create("none"),
            executor=executors.create("processes" if workers > 1 else "inline", workers=workers),
            n_trials=len(configs), seed=int(probe.config["seed"]), budget=budget,
@@ -128,7 +129,22 @@ def probe_batch(study: Study, *, param: str = "batch_size", sizes: Sequence[int]
     store, record, best, budget = _best(study, storage, param)
     budget["epochs"] = epochs
     configs = [{**best.params, param: int(b)} for b in sizes]
-    probe = _run_probe(study, store, record, f"{study.name}-probe-{param}", configs, budget, workers=1)
+    probe = _run_probe(study, store, record, f"{study.name}-probe-{param}", configs, budget, workers=1,
+                       what={"probe": "batch", "param": param, "best": best.params[param], "min_gain": min_gain})
+    return read_probe(store, probe)
+
+
+def read_probe(store: Any, probe: Any) -> ProbeResult | BatchResult:
+    """The result of a stored probe study (``<study>-probe-<param>``)."""
+    cfg = probe.config
+    param, configs = cfg["param"], cfg["configs"]
+    if cfg.get("probe") == "batch":
+        return _read_batch(store, probe, param, [int(c[param]) for c in configs], cfg["best"], cfg.get("min_gain", 1.1))
+    factors = [c[param] / configs[0][param] for c in configs]
+    return _read(store, probe, param, factors, configs[0][param], probe.mode)
+
+
+def _read_batch(store: Any, probe: Any, param: str, sizes: Sequence[int], best: Any, min_gain: float) -> BatchResult:
     trials = sorted(store.trials(probe.id), key=lambda t: t.number)
     rows: list[BatchRow] = []
     recommended = None
@@ -143,10 +159,10 @@ def probe_batch(study: Study, *, param: str = "batch_size", sizes: Sequence[int]
     advice = []
     if recommended is not None:
         advice.append(f"use batch size {recommended}: larger ones raised throughput by less than {min_gain - 1:.0%}")
-        if recommended != best.params[param]:
-            advice.append(f"changing it from {best.params[param]} means re-tuning the learning rate (and momentum, "
+        if recommended != best:
+            advice.append(f"changing it from {best} means re-tuning the learning rate (and momentum, "
                           f"weight decay, warmup): they were tuned for that batch size")
-    return BatchResult(study.name, probe.name, rows, recommended, advice)
+    return BatchResult(probe.config["parent"], probe.name, rows, recommended, advice)
 
 
 def _read(store: Any, probe: Any, param: str, factors: Sequence[float], best_lr: float, mode: str) -> ProbeResult:

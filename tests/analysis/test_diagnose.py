@@ -93,7 +93,7 @@ def test_analyze_from_the_shell_writes_json(storage, tmp_path, monkeypatch):
     assert "Analysis of edge" in result.output and "boundaries" in result.output
     saved = json.loads(out.read_text())
     assert [f["check"] for f in saved] == ["importance", "boundaries", "infeasible", "sampling", "isolation", "curves",
-                                           "step budget", "adam budget", "next round"]
+                                           "step budget", "instability", "batch size", "adam budget", "next round"]
     missing = CliRunner().invoke(app, ["analyze", "nope", "--storage", storage])
     assert missing.exit_code == 1 and "No study named 'nope'" in missing.output
 

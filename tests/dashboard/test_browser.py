@@ -181,7 +181,7 @@ def test_report_file_draws_offline(page, live_db, tmp_path):
                else route.continue_())  # any network request would fail the page
     open_page(page, path.as_uri())
     assert plots(page) >= 4 and page.locator("#samples img").count() == 1
-    assert page.locator("#findings tbody tr").count() == 9  # the analysis travels with the report
+    assert page.locator("#findings tbody tr").count() == 11  # the analysis travels with the report
     assert page.problems == []
 
 
@@ -219,7 +219,7 @@ def test_the_analysis_tab_lists_findings_with_evidence(page, server):
     open_page(page, server + "/study/quad")
     page.locator("#analysis-link").click()
     page.wait_for_selector("#findings tbody tr", timeout=30_000)
-    assert page.locator("#findings tbody tr").count() == 9
+    assert page.locator("#findings tbody tr").count() == 11
     assert page.locator("#findings .check.info").count() >= 1
     assert page.locator("#app a[href^='/study/quad/trial/']").count() >= 1  # evidence rows link to their trials
     assert page.problems == []

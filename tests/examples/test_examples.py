@@ -45,5 +45,5 @@ def test_demo_command_tunes_then_tests_once(tmp_path, monkeypatch):
     analyzed = CliRunner().invoke(app, ["analyze", "demo-mnist1d-mlp"])  # the playbook's checks, end to end
     assert analyzed.exit_code == 0, analyzed.output
     for check in ("importance", "boundaries", "infeasible", "sampling", "isolation", "curves", "step budget",
-                  "adam budget", "next round"):
+                  "instability", "batch size", "adam budget", "next round"):
         assert check in analyzed.output, check

@@ -301,6 +301,40 @@ def check_step_budget(data: StudyData) -> Finding:
                    "", rows)
 
 
+# -- 8 and 9. probes (tuneloop probe lr|batch FILE), when they have run ---------------------------
+def probe_findings(store: Store, name: str) -> list[Finding]:
+    """The stored learning-rate and batch-size probes of study ``name``, as findings."""
+    from tuneloop.probe import BatchResult, read_probe
+
+    found = {"lr": None, "batch": None}
+    for summary in store.studies():
+        if summary.name.startswith(f"{name}-probe-"):
+            record = store.get_study(summary.name)
+            if record is not None and record.config.get("kind") == "probe" and record.config.get("parent") == name:
+                found[record.config.get("probe", "lr")] = read_probe(store, record)
+    out = []
+    lr = found["lr"]
+    if lr is None:
+        out.append(Finding("instability", "info", "No learning-rate probe yet.",
+                           "tuneloop probe lr FILE: where training becomes unstable, warmup and a clipping threshold."))
+    else:
+        where = f"unstable from {lr.unstable_from:g}x" if lr.unstable_from else "stable up to the largest multiple"
+        out.append(Finding("instability", "warn" if lr.unstable_from and lr.unstable_from <= 4 else "info",
+                           f"{lr.param} {lr.best_lr:.3g} probed at {', '.join(f'{r.factor:g}x' for r in lr.rows)}: "
+                           f"{where}.", "; ".join(lr.advice).capitalize() + ".",
+                           [{"factor": r.factor, lr.param: r.lr, "state": r.state, "unstable": r.unstable or "-"}
+                            for r in lr.rows]))
+    batch = found["batch"]
+    if not isinstance(batch, BatchResult):
+        out.append(Finding("batch size", "info", "No batch-size probe yet.",
+                           "tuneloop probe batch FILE: the largest batch size that still raises throughput."))
+    else:
+        out.append(Finding("batch size", "info", f"Throughput grows up to batch size {batch.recommended}.",
+                           "; ".join(batch.advice).capitalize() + ".",
+                           [{"batch size": r.batch_size, "seconds": r.seconds, "speedup": r.speedup} for r in batch.rows]))
+    return out
+
+
 # -- 10. budget-aware advice for Adam ---------------------------------------------------------
 def check_adam_budget(data: StudyData) -> Finding:
     space = data.record.space
@@ -343,4 +377,5 @@ CHECKS: list[Callable[[StudyData], Finding]] = [check_importance, check_boundari
 def analyze(store: Store, name: str) -> list[Finding]:
     """Every check on stored study ``name``."""
     data = load(store, name)
-    return [check(data) for check in CHECKS]
+    findings = [check(data) for check in CHECKS]
+    return findings[:-2] + probe_findings(store, name) + findings[-2:]  # in the issue's order: 8, 9 before 10
