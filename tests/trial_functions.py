@@ -247,3 +247,8 @@ def batch_timing(trial: tl.Trial) -> dict:
     n_batches = max(1, math.ceil(256 / b))
     time.sleep(n_batches * (0.008 + 0.00005 * min(b, 256)))
     return {"val_acc": 0.5}
+
+
+def very_bad_corner(trial: tl.Trial) -> dict:
+    """Finite everywhere, but far worse (-100) wherever y is above 0.8."""
+    return {"score": -100.0 if trial.params["y"] > 0.8 else trial.params["x"]}

@@ -127,3 +127,10 @@ def test_the_next_round_cuts_the_region_where_trials_diverged(storage):
     new, changes = refine_space(record.space, store.trials(record.id), "max")
     cut = min(t.params["y"] for t in store.trials(record.id) if t.state == "diverged")
     assert new["y"].high <= cut and "cut above" in {c.name: c.reason for c in changes}["y"]
+
+
+def test_very_bad_trials_count_as_infeasible_and_their_region_is_found(storage):
+    tl.Study("bad", tl.Space(x=tl.Float(0.0, 1.0), y=tl.Float(0.0, 1.0)), tf.very_bad_corner, metric="score",
+             mode="max", storage=storage, searcher="random").run(n_trials=40, seed=0)
+    found = {f.check: f for f in analyze(tl.Store(storage), "bad")}["infeasible"]
+    assert found.verdict == "warn" and "very bad" in found.summary and "y above 0.8" in found.summary

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tuneloop.analysis._curves import summarize_curve
-from tuneloop.analysis._refine import infeasible_regions
+from tuneloop.analysis._refine import infeasible, infeasible_regions
 from tuneloop.analysis._study import _all_params, importance, param_effects
 from tuneloop.space import Choice
 from tuneloop.store import Store, StudyRecord, TrialRecord
@@ -102,18 +102,20 @@ def check_boundaries(data: StudyData) -> Finding:
 # -- 3. infeasible trials ---------------------------------------------------------------------
 def check_infeasible(data: StudyData) -> Finding:
     finished = [t for t in data.trials if t.state in ("completed", "failed", "diverged")]
-    bad = [t for t in finished if t.state in ("failed", "diverged")]
+    bad = infeasible(finished, data.record.mode)
     if not finished:
         return Finding("infeasible", "info", "No finished trials yet.")
     share = len(bad) / len(finished)
     if not bad:
-        return Finding("infeasible", "ok", f"No failed or diverged trials among {len(finished)}.")
-    regions = infeasible_regions(data.record.space, data.trials)
+        return Finding("infeasible", "ok", f"No failed, diverged or very bad trials among {len(finished)}.")
+    outliers = sum(t.state == "completed" for t in bad)
+    regions = infeasible_regions(data.record.space, data.trials, data.record.mode)
     rows = [{"parameter": r.name, "region": f"{r.side} {r.cut:.3g}", "infeasible": r.infeasible,
              "feasible there": r.feasible} for r in regions]
     where = [f"{r.name} {r.side} {r.cut:.3g}" for r in regions]
     verdict = "problem" if share > 0.5 else "warn"
-    summary = f"{len(bad)} of {len(finished)} trials ({share:.0%}) failed or diverged"
+    summary = f"{len(bad)} of {len(finished)} trials ({share:.0%}) failed, diverged" + (
+        f" or were very bad ({outliers} more than 3 interquartile ranges worse than the median)" if outliers else "")
     summary += f"; they sit {' and '.join(where)}." if where else ", spread over the space (no region explains them)."
     if where:
         rec = f"Shrink or reparameterize: cut {where[0]} from the range (tuneloop refine cuts it)."

@@ -51,13 +51,34 @@ class Region:
     feasible: int
 
 
-def infeasible_regions(space: Space, trials: Sequence[TrialRecord]) -> list[Region]:
-    """One region per numeric parameter that explains the failed and diverged trials: every one of
-    them lies on one side of a cut, where at most a quarter as many completed trials lie."""
+def infeasible(trials: Sequence[TrialRecord], mode: str) -> list[TrialRecord]:
+    """Failed and diverged trials, and completed ones so bad they are outliers: more than three
+    interquartile ranges worse than the median of the completed."""
+    import statistics
+
+    values = sorted(t.value for t in trials if t.state == "completed" and t.value is not None and math.isfinite(t.value))
+    limit = None
+    if len(values) >= 8:
+        q1, median, q3 = statistics.quantiles(values, n=4)
+        spread = q3 - q1
+        if spread > 0:
+            limit = median - 3 * spread if mode == "max" else median + 3 * spread
+    def very_bad(t: TrialRecord) -> bool:
+        if limit is None or t.state != "completed" or t.value is None:
+            return False
+        return t.value < limit if mode == "max" else t.value > limit
+
+    return [t for t in trials if t.state in ("failed", "diverged") or very_bad(t)]
+
+
+def infeasible_regions(space: Space, trials: Sequence[TrialRecord], mode: str = "min") -> list[Region]:
+    """One region per numeric parameter that explains the infeasible trials (:func:`infeasible`):
+    every one of them lies on one side of a cut, where at most a quarter as many others lie."""
     from tuneloop.analysis._study import _all_params, _position
 
-    bad = [t for t in trials if t.state in ("failed", "diverged")]
-    good = [t for t in trials if t.state == "completed"]
+    bad_ids = {t.id for t in infeasible(trials, mode)}
+    bad = [t for t in trials if t.id in bad_ids]
+    good = [t for t in trials if t.state == "completed" and t.id not in bad_ids]
     out = []
     for name, p in _all_params(space).items():
         if isinstance(p, Choice):
@@ -88,7 +109,7 @@ def refine_space(space: Space, trials: Sequence[TrialRecord], mode: str, keep: S
         top.extend(ranked[:max(3, math.ceil(top_fraction * len(ranked)))])
     top.sort(key=lambda t: t.value, reverse=mode == "max")  # type: ignore[arg-type,return-value]
     new, changes = _refine(space, done, top, set(keep))
-    return _cut(new, changes, infeasible_regions(space, trials))
+    return _cut(new, changes, infeasible_regions(space, trials, mode))
 
 
 def _cut(space: Space, changes: list[Change], regions: list[Region]) -> tuple[Space, list[Change]]:
