@@ -88,23 +88,23 @@ class RoundInfo:
 
 def round_info(record: StudyRecord) -> RoundInfo:
     """The round a stored study is (a study made without rounds is round 1 of its own goal)."""
-    cfg = record.config
-    return RoundInfo(cfg.get("goal") or record.name, int(cfg.get("round") or 1), record.name, cfg.get("parent"),
+    return _info(record.name, record.config)
+
+
+def _info(study: str, cfg: dict[str, Any]) -> RoundInfo:
+    return RoundInfo(cfg.get("goal") or study, int(cfg.get("round") or 1), study, cfg.get("parent"),
                      Roles.from_json(cfg.get("roles")))
 
 
 def chain(store: Store, name: str) -> list[RoundInfo]:
     """Every tuning round of the goal that study (or goal) ``name`` belongs to, by round."""
-    record = store.get_study(name)
-    goal = round_info(record).goal if record is not None else name
+    configs = store.study_configs()  # one query: the dashboard asks for the chain on every poll
+    goal = (configs[name].get("goal") or name) if name in configs else name
     rounds = []
-    for summary in store.studies():
-        r = store.get_study(summary.name)
-        if r is None or r.config.get("kind") == "final":
+    for study, cfg in configs.items():
+        if cfg.get("kind") in ("final", "probe") or (cfg.get("goal") or study) != goal:
             continue
-        info = round_info(r)
-        if info.goal == goal:
-            rounds.append(info)
+        rounds.append(_info(study, cfg))
     if not rounds:
         raise ConfigError(f"No study or goal named {name!r} in {store.url}; tuneloop status lists the studies.")
     return sorted(rounds, key=lambda r: (r.round, r.study))

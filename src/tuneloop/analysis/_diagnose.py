@@ -309,11 +309,9 @@ def probe_findings(store: Store, name: str) -> list[Finding]:
     from tuneloop.probe import BatchResult, read_probe
 
     found = {"lr": None, "batch": None}
-    for summary in store.studies():
-        if summary.name.startswith(f"{name}-probe-"):
-            record = store.get_study(summary.name)
-            if record is not None and record.config.get("kind") == "probe" and record.config.get("parent") == name:
-                found[record.config.get("probe", "lr")] = read_probe(store, record)
+    for study, cfg in store.study_configs().items():
+        if cfg.get("kind") == "probe" and cfg.get("parent") == name:
+            found[cfg.get("probe", "lr")] = read_probe(store, store.require_study(study))
     out = []
     lr = found["lr"]
     if lr is None:

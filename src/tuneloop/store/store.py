@@ -180,6 +180,12 @@ class Store(LogsMixin, ChecksMixin):
             conn.execute(update(schema.studies).where(schema.studies.c.id == study_id)
                          .values(config=_dumps(config), updated_at=time.time()))
 
+    def study_configs(self) -> dict[str, dict[str, Any]]:
+        """Every study's config by name, in one query (rounds and probes are found through them)."""
+        with self._read() as conn:
+            rows = conn.execute(select(schema.studies.c.name, schema.studies.c.config)).all()
+        return {r.name: _loads(r.config, f"the config of study {r.name!r}", {}) for r in rows}
+
     def studies(self) -> list[StudySummary]:
         """Every study with its counts by state, best value and last activity."""
         s, t = schema.studies, schema.trials
