@@ -27,7 +27,8 @@ def run(
     searcher: Annotated[str | None, typer.Option(help="grid, random, sobol, tpe, gp or cmaes [default: the study's]")] = None,
     scheduler: Annotated[str | None, typer.Option(help="none, median, asha, hyperband, sha or pbt [default: the study's]")] = None,
     workers: Annotated[int | None, typer.Option(help="Trials at once [default: the study's, 1]")] = None,
-    executor: Annotated[str | None, typer.Option(help="inline or processes [default: processes when workers > 1]")] = None,
+    executor: Annotated[str | None, typer.Option(help="inline, processes or population [default: processes when workers > 1]")] = None,
+    members: Annotated[int | None, typer.Option(help="Population executor: trials trained together [default: 64]")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the searcher and the trials' seeds")] = None,
     seeds: Annotated[int | None, typer.Option(help="Run each configuration over this many seeds")] = None,
     timeout: Annotated[float | None, typer.Option(help="Stop launching trials after this many seconds")] = None,
@@ -39,7 +40,7 @@ def run(
 
     study = load_study(file, study_name)
     summary = study.run(trials, searcher=searcher, scheduler=scheduler, workers=workers, executor=executor,
-                        seed=seed, seeds=seeds, timeout=timeout, storage=storage, progress=True)
+                        members=members, seed=seed, seeds=seeds, timeout=timeout, storage=storage, progress=True)
     if summary.reason == "nothing to do":
         out.print(f"Study {study.name!r} already has {summary.finished_total} finished trials; "
                   f"pass a larger --trials to add more.")

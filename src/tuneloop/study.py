@@ -100,6 +100,7 @@ class Study:
         scheduler: Any = None,
         workers: int | None = None,
         executor: Any = None,
+        members: int | None = None,
         timeout: float | None = None,
         seed: int | None = None,
         seeds: int | None = None,
@@ -113,6 +114,8 @@ class Study:
         ``searcher``/``scheduler``/``executor`` take a name (``"tpe"``), a dict with a name and
         options (``{"name": "asha", "reduction_factor": 4}``) or an instance. ``seeds=K`` runs each
         configuration K times, each with its own ``trial.seed`` (``n_trials`` counts every run).
+        ``executor="population"`` trains up to ``members`` trials (default 64) of one architecture
+        together in one vectorized pass (their ``tuneloop.torch.fit`` calls).
         """
         searcher = searcher if searcher is not None else self.defaults["searcher"]
         scheduler = scheduler if scheduler is not None else self.defaults["scheduler"]
@@ -129,12 +132,18 @@ class Study:
                               "only the grid searcher and the sha and pbt schedulers end by themselves.")
         workers = check_positive_int(workers if workers is not None else self.defaults["workers"], "workers", "Study.run")
         executor = executor or ("processes" if workers > 1 else "inline")
+        if members is not None:
+            if executor != "population":
+                raise ConfigError("members= is the population executor's option; pass executor='population' "
+                                  "(tuneloop run: --executor population --members M).")
+            executor = {"name": "population", "members": check_positive_int(members, "members", "Study.run")}
+        parallel = _parallel(executor, workers)
 
         store = self._store(storage)
         record = self._record(store, seed)
         seed = seed if seed is not None else int(record.config["seed"])
         # build every plug-in before any trial starts, so a bad name fails fast
-        searcher_obj = repeated(self._searcher(searcher, seed, workers), seeds)
+        searcher_obj = repeated(self._searcher(searcher, seed, parallel), seeds)
         scheduler_obj = schedulers.create(scheduler, mode=self.mode)
         if isinstance(scheduler_obj, Planner):  # it continues trials from checkpoints: it plans what runs
             if self.roles.scientific or (seeds or 1) > 1:
@@ -294,3 +303,10 @@ def _is_grid(spec: Any) -> bool:
     from tuneloop.search import GridSearcher
 
     return isinstance(spec, GridSearcher) or (isinstance(spec, dict) and spec.get("name") == "grid")
+
+
+def _parallel(executor: Any, workers: int) -> int:
+    """How many trials run at once (the searcher proposes that many before hearing back)."""
+    if executor == "population" or (isinstance(executor, dict) and executor.get("name") == "population"):
+        return int(executor.get("members", 64)) if isinstance(executor, dict) else 64
+    return workers

@@ -18,10 +18,21 @@ def test_default_split_matches_the_paper_with_a_validation_part():
 
 
 def test_generation_is_deterministic_and_seeded():
-    a = mnist1d.__wrapped__(num_samples=500, seed=1)
-    b = mnist1d.__wrapped__(num_samples=500, seed=1)
-    c = mnist1d.__wrapped__(num_samples=500, seed=2)
+    from tuneloop.datasets._mnist1d import _mnist1d
+
+    a = _mnist1d.__wrapped__(500, 0.2, 1)
+    b = _mnist1d.__wrapped__(500, 0.2, 1)
+    c = _mnist1d.__wrapped__(500, 0.2, 2)
     assert np.array_equal(a.x_train, b.x_train) and not np.array_equal(a.x_train, c.x_train)
+
+
+def test_threads_asking_at_once_share_one_generated_copy():
+    """Trials of the population executor run in threads: they must not each generate the data."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: mnist1d(num_samples=600, seed=7), range(4)))
+    assert all(r is results[0] for r in results)
 
 
 def test_bad_arguments():

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,15 +47,24 @@ class Splits:
                 f"features={self.n_features}, classes={self.n_classes})")
 
 
-@functools.lru_cache(maxsize=4)
+_LOCK = threading.Lock()
+
+
 def mnist1d(num_samples: int = 5000, val_fraction: float = 0.2, seed: int = 42) -> Splits:
     """MNIST-1D as in its paper (4,000 train / 1,000 test, 40 features, 10 classes), with
-    ``val_fraction`` of the training part held out for validation. About 1 s; cached per process.
+    ``val_fraction`` of the training part held out for validation. About 1 s; cached per process
+    (and generated once when trials in threads, as under the population executor, ask at once).
 
         >>> data = mnist1d()
         >>> data
         Splits(train=3200, val=800, test=1000, features=40, classes=10)
     """
+    with _LOCK:
+        return _mnist1d(num_samples, val_fraction, seed)
+
+
+@functools.lru_cache(maxsize=4)
+def _mnist1d(num_samples: int, val_fraction: float, seed: int) -> Splits:
     check_positive_int(num_samples, "num_samples", "mnist1d")
     if not 0 < val_fraction < 1:
         raise fail("val_fraction", "mnist1d", "between 0 and 1", val_fraction)

@@ -2,6 +2,7 @@
 
 from tuneloop.run._executor import Executor, executors
 from tuneloop.run._inline import InlineExecutor
+from tuneloop.run._population import PopulationExecutor
 from tuneloop.run._processes import ProcessesExecutor
 from tuneloop.run.driver import Driver, RunSummary
 from tuneloop.run.events import Failed, Finished, Report, TrialSpec
@@ -12,6 +13,7 @@ __all__ = [
     "Failed",
     "Finished",
     "InlineExecutor",
+    "PopulationExecutor",
     "ProcessesExecutor",
     "Report",
     "RunSummary",

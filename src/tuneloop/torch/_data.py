@@ -16,7 +16,8 @@ def _tensor(a: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
 
 
 class Batches:
-    """Yields (x, y) batches on ``device``; arrays are shuffled with a seed per epoch."""
+    """Yields (x, y) batches on ``device``; arrays are shuffled with a seed per epoch. Floating
+    inputs take torch's default dtype (float32 unless set otherwise, e.g. float64 for checks)."""
 
     def __init__(self, source: Any, batch_size: int, device: torch.device, shuffle: bool, seed: int) -> None:
         self.device, self.shuffle, self.seed, self.batch_size = device, shuffle, seed, batch_size
@@ -27,7 +28,7 @@ class Batches:
         else:
             x, y = source
             self.loader = None
-            self.x, self.y = _tensor(x, torch.float32).to(device), _tensor(y).to(device)
+            self.x, self.y = _tensor(x, torch.get_default_dtype()).to(device), _tensor(y).to(device)
             self.n = len(self.y)
             self.per_epoch = math.ceil(self.n / batch_size)
 
@@ -37,14 +38,18 @@ class Batches:
             for x, y in self.loader:
                 yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             return
-        if self.shuffle:
-            gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-            order = torch.randperm(self.n, generator=gen).to(self.device)
-        else:
-            order = torch.arange(self.n, device=self.device)
+        order = self.order(epoch)
         for i in range(self.per_epoch):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
             yield self.x[idx], self.y[idx]
+
+
+    def order(self, epoch: int) -> torch.Tensor:
+        """The example order of one epoch (arrays only): a permutation seeded by (seed, epoch)."""
+        if not self.shuffle:
+            return torch.arange(self.n, device=self.device)
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        return torch.randperm(self.n, generator=gen).to(self.device)
 
 
 def batches(source: Any, batch_size: int, device: torch.device, *, shuffle: bool, seed: int) -> Batches:

@@ -44,15 +44,17 @@ class FitResult:
 
 
 def make_optimizer(name: str, params: Any, lr: float, weight_decay: float = 0.0,
-                   momentum: float | None = None) -> torch.optim.Optimizer:
-    """An optimizer by name. ``momentum`` defaults to 0.9 for momentum/nesterov, 0 for sgd/rmsprop."""
+                   momentum: float | None = None, betas: tuple[float, float] = (0.9, 0.999),
+                   eps: float = 1e-8) -> torch.optim.Optimizer:
+    """An optimizer by name. ``momentum`` defaults to 0.9 for momentum/nesterov, 0 for sgd/rmsprop;
+    ``betas`` and ``eps`` are Adam's and AdamW's (``eps`` also RMSprop's)."""
     check_one_of(name, OPTIMIZERS, "optimizer", "fit")
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, betas=tuple(betas), eps=eps)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=tuple(betas), eps=eps)
     if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, weight_decay=weight_decay, momentum=momentum or 0.0)
+        return torch.optim.RMSprop(params, lr=lr, weight_decay=weight_decay, momentum=momentum or 0.0, eps=eps)
     if momentum is None:
         momentum = 0.0 if name == "sgd" else 0.9
     return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=name == "nesterov")
@@ -104,6 +106,8 @@ def fit(
     lr: float = 1e-3,
     weight_decay: float = 0.0,
     momentum: float | None = None,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
     batch_size: int = 128,
     epochs: int = 10,
     steps: int | None = None,
@@ -111,6 +115,7 @@ def fit(
     warmup: float = 0.05,
     clip: float | None = None,
     label_smoothing: float = 0.0,
+    init_scale: float = 1.0,
     patience: int | None = None,
     seed: int = 0,
     device: str | torch.device | None = None,
@@ -129,11 +134,22 @@ def fit(
     on by default on CUDA. ``slices``: group labels of the validation examples (default: their
     class) for per-slice metrics of the best epoch. ``inspect_every=0`` turns the Inspector off.
     ``predictions``: save the selected epoch's outputs on ``val`` with the trial (for ensembles).
+    ``init_scale`` multiplies the initial weights (not the biases).
+
+    Under the population executor (``executor="population"``) this call does not train at once:
+    it joins the other trials' ``fit`` calls and trains with them in one vectorized pass
+    (:func:`tuneloop.torch.fit_population`), returning the same result.
 
     In a final run (``trial.phase == "final"``, from ``tuneloop finalize``) ``val`` is the test
     split from ``trial.splits(data)``: metrics are named ``test_*``, every epoch runs (no
     selection, no early stopping on it) and the last epoch's model is the result.
     """
+    arguments = dict(locals())
+    from tuneloop.torch._session import current_session
+
+    session = current_session()
+    if session is not None:  # the population executor: train with the other trials' fit calls
+        return session.fit(trial, arguments)
     check_positive_int(epochs, "epochs", "fit")
     check_positive_int(batch_size, "batch_size", "fit")
     loss_fn = _loss_fn(loss, label_smoothing)
@@ -142,13 +158,13 @@ def fit(
     prefix = f"{getattr(trial, 'heldout', 'val')}_"
     torch.manual_seed(seed)
     dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    net = (model() if not isinstance(model, nn.Module) else model).to(dev)
+    net = build_model(model, dev, init_scale)
     train_batches = batches(train, batch_size, dev, shuffle=True, seed=seed)
     val_batches = batches(val, 4096, dev, shuffle=False, seed=seed)
     total = steps if steps is not None else train_batches.per_epoch * epochs
     n_epochs = math.ceil(total / train_batches.per_epoch)
     horizon = _horizon(trial, train_batches.per_epoch, total)
-    opt = make_optimizer(optimizer, net.parameters(), lr, weight_decay, momentum)
+    opt = make_optimizer(optimizer, net.parameters(), lr, weight_decay, momentum, betas, eps)
     sched = make_schedule(schedule, opt, horizon, warmup, "max" if classify else "min")
     first_epoch, step = _resume(trial, net, opt, sched, lr, weight_decay, momentum)
     autocast, scaler = _mixed_precision(dev, amp)
@@ -210,21 +226,53 @@ def fit(
             stopped = True
             break
     if trial is not None and getattr(trial, "checkpointing", False) and history:
-        trial.save_checkpoint(int(history[-1]["epoch"]), {
-            "model": net.state_dict(), "optimizer": opt.state_dict(), "epoch": int(history[-1]["epoch"]),
-            "step": step, "rng": torch.get_rng_state()})  # the last epoch's state: training continues from it
+        save_checkpoint(trial, history, net.state_dict(), opt.state_dict(), step, torch.get_rng_state())
     if best is None:
         return FitResult(net, 0, history[-1], history, stopped_early=True)
     if best[3] is not None:
         net.load_state_dict(best[3])
-    if trial is not None and classify:
+    finish(trial, net, best[1], classify, slices, predictions, prefix, val_batches, seed)
+    return FitResult(net, best[1], dict(best[2]), history, stopped_early=stopped)
+
+
+def build_model(model: nn.Module | Callable[[], nn.Module], dev: torch.device, init_scale: float) -> nn.Module:
+    """The model (built now if given as a function, under the caller's seed), on ``dev``, its
+    weights scaled by ``init_scale``."""
+    net = (model() if not isinstance(model, nn.Module) else model).to(dev)
+    if init_scale != 1.0:
+        with torch.no_grad():
+            for p in net.parameters():
+                if p.dim() > 1:
+                    p.mul_(init_scale)
+    return net
+
+
+def save_checkpoint(trial: Any, history: list[dict[str, float]], model: dict[str, Any], optimizer: dict[str, Any],
+                    step: int, rng: torch.Tensor) -> None:
+    """The last epoch's state, so a scheduler can continue training from it."""
+    epoch = int(history[-1]["epoch"])
+    trial.save_checkpoint(epoch, {"model": model, "optimizer": optimizer, "epoch": epoch, "step": step, "rng": rng})
+
+
+def finish(trial: Any, net: nn.Module, epoch: int, classify: bool, slices: Any, predictions: bool, prefix: str,
+           val_batches: Batches, seed: int, outputs: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+    """Log the selected model's per-slice metrics and held-out predictions with the trial.
+    ``outputs``: the model's (logits, targets) on ``val_batches`` when already computed."""
+    if trial is None:
+        return
+    if classify:
         from tuneloop.torch._slices import log_slices
 
-        log_slices(trial, best[1], net, val_batches, groups=slices)
-    if trial is not None and predictions:
-        _log_predictions(trial, best[1], net, classify, [(prefix[:-1], val_batches)] + [
-            (name, batches(data, 4096, dev, shuffle=False, seed=seed)) for name, data in _extra(trial)])
-    return FitResult(net, best[1], dict(best[2]), history, stopped_early=stopped)
+        log_slices(trial, epoch, net, val_batches, groups=slices, outputs=outputs)
+    if predictions:
+        dev = next(net.parameters()).device
+        extra = [(name, batches(data, 4096, dev, shuffle=False, seed=seed)) for name, data in _extra(trial)]
+        if outputs is not None:
+            logits, targets = outputs
+            trial.log_predictions(epoch, prefix[:-1], logits.float().softmax(-1) if classify else logits, targets)
+            _log_predictions(trial, epoch, net, classify, extra)
+        else:
+            _log_predictions(trial, epoch, net, classify, [(prefix[:-1], val_batches)] + extra)
 
 
 def _horizon(trial: Any, per_epoch: int, total: int) -> int:

@@ -19,14 +19,20 @@ def evaluate_slices(model: nn.Module, data: Any, groups: Any = None) -> dict[str
     model.eval()
     dev = next(model.parameters()).device
     source = batches(data, 4096, dev, shuffle=False, seed=0)
-    preds, losses, ys = [], [], []
+    outputs, ys = [], []
     for x, y in source.epoch(0):
-        logits = model(x).float()
-        preds.append(logits.argmax(-1).cpu())
-        losses.append(nn.functional.cross_entropy(logits, y, reduction="none").cpu())
+        outputs.append(model(x).float().cpu())
         ys.append(y.cpu())
     model.train(was_training)
-    pred, loss, y = torch.cat(preds).numpy(), torch.cat(losses).numpy(), torch.cat(ys).numpy()
+    return slices_of(torch.cat(outputs), torch.cat(ys), groups)
+
+
+def slices_of(logits: torch.Tensor, targets: torch.Tensor, groups: Any = None) -> dict[str, dict[str, float]]:
+    """:func:`evaluate_slices` from a classifier's outputs (logits) and the true classes."""
+    logits, targets = logits.float().cpu(), targets.cpu()
+    pred = logits.argmax(-1).numpy()
+    loss = nn.functional.cross_entropy(logits, targets, reduction="none").numpy()
+    y = targets.numpy()
     labels = np.asarray([f"class {c}" for c in y]) if groups is None else np.asarray([str(g) for g in groups])
     if len(labels) != len(y):
         from tuneloop.errors import ConfigError
@@ -41,9 +47,11 @@ def evaluate_slices(model: nn.Module, data: Any, groups: Any = None) -> dict[str
     return out
 
 
-def log_slices(trial: Any, step: int, model: nn.Module, data: Any, groups: Any = None) -> dict[str, Any]:
-    """Evaluate per slice and log it to ``trial`` (plus the confusion matrix as a table sample)."""
-    result = evaluate_slices(model, data, groups)
+def log_slices(trial: Any, step: int, model: nn.Module, data: Any, groups: Any = None, *,
+               outputs: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, Any]:
+    """Evaluate per slice and log it to ``trial`` (plus the confusion matrix as a table sample).
+    ``outputs``: (logits, targets) already computed on ``data``, to skip the forward pass."""
+    result = evaluate_slices(model, data, groups) if outputs is None else slices_of(*outputs, groups)
     confusion = result.pop("_confusion")
     for name, vals in result.items():
         trial.log_slice(step, name, "acc", vals["acc"], int(vals["n"]))

@@ -1,0 +1,208 @@
+"""The population executor: up to M trials at once, their ``fit`` calls trained as one population.
+
+Each trial function runs in its own thread of the driver's process, unchanged. When it calls
+``tuneloop.torch.fit`` the call parks; once every running trial has parked in ``fit`` or
+returned, the parked calls train together (:func:`tuneloop.torch.fit_population`, on the main
+thread, with all cores), and each trial goes on with its own ``FitResult``. A trial that calls
+``fit`` several times (cross-validation) takes part in several populations. A trial function
+that never calls ``fit`` still runs (in its thread), just without the speed-up.
+
+To the driver and the store every member is an ordinary trial: the same reports (so
+schedulers stop members), checkpoints, metrics and rows.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from tuneloop._validation import check_positive_int
+from tuneloop.run._execute import execute
+from tuneloop.run._executor import Executor, executors
+from tuneloop.run.events import Event, Report, TrialSpec
+
+
+@dataclass(eq=False)
+class _Call:
+    """A parked ``fit`` call of one trial thread."""
+
+    trial: Any
+    kwargs: dict[str, Any]
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+
+
+@dataclass(eq=False)
+class _Message:
+    """A report or event from a trial thread, answered by the main thread."""
+
+    event: Event
+    done: threading.Event = field(default_factory=threading.Event)
+    reply: Any = None
+
+
+class _Session:
+    """One batch of trials: their threads, their parked ``fit`` calls, their messages."""
+
+    def __init__(self, executor: PopulationExecutor, specs: list[TrialSpec]) -> None:
+        self.executor, self.specs = executor, specs
+        self.main = threading.get_ident()
+        self.cond = threading.Condition()
+        self.calls: list[_Call] = []
+        self.messages: queue.Queue[_Message] = queue.Queue()
+        self.ended: dict[int, Event] = {}
+        self.aborted = False
+
+    # -- trial threads --------------------------------------------------------------------
+    def thread_main(self, spec: TrialSpec) -> None:
+        from tuneloop.torch._session import set_session
+
+        set_session(self)
+        try:
+            event = execute(self.executor.fn, spec, self.executor)
+        finally:
+            set_session(None)
+        with self.cond:
+            self.ended[spec.trial_id] = event
+            self.cond.notify_all()
+
+    def fit(self, trial: Any, kwargs: dict[str, Any]) -> Any:
+        """Called by ``fit`` in a trial thread: park until the population has trained this call."""
+        call = _Call(trial, kwargs)
+        with self.cond:
+            self.calls.append(call)
+            self.cond.notify_all()
+        call.done.wait()
+        if isinstance(call.result, BaseException):
+            raise call.result
+        return call.result
+
+    def ask(self, event: Event) -> Any:
+        """Called from a trial thread: the main thread handles ``event`` and replies."""
+        if self.aborted:
+            raise RuntimeError("The study run was interrupted.")
+        message = _Message(event)
+        self.messages.put(message)
+        with self.cond:
+            self.cond.notify_all()
+        message.done.wait()
+        return message.reply
+
+    # -- the main thread ------------------------------------------------------------------
+    def run(self) -> None:
+        from tuneloop.torch._population import run_jobs
+
+        threads = [threading.Thread(target=self.thread_main, args=(spec,), daemon=True, name=f"tuneloop-trial-{spec.number}")
+                   for spec in self.specs]
+        for t in threads:
+            t.start()
+        try:
+            while True:
+                self._answer()
+                with self.cond:
+                    ended = len(self.ended)
+                    parked = len(self.calls)
+                    if ended == len(self.specs):
+                        break
+                    if parked == 0 or parked + ended < len(self.specs) or not self.messages.empty():
+                        self.cond.wait(0.05)
+                        continue
+                    calls, self.calls = self.calls, []
+                results = run_jobs([c.kwargs for c in calls], [c.trial for c in calls],
+                                   max_members=self.executor.members)
+                for call, result in zip(calls, results):
+                    call.result = result
+                    call.done.set()
+            self._answer()
+        except BaseException:
+            self.abort()
+            raise
+        for spec in self.specs:
+            self.executor.handler(self.ended[spec.trial_id])
+
+    def _answer(self) -> None:
+        while True:
+            try:
+                message = self.messages.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                message.reply = self.executor.handler(message.event)
+            finally:
+                message.done.set()
+
+    def abort(self) -> None:
+        """Interrupted: wake every parked thread with an error so none waits forever."""
+        self.aborted = True
+        with self.cond:
+            calls, self.calls = self.calls, []
+        for call in calls:
+            call.result = RuntimeError("The study run was interrupted.")
+            call.done.set()
+        while not self.messages.empty():
+            message = self.messages.get_nowait()
+            message.reply = True
+            message.done.set()
+
+
+class PopulationExecutor(Executor):
+    """Run up to ``members`` trials together; their ``fit`` calls train as one population."""
+
+    def __init__(self, members: int = 64) -> None:
+        self.members = check_positive_int(members, "members", "the population executor")
+        self._queue: list[TrialSpec] = []
+        self._stopped: set[int] = set()
+        self._session: _Session | None = None
+
+    @property
+    def free_slots(self) -> int:
+        return self.members - len(self._queue)
+
+    @property
+    def running(self) -> int:
+        return len(self._queue)
+
+    def submit(self, spec: TrialSpec) -> None:
+        self._queue.append(spec)
+
+    def poll(self, timeout: float) -> int:
+        """Run every submitted trial to its end (a batch), delivering events on this thread."""
+        if not self._queue:
+            return 0
+        specs = self._queue
+        self._session = _Session(self, specs)
+        try:
+            self._session.run()
+        finally:
+            self._queue, self._session = [], None
+            for spec in specs:
+                self._stopped.discard(spec.trial_id)
+        return len(specs)
+
+    # -- the Channel trials talk through ----------------------------------------------------
+    def report(self, spec: TrialSpec, step: int, metrics: dict[str, float]) -> bool:
+        return bool(self._deliver(Report(spec.trial_id, step, metrics)))
+
+    def emit(self, spec: TrialSpec, event: Event) -> None:
+        if self._deliver(event):
+            self._stopped.add(spec.trial_id)
+
+    def stop_requested(self, spec: TrialSpec) -> bool:
+        return spec.trial_id in self._stopped
+
+    def _deliver(self, event: Event) -> Any:
+        session = self._session
+        if session is None or threading.get_ident() == session.main:
+            return self.handler(event)
+        return session.ask(event)
+
+    def shutdown(self, *, kill: bool = False) -> None:
+        if self._session is not None:
+            self._session.abort()
+
+
+@executors.register("population")
+def _make_population(options: dict[str, Any], **_: Any) -> PopulationExecutor:
+    return PopulationExecutor(**options)

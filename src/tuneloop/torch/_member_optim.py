@@ -1,0 +1,267 @@
+"""Per-member optimizers for the population engine.
+
+``torch.optim`` takes one learning rate per parameter group, but a population holds each
+parameter of M members as one (M, ...) block, each member with its own learning rate, weight
+decay, momentum, betas and eps. These optimizers follow ``torch.optim``'s single-tensor update
+rules (SGD with momentum/Nesterov, Adam, AdamW, RMSprop) line by line, with every
+hyperparameter an (M, 1, ...) column, in place on the blocks.
+
+Adam and AdamW take a fused path where torch has one (``torch._fused_adam_``, one pass over
+memory instead of ten): the fused kernel computes each member's unscaled step into a scratch
+buffer with lr = 1, and one multiply-add applies the members' learning rates. That reorders
+one multiplication, so results equal ``torch.optim``'s to rounding (``fused=False`` is exact).
+
+Members' state converts to and from a ``torch.optim`` optimizer, so checkpoints are
+interchangeable with sequential ``fit``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+_STATE = {"adam": ("exp_avg", "exp_avg_sq"), "adamw": ("exp_avg", "exp_avg_sq"), "sgd": ("momentum_buffer",),
+          "momentum": ("momentum_buffer",), "nesterov": ("momentum_buffer",), "rmsprop": ("square_avg", "momentum_buffer")}
+
+
+class MemberOptimizer:
+    """One optimizer kind over parameter blocks (M, ...); hyperparameters are per-member columns."""
+
+    def __init__(self, kind: str, params: Sequence[torch.Tensor], optimizers: Sequence[torch.optim.Optimizer], *,
+                 fused: bool | None = None) -> None:
+        if kind not in _STATE:
+            raise ValueError(f"no population optimizer {kind!r}; choose one of {', '.join(sorted(_STATE))}")
+        self.kind = kind
+        self.params = list(params)
+        groups = [opt.param_groups[0] for opt in optimizers]
+        self.hyper: dict[str, list[float]] = {
+            "weight_decay": [float(g["weight_decay"]) for g in groups],
+            "momentum": [float(g.get("momentum", 0.0)) for g in groups],
+            "beta1": [float(g["betas"][0]) if "betas" in g else 0.0 for g in groups],
+            "beta2": [float(g["betas"][1]) if "betas" in g else 0.0 for g in groups],
+            "eps": [float(g.get("eps", 0.0)) for g in groups],
+            "alpha": [float(g.get("alpha", 0.0)) for g in groups],
+        }
+        self.steps = [0] * len(optimizers)
+        self.state = {name: [torch.zeros_like(p) for p in self.params] for name in _STATE[kind]}
+        self.started = [False] * len(optimizers)  # SGD's momentum buffer starts as the first gradient
+        device = self.params[0].device.type
+        self.fused = (kind in ("adam", "adamw") and hasattr(torch, "_fused_adam_") and device in ("cpu", "cuda")
+                      if fused is None else bool(fused))
+        self._scratch = [torch.empty_like(p) for p in self.params] if self.fused or kind != "sgd" else []
+        for m, opt in enumerate(optimizers):
+            self._load(m, opt)
+        self._columns()
+
+    # -- hyperparameters ------------------------------------------------------------------
+    def _columns(self) -> None:
+        self.col = {name: self._column(values) for name, values in self.hyper.items()}
+
+    def _column(self, values: Sequence[float]) -> Any:
+        """A float where every member shares the value, else a list of (M, 1, ...) columns, one per block."""
+        if all(v == values[0] for v in values):
+            return float(values[0])
+        base = torch.tensor(list(values), dtype=self.params[0].dtype, device=self.params[0].device)
+        return [base.view(-1, *([1] * (p.dim() - 1))) for p in self.params]
+
+    def set_hyper(self, name: str, values: Sequence[float]) -> None:
+        """Change one hyperparameter of every member (PBT's explore step, one_cycle's momentum)."""
+        self.hyper[name] = [float(v) for v in values]
+        self.col[name] = self._column(self.hyper[name])
+
+    # -- the update -----------------------------------------------------------------------
+    @torch.no_grad()
+    def step(self, grads: Sequence[torch.Tensor], lr: Sequence[float]) -> None:
+        """One update of every member with its learning rate; ``grads`` are consumed (changed in place)."""
+        self.steps = [s + 1 for s in self.steps]
+        lr_col = self._column(lr)
+        for k, (p, g) in enumerate(zip(self.params, grads)):
+            if self.kind in ("adam", "adamw") and not self.fused:
+                self._adam(k, p, g, lr, _at(lr_col, k))
+            elif self.kind == "rmsprop":
+                self._rmsprop(k, p, g, _at(lr_col, k))
+            elif self.kind not in ("adam", "adamw"):
+                self._sgd(k, p, g, _at(lr_col, k))
+        if self.kind in ("adam", "adamw") and self.fused:
+            self._fused_adam(list(grads), lr_col)
+        self.started = [True] * len(self.started)
+
+    def _decay_into(self, k: int, p: torch.Tensor, g: torch.Tensor) -> None:
+        """grad += weight_decay * param (L2 in the gradient, as torch.optim does outside AdamW)."""
+        wd = _at(self.col["weight_decay"], k)
+        if isinstance(wd, float):
+            if wd != 0:
+                g.add_(p, alpha=wd)
+        else:
+            g.addcmul_(p, wd)
+
+    def _decoupled_decay(self, k: int, p: torch.Tensor, lr_col: Any) -> None:
+        """AdamW: param.mul_(1 - lr * weight_decay)."""
+        wd = _at(self.col["weight_decay"], k)
+        if not (isinstance(wd, float) and wd == 0):
+            p.mul_(1 - lr_col * wd)
+
+    def _adam(self, k: int, p: torch.Tensor, g: torch.Tensor, lr: Sequence[float], lr_col: Any) -> None:
+        m, v, s = self.state["exp_avg"][k], self.state["exp_avg_sq"][k], self._scratch[k]
+        if self.kind == "adamw":
+            self._decoupled_decay(k, p, lr_col)
+        else:
+            self._decay_into(k, p, g)
+        b1, b2, eps = (_at(self.col[n], k) for n in ("beta1", "beta2", "eps"))
+        m.lerp_(g, 1 - b1)
+        v.mul_(b2)
+        if isinstance(b2, float):
+            v.addcmul_(g, g, value=1 - b2)
+        else:
+            torch.mul(g, g, out=s)
+            v.addcmul_(s, 1 - b2)
+        n = len(self.steps)
+        bias1 = [1 - self.hyper["beta1"][i] ** self.steps[i] for i in range(n)]
+        bias2 = [(1 - self.hyper["beta2"][i] ** self.steps[i]) ** 0.5 for i in range(n)]
+        step_size = _at(self._column([-lr[i] / bias1[i] for i in range(n)]), k)
+        torch.sqrt(v, out=s)
+        s.div_(_at(self._column(bias2), k)).add_(eps)
+        torch.mul(m, step_size, out=g)  # addcdiv's order: (value * exp_avg) / denom
+        g.div_(s)
+        p.add_(g)
+
+    def _fused_adam(self, grads: list[torch.Tensor], lr_col: Any) -> None:
+        """torch's fused kernel with lr = 1 into scratch, then param += lr * scratch per member."""
+        for k, (p, g) in enumerate(zip(self.params, grads)):
+            if self.kind == "adamw":
+                self._decoupled_decay(k, p, _at(lr_col, k))
+            else:
+                self._decay_into(k, p, g)
+            self._scratch[k].zero_()
+        keys = [(self.hyper["beta1"][i], self.hyper["beta2"][i], self.hyper["eps"][i], self.steps[i])
+                for i in range(len(self.steps))]
+        exp_avg, exp_avg_sq = self.state["exp_avg"], self.state["exp_avg_sq"]
+        if all(key == keys[0] for key in keys):  # one call over whole blocks
+            b1, b2, eps, step = keys[0]
+            steps = [torch.tensor(float(step), device=p.device) for p in self.params]
+            torch._fused_adam_(self._scratch, grads, exp_avg, exp_avg_sq, [], steps, lr=1.0, beta1=b1, beta2=b2,
+                               weight_decay=0.0, eps=eps, amsgrad=False, maximize=False)
+        else:  # members grouped by (betas, eps, step): one call over their rows
+            for key in dict.fromkeys(keys):
+                rows = [i for i, other in enumerate(keys) if other == key]
+                pick = [(k, i) for k in range(len(self.params)) for i in rows]
+                b1, b2, eps, step = key
+                torch._fused_adam_(
+                    [self._scratch[k][i] for k, i in pick], [grads[k][i] for k, i in pick],
+                    [exp_avg[k][i] for k, i in pick], [exp_avg_sq[k][i] for k, i in pick], [],
+                    [torch.tensor(float(step), device=self.params[0].device) for _ in pick], lr=1.0, beta1=b1,
+                    beta2=b2, weight_decay=0.0, eps=eps, amsgrad=False, maximize=False)
+        for k, p in enumerate(self.params):
+            lr = _at(lr_col, k)
+            if isinstance(lr, float):
+                p.add_(self._scratch[k], alpha=lr)
+            else:
+                p.addcmul_(self._scratch[k], lr)
+
+    def _sgd(self, k: int, p: torch.Tensor, g: torch.Tensor, lr_col: Any) -> None:
+        self._decay_into(k, p, g)
+        mom = _at(self.col["momentum"], k)
+        if self.kind != "sgd" or not (isinstance(mom, float) and mom == 0):
+            buf = self.state["momentum_buffer"][k]
+            buf.mul_(mom).add_(g)
+            fresh = [i for i, started in enumerate(self.started) if not started]
+            if fresh:
+                buf[fresh] = g[fresh]
+            if self.kind == "nesterov":
+                g.add_(buf, alpha=mom) if isinstance(mom, float) else g.addcmul_(buf, mom)
+            else:
+                g = buf
+        if isinstance(lr_col, float):
+            p.add_(g, alpha=-lr_col)
+        else:
+            p.addcmul_(g, -lr_col)
+
+    def _rmsprop(self, k: int, p: torch.Tensor, g: torch.Tensor, lr_col: Any) -> None:
+        self._decay_into(k, p, g)
+        sq, s = self.state["square_avg"][k], self._scratch[k]
+        alpha = _at(self.col["alpha"], k)
+        sq.mul_(alpha)
+        torch.mul(g, g, out=s)
+        sq.add_(s, alpha=1 - alpha) if isinstance(alpha, float) else sq.addcmul_(s, 1 - alpha)
+        torch.sqrt(sq, out=s)
+        s.add_(_at(self.col["eps"], k))
+        mom = _at(self.col["momentum"], k)
+        if not (isinstance(mom, float) and mom == 0):
+            buf = self.state["momentum_buffer"][k]
+            buf.mul_(mom).addcdiv_(g, s)
+            g = buf
+        else:
+            g.div_(s)
+        if isinstance(lr_col, float):
+            p.add_(g, alpha=-lr_col)
+        else:
+            p.addcmul_(g, -lr_col)
+
+    # -- members come and go --------------------------------------------------------------
+    def select(self, params: Sequence[torch.Tensor], keep: Sequence[int]) -> None:
+        """Keep only the members at ``keep`` (``params`` are the new blocks): the population shrinks."""
+        index = torch.tensor(list(keep), dtype=torch.long, device=params[0].device)
+        self.params = list(params)
+        self.state = {k: [t.index_select(0, index) for t in v] for k, v in self.state.items()}
+        self._scratch = [torch.empty_like(p) for p in self.params] if self._scratch else []
+        self.steps = [self.steps[i] for i in keep]
+        self.started = [self.started[i] for i in keep]
+        self.hyper = {k: [v[i] for i in keep] for k, v in self.hyper.items()}
+        self._columns()
+
+    @torch.no_grad()
+    def copy_member(self, src: int, dst: int) -> None:
+        """Member ``dst`` takes ``src``'s optimizer state (PBT's exploit; the parameters are the caller's)."""
+        for blocks in self.state.values():
+            for t in blocks:
+                t[dst] = t[src]
+        self.steps[dst], self.started[dst] = self.steps[src], self.started[src]
+
+    def member_state(self, m: int) -> tuple[dict[str, list[torch.Tensor]], int, bool]:
+        return {k: [t[m].clone() for t in v] for k, v in self.state.items()}, self.steps[m], self.started[m]
+
+    @torch.no_grad()
+    def restore_member(self, m: int, saved: tuple[dict[str, list[torch.Tensor]], int, bool]) -> None:
+        state, self.steps[m], self.started[m] = saved
+        for k, rows in state.items():
+            for t, row in zip(self.state[k], rows):
+                t[m] = row
+
+    # -- torch.optim interchange ----------------------------------------------------------
+    def _load(self, m: int, opt: torch.optim.Optimizer) -> None:
+        """Member ``m``'s state from a torch optimizer over its own module (a resumed checkpoint)."""
+        for k, param in enumerate(opt.param_groups[0]["params"]):
+            state = opt.state.get(param, {})
+            for name in self.state:
+                if name in state and state[name] is not None:
+                    self.state[name][k][m] = state[name].to(self.params[k])
+                    self.started[m] = True
+            if "step" in state:
+                self.steps[m] = int(float(state["step"]))
+
+    def export(self, m: int, opt: torch.optim.Optimizer, lr: float) -> dict[str, Any]:
+        """Member ``m``'s state as ``opt.state_dict()`` of a torch optimizer over its own module."""
+        group = opt.param_groups[0]
+        group["lr"], group["weight_decay"] = lr, self.hyper["weight_decay"][m]
+        if "momentum" in group:
+            group["momentum"] = self.hyper["momentum"][m]
+        if "betas" in group:
+            group["betas"] = (self.hyper["beta1"][m], self.hyper["beta2"][m])
+        for k, param in enumerate(group["params"]):
+            entry: dict[str, Any] = {}
+            if self.kind in ("adam", "adamw", "rmsprop"):
+                entry["step"] = torch.tensor(float(self.steps[m]))
+            for name, blocks in self.state.items():
+                if name == "momentum_buffer" and (not self.started[m] or group.get("momentum", 0) == 0):
+                    continue
+                entry[name] = blocks[k][m].clone()
+            if entry:
+                opt.state[param] = entry
+        return opt.state_dict()
+
+
+def _at(col: Any, k: int) -> Any:
+    """A hyperparameter for block k: the shared float, or that block's column."""
+    return col if isinstance(col, float) else col[k]

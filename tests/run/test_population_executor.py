@@ -1,0 +1,153 @@
+"""The population executor through the real driver and a real SQLite store: members are ordinary
+trials (rows, reports, slices, predictions), schedulers stop members, failures stay per trial."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import tuneloop as tl
+from tuneloop.errors import ConfigError
+from tuneloop.store import Store
+from tuneloop.torch import MLP, fit
+
+SPACE = tl.Space(lr=tl.LogFloat(1e-3, 3e-2), dropout=tl.Float(0.0, 0.3))
+
+
+def _data():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 300)
+    x = (np.eye(3)[y] * 2 + rng.normal(0, 1.0, (300, 3))).astype(np.float32)
+    return (x[:200], y[:200]), (x[200:], y[200:])
+
+
+TRAIN, VAL = _data()
+
+
+def train_mlp(trial):
+    p = trial.params
+    return fit(lambda: MLP(3, 3, width=16, dropout=p.dropout), TRAIN, VAL, trial=trial, lr=p.lr,
+               epochs=trial.budget.epochs, batch_size=50, seed=trial.seed, inspect_every=0).metrics
+
+
+def study_of(fn, storage, name="pop"):
+    return tl.Study(name, SPACE, fn, metric="val_acc", mode="max", budget=tl.Budget(epochs=4), storage=storage,
+                    seed=0)
+
+
+def test_members_are_ordinary_trials_in_the_store(storage):
+    study = study_of(train_mlp, storage)
+    summary = study.run(6, searcher="random", executor="population", members=4)
+    assert summary.outcomes == {"completed": 6}
+    store = Store(storage)
+    record = store.get_study("pop")
+    trials = store.trials(record.id)
+    assert [t.number for t in trials] == list(range(6)) and all(t.value is not None for t in trials)
+    series = store.series([t.id for t in trials], names=["val_acc", "population/members"])
+    for t in trials:
+        assert [s for s, _ in series[t.id]["val_acc"]] == [1, 2, 3, 4]
+        assert series[t.id]["population/members"][0][1] in (4.0, 2.0)  # a batch of 4, then of 2
+        assert {s.name for s in store.samples(t.id)} >= {"confusion", "predictions/val"}
+        assert {s.slice for s in store.slices(t.id)} == {"class 0", "class 1", "class 2"}
+
+
+def test_the_same_results_as_the_inline_executor(tmp_path):
+    values = {}
+    for executor in ("inline", "population"):
+        study = study_of(train_mlp, f"sqlite:///{tmp_path / (executor + '.db')}")
+        study.run(4, searcher="random", executor=executor)
+        values[executor] = [(t.params["lr"], t.value, t.values["train_loss"]) for t in study.trials]
+    for a, b in zip(values["inline"], values["population"]):
+        assert a[0] == b[0] and a[1] == b[1] and a[2] == pytest.approx(b[2], rel=1e-4)
+
+
+def test_asha_stops_members(storage):
+    study = study_of(train_mlp, storage)
+    summary = study.run(8, searcher="random", scheduler="asha", executor="population", members=8)
+    assert summary.outcomes.get("pruned", 0) >= 1 and sum(summary.outcomes.values()) == 8
+    store = Store(storage)
+    trials = store.trials(store.get_study("pop").id)
+    series = store.series([t.id for t in trials], names=["val_acc"])
+    pruned = [t for t in trials if t.state == "pruned"]
+    assert all(len(series[t.id]["val_acc"]) < 4 for t in pruned)
+
+
+def fails_or_trains(trial):
+    if trial.params.lr > 1e-2:
+        raise ValueError(f"lr too high: {trial.params.lr}")
+    return train_mlp(trial)
+
+
+def no_fit(trial):
+    for step in range(3):
+        trial.report(step, val_acc=trial.params.dropout * step)
+    return {"val_acc": trial.params.dropout}
+
+
+def twice(trial):
+    """Two fit calls per trial (as in cross-validation): two populations, one after the other."""
+    first = train_mlp(trial)["val_acc"]
+    second = fit(lambda: MLP(3, 3, width=8), TRAIN, VAL, lr=trial.params.lr, epochs=2, batch_size=50,
+                 seed=trial.seed + 1, inspect_every=0, predictions=False).metrics["val_acc"]
+    return {"val_acc": (first + second) / 2}
+
+
+def batchnorm(trial):
+    return fit(lambda: nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3)), TRAIN, VAL,
+               trial=trial, epochs=2, batch_size=50, seed=trial.seed).metrics
+
+
+def test_a_failing_trial_fails_alone_with_its_error(storage):
+    study = study_of(fails_or_trains, storage)
+    study.run(6, searcher="random", executor="population", members=6)
+    states = {t.state for t in study.trials}
+    assert states == {"failed", "completed"}
+    for t in study.trials:
+        if t.state == "failed":
+            assert t.error.startswith("ValueError: lr too high")
+
+
+@pytest.mark.parametrize("fn", [no_fit, twice], ids=["without-fit", "fit-twice"])
+def test_any_trial_function_runs(storage, fn):
+    study = study_of(fn, storage)
+    summary = study.run(3, searcher="random", executor="population", members=3)
+    assert summary.outcomes == {"completed": 3}
+
+
+def test_an_unsupported_model_fails_its_trials_with_the_fix(storage):
+    study = study_of(batchnorm, storage)
+    summary = study.run(2, searcher="random", executor="population")
+    assert summary.outcomes == {"failed": 2}
+    error = study.trials[0].error.splitlines()[0]
+    assert "BatchNorm1d" in error and "executor='processes'" in error
+
+
+def test_members_needs_the_population_executor(storage):
+    with pytest.raises(ConfigError, match="population"):
+        study_of(train_mlp, storage).run(2, members=4)
+
+
+def test_cli_runs_a_population(tmp_path, monkeypatch, write_experiment):
+    from typer.testing import CliRunner
+
+    from tuneloop.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TUNELOOP_STORAGE", raising=False)
+    exp = write_experiment("""
+        import tuneloop as tl
+        from tuneloop.torch import MLP, fit
+        import numpy as np
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(120, 4)).astype("float32"); y = (x[:, 0] > 0).astype("int64")
+
+        def train(trial):
+            return fit(lambda: MLP(4, 2, width=8), (x[:80], y[:80]), (x[80:], y[80:]), trial=trial,
+                       lr=trial.params.lr, epochs=2, batch_size=20, seed=trial.seed, inspect_every=0).metrics
+
+        study = tl.Study("clipop", tl.Space(lr=tl.LogFloat(1e-3, 1e-1)), train, metric="val_acc", mode="max")
+    """)
+    result = CliRunner().invoke(app, ["run", str(exp), "--trials", "5", "--executor", "population", "--members", "3"])
+    assert result.exit_code == 0, result.output
+    assert "Ran 5 trials" in result.output and "5 completed" in result.output
+    assert torch.get_default_dtype() == torch.float32

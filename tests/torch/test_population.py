@@ -1,0 +1,224 @@
+"""The population engine against its oracle: sequential ``fit`` with the same seed and arguments.
+
+In float64 every member's trained parameters equal the sequential run's within 1e-10 (the
+engine's kernels sum in another order, nothing else differs). In float32 the same holds within
+a documented tolerance on stable configurations.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import tuneloop as tl
+from tuneloop.errors import ConfigError
+from tuneloop.torch import CNN, GRU, MLP, Population, fit, fit_population
+from tuneloop.torch._population import _prepare, run_jobs
+
+FLOAT64_TOLERANCE = 1e-10
+FLOAT32_TOLERANCE = 1e-4  # docs/population.md: 3 epochs, lr <= 3e-3
+
+
+@pytest.fixture(scope="module")
+def data():
+    """Four noisy 1-D patterns of length 16: small enough for float64, hard enough to keep learning."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 240)
+    t = np.linspace(0, 1, 16)
+    x = np.sin(2 * np.pi * (y[:, None] + 1) * t) + rng.normal(0, 0.8, (240, 16))
+    return (x[:160], y[:160]), (x[160:], y[160:])
+
+
+@pytest.fixture
+def float64():
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(before)
+
+
+def compare(jobs, *, tolerance, **options):
+    """Train ``jobs`` as a population and one by one; return the largest parameter difference."""
+    together = fit_population(jobs, **options)
+    alone = [fit(**job) for job in jobs]
+    worst = 0.0
+    for a, b in zip(together, alone):
+        assert a.best_epoch == b.best_epoch
+        assert len(a.history) == len(b.history)
+        assert a.stopped_early == b.stopped_early
+        for (name, x), (_, y) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
+            worst = max(worst, float((x - y).abs().max()))
+        for key in b.metrics:
+            assert a.metrics[key] == pytest.approx(b.metrics[key], rel=1e-5, abs=1e-6)
+    assert worst <= tolerance
+    return together, alone
+
+
+def job(data, model, **kwargs):
+    train, val = data
+    return {"model": model, "train": train, "val": val, "epochs": 3, "batch_size": 32, "inspect_every": 0,
+            "predictions": False, **kwargs}
+
+
+OPTIMIZERS = [
+    ("adam", {}), ("adamw", {"weight_decay": 1e-2}), ("sgd", {"lr": 0.05}), ("momentum", {"lr": 0.05}),
+    ("nesterov", {"lr": 0.05, "momentum": 0.8}), ("rmsprop", {"lr": 1e-3}),
+]
+
+
+@pytest.mark.parametrize("optimizer,extra", OPTIMIZERS, ids=[o for o, _ in OPTIMIZERS])
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-mlp", "vmap"])
+def test_float64_members_equal_sequential_fit_for_every_optimizer(data, float64, optimizer, extra, fast):
+    """Per-member learning rates, weight decay and seeds; both the hand-written MLP path and vmap."""
+    jobs = [job(data, lambda: MLP(16, 4, width=24), optimizer=optimizer, seed=s,
+                **{"lr": lr, "weight_decay": wd, **{k: v * (1 + s) for k, v in extra.items()}})
+            for s, (lr, wd) in enumerate([(1e-3, 0.0), (3e-3, 1e-3), (1e-2, 1e-4)])]
+    compare(jobs, tolerance=FLOAT64_TOLERANCE, fast=fast)
+
+
+def test_float64_dropout_clip_smoothing_init_scale_and_schedules_per_member(data, float64):
+    """Every per-member hyperparameter at once: each member draws its own dropout masks."""
+    keys = ("dropout", "clip", "label_smoothing", "init_scale", "schedule", "warmup")
+    settings = [dict(zip(keys, values)) for values in [
+        (0.1, 1.0, 0.0, 1.0, "warmup_cosine", 0.2), (0.3, None, 0.1, 0.5, "one_cycle", 0.3),
+        (0.5, 0.1, 0.2, 2.0, "step", 0.05), (0.2, None, 0.0, 1.0, "plateau", 0.05)]]
+    jobs = []
+    for s, st in enumerate(settings):
+        p = st.pop("dropout")
+        jobs.append(job(data, lambda p=p: MLP(16, 4, width=24, dropout=p), optimizer="adam", lr=3e-3, seed=s,
+                        weight_decay=1e-3, **st))
+    compare(jobs, tolerance=FLOAT64_TOLERANCE)
+    compare(jobs, tolerance=FLOAT64_TOLERANCE, fast=False)
+
+
+@pytest.mark.parametrize("model", [lambda: CNN(16, 4, channels=6, dropout=0.25),
+                                   lambda: GRU(16, 4, hidden=8)], ids=["cnn", "gru"])
+def test_float64_cnn_and_gru_members_equal_sequential_fit(data, float64, model):
+    jobs = [job(data, model, epochs=2, lr=lr, seed=s, weight_decay=1e-4) for s, lr in enumerate([1e-3, 4e-3])]
+    compare(jobs, tolerance=FLOAT64_TOLERANCE)
+
+
+def test_float32_within_the_documented_tolerance(data):
+    jobs = [job(data, lambda: MLP(16, 4, width=24, dropout=0.1), lr=lr, seed=s) for s, lr in enumerate([1e-3, 3e-3])]
+    compare(jobs, tolerance=FLOAT32_TOLERANCE)
+
+
+def test_stopped_members_leave_while_the_others_train_on(data, float64):
+    """Patience stops one member early, a step budget another mid-epoch; the rest run every epoch."""
+    jobs = [job(data, lambda: MLP(16, 4, width=24), lr=0.3, seed=0, epochs=8, patience=1),
+            job(data, lambda: MLP(16, 4, width=24), lr=1e-3, seed=1, epochs=8, steps=13),
+            job(data, lambda: MLP(16, 4, width=24), lr=1e-3, seed=2, epochs=8)]
+    together, _ = compare(jobs, tolerance=FLOAT64_TOLERANCE)
+    assert together[0].stopped_early and len(together[0].history) < 8
+    assert len(together[1].history) == math.ceil(13 / 5)
+    assert len(together[2].history) == 8
+
+
+def test_a_diverging_member_stops_with_nan_metrics_and_spares_the_others(data):
+    jobs = [job(data, lambda: MLP(16, 4, width=24), optimizer="sgd", lr=1e6, seed=0),
+            job(data, lambda: MLP(16, 4, width=24), lr=1e-3, seed=1)]
+    blown, fine = fit_population(jobs)
+    assert blown.stopped_early and math.isnan(blown.history[-1]["val_loss"])
+    alone = fit(**jobs[1])
+    assert fine.metrics["val_acc"] == alone.metrics["val_acc"]
+
+
+def test_shapes_split_into_buckets_and_chunks_give_the_same_result(data, float64):
+    """Widths and optimizers differ (buckets); a cap of 2 members splits a bucket into chunks."""
+    jobs = [job(data, lambda w=w: MLP(16, 4, width=w), optimizer=o, lr=2e-3, seed=i)
+            for i, (w, o) in enumerate([(8, "adam"), (16, "adam"), (8, "adam"), (8, "sgd"), (8, "adam")])]
+    capped = fit_population(jobs, max_members=2)
+    for a, b in zip(capped, [fit(**j) for j in jobs]):
+        for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()):
+            assert float((x - y).abs().max()) <= FLOAT64_TOLERANCE
+
+
+def test_memory_splits_a_population_into_chunks(data, monkeypatch, float64):
+    from tuneloop.torch import _population
+
+    monkeypatch.setattr(_population, "_available_ram", lambda: 2 * 1000 * 8 * 8 * 2)  # about two members
+    jobs = [job(data, lambda: MLP(16, 4, width=24), lr=1e-3 * (i + 1), seed=i) for i in range(4)]
+    members = [_prepare(i, {**_population._defaults(), **j, "trial": None}, {}) for i, j in enumerate(jobs)]
+    assert 1 <= _population._fitting_members(members) < 4
+    compare(jobs, tolerance=FLOAT64_TOLERANCE)
+
+
+def test_pbt_exploit_copies_parameters_and_optimizer_state_in_place(data):
+    jobs = [job(data, lambda: MLP(16, 4, width=24), lr=1e-3, seed=s) for s in range(3)]
+    defaults = __import__("tuneloop.torch._population", fromlist=["_defaults"])._defaults()
+    members = [_prepare(i, {**defaults, **j, "trial": None}, {}) for i, j in enumerate(jobs)]
+    pop = Population(members)
+    x, y = members[0].train.x[:32], members[0].train.y[:32]
+    for _ in range(2):
+        _, grads = pop.model.loss_and_grad(torch.stack([x] * 3), torch.stack([y] * 3), {}, pop.loss,
+                                                lambda: __import__("contextlib").nullcontext())
+        pop.optim.step(grads, [1e-3, 2e-3, 3e-3])
+    pop.exploit(0, 2, lr=5e-4, weight_decay=1e-3)
+    for block in pop.model.blocks:
+        assert torch.equal(block[2], block[0])
+        assert not torch.equal(block[1], block[0])
+    for blocks in pop.optim.state.values():
+        for t in blocks:
+            assert torch.equal(t[2], t[0])
+    assert members[2].args["lr"] == 5e-4 and pop.optim.hyper["weight_decay"] == [0.0, 0.0, 1e-3]
+    with pytest.raises(ConfigError, match="exploit cannot set"):
+        pop.exploit(0, 1, width=3)
+
+
+def test_batchnorm_and_random_forward_are_refused_with_the_fix(data):
+    def bn():
+        return nn.Sequential(nn.Linear(16, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 4))
+
+    class Noisy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(16, 8), nn.Linear(8, 4)
+
+        def forward(self, x):
+            return self.b(nn.functional.dropout(self.a(x), 0.5, self.training))
+
+    (result,) = run_jobs([job(data, bn)], [None])
+    assert isinstance(result, ConfigError) and "BatchNorm1d" in str(result) and "LayerNorm" in str(result)
+    (result,) = run_jobs([job(data, Noisy)], [None])
+    assert isinstance(result, ConfigError) and "nn.Dropout" in str(result)
+
+
+def test_one_bad_job_fails_alone(data):
+    good = job(data, lambda: MLP(16, 4, width=8), seed=0)
+    results = run_jobs([good, {**good, "epochs": 0}, {**good, "bogus": 1}], [None, None, None])
+    assert results[0].metrics["val_acc"] > 0
+    assert isinstance(results[1], ConfigError) and "epochs" in str(results[1])
+    assert isinstance(results[2], ConfigError) and "bogus" in str(results[2])
+
+
+def test_loaders_are_refused_with_the_fix(data):
+    train, _ = data
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.tensor(train[0]), torch.tensor(train[1])))
+    (result,) = run_jobs([{**job(data, lambda: MLP(16, 4)), "train": loader}], [None])
+    assert isinstance(result, ConfigError) and "(x, y) arrays" in str(result)
+
+
+def test_checkpoints_resume_in_either_trainer(data, float64, tmp_path):
+    """A population member's checkpoint continues in sequential fit exactly as fit's own would."""
+    storage = f"sqlite:///{tmp_path / 'pbt.db'}"
+    train, val = data
+    space = tl.Space(lr=tl.LogFloat(1e-3, 1e-2))
+
+    def trial_fn(trial):
+        return fit(lambda: MLP(16, 4, width=12, dropout=0.1), train, val, trial=trial, lr=trial.params.lr,
+                   weight_decay=1e-3, epochs=trial.budget.epochs, batch_size=32, seed=trial.seed,
+                   inspect_every=0).metrics
+
+    values = {}
+    for executor in ("inline", "population"):
+        study = tl.Study(f"pbt-{executor}", space, trial_fn, metric="val_acc", mode="max", seed=3,
+                         budget=tl.Budget(epochs=4), storage=storage)
+        study.run(searcher="random", scheduler={"name": "pbt", "population": 4, "interval": 2},
+                  executor=executor)
+        values[executor] = {t.number: (t.params["lr"], t.values["val_loss"]) for t in study.trials}
+    assert len(values["inline"]) == 8 and values["inline"].keys() == values["population"].keys()
+    for number, (lr, loss) in values["inline"].items():
+        assert values["population"][number][0] == lr
+        assert values["population"][number][1] == pytest.approx(loss, rel=1e-6)  # evaluated in float32
