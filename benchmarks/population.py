@@ -41,6 +41,7 @@ from torch import nn
 import tuneloop as tl
 from tuneloop.datasets import mnist1d
 from tuneloop.search import Listed
+from tuneloop.store import Store
 from tuneloop.torch import MLP, fit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,7 +148,7 @@ def train(trial: tl.Trial) -> dict[str, float]:
 def tuneloop_run(cfgs: list[dict[str, float]], executor: str, folder: str) -> dict[str, Any]:
     space = tl.Space(lr=tl.LogFloat(1e-4, 3e-2), weight_decay=tl.LogFloat(1e-6, 1e-2))
     study = tl.Study(f"bench-{executor}", space, train, metric="val_acc", mode="max",
-                     budget=tl.Budget(epochs=EPOCHS), storage=str(Path(folder) / f"{executor}.db"))
+                     budget=tl.Budget(epochs=EPOCHS), storage=f"sqlite:///{Path(folder) / (executor + '.db')}")
     options = {"workers": 2} if executor == "processes" else {"members": len(cfgs)}
     start = time.perf_counter()
     summary = study.run(len(cfgs), searcher=Listed(cfgs), scheduler="none", executor=executor, **options)
@@ -157,8 +158,10 @@ def tuneloop_run(cfgs: list[dict[str, float]], executor: str, folder: str) -> di
     out = {"wall_s": wall, "completed": len(done), "outcomes": summary.outcomes, "best_val_acc": best.value,
            "test_acc_of_best": best.values.get("test_acc"), "mean_val_acc": statistics.fmean(t.value for t in done)}
     if executor == "population":
-        peaks = [t.values.get("population/peak_mb") for t in done]
-        out["peak_memory_mb"] = max((p for p in peaks if p is not None), default=None)
+        store = Store(study.storage)
+        series = store.series([t.id for t in done], names=["population/peak_mb", "population/members"])
+        out["peak_memory_mb"] = max(v for s in series.values() for _, v in s.get("population/peak_mb", []))
+        out["members_per_population"] = max(v for s in series.values() for _, v in s.get("population/members", []))
     return out
 
 
