@@ -129,7 +129,7 @@ def run_jobs(jobs: Sequence[Mapping[str, Any]], trials: Sequence[Any], *, max_me
     defaults = _defaults()
     results: list[FitResult | BaseException | None] = [None] * len(jobs)
     members: list[_Member] = []
-    fingerprints: dict[int, str] = {}
+    fingerprints: dict[Any, Any] = {}  # data fingerprints and the shared device copies
     for i, job in enumerate(jobs):
         unknown = set(job) - set(defaults) - {"model", "train", "val"}
         try:
@@ -149,7 +149,7 @@ def run_jobs(jobs: Sequence[Mapping[str, Any]], trials: Sequence[Any], *, max_me
 
 
 # -- setting members up -----------------------------------------------------------------------
-def _prepare(job: int, a: dict[str, Any], fingerprints: dict[int, str]) -> _Member:
+def _prepare(job: int, a: dict[str, Any], fingerprints: dict[Any, Any]) -> _Member:
     """What ``fit`` does before its first step, for one job (model built under its seed)."""
     check_positive_int(a["epochs"], "epochs", "fit")
     check_positive_int(a["batch_size"], "batch_size", "fit")
@@ -167,6 +167,8 @@ def _prepare(job: int, a: dict[str, Any], fingerprints: dict[int, str]) -> _Memb
     net = build_model(a["model"], dev, a["init_scale"])
     train = batches(a["train"], a["batch_size"], dev, shuffle=True, seed=a["seed"])
     val = batches(a["val"], _EVAL_BATCH, dev, shuffle=False, seed=a["seed"])
+    for source, data in ((a["train"], train), (a["val"], val)):  # one copy of each data set on the device
+        data.x, data.y = fingerprints.setdefault(("tensors", _source_key(source), str(dev)), (data.x, data.y))
     total = a["steps"] if a["steps"] is not None else train.per_epoch * a["epochs"]
     horizon = _horizon(trial, train.per_epoch, total)
     opt = make_optimizer(a["optimizer"], net.parameters(), a["lr"], a["weight_decay"], a["momentum"], a["betas"],
@@ -177,24 +179,30 @@ def _prepare(job: int, a: dict[str, Any], fingerprints: dict[int, str]) -> _Memb
         _log_init_loss(net, train, loss_fn, trial)  # in train mode: dropout draws from the seeded stream
     rng = torch.get_rng_state()
     loss_key = a["loss"] if isinstance(a["loss"], str) else getattr(a["loss"], "__code__", a["loss"])
-    key = (signature(net), a["optimizer"], a["batch_size"], _fingerprint(train, fingerprints),
-           _fingerprint(val, fingerprints), loss_key, str(dev), a["amp"], first_epoch, step, final)
+    key = (signature(net), a["optimizer"], a["batch_size"], _fingerprint(a["train"], train, fingerprints),
+           _fingerprint(a["val"], val, fingerprints), loss_key, str(dev), a["amp"], first_epoch, step, final)
     return _Member(job, a, trial, net, opt, sched, train, val, classify, final,
                    f"{getattr(trial, 'heldout', 'val')}_", total, math.ceil(total / train.per_epoch), horizon,
                    first_epoch, step, rng, key)
 
 
-def _fingerprint(data: Batches, seen: dict[int, str]) -> str:
-    """Equal data, equal fingerprint (members of one population read the same batches)."""
-    parts = []
-    for t in (data.x, data.y):
-        if id(t) not in seen:
+def _source_key(source: Any) -> Any:
+    return tuple(id(part) for part in source) if isinstance(source, (tuple, list)) else id(source)
+
+
+def _fingerprint(source: Any, data: Batches, seen: dict[Any, str]) -> str:
+    """Equal data, equal fingerprint (members of one population read the same batches); hashed
+    once per source object (the jobs hold them, so their ids stay theirs during the run)."""
+    key = _source_key(source)
+    if key not in seen:
+        parts = []
+        for t in (data.x, data.y):
             host = t.detach().cpu().contiguous()
             digest = hashlib.blake2b(host.numpy().tobytes() if host.dtype != torch.bfloat16
                                      else host.float().numpy().tobytes(), digest_size=16).hexdigest()
-            seen[id(t)] = f"{tuple(t.shape)}:{t.dtype}:{digest}"
-        parts.append(seen[id(t)])
-    return "|".join(parts)
+            parts.append(f"{tuple(t.shape)}:{t.dtype}:{digest}")
+        seen[key] = "|".join(parts)
+    return seen[key]
 
 
 # -- training one population ------------------------------------------------------------------
