@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import textwrap
 from pathlib import Path
 
@@ -15,6 +16,34 @@ import tuneloop as tl
 def storage(tmp_path: Path) -> str:
     """A fresh SQLite database file (a real one, in WAL mode)."""
     return f"sqlite:///{tmp_path / 'tuneloop.db'}"
+
+
+_DATABASES = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory):
+    """A real PostgreSQL server for the session (Debian's binaries; .ci/run installs them)."""
+    import os
+
+    import postgres_server as pg
+
+    if pg.binaries() is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed; .ci/run installs it with apt (postgresql).")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    server = pg.Server(tmp_path_factory.mktemp("pg"))
+    yield server
+    server.stop("immediate")
+
+
+@pytest.fixture
+def postgres(postgres_server, request) -> str:
+    """A fresh database on the session's PostgreSQL server: its SQLAlchemy URL."""
+    import re
+
+    name = f"t{next(_DATABASES)}_" + re.sub(r"\W", "_", request.node.name.lower())[:40]
+    return postgres_server.create_database(name)
 
 
 @pytest.fixture

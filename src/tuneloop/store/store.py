@@ -13,11 +13,12 @@ import json
 import math
 import os
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, create_engine, event, func, inspect, insert, select, update
+from sqlalchemy import bindparam, create_engine, event, func, inspect, insert, select, text, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
@@ -97,6 +98,7 @@ class Store(LogsMixin, ChecksMixin):
             raise StorageError(f"Cannot open {self.url}: its database driver is missing ({exc}).{hint}") from None
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        weakref.finalize(self, self.engine.dispose)  # a store let go closes its pooled connections
         self._open()
         # the two statements every trial runs, built once (building them costs more than running them)
         t = schema.trials
@@ -108,18 +110,19 @@ class Store(LogsMixin, ChecksMixin):
     def _open(self) -> None:
         """Check the schema version, then create missing tables (never touching a newer schema)."""
         try:
-            if inspect(self.engine).has_table(schema.meta.name):
-                with self.engine.connect() as conn:
+            with self.engine.begin() as conn:  # one transaction: DDL is transactional on both back ends
+                if not self.is_sqlite:  # drivers opening a fresh shared database at once take turns
+                    conn.execute(text("SELECT pg_advisory_xact_lock(7262017)"))
+                if inspect(conn).has_table(schema.meta.name):
                     row = conn.execute(select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")).first()
-                version = int(row[0]) if row else 0
-                if version > schema.SCHEMA_VERSION:
-                    raise SchemaVersionError(
-                        f"{self.url} was written by a newer tuneloop (schema {version}; this version reads up "
-                        f"to {schema.SCHEMA_VERSION}); upgrade: pip install -U tuneloop."
-                    )
-            # every migration so far only adds tables, which create_all does; then record the version
-            schema.metadata.create_all(self.engine)
-            with self.engine.begin() as conn:
+                    version = int(row[0]) if row else 0
+                    if version > schema.SCHEMA_VERSION:
+                        raise SchemaVersionError(
+                            f"{self.url} was written by a newer tuneloop (schema {version}; this version reads up "
+                            f"to {schema.SCHEMA_VERSION}); upgrade: pip install -U tuneloop."
+                        )
+                # every migration so far only adds tables, which create_all does; then record the version
+                schema.metadata.create_all(conn)
                 row = conn.execute(select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")).first()
                 if row is None:
                     conn.execute(insert(schema.meta).values(key="schema_version", value=str(schema.SCHEMA_VERSION)))
