@@ -252,3 +252,22 @@ def batch_timing(trial: tl.Trial) -> dict:
 def very_bad_corner(trial: tl.Trial) -> dict:
     """Finite everywhere, but far worse (-100) wherever y is above 0.8."""
     return {"score": -100.0 if trial.params["y"] > 0.8 else trial.params["x"]}
+
+
+def slow_quadratic(trial: tl.Trial) -> dict:
+    """quadratic, 0.05 s per step: long enough for a database to go away mid-run."""
+    x = trial.params["x"]
+    for step in range(4):
+        time.sleep(0.05)
+        trial.report(step, loss=(x - 0.5) ** 2 + 1.0 / (step + 1))
+    return {"loss": (x - 0.5) ** 2}
+
+
+def killed_once(trial: tl.Trial) -> float:
+    """Trial 1's worker dies on the first attempt only (SIGKILL, as the OOM killer would)."""
+    if trial.number == 1 and trial._spec.attempt == 0:
+        trial.report(0, loss=9.0)
+        time.sleep(0.3)  # the report reaches the driver before the worker dies
+        os.kill(os.getpid(), signal.SIGKILL)
+    trial.report(0, loss=abs(trial.params.x))
+    return abs(trial.params.x)

@@ -29,6 +29,7 @@ def run(
     workers: Annotated[int | None, typer.Option(help="Trials at once [default: the study's, 1]")] = None,
     executor: Annotated[str | None, typer.Option(help="inline, processes or population [default: processes when workers > 1]")] = None,
     members: Annotated[int | None, typer.Option(help="Population executor: trials trained together [default: 64]")] = None,
+    max_retries: Annotated[int, typer.Option(help="Runs of a trial again when its worker process dies")] = 1,
     seed: Annotated[int | None, typer.Option(help="Seed of the searcher and the trials' seeds")] = None,
     seeds: Annotated[int | None, typer.Option(help="Run each configuration over this many seeds")] = None,
     timeout: Annotated[float | None, typer.Option(help="Stop launching trials after this many seconds")] = None,
@@ -40,7 +41,7 @@ def run(
 
     study = load_study(file, study_name)
     summary = study.run(trials, searcher=searcher, scheduler=scheduler, workers=workers, executor=executor,
-                        members=members, seed=seed, seeds=seeds, timeout=timeout, storage=storage, progress=True)
+                        members=members, max_retries=max_retries, seed=seed, seeds=seeds, timeout=timeout, storage=storage, progress=True)
     if summary.reason == "nothing to do":
         out.print(f"Study {study.name!r} already has {summary.finished_total} finished trials; "
                   f"pass a larger --trials to add more.")

@@ -101,6 +101,7 @@ class Study:
         workers: int | None = None,
         executor: Any = None,
         members: int | None = None,
+        max_retries: int = 1,
         timeout: float | None = None,
         seed: int | None = None,
         seeds: int | None = None,
@@ -115,7 +116,9 @@ class Study:
         options (``{"name": "asha", "reduction_factor": 4}``) or an instance. ``seeds=K`` runs each
         configuration K times, each with its own ``trial.seed`` (``n_trials`` counts every run).
         ``executor="population"`` trains up to ``members`` trials (default 64) of one architecture
-        together in one vectorized pass (their ``tuneloop.torch.fit`` calls).
+        together in one vectorized pass (their ``tuneloop.torch.fit`` calls). A trial whose worker
+        process dies (killed, out of memory) runs again up to ``max_retries`` times, then is failed
+        with the cause.
         """
         searcher = searcher if searcher is not None else self.defaults["searcher"]
         scheduler = scheduler if scheduler is not None else self.defaults["scheduler"]
@@ -127,6 +130,7 @@ class Study:
             check_positive_int(n_trials, "n_trials", "Study.run")
         if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
             raise fail("timeout", "Study.run", "a positive number of seconds", timeout)
+        max_retries = _retries(max_retries)
         if n_trials is None and timeout is None and not _ends_by_itself(searcher, scheduler):
             raise ConfigError("Study.run needs n_trials or timeout (tuneloop run: --trials N or --timeout SECONDS); "
                               "only the grid searcher and the sha and pbt schedulers end by themselves.")
@@ -164,6 +168,7 @@ class Study:
             store=store, study=record, fn=self.fn, searcher=searcher_obj, scheduler=scheduler_obj,
             executor=executor_obj, n_trials=n_trials, seed=seed, budget=self.budget.to_dict(),
             timeout=timeout, callbacks=callbacks, experiment_path=self.experiment_path, rules=self.rules,
+            max_retries=max_retries,
         )
         try:
             return driver.run()
@@ -310,3 +315,9 @@ def _parallel(executor: Any, workers: int) -> int:
     if executor == "population" or (isinstance(executor, dict) and executor.get("name") == "population"):
         return int(executor.get("members", 64)) if isinstance(executor, dict) else 64
     return workers
+
+
+def _retries(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise fail("max_retries", "Study.run", "a whole number of 0 or more", value)
+    return value

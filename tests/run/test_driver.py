@@ -111,10 +111,34 @@ def test_a_killed_worker_fails_its_trial_with_the_cause_and_is_replaced(storage)
     study = make(tf.killed_on_number_one, storage)
     summary = study.run(n_trials=5, workers=2)
     trials = study.trials
-    assert summary.finished_total == 5 and len(trials) == 5
-    assert trials[1].state == "failed"
+    assert summary.finished_total == 5 and len(trials) == 5 and summary.retried == 1  # retried once, died again
+    assert trials[1].state == "failed" and trials[1].attempt == 1
     assert "WorkerDied" in trials[1].error and "signal 9" in trials[1].error
     assert all(t.state == "completed" for t in trials if t.number != 1)
+
+
+def test_a_trial_whose_worker_died_runs_again_and_keeps_what_it_logged(storage):
+    study = make(tf.killed_once, storage)
+    summary = study.run(n_trials=4, workers=2)
+    assert summary.outcomes == {"completed": 4} and summary.retried == 1
+    store = study._store(None)
+    trial = store.trial(store.get_study(study.name).id, 1)
+    assert trial.attempt == 1 and trial.value == abs(trial.params["x"])
+    (alert,) = store.alerts(trial.id)
+    assert alert.action == "retry" and "WorkerDied" in alert.message and "retry 1 of at most 1" in alert.message
+    with store._read() as conn:  # the dead attempt's report is still stored, under its attempt
+        from tuneloop.store import schema
+
+        rows = conn.execute(schema.metrics.select().where(schema.metrics.c.trial_id == trial.id)).fetchall()
+    assert {(r.attempt, r.value) for r in rows} >= {(0, 9.0), (1, abs(trial.params["x"]))}
+
+
+def test_max_retries_zero_fails_at_once(storage):
+    study = make(tf.killed_once, storage)
+    summary = study.run(n_trials=3, workers=2, max_retries=0)
+    assert summary.outcomes == {"completed": 2, "failed": 1} and summary.retried == 0
+    with pytest.raises(tl.ConfigError, match="max_retries"):
+        study.run(n_trials=3, max_retries=-1)
 
 
 def test_ctrl_c_keeps_finished_trials_and_a_rerun_completes_exactly(storage):

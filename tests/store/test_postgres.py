@@ -102,3 +102,41 @@ def test_a_wrong_postgres_url_fails_with_the_fix(postgres_server):
     with pytest.raises(tl.StorageError) as info:
         Store(postgres_server.url("postgres").replace(str(postgres_server.port), "1"))
     assert "1" in str(info.value)
+
+
+def test_a_run_rides_out_a_database_restart(postgres, postgres_server):
+    """The server goes down mid-run for 1.5 s: writes wait and retry, nothing is lost or doubled."""
+    import threading
+    import time
+
+    study = tl.Study("outage", tl.Space(x=tl.Float(-2.0, 2.0)), tf.slow_quadratic, metric="loss", mode="min",
+                     storage=postgres, seed=4)
+    outcome = {}
+    runner = threading.Thread(target=lambda: outcome.update(summary=study.run(12, searcher="random")))
+    runner.start()
+    with Store(postgres) as store:
+        record = None
+        while record is None or store.count_finished(record.id) < 2:
+            time.sleep(0.05)
+            record = store.get_study("outage")
+    postgres_server.stop("fast")
+    time.sleep(1.5)
+    postgres_server.start()
+    runner.join(timeout=120)
+    assert outcome["summary"].outcomes == {"completed": 12}
+    with Store(postgres) as store:
+        trials = store.trials(store.get_study("outage").id)
+        assert sorted(t.number for t in trials) == list(range(12))
+        series = store.series([t.id for t in trials], names=["loss"])
+        assert all([s for s, _ in series[t.id]["loss"]] == [0, 1, 2, 3] for t in trials)
+
+
+def test_a_database_that_stays_down_fails_with_the_cause_and_the_fix(postgres, postgres_server):
+    store = Store(postgres, retry_seconds=0.5)
+    postgres_server.stop("fast")
+    try:
+        with pytest.raises(tl.StorageError, match="stayed unavailable for 0.5 s; check that the database server"):
+            store.get_study("anything")
+    finally:
+        postgres_server.start()
+        store.close()

@@ -131,6 +131,7 @@ class ProcessesExecutor(Executor):
             spec.trial_id,
             f"WorkerDied: the worker process running this trial died ({cause}), e.g. killed or out of "
             f"memory; lower the batch size or the number of workers if memory is short.",
+            retryable=True,
         ))
         return 1
 

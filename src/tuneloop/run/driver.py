@@ -14,7 +14,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -61,6 +61,7 @@ class RunSummary:
     finished_total: int = 0
     elapsed: float = 0.0
     reason: str = "done"  # done | timeout | exhausted | interrupted | nothing to do
+    retried: int = 0  # attempts started again after their worker died
 
 
 @dataclass
@@ -97,6 +98,7 @@ class Driver:
         phase: str = "tune",
         fit_on: str = "train",
         budget_of: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        max_retries: int = 1,
     ) -> None:
         self.store, self.study, self.fn = store, study, fn
         self.searcher, self.scheduler, self.executor = searcher, scheduler, executor
@@ -107,6 +109,8 @@ class Driver:
         self.checkpoints = bool(getattr(scheduler, "checkpoints", False))  # planners continue from them
         self._lineage: dict[int, dict[str, Any]] = {}
         self._running: dict[int, _Running] = {}
+        self.max_retries = max_retries
+        self._retries: list[tuple[TrialSpec, Any, dict[str, Any] | None]] = []  # (spec, token, lineage) to run again
         self._points: list[tuple[int, int, int, str, float]] = []
         self._batch: dict[str, list[dict[str, Any]]] = {"histograms": [], "slices": [], "samples": [], "alerts": [],
                                                      "checkpoints": []}
@@ -135,6 +139,10 @@ class Driver:
                     if self.timeout is not None and time.monotonic() - start >= self.timeout:
                         launching, self.summary.reason = False, "timeout"
                         break
+                    if self._retries:  # a worker died under these: their next attempt
+                        spec, token, meta = self._retries.pop(0)
+                        self._launch(spec, token, meta=meta)
+                        continue
                     if reruns:
                         record = reruns.pop(0)
                         attempt = self.store.restart_trial(record.id)
@@ -161,8 +169,11 @@ class Driver:
                     spec = self._spec(trial_id, number, 0, p.params, seed, p.resume_from, p.budget)
                     self._launch(spec, p.token, meta=self._lineage.get(trial_id))
                     new_launched += 1
-                if not launching and self.executor.running == 0:
+                if not launching and self.executor.running == 0 and not self._retries:
                     break
+                if self._retries and not launching and self.executor.free_slots > 0:
+                    spec, token, meta = self._retries.pop(0)
+                    self._launch(spec, token, meta=meta)
                 self.executor.poll(0.05)
                 self._flush_if_due()
         except BaseException:
@@ -304,6 +315,9 @@ class Driver:
         run = self._running.pop(event.trial_id, None)
         if run is None:
             return
+        if isinstance(event, Failed) and event.retryable and run.spec.attempt < self.max_retries:
+            self._retry(run, event)
+            return
         values = dict(run.last)
         error = None
         if isinstance(event, Failed):
@@ -338,6 +352,17 @@ class Driver:
         )
         for cb in self.callbacks:
             cb.on_trial_end(record)
+
+    def _retry(self, run: _Running, event: Failed) -> None:
+        """The worker died under this trial: keep what it logged, note why, run it again (same
+        number, parameters and seed; the next attempt)."""
+        message = f"{event.message} Running it again (retry {run.spec.attempt + 1} of at most {self.max_retries})."
+        self._batch["alerts"].append(alert_row(run.spec.trial_id, run.spec.attempt, 0, "worker died", "", None,
+                                               "retry", message))
+        self._flush()
+        attempt = self.store.restart_trial(run.spec.trial_id)
+        self._retries.append((replace(run.spec, attempt=attempt), run.token, run.meta))
+        self.summary.retried += 1
 
     def _flush_if_due(self) -> None:
         pending = len(self._points) + sum(len(rows) for rows in self._batch.values())

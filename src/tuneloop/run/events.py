@@ -53,6 +53,7 @@ class Failed:
     trial_id: int
     message: str
     traceback: str = ""
+    retryable: bool = False  # the trial did not fail, its worker died: worth another attempt
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import func, insert, select
 
 from tuneloop.store import schema
+from tuneloop.store._retry import retrying
 from tuneloop.store.records import AlertRecord, HistogramRecord, SampleRecord, SliceRecord
 
 TABLES = {"metrics": schema.metrics, "histograms": schema.histograms, "alerts": schema.alerts,
@@ -55,6 +56,7 @@ class LogsMixin:
         target.write_bytes(data)
         return relative.as_posix()
 
+    @retrying
     def write_batch(self, batch: Mapping[str, Sequence[dict[str, Any]]], conn: Any = None) -> None:
         """Insert rows into several tables in one transaction (or in ``conn``'s)."""
         if not any(batch.values()):
@@ -91,6 +93,7 @@ class LogsMixin:
         return [SampleRecord(r.step, r.name, r.kind, r.path, None if r.payload is None else json.loads(r.payload))
                 for r in self._rows(schema.samples, trial_id, attempt)]
 
+    @retrying
     def latest_checkpoint(self, trial_id: int) -> tuple[int, Path] | None:
         """(step, absolute path) of the last checkpoint the trial's current attempt saved."""
         rows = [r for r in self._rows(schema.checkpoints, trial_id, None)]
@@ -100,6 +103,7 @@ class LogsMixin:
         r = max((r for r in rows if r.attempt == last_attempt), key=lambda r: (r.step, r.id))
         return r.step, self.artifact_dir / r.path
 
+    @retrying
     def lineage(self, study_id: int) -> dict[int, dict[str, Any]]:
         """Trial id -> {member, generation, parent, event, info} for the trials a planner launched."""
         t, lin = schema.trials, schema.lineage
@@ -121,6 +125,7 @@ class ChecksMixin:
     def _write(self) -> Any: ...  # provided by Store
     def _read(self) -> Any: ...  # provided by Store
 
+    @retrying
     def add_checks(self, study_id: int, results: Sequence[dict[str, Any]], baselines: dict[str, float],
                    metric: str) -> None:
         """Store one run of the ladder (its results in order) and of the baselines."""
@@ -136,6 +141,7 @@ class ChecksMixin:
             with self._write() as conn:
                 conn.execute(insert(schema.checks), rows)
 
+    @retrying
     def latest_checks(self, study_id: int) -> dict[str, Any]:
         """The latest run of the checks and of the baselines: {"checks": [...], "baselines": {...}, ...}."""
         c = schema.checks

@@ -26,6 +26,7 @@ from tuneloop.errors import SchemaVersionError, StorageError, TuneloopError
 from tuneloop.space import Space, space_from_json
 from tuneloop.store import schema
 from tuneloop.store._logs import ChecksMixin, LogsMixin
+from tuneloop.store._retry import Unavailable, retrying, transient
 from tuneloop.store.records import FINISHED_STATES, StudyRecord, StudySummary, TrialRecord
 
 DEFAULT_URL = "tuneloop.db"  # a path: resolved against the working directory
@@ -81,8 +82,9 @@ def _dumps(obj: Any) -> str:
 class Store(LogsMixin, ChecksMixin):
     """Studies, trials, metric points and everything else trials log, in one SQL database."""
 
-    def __init__(self, url: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, url: str | os.PathLike[str] | None = None, *, retry_seconds: float = 60.0) -> None:
         self.url = resolve_url(url)
+        self.retry_seconds = retry_seconds  # how long a busy or unreachable database is waited for
         try:
             parsed = make_url(self.url)
         except ArgumentError as exc:
@@ -146,6 +148,7 @@ class Store(LogsMixin, ChecksMixin):
         self.close()
 
     # -- studies --------------------------------------------------------------------------
+    @retrying
     def create_study(self, name: str, metric: str, mode: str, space: Space, config: dict[str, Any]) -> StudyRecord:
         now = time.time()
         with self._write() as conn:
@@ -157,6 +160,7 @@ class Store(LogsMixin, ChecksMixin):
         assert study is not None
         return study
 
+    @retrying
     def get_study(self, name: str) -> StudyRecord | None:
         with self._read() as conn:
             row = conn.execute(select(schema.studies).where(schema.studies.c.name == name)).first()
@@ -178,6 +182,7 @@ class Store(LogsMixin, ChecksMixin):
             raise TuneloopError(f"No study named {name!r} in {self.url}; studies there: {known}.")
         return record
 
+    @retrying
     def update_study_config(self, study_id: int, config: dict[str, Any]) -> None:
         with self._write() as conn:
             conn.execute(update(schema.studies).where(schema.studies.c.id == study_id)
@@ -215,6 +220,7 @@ class Store(LogsMixin, ChecksMixin):
         return out
 
     # -- trials ---------------------------------------------------------------------------
+    @retrying
     def create_trial(self, study_id: int, number: int, params: dict[str, Any], seed: int, state: str = "running") -> int:
         now = time.time()
         with self._write() as conn:
@@ -224,6 +230,7 @@ class Store(LogsMixin, ChecksMixin):
             })
             return int(result.inserted_primary_key[0])
 
+    @retrying
     def restart_trial(self, trial_id: int) -> int:
         """Put an interrupted trial back to running as its next attempt; returns the attempt."""
         with self._write() as conn:
@@ -233,6 +240,7 @@ class Store(LogsMixin, ChecksMixin):
             ))
             return int(conn.execute(select(schema.trials.c.attempt).where(schema.trials.c.id == trial_id)).scalar_one())
 
+    @retrying
     def finish_trial(self, trial_id: int, state: str, value: float | None, values: dict[str, float],
                      error: str | None = None, batch: dict[str, Sequence[dict[str, Any]]] | None = None) -> None:
         """Record a trial's end and everything still unwritten (``batch``: rows by table, as
@@ -245,6 +253,7 @@ class Store(LogsMixin, ChecksMixin):
                 "error": error, "finished_at": time.time(),
             })
 
+    @retrying
     def mark_interrupted(self, study_id: int, trial_ids: Iterable[int] | None = None) -> int:
         """Mark running/queued trials interrupted (all of the study's, or the given ones)."""
         t = schema.trials
@@ -258,6 +267,7 @@ class Store(LogsMixin, ChecksMixin):
         """Metric points (trial_id, attempt, step, name, value), in one transaction."""
         self.write_batch({"metrics": point_rows(points)})
 
+    @retrying
     def trials(self, study_id: int, states: Iterable[str] | None = None,
                numbers: Iterable[int] | None = None) -> list[TrialRecord]:
         t = schema.trials
@@ -270,6 +280,7 @@ class Store(LogsMixin, ChecksMixin):
             rows = conn.execute(stmt).all()
         return [_trial_record(r) for r in rows]
 
+    @retrying
     def trial(self, study_id: int, number: int) -> TrialRecord:
         """One trial by its number; a TuneloopError when the study has none."""
         found = self.trials(study_id, numbers=[number])
@@ -277,17 +288,20 @@ class Store(LogsMixin, ChecksMixin):
             raise TuneloopError(f"This study has no trial {number}; tuneloop trials STUDY lists them.")
         return found[0]
 
+    @retrying
     def count_finished(self, study_id: int) -> int:
         t = schema.trials
         with self._read() as conn:
             return int(conn.execute(select(func.count()).where(t.c.study_id == study_id,
                                                                 t.c.state.in_(FINISHED_STATES))).scalar_one())
 
+    @retrying
     def next_number(self, study_id: int) -> int:
         with self._read() as conn:
             n = conn.execute(select(func.max(schema.trials.c.number)).where(schema.trials.c.study_id == study_id)).scalar()
         return 0 if n is None else int(n) + 1
 
+    @retrying
     def series(self, trial_ids: Sequence[int], names: Sequence[str] | None = None) -> dict[int, dict[str, list[tuple[int, float]]]]:
         """Metric curves of the trials' current attempts: {trial_id: {name: [(step, value), ...]}}."""
         t, m = schema.trials, schema.metrics
@@ -306,32 +320,37 @@ class Store(LogsMixin, ChecksMixin):
 
     # -- plumbing -------------------------------------------------------------------------
     def _write(self) -> Any:
-        return _Guard(self, self.engine.begin(), "write to")
+        return _Guard(self, self.engine.begin, "write to")
 
     def _read(self) -> Any:
-        return _Guard(self, self.engine.connect(), "read from")
+        return _Guard(self, self.engine.connect, "read from")
 
 
 class _Guard:
     """Turn driver errors into StorageError naming the store and the cause."""
 
-    def __init__(self, store: Store, ctx: Any, verb: str) -> None:
-        self.store, self.ctx, self.verb = store, ctx, verb
+    def __init__(self, store: Store, open_: Any, verb: str) -> None:
+        self.store, self.open, self.verb = store, open_, verb
 
     def __enter__(self) -> Any:
         try:
+            self.ctx = self.open()  # connecting may fail too: inside the guard
             return self.ctx.__enter__()
         except SQLAlchemyError as exc:
-            raise StorageError(f"Cannot {self.verb} the store {self.store.url}: {_cause(exc)}.") from None
+            raise self._error(exc) from None
 
     def __exit__(self, *exc_info: Any) -> bool:
         try:
             self.ctx.__exit__(*exc_info)
         except SQLAlchemyError as exc:
-            raise StorageError(f"Cannot {self.verb} the store {self.store.url}: {_cause(exc)}.") from None
+            raise self._error(exc) from None
         if isinstance(exc_info[1], SQLAlchemyError):
-            raise StorageError(f"Cannot {self.verb} the store {self.store.url}: {_cause(exc_info[1])}.") from None
+            raise self._error(exc_info[1]) from None
         return False
+
+    def _error(self, exc: SQLAlchemyError) -> StorageError:
+        kind = Unavailable if transient(exc) else StorageError
+        return kind(f"Cannot {self.verb} the store {self.store.url}: {_cause(exc)}.")
 
 
 def _cause(exc: BaseException) -> str:
