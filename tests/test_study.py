@@ -32,7 +32,7 @@ def test_bad_study_arguments(space, kwargs, message):
     [
         ({"n_trials": 2, "searcher": "bayes"}, "Unknown searcher 'bayes'. Valid names: cmaes, gp, grid, random, sobol, tpe."),
         ({"n_trials": 2, "scheduler": "bohb"}, "Unknown scheduler 'bohb'. Valid names: asha, hyperband, median, none, pbt, sha."),
-        ({"n_trials": 2, "executor": "ray2"}, "Unknown executor 'ray2'. Valid names: inline, population, processes."),
+        ({"n_trials": 2, "executor": "ray2"}, "Unknown executor 'ray2'. Valid names: inline, population, processes, ray."),
         ({}, "Study.run needs n_trials or timeout"),
         ({"n_trials": 0}, "The 'n_trials' argument of Study.run must be a positive integer. Got 0 instead."),
         ({"n_trials": 2, "workers": 0}, "The 'workers' argument of Study.run must be a positive integer"),

@@ -27,9 +27,12 @@ def run(
     searcher: Annotated[str | None, typer.Option(help="grid, random, sobol, tpe, gp or cmaes [default: the study's]")] = None,
     scheduler: Annotated[str | None, typer.Option(help="none, median, asha, hyperband, sha or pbt [default: the study's]")] = None,
     workers: Annotated[int | None, typer.Option(help="Trials at once [default: the study's, 1]")] = None,
-    executor: Annotated[str | None, typer.Option(help="inline, processes or population [default: processes when workers > 1]")] = None,
+    executor: Annotated[str | None, typer.Option(help="inline, processes, population or ray [default: processes when workers > 1]")] = None,
     members: Annotated[int | None, typer.Option(help="Population executor: trials trained together [default: 64]")] = None,
     max_retries: Annotated[int, typer.Option(help="Runs of a trial again when its worker process dies")] = 1,
+    address: Annotated[str | None, typer.Option(help="Ray executor: the cluster to join (auto, ray://host:10001) [default: a local one]")] = None,
+    cpus_per_trial: Annotated[float, typer.Option(help="Ray executor: CPUs each trial reserves")] = 1.0,
+    gpus_per_trial: Annotated[float, typer.Option(help="Ray executor: GPUs each trial reserves (0.25 packs four on one)")] = 0.0,
     seed: Annotated[int | None, typer.Option(help="Seed of the searcher and the trials' seeds")] = None,
     seeds: Annotated[int | None, typer.Option(help="Run each configuration over this many seeds")] = None,
     timeout: Annotated[float | None, typer.Option(help="Stop launching trials after this many seconds")] = None,
@@ -40,6 +43,10 @@ def run(
     from tuneloop.experiment import load_study
 
     study = load_study(file, study_name)
+    if executor == "ray":
+        executor = {"name": "ray", "address": address, "cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial}
+    elif address is not None or cpus_per_trial != 1.0 or gpus_per_trial != 0.0:
+        raise ConfigError("--address, --cpus-per-trial and --gpus-per-trial are the Ray executor's; add --executor ray.")
     summary = study.run(trials, searcher=searcher, scheduler=scheduler, workers=workers, executor=executor,
                         members=members, max_retries=max_retries, seed=seed, seeds=seeds, timeout=timeout, storage=storage, progress=True)
     if summary.reason == "nothing to do":

@@ -3,6 +3,7 @@
 from tuneloop.run._executor import Executor, executors
 from tuneloop.run._inline import InlineExecutor
 from tuneloop.run._population import PopulationExecutor
+from tuneloop.run._ray import RayExecutor
 from tuneloop.run._processes import ProcessesExecutor
 from tuneloop.run.driver import Driver, RunSummary
 from tuneloop.run.events import Failed, Finished, Report, TrialSpec
@@ -15,6 +16,7 @@ __all__ = [
     "InlineExecutor",
     "PopulationExecutor",
     "ProcessesExecutor",
+    "RayExecutor",
     "Report",
     "RunSummary",
     "TrialSpec",

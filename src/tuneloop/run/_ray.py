@@ -1,0 +1,235 @@
+"""The Ray executor: one Ray task per trial, on an existing cluster or a local one.
+
+Each trial runs as a task with its own resources (``cpus_per_trial``, ``gpus_per_trial``: 0.25
+packs four small trials on one GPU). Its events travel through a mailbox actor while it runs:
+emits are fire-and-forget, a report waits for the driver's verdict, so schedulers stop trials on
+a cluster as they do in local processes. A task whose worker or node dies becomes a retryable
+failure: the driver runs the trial again (``--max-retries``), then fails it with the cause.
+
+Checkpoints are files the driver writes; a trial continued on another node reads its
+checkpoint from the same path, so multi-node clusters that continue trials (sha, pbt) need that
+folder on a shared filesystem (docs/cluster.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+import time
+from typing import Any
+
+from tuneloop.errors import ConfigError
+from tuneloop.run._executor import Executor, executors
+from tuneloop.run.events import Event, Failed, Finished, Report, TrialSpec
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("The ray executor needs Ray: pip install 'tuneloop[ray]'.") from None
+    return ray
+
+
+class _Mailbox:
+    """Events from running trials to the driver, verdicts back (a Ray actor, async)."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+        self.arrived = asyncio.Event()
+        self.verdicts: dict[tuple[int, int], asyncio.Future] = {}
+        self.stops: set[int] = set()
+        self.seq = 0
+
+    async def emit(self, event: Any) -> None:
+        self.events.append(("event", None, event))
+        self.arrived.set()
+
+    async def report(self, event: Any) -> bool:
+        self.seq += 1
+        key = (event.trial_id, self.seq)
+        future = asyncio.get_running_loop().create_future()
+        self.verdicts[key] = future
+        self.events.append(("report", key, event))
+        self.arrived.set()
+        return bool(await future) or event.trial_id in self.stops
+
+    async def take(self, timeout: float) -> list[Any]:
+        if not self.events:
+            try:
+                await asyncio.wait_for(self.arrived.wait(), timeout)
+            except TimeoutError:
+                pass
+        events, self.events = self.events, []
+        self.arrived.clear()
+        return events
+
+    async def decide(self, key: tuple[int, int], stop: bool) -> None:
+        future = self.verdicts.pop(tuple(key), None)
+        if future is not None and not future.done():
+            future.set_result(stop)
+
+    async def stop(self, trial_id: int) -> None:
+        self.stops.add(trial_id)
+
+    async def stopped(self, trial_id: int) -> bool:
+        return trial_id in self.stops
+
+    async def flush(self) -> None:
+        """Called by a trial before it returns: its earlier emits have arrived by then."""
+
+
+class _RayChannel:
+    """A Trial's way back to the driver from a Ray task."""
+
+    def __init__(self, mailbox: Any) -> None:
+        self.mailbox = mailbox
+
+    def report(self, spec: TrialSpec, step: int, metrics: dict[str, float]) -> bool:
+        return bool(_ray().get(self.mailbox.report.remote(Report(spec.trial_id, step, metrics))))
+
+    def emit(self, spec: TrialSpec, event: Event) -> None:
+        self.mailbox.emit.remote(event)
+
+    def stop_requested(self, spec: TrialSpec) -> bool:
+        return bool(_ray().get(self.mailbox.stopped.remote(spec.trial_id)))
+
+
+def _run_trial(fn_blob: bytes, experiment_path: str | None, spec: TrialSpec, mailbox: Any, threads: int,
+               paths: list[str]) -> Any:
+    """The body of a trial's Ray task: load the function as a worker process does, run it."""
+    import sys
+
+    from tuneloop.run._execute import execute
+    from tuneloop.run._worker import limit_threads
+
+    sys.path.extend(p for p in paths if p not in sys.path)  # the driver's import path, where it exists here
+    limit_threads(threads)
+    try:
+        if experiment_path:
+            from tuneloop.experiment import load_module
+
+            load_module(experiment_path)
+        fn = pickle.loads(fn_blob)
+    except Exception as exc:  # noqa: BLE001 - reported as the trial's failure
+        return Failed(spec.trial_id, f"WorkerSetup: a Ray worker could not load the trial function "
+                                     f"({type(exc).__name__}: {exc}); define it in an importable module or "
+                                     f"an experiment file on every node.")
+    limit_threads(threads)
+    event = execute(fn, spec, _RayChannel(mailbox))
+    _ray().get(mailbox.flush.remote())
+    return event
+
+
+class RayExecutor(Executor):
+    """Run each trial as a Ray task; ``address`` joins a cluster ("auto", "ray://host:10001"),
+    None starts a local one (with ``num_cpus`` CPUs, default all)."""
+
+    def __init__(self, address: str | None = None, *, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
+                 max_concurrent: int | None = None, num_cpus: int | None = None) -> None:
+        if cpus_per_trial <= 0 or gpus_per_trial < 0:
+            raise ConfigError(f"The ray executor needs cpus_per_trial > 0 and gpus_per_trial >= 0; got "
+                              f"{cpus_per_trial} and {gpus_per_trial}.")
+        self.address, self.cpus, self.gpus = address, float(cpus_per_trial), float(gpus_per_trial)
+        self.max_concurrent, self.num_cpus = max_concurrent, num_cpus
+        self._running: dict[Any, TrialSpec] = {}  # ObjectRef -> spec
+        self._started_ray = False
+
+    def start(self, fn: Any, handler: Any, *, experiment_path: str | None = None) -> None:
+        super().start(fn, handler, experiment_path=experiment_path)
+        ray = _ray()
+        try:
+            self._fn_blob = pickle.dumps(fn)
+        except (pickle.PicklingError, AttributeError, TypeError) as exc:
+            raise ConfigError(
+                f"The trial function cannot be sent to Ray workers ({exc}). Define it at the top level of a "
+                f"module or experiment file (not as a lambda or a nested function), or use executor='inline'."
+            ) from exc
+        if not ray.is_initialized():
+            options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
+            if self.address is None and self.num_cpus is not None:
+                options["num_cpus"] = self.num_cpus
+            try:
+                ray.init(address=self.address, **options)
+            except ConnectionError as exc:
+                raise ConfigError(f"Cannot reach the Ray cluster at {self.address!r} ({exc}); start it with "
+                                  f"`ray start --head` or pass --address of a running one.") from None
+            self._started_ray = True
+        resources = ray.cluster_resources()
+        slots = int(resources.get("CPU", 1) // self.cpus)
+        if self.gpus > 0:
+            if resources.get("GPU", 0) <= 0:
+                raise ConfigError("gpus_per_trial > 0 but the Ray cluster has no GPU; drop --gpus-per-trial.")
+            slots = min(slots, int(resources["GPU"] // self.gpus))
+        self.slots = max(1, min(slots, self.max_concurrent or slots))
+        self._mailbox = ray.remote(num_cpus=0)(_Mailbox).remote()
+        self._task = ray.remote(_run_trial).options(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=0)
+        self._threads = max(1, int(self.cpus))
+        import sys
+
+        self._paths = [p for p in sys.path if p]
+
+    @property
+    def free_slots(self) -> int:
+        return self.slots - len(self._running)
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    def submit(self, spec: TrialSpec) -> None:
+        ref = self._task.remote(self._fn_blob, self.experiment_path, spec, self._mailbox, self._threads, self._paths)
+        self._running[ref] = spec
+
+    def cancel(self, trial_id: int) -> None:
+        self._mailbox.stop.remote(trial_id)
+
+    def poll(self, timeout: float) -> int:
+        ray = _ray()
+        handled = self._deliver(ray.get(self._mailbox.take.remote(timeout)))
+        if not self._running:
+            return handled
+        done, _ = ray.wait(list(self._running), num_returns=len(self._running), timeout=0)
+        if done:
+            handled += self._deliver(ray.get(self._mailbox.take.remote(0)))  # what they sent before ending
+        for ref in done:
+            spec = self._running.pop(ref)
+            try:
+                event = ray.get(ref)
+            except Exception as exc:  # noqa: BLE001 - the task's worker or node died
+                event = Failed(spec.trial_id, f"WorkerDied: the Ray worker running this trial died "
+                                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}).",
+                               retryable=True)
+            if isinstance(event, (Finished, Failed)):
+                self.handler(event)
+            handled += 1
+        return handled
+
+    def _deliver(self, events: list[Any]) -> int:
+        for kind, key, event in events:
+            verdict = self.handler(event)
+            if kind == "report":
+                self._mailbox.decide.remote(key, bool(verdict))
+            elif verdict:
+                self._mailbox.stop.remote(event.trial_id)
+        return len(events)
+
+    def shutdown(self, *, kill: bool = False) -> None:
+        ray = _ray()
+        if kill:
+            for ref in list(self._running):
+                ray.cancel(ref, force=True)
+        deadline = time.monotonic() + 5
+        while kill and self._running and time.monotonic() < deadline:
+            done, _ = ray.wait(list(self._running), num_returns=len(self._running), timeout=0.5)
+            for ref in done:
+                self._running.pop(ref, None)
+        self._running.clear()
+        if self._started_ray and ray.is_initialized():
+            ray.shutdown()
+            self._started_ray = False
+
+
+@executors.register("ray")
+def _make_ray(options: dict[str, Any], **_: Any) -> RayExecutor:
+    return RayExecutor(**options)
