@@ -281,3 +281,29 @@ def where_it_ran(trial: tl.Trial) -> dict:
     time.sleep(0.5)  # long enough that trials overlap and spread over the nodes
     node = ray.get_runtime_context().get_node_id()
     return {"loss": abs(trial.params.x), "node": float(int(node[:12], 16)), "pid": float(os.getpid())}
+
+
+def two_widths(trial: tl.Trial) -> dict:
+    """An MLP whose width (8 or 16) splits a population into two buckets; the model function
+    captures the trial itself (a copy travels to the Ray worker)."""
+    import numpy as np
+
+    from tuneloop.torch import MLP, fit
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 240)
+    x = (np.eye(3)[y] * 2 + rng.normal(0, 1.0, (240, 3))).astype(np.float32)
+    result = fit(lambda: MLP(3, 3, width=8 if trial.params.x < 0 else 16), (x[:160], y[:160]), (x[160:], y[160:]),
+                 trial=trial, lr=0.01, epochs=trial.budget.epochs, batch_size=40, seed=trial.seed, inspect_every=0)
+    return {**result.metrics, "pid": float(os.getpid())}
+
+
+def slow_on_any_node(trial: tl.Trial) -> dict:
+    """Runs 2 s, reporting every 0.2 s: long enough for a node to be killed under it."""
+    import ray
+
+    for step in range(10):
+        time.sleep(0.2)
+        trial.report(step, loss=abs(trial.params.x) + 1.0 / (step + 1))
+    node = ray.get_runtime_context().get_node_id()
+    return {"loss": abs(trial.params.x), "node": float(int(node[:12], 16))}

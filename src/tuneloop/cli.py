@@ -45,8 +45,13 @@ def run(
     study = load_study(file, study_name)
     if executor == "ray":
         executor = {"name": "ray", "address": address, "cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial}
+    elif executor == "population" and address is not None:  # each bucket a Ray task with these resources
+        executor = {"name": "population", "members": members or 64, "address": address,
+                    "cpus_per_bucket": cpus_per_trial, "gpus_per_bucket": gpus_per_trial}
+        members = None
     elif address is not None or cpus_per_trial != 1.0 or gpus_per_trial != 0.0:
-        raise ConfigError("--address, --cpus-per-trial and --gpus-per-trial are the Ray executor's; add --executor ray.")
+        raise ConfigError("--address, --cpus-per-trial and --gpus-per-trial are for --executor ray (per trial) or "
+                          "--executor population (per bucket, with --address).")
     summary = study.run(trials, searcher=searcher, scheduler=scheduler, workers=workers, executor=executor,
                         members=members, max_retries=max_retries, seed=seed, seeds=seeds, timeout=timeout, storage=storage, progress=True)
     if summary.reason == "nothing to do":

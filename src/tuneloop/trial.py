@@ -32,6 +32,8 @@ class _ReadOnlyNames(Mapping[str, Any]):
         return self._values[name]
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "_values":  # pickle and copy probe these before _values exists
+            raise AttributeError(name)
         try:
             return self._values[name]
         except KeyError:
@@ -252,6 +254,25 @@ class Trial:
 
     def __repr__(self) -> str:
         return f"Trial(number={self.number}, params={self.params.to_dict()!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A copy sent to another process (a model function that captured the trial) keeps the
+        parameters, budget and seed but cannot talk to the driver."""
+        return {**self.__dict__, "_channel": _Detached()}
+
+    def attach(self, channel: Channel) -> None:
+        """Talk to the driver through ``channel`` (a copy of this trial in another process)."""
+        self._channel = channel
+
+
+class _Detached:
+    """The channel of a Trial copied to another process."""
+
+    def _fail(self, *_: Any) -> Any:
+        raise ConfigError("This Trial is a copy in another process; report through the trial the function was "
+                          "given, not one captured by the model function.")
+
+    report = emit = stop_requested = _fail
 
 
 def _check_step(step: Any, owner: str) -> None:

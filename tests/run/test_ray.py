@@ -3,8 +3,10 @@ started on this machine with `ray start --head` and `ray start --address`."""
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 
 import pytest
 import trial_functions as tf
@@ -56,6 +58,27 @@ def test_a_killed_ray_worker_is_retried(local_ray, storage):
     assert [t.attempt for t in study.trials] == [0, 1, 0, 0]
 
 
+def test_population_buckets_train_as_ray_tasks(local_ray, tmp_path, monkeypatch):
+    """Two widths: two buckets, each a Ray task (another process); the results equal the local
+    population executor's, every member's epochs reported back as they trained."""
+    from tuneloop.torch import _population
+
+    values = {}
+    for where, executor in (("local", {"name": "population", "members": 6}),
+                            ("ray", {"name": "population", "members": 6, "address": "local"})):
+        if where == "ray":  # from here on, training in this process would fail the trials
+            monkeypatch.setattr(_population, "run_jobs", lambda *_, **__: pytest.fail("trained in the driver"))
+        study = tl.Study(f"pop-{where}", tl.Space(x=tl.Float(-2.0, 2.0)), tf.two_widths, metric="val_acc", mode="max",
+                         storage=f"sqlite:///{tmp_path / (where + '.db')}", seed=0, budget=tl.Budget(epochs=3))
+        summary = study.run(6, executor=executor, searcher="random")
+        assert summary.outcomes == {"completed": 6}
+        values[where] = {t.number: t.value for t in study.trials}
+        with Store(study.storage) as store:
+            series = store.series([t.id for t in study.trials], names=["val_acc"])
+        assert all([s for s, _ in series[t.id]["val_acc"]] == [1, 2, 3] for t in study.trials)
+    assert values["local"] == values["ray"]
+
+
 @pytest.mark.skipif(shutil.which("ray") is None and not os.path.exists(os.path.join(os.path.dirname(sys.executable), "ray")),
                     reason="the ray command is not installed")
 def test_a_two_node_cluster_on_one_machine(storage):
@@ -76,6 +99,22 @@ def test_a_two_node_cluster_on_one_machine(storage):
         summary = study.run(6, executor={"name": "ray", "address": f"127.0.0.1:{port}"}, searcher="random")
         assert summary.outcomes == {"completed": 6}
         assert len({t.values["node"] for t in study.trials}) == 2
+
+        # the second node dies mid-trial: its trial runs again (on the head) and the study completes
+        ray.init(address=f"127.0.0.1:{port}", log_to_driver=False)
+        nodes = [n for n in ray.nodes() if n["Alive"]]
+        head = next(n["NodeID"] for n in nodes if "node:__internal_head__" in n["Resources"])
+        other = next(n for n in nodes if n["NodeID"] != head)
+        raylet = subprocess.run(["pgrep", "-f", f"raylet_socket_name={other['RayletSocketName']} "],
+                                capture_output=True, text=True, check=False).stdout.split()
+        assert raylet, "the second node's raylet process"
+        killer = threading.Timer(1.0, lambda: [os.kill(int(pid), signal.SIGKILL) for pid in raylet])
+        killer.start()
+        study = study_of(tf.slow_on_any_node, storage, name="node-dies")
+        summary = study.run(2, executor={"name": "ray", "address": f"127.0.0.1:{port}"}, searcher="random")
+        killer.join()
+        assert summary.outcomes == {"completed": 2} and summary.retried >= 1
+        assert all(t.values["node"] == float(int(head[:12], 16)) for t in study.trials if t.attempt > 0)
     finally:
         if ray.is_initialized():
             ray.shutdown()

@@ -92,8 +92,6 @@ class _Session:
 
     # -- the main thread ------------------------------------------------------------------
     def run(self) -> None:
-        from tuneloop.torch._population import run_jobs
-
         threads = [threading.Thread(target=self.thread_main, args=(spec,), daemon=True, name=f"tuneloop-trial-{spec.number}")
                    for spec in self.specs]
         for t in threads:
@@ -110,8 +108,7 @@ class _Session:
                         self.cond.wait(0.05)
                         continue
                     calls, self.calls = self.calls, []
-                results = run_jobs([c.kwargs for c in calls], [c.trial for c in calls],
-                                   max_members=self.executor.members)
+                results = self.executor.train([c.kwargs for c in calls], [c.trial for c in calls])
                 for call, result in zip(calls, results):
                     call.result = result
                     call.done.set()
@@ -148,13 +145,31 @@ class _Session:
 
 
 class PopulationExecutor(Executor):
-    """Run up to ``members`` trials together; their ``fit`` calls train as one population."""
+    """Run up to ``members`` trials together; their ``fit`` calls train as one population.
 
-    def __init__(self, members: int = 64) -> None:
+    With ``address`` (a Ray cluster, or "local") each bucket of equal shape trains as a Ray task
+    of its own with ``cpus_per_bucket`` CPUs and ``gpus_per_bucket`` GPUs, buckets side by side
+    on the cluster, members still reporting to this driver as they train."""
+
+    def __init__(self, members: int = 64, *, address: str | None = None, cpus_per_bucket: float = 1.0,
+                 gpus_per_bucket: float = 0.0) -> None:
         self.members = check_positive_int(members, "members", "the population executor")
         self._queue: list[TrialSpec] = []
         self._stopped: set[int] = set()
         self._session: _Session | None = None
+        self._ray: Any = None
+        if address is not None:
+            from tuneloop.run._ray import RayBuckets
+
+            self._ray = RayBuckets(address, cpus_per_bucket, gpus_per_bucket)
+
+    def train(self, jobs: list[dict[str, Any]], trials: list[Any]) -> list[Any]:
+        """Train parked fit calls: here, or bucket by bucket as Ray tasks."""
+        if self._ray is not None:
+            return self._ray.train(jobs, trials, self.handler, self.members)
+        from tuneloop.torch._population import run_jobs
+
+        return run_jobs(jobs, trials, max_members=self.members)
 
     @property
     def free_slots(self) -> int:
@@ -201,6 +216,8 @@ class PopulationExecutor(Executor):
     def shutdown(self, *, kill: bool = False) -> None:
         if self._session is not None:
             self._session.abort()
+        if self._ray is not None:
+            self._ray.shutdown()
 
 
 @executors.register("population")

@@ -31,6 +31,36 @@ def _ray() -> Any:
     return ray
 
 
+def connect(address: str | None, num_cpus: int | None = None) -> bool:
+    """Join the cluster at ``address`` (None or "local": start a local one) unless Ray is already
+    up in this process; True when this call started it (and should shut it down)."""
+    ray = _ray()
+    if ray.is_initialized():
+        return False
+    options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
+    address = None if address in (None, "local") else address
+    if address is None and num_cpus is not None:
+        options["num_cpus"] = num_cpus
+    try:
+        ray.init(address=address, **options)
+    except ConnectionError as exc:
+        raise ConfigError(f"Cannot reach the Ray cluster at {address!r} ({exc}); start it with "
+                          f"`ray start --head` or pass --address of a running one.") from None
+    return True
+
+
+def _paths() -> list[str]:
+    import sys
+
+    return [p for p in sys.path if p]
+
+
+def _add_paths(paths: list[str]) -> None:
+    import sys
+
+    sys.path.extend(p for p in paths if p not in sys.path)  # the driver's import path, where it exists here
+
+
 class _Mailbox:
     """Events from running trials to the driver, verdicts back (a Ray actor, async)."""
 
@@ -79,6 +109,15 @@ class _Mailbox:
         """Called by a trial before it returns: its earlier emits have arrived by then."""
 
 
+def _mailbox() -> Any:
+    """The mailbox actor, on the driver's own node: a worker node that dies cannot take it along."""
+    ray = _ray()
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    return ray.remote(num_cpus=0)(_Mailbox).options(scheduling_strategy=here).remote()
+
+
 class _RayChannel:
     """A Trial's way back to the driver from a Ray task."""
 
@@ -98,12 +137,10 @@ class _RayChannel:
 def _run_trial(fn_blob: bytes, experiment_path: str | None, spec: TrialSpec, mailbox: Any, threads: int,
                paths: list[str]) -> Any:
     """The body of a trial's Ray task: load the function as a worker process does, run it."""
-    import sys
-
     from tuneloop.run._execute import execute
     from tuneloop.run._worker import limit_threads
 
-    sys.path.extend(p for p in paths if p not in sys.path)  # the driver's import path, where it exists here
+    _add_paths(paths)
     limit_threads(threads)
     try:
         if experiment_path:
@@ -145,16 +182,7 @@ class RayExecutor(Executor):
                 f"The trial function cannot be sent to Ray workers ({exc}). Define it at the top level of a "
                 f"module or experiment file (not as a lambda or a nested function), or use executor='inline'."
             ) from exc
-        if not ray.is_initialized():
-            options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
-            if self.address is None and self.num_cpus is not None:
-                options["num_cpus"] = self.num_cpus
-            try:
-                ray.init(address=self.address, **options)
-            except ConnectionError as exc:
-                raise ConfigError(f"Cannot reach the Ray cluster at {self.address!r} ({exc}); start it with "
-                                  f"`ray start --head` or pass --address of a running one.") from None
-            self._started_ray = True
+        self._started_ray = connect(self.address, self.num_cpus)
         resources = ray.cluster_resources()
         slots = int(resources.get("CPU", 1) // self.cpus)
         if self.gpus > 0:
@@ -162,12 +190,10 @@ class RayExecutor(Executor):
                 raise ConfigError("gpus_per_trial > 0 but the Ray cluster has no GPU; drop --gpus-per-trial.")
             slots = min(slots, int(resources["GPU"] // self.gpus))
         self.slots = max(1, min(slots, self.max_concurrent or slots))
-        self._mailbox = ray.remote(num_cpus=0)(_Mailbox).remote()
+        self._mailbox = _mailbox()
         self._task = ray.remote(_run_trial).options(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=0)
         self._threads = max(1, int(self.cpus))
-        import sys
-
-        self._paths = [p for p in sys.path if p]
+        self._paths = _paths()
 
     @property
     def free_slots(self) -> int:
@@ -197,8 +223,7 @@ class RayExecutor(Executor):
             try:
                 event = ray.get(ref)
             except Exception as exc:  # noqa: BLE001 - the task's worker or node died
-                event = Failed(spec.trial_id, f"WorkerDied: the Ray worker running this trial died "
-                                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}).",
+                event = Failed(spec.trial_id, f"WorkerDied: the Ray worker running this trial died ({_cause(exc)}).",
                                retryable=True)
             if isinstance(event, (Finished, Failed)):
                 self.handler(event)
@@ -206,13 +231,7 @@ class RayExecutor(Executor):
         return handled
 
     def _deliver(self, events: list[Any]) -> int:
-        for kind, key, event in events:
-            verdict = self.handler(event)
-            if kind == "report":
-                self._mailbox.decide.remote(key, bool(verdict))
-            elif verdict:
-                self._mailbox.stop.remote(event.trial_id)
-        return len(events)
+        return deliver(self._mailbox, events, self.handler)
 
     def shutdown(self, *, kill: bool = False) -> None:
         ray = _ray()
@@ -228,6 +247,101 @@ class RayExecutor(Executor):
         if self._started_ray and ray.is_initialized():
             ray.shutdown()
             self._started_ray = False
+
+
+def _cause(exc: BaseException) -> str:
+    """One line: the error inside a Ray task error, or the Ray error itself."""
+    inner = getattr(exc, "cause", None) or exc
+    lines = [ln for ln in str(inner).splitlines() if ln.strip()]
+    return f"{type(inner).__name__}: {lines[-1][:200] if lines else ''}"
+
+
+def deliver(mailbox: Any, events: list[Any], handler: Any) -> int:
+    """Hand the mailbox's events to the driver; reports get their verdicts back."""
+    for kind, key, event in events:
+        verdict = handler(event)
+        if kind == "report":
+            mailbox.decide.remote(key, bool(verdict))
+        elif verdict:
+            mailbox.stop.remote(event.trial_id)
+    return len(events)
+
+
+def _train_bucket(blob: bytes, states: list[dict[str, Any] | None], mailbox: Any, max_members: int | None,
+                  paths: list[str]) -> list[Any]:
+    """The body of a population bucket's Ray task: its fit calls trained as populations there,
+    every member reporting to the driver through the mailbox."""
+    import ray.cloudpickle as cloudpickle
+
+    from tuneloop.torch._population import run_jobs
+    from tuneloop.trial import Trial
+
+    _add_paths(paths)
+    jobs = cloudpickle.loads(blob)
+    trials = []
+    for state in states:
+        if state is None:
+            trials.append(None)
+            continue
+        trial = Trial(state["spec"], _RayChannel(mailbox))
+        trial.splits_used, trial._extra = state["splits_used"], state["extra"]
+        trials.append(trial)
+    results = run_jobs(jobs, trials, max_members=max_members)
+    _ray().get(mailbox.flush.remote())
+    return results
+
+
+class RayBuckets:
+    """Where the population executor trains on a Ray cluster: one task per bucket of fit calls
+    (equal architecture, optimizer, batch size and data), each with its own resources."""
+
+    def __init__(self, address: str | None, cpus: float = 1.0, gpus: float = 0.0) -> None:
+        self.address, self.cpus, self.gpus = address, float(cpus), float(gpus)
+        self.started = False
+        self._task: Any = None
+
+    def train(self, jobs: list[dict[str, Any]], trials: list[Any], handler: Any, max_members: int | None) -> list[Any]:
+        ray = _ray()
+        import ray.cloudpickle as cloudpickle
+
+        from tuneloop.torch._population import bucket_groups
+
+        if self._task is None:
+            self.started = connect(self.address)
+            self._mailbox = _mailbox()
+            self._task = ray.remote(_train_bucket).options(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=0)
+        results: list[Any] = [None] * len(jobs)
+        pending = {}
+        for group in bucket_groups(jobs):
+            states = [None if trials[i] is None else {"spec": trials[i]._spec, "splits_used": trials[i].splits_used,
+                                                      "extra": trials[i].extra_heldout()} for i in group]
+            try:
+                blob = cloudpickle.dumps([{k: v for k, v in jobs[i].items() if k != "trial"} for i in group])
+            except Exception as exc:  # noqa: BLE001 - an unpicklable model function fails its trials
+                for i in group:
+                    results[i] = ConfigError(f"The fit call cannot be sent to a Ray worker ({exc}); build the model in "
+                                             f"a function that captures only picklable values.")
+                continue
+            pending[self._task.remote(blob, states, self._mailbox, max_members, _paths())] = group
+        while pending:
+            deliver(self._mailbox, ray.get(self._mailbox.take.remote(0.05)), handler)
+            done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
+            if done:
+                deliver(self._mailbox, ray.get(self._mailbox.take.remote(0)), handler)
+            for ref in done:
+                group = pending.pop(ref)
+                try:
+                    out = ray.get(ref)
+                except Exception as exc:  # noqa: BLE001 - the task's worker or node died, or it broke
+                    out = [RuntimeError(f"The Ray task training this population failed: {_cause(exc)}.")] * len(group)
+                for i, result in zip(group, out):
+                    results[i] = result
+        return results
+
+    def shutdown(self) -> None:
+        if self.started and _ray().is_initialized():
+            _ray().shutdown()
+        self.started, self._task = False, None
 
 
 @executors.register("ray")

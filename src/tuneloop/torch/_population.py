@@ -148,6 +148,19 @@ def run_jobs(jobs: Sequence[Mapping[str, Any]], trials: Sequence[Any], *, max_me
     return results  # type: ignore[return-value]
 
 
+def bucket_groups(jobs: Sequence[Mapping[str, Any]]) -> list[list[int]]:
+    """Indices of ``jobs`` that can share a population (the same key as :func:`run_jobs` uses,
+    before any checkpoint is read); a job that fails to set up forms a group of its own."""
+    defaults, seen, groups = _defaults(), {}, {}
+    for i, job in enumerate(jobs):
+        try:
+            key: Any = _prepare(i, {**defaults, **job, "trial": None}, seen).key
+        except Exception:  # noqa: BLE001 - its error surfaces where it is trained
+            key = ("error", i)
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
+
+
 # -- setting members up -----------------------------------------------------------------------
 def _prepare(job: int, a: dict[str, Any], fingerprints: dict[Any, Any]) -> _Member:
     """What ``fit`` does before its first step, for one job (model built under its seed)."""
