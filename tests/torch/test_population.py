@@ -222,3 +222,13 @@ def test_checkpoints_resume_in_either_trainer(data, float64, tmp_path):
     for number, (lr, loss) in values["inline"].items():
         assert values["population"][number][0] == lr
         assert values["population"][number][1] == pytest.approx(loss, rel=1e-6)  # evaluated in float32
+
+
+def test_a_module_instance_gives_each_member_its_own_copy(data, float64):
+    """fit(model=an instance) trains that instance; members given one instance each get a copy."""
+    torch.manual_seed(0)
+    shared = MLP(16, 4, width=8)
+    jobs = [job(data, shared, lr=lr, seed=s) for s, lr in enumerate([1e-3, 1e-2])]
+    a, b = fit_population(jobs)
+    assert a.model is not b.model and a.model is not shared
+    assert not torch.equal(a.model.state_dict()["0.weight"], b.model.state_dict()["0.weight"])

@@ -271,7 +271,7 @@ def _train_bucket(blob: bytes, states: list[dict[str, Any] | None], mailbox: Any
                   paths: list[str]) -> list[Any]:
     """The body of a population bucket's Ray task: its fit calls trained as populations there,
     every member reporting to the driver through the mailbox."""
-    import ray.cloudpickle as cloudpickle
+    from ray import cloudpickle
 
     from tuneloop.torch._population import run_jobs
     from tuneloop.trial import Trial
@@ -302,7 +302,7 @@ class RayBuckets:
 
     def train(self, jobs: list[dict[str, Any]], trials: list[Any], handler: Any, max_members: int | None) -> list[Any]:
         ray = _ray()
-        import ray.cloudpickle as cloudpickle
+        from ray import cloudpickle
 
         from tuneloop.torch._population import bucket_groups
 

@@ -20,6 +20,7 @@ population: parameters and optimizer state shrink with ``index_select``.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import inspect
 import math
@@ -177,7 +178,8 @@ def _prepare(job: int, a: dict[str, Any], fingerprints: dict[Any, Any]) -> _Memb
     torch.manual_seed(a["seed"])
     dev = torch.device(a["device"]) if a["device"] is not None else torch.device(
         "cuda" if torch.cuda.is_available() else "cpu")
-    net = build_model(a["model"], dev, a["init_scale"])
+    model = copy.deepcopy(a["model"]) if isinstance(a["model"], nn.Module) else a["model"]  # one per member
+    net = build_model(model, dev, a["init_scale"])
     train = batches(a["train"], a["batch_size"], dev, shuffle=True, seed=a["seed"])
     val = batches(a["val"], _EVAL_BATCH, dev, shuffle=False, seed=a["seed"])
     for source, data in ((a["train"], train), (a["val"], val)):  # one copy of each data set on the device
