@@ -86,7 +86,11 @@ def test_a_two_node_cluster_on_one_machine(storage):
     if ray.is_initialized():
         ray.shutdown()
     cli = os.path.join(os.path.dirname(sys.executable), "ray")
-    port = "6391"
+    import socket
+
+    with socket.socket() as probe:  # a free port for the head
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     def start(*args):
         done = subprocess.run([cli, "start", *args, "--num-cpus=1"], capture_output=True, text=True, env=env, check=False)
