@@ -232,3 +232,42 @@ def test_a_module_instance_gives_each_member_its_own_copy(data, float64):
     a, b = fit_population(jobs)
     assert a.model is not b.model and a.model is not shared
     assert not torch.equal(a.model.state_dict()["0.weight"], b.model.state_dict()["0.weight"])
+
+
+def test_mlps_of_different_widths_share_one_padded_population(data, float64):
+    """Widths 24, 17 and 31 (within 2x: one bucket) train as one population padded to 31, with
+    per-member dropout masks drawn at each member's own width; each equals its sequential run."""
+    from tuneloop.torch._population import _defaults, _prepare
+
+    jobs = [job(data, lambda w=w: MLP(16, 4, width=w, dropout=0.2), lr=3e-3, seed=i, weight_decay=1e-3, clip=0.5)
+            for i, w in enumerate([24, 17, 31])]
+    members = [_prepare(i, {**_defaults(), **j, "trial": None}, {}) for i, j in enumerate(jobs)]
+    assert len({m.key for m in members}) == 1
+    pop = Population(members)
+    assert [tuple(b.shape) for b in pop.model.blocks][:2] == [(3, 31, 16), (3, 31)]
+    compare(jobs, tolerance=FLOAT64_TOLERANCE)
+    for optimizer in ("sgd", "rmsprop", "adamw"):
+        compare([{**j, "optimizer": optimizer} for j in jobs], tolerance=FLOAT64_TOLERANCE)
+    wide = [job(data, lambda: MLP(16, 4, width=64), seed=0), job(data, lambda: MLP(16, 4, width=8), seed=1)]
+    keys = {_prepare(i, {**_defaults(), **j, "trial": None}, {}).key for i, j in enumerate(wide)}
+    assert len(keys) == 2  # more than 2x apart: buckets of their own
+
+
+def test_padded_members_checkpoint_at_their_own_shapes(data, float64, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'pad.db'}"
+    train, val = data
+    space = tl.Space(width=tl.Choice([12, 15]), lr=tl.LogFloat(1e-3, 1e-2))  # one bucket: both round to 16
+
+    def trial_fn(trial):
+        return fit(lambda: MLP(16, 4, width=trial.params.width), train, val, trial=trial, lr=trial.params.lr,
+                   epochs=trial.budget.epochs, batch_size=32, seed=trial.seed, inspect_every=0).metrics
+
+    values = {}
+    for executor in ("inline", "population"):
+        study = tl.Study(f"pad-{executor}", space, trial_fn, metric="val_acc", mode="max", seed=5,
+                         budget=tl.Budget(epochs=4), storage=storage)
+        study.run(searcher="random", scheduler={"name": "pbt", "population": 4, "interval": 2}, executor=executor)
+        values[executor] = {t.number: t.values["val_loss"] for t in study.trials}
+    assert values["inline"].keys() == values["population"].keys()
+    for number, loss in values["inline"].items():
+        assert values["population"][number] == pytest.approx(loss, rel=1e-6)

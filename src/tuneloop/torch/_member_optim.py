@@ -30,11 +30,14 @@ class MemberOptimizer:
     """One optimizer kind over parameter blocks (M, ...); hyperparameters are per-member columns."""
 
     def __init__(self, kind: str, params: Sequence[torch.Tensor], optimizers: Sequence[torch.optim.Optimizer], *,
-                 fused: bool | None = None) -> None:
+                 fused: bool | None = None, shapes: Sequence[Sequence[tuple[int, ...]]] | None = None) -> None:
         if kind not in _STATE:
             raise ValueError(f"no population optimizer {kind!r}; choose one of {', '.join(sorted(_STATE))}")
         self.kind = kind
         self.params = list(params)
+        # each member's own parameter shapes, where blocks are padded to the widest member
+        self.shapes = [list(s) for s in shapes] if shapes is not None else [
+            [tuple(p.shape[1:]) for p in self.params] for _ in optimizers]
         groups = [opt.param_groups[0] for opt in optimizers]
         self.hyper: dict[str, list[float]] = {
             "weight_decay": [float(g["weight_decay"]) for g in groups],
@@ -208,12 +211,14 @@ class MemberOptimizer:
         self._scratch = [torch.empty_like(p) for p in self.params] if self._scratch else []
         self.steps = [self.steps[i] for i in keep]
         self.started = [self.started[i] for i in keep]
+        self.shapes = [self.shapes[i] for i in keep]
         self.hyper = {k: [v[i] for i in keep] for k, v in self.hyper.items()}
         self._columns()
 
     @torch.no_grad()
     def copy_member(self, src: int, dst: int) -> None:
-        """Member ``dst`` takes ``src``'s optimizer state (PBT's exploit; the parameters are the caller's)."""
+        """Member ``dst`` takes ``src``'s optimizer state (PBT's exploit; the parameters are the caller's);
+        both must have the same shapes."""
         for blocks in self.state.values():
             for t in blocks:
                 t[dst] = t[src]
@@ -236,7 +241,7 @@ class MemberOptimizer:
             state = opt.state.get(param, {})
             for name in self.state:
                 if name in state and state[name] is not None:
-                    self.state[name][k][m] = state[name].to(self.params[k])
+                    self.state[name][k][m][_region(self.shapes[m][k])] = state[name].to(self.params[k])
                     self.started[m] = True
             if "step" in state:
                 self.steps[m] = int(float(state["step"]))
@@ -256,10 +261,14 @@ class MemberOptimizer:
             for name, blocks in self.state.items():
                 if name == "momentum_buffer" and (not self.started[m] or group.get("momentum", 0) == 0):
                     continue
-                entry[name] = blocks[k][m].clone()
+                entry[name] = blocks[k][m][_region(self.shapes[m][k])].clone()
             if entry:
                 opt.state[param] = entry
         return opt.state_dict()
+
+
+def _region(shape: Sequence[int]) -> tuple[slice, ...]:
+    return tuple(slice(0, d) for d in shape)
 
 
 def _at(col: Any, k: int) -> Any:

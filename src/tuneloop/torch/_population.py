@@ -53,7 +53,7 @@ from tuneloop.torch._fit import (
     save_checkpoint,
 )
 from tuneloop.torch._member_optim import MemberOptimizer
-from tuneloop.torch._stacked import signature, stack
+from tuneloop.torch._stacked import is_plain_mlp, padded_signature, signature, stack
 
 _TORCH_SCHEDULED = ("one_cycle", "plateau")  # schedules read from a torch scheduler per member
 _EVAL_BATCH = 4096
@@ -136,7 +136,7 @@ def run_jobs(jobs: Sequence[Mapping[str, Any]], trials: Sequence[Any], *, max_me
         try:
             if unknown:
                 raise ConfigError(f"fit got unknown arguments: {', '.join(sorted(unknown))}.")
-            members.append(_prepare(i, {**defaults, **job, "trial": trials[i]}, fingerprints))
+            members.append(_prepare(i, {**defaults, **job, "trial": trials[i]}, fingerprints, pad=fast))
         except Exception as exc:  # noqa: BLE001 - one bad job must not stop the others
             results[i] = exc
     buckets: dict[tuple[Any, ...], list[_Member]] = {}
@@ -163,7 +163,7 @@ def bucket_groups(jobs: Sequence[Mapping[str, Any]]) -> list[list[int]]:
 
 
 # -- setting members up -----------------------------------------------------------------------
-def _prepare(job: int, a: dict[str, Any], fingerprints: dict[Any, Any]) -> _Member:
+def _prepare(job: int, a: dict[str, Any], fingerprints: dict[Any, Any], pad: bool = True) -> _Member:
     """What ``fit`` does before its first step, for one job (model built under its seed)."""
     check_positive_int(a["epochs"], "epochs", "fit")
     check_positive_int(a["batch_size"], "batch_size", "fit")
@@ -194,7 +194,8 @@ def _prepare(job: int, a: dict[str, Any], fingerprints: dict[Any, Any]) -> _Memb
         _log_init_loss(net, train, loss_fn, trial)  # in train mode: dropout draws from the seeded stream
     rng = torch.get_rng_state()
     loss_key = a["loss"] if isinstance(a["loss"], str) else getattr(a["loss"], "__code__", a["loss"])
-    key = (signature(net), a["optimizer"], a["batch_size"], _fingerprint(a["train"], train, fingerprints),
+    padded = pad and _fast_path(net, a, train)  # plain MLPs of different widths can share a population
+    key = (padded_signature(net) if padded else signature(net), a["optimizer"], a["batch_size"], _fingerprint(a["train"], train, fingerprints),
            _fingerprint(a["val"], val, fingerprints), loss_key, str(dev), a["amp"], first_epoch, step, final)
     return _Member(job, a, trial, net, opt, sched, train, val, classify, final,
                    f"{getattr(trial, 'heldout', 'val')}_", total, math.ceil(total / train.per_epoch), horizon,
@@ -249,7 +250,8 @@ def _fitting_members(members: list[_Member]) -> int:
     """How many members fit in memory at once: parameters with optimizer state and copies
     (about 8 per parameter) plus activations, against 70% of free accelerator memory or 50% of
     available RAM."""
-    net, first = members[0].net, members[0]
+    first = max(members, key=lambda m: sum(p.numel() for p in m.net.parameters()))  # the widest, if padded
+    net = first.net
     elt = next(net.parameters()).element_size()
     params = sum(p.numel() for p in net.parameters())
     acts = 0
@@ -355,9 +357,9 @@ class Population:
         first = members[0]
         self.members = list(members)
         self.device = first.train.x.device
-        self.model = stack([m.net for m in members], fast=fast and not callable(first.args["loss"])
-                           and not _mixed(self.device, first.args["amp"]))
-        self.optim = MemberOptimizer(first.args["optimizer"], self.model.blocks, [m.opt for m in members], fused=fused)
+        self.model = stack([m.net for m in members], fast=fast and _fast_path(first.net, first.args, first.train))
+        self.optim = MemberOptimizer(first.args["optimizer"], self.model.blocks, [m.opt for m in members], fused=fused,
+                                     shapes=getattr(self.model, "member_shapes", None))
         self.generators = []
         for m in members:
             if self.device.type == "cuda":
@@ -410,6 +412,8 @@ class Population:
     def exploit(self, src: int, dst: int, **hyper: float) -> None:
         """PBT in place: member ``dst`` takes ``src``'s parameters and optimizer state, then the
         hyperparameters given (``lr=...``, ``weight_decay=...``, ``momentum=...``, ``beta1=...``)."""
+        if self.optim.shapes[src] != self.optim.shapes[dst]:
+            raise ConfigError("exploit copies a member over one of the same shapes; these two differ in width.")
         self.model.set_member(dst, self.model.member(src))
         self.optim.copy_member(src, dst)
         member = self.members[dst]
@@ -473,6 +477,12 @@ def _classes(member: _Member) -> int:
         out = member.net(member.val.x[:1])
         member.net.train(was)
     return int(out[0].numel())
+
+
+def _fast_path(net: nn.Module, args: Mapping[str, Any], train: Batches) -> bool:
+    """The hand-written MLP path applies: a plain MLP on flat inputs, a built-in loss, no autocast."""
+    return (is_plain_mlp(net) and train.x.dim() == 2 and isinstance(args["loss"], str)
+            and not _mixed(train.x.device, args["amp"]))
 
 
 def _mixed(dev: torch.device, amp: bool | None) -> bool:

@@ -258,26 +258,80 @@ def is_plain_mlp(net: nn.Module) -> bool:
 
 class StackedMLP(StackedModel):
     """The fast path for plain MLPs: batched matmuls forward and a hand-written backward that
-    writes gradients into preallocated blocks (no autograd graph, activations in place)."""
+    writes gradients into preallocated blocks (no autograd graph, activations in place).
+
+    Members may differ in their hidden widths: each block is as wide as its widest member and a
+    narrower member's weights sit in its leading corner, the rest zero. That is exact: a padded
+    unit's input weights and bias are zero, so it outputs activation(0) = 0 (ReLU, GELU, tanh,
+    SiLU); its output weights meet only that zero, so every padded gradient is zero and every
+    optimizer leaves a zero with a zero gradient where it is."""
 
     def __init__(self, nets: Sequence[nn.Module]) -> None:
-        super().__init__(nets)
+        first = nets[0]
+        self.twin = None
+        self.names = [n for n, _ in first.named_parameters()]
+        values = [[p.detach() for p in net.parameters()] for net in nets]
+        self.member_shapes = [[tuple(p.shape) for p in ps] for ps in values]
+        full = [tuple(max(dims) for dims in zip(*(shapes[k] for shapes in self.member_shapes)))
+                for k in range(len(self.names))]
+        blocks = []
+        for k, shape in enumerate(full):
+            block = values[0][k].new_zeros((len(nets), *shape))
+            for m, ps in enumerate(values):
+                block[m][region(ps[k].shape)] = ps[k]
+            blocks.append(block)
+        self.buffers: dict[str, torch.Tensor] = {}
         self.layers: list[tuple[str, Any]] = []
+        self.dropouts, self.rates, self.widths = [], {}, {}
         index = {n: k for k, n in enumerate(self.names)}
-        for name, module in nets[0].named_children():
+        for name, module in first.named_children():
             if isinstance(module, nn.Linear):
                 self.layers.append(("linear", (index[f"{name}.weight"], index.get(f"{name}.bias"))))
             elif isinstance(module, nn.Dropout):
                 self.layers.append(("dropout", name))
+                self.dropouts.append(name)
+                self.rates[name] = [float(net.get_submodule(name).p) for net in nets]
+                self.widths[name] = [_features_before(net, name) for net in nets]  # each member's own
             elif isinstance(module, nn.GELU):
                 self.layers.append(("gelu", module.approximate))
             elif not isinstance(module, nn.Identity):
                 self.layers.append((type(module).__name__.lower(), None))
+        self.bind(blocks)
 
     def bind(self, blocks: Sequence[torch.Tensor]) -> None:
         self.blocks = [b.detach() for b in blocks]
         self.params = dict(zip(self.names, self.blocks))
         self._grads = [torch.empty_like(b) for b in self.blocks]
+
+    def noise(self, x: torch.Tensor, generators: Sequence[torch.Generator]) -> dict[str, torch.Tensor]:
+        """Each member's dropout masks, drawn at its own width from its own stream (padding: ones)."""
+        out = {}
+        for name in self.dropouts:
+            widths = self.widths[name]
+            mask = torch.ones((self.size, x.shape[1], max(widths)), dtype=x.dtype, device=x.device)
+            for m, gen in enumerate(generators):
+                p, part = self.rates[name][m], mask[m, :, :widths[m]]
+                if p == 1:
+                    part.zero_()
+                elif p > 0:
+                    part.bernoulli_(1 - p, generator=gen).div_(1 - p)
+            out[name] = mask
+        return out
+
+    def select(self, keep: Sequence[int]) -> None:
+        super().select(keep)
+        self.member_shapes = [self.member_shapes[i] for i in keep]
+        self.widths = {n: [w[i] for i in keep] for n, w in self.widths.items()}
+
+    def member(self, m: int, blocks: Sequence[torch.Tensor] | None = None) -> list[torch.Tensor]:
+        return [b[m][region(shape)].detach().clone()
+                for b, shape in zip(blocks if blocks is not None else self.blocks, self.member_shapes[m])]
+
+    @torch.no_grad()
+    def set_member(self, m: int, values: Sequence[torch.Tensor]) -> None:
+        for b, v in zip(self.blocks, values):
+            b[m][region(v.shape)] = v
+
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor, noise: dict[str, torch.Tensor] | None = None, *,
@@ -345,6 +399,41 @@ class StackedMLP(StackedModel):
             elif kind == "silu":
                 d = torch.ops.aten.silu_backward(d, keep)
         return losses, self._grads
+
+
+def region(shape: Sequence[int]) -> tuple[slice, ...]:
+    """The leading corner of a padded block where a member of this shape lives."""
+    return tuple(slice(0, d) for d in shape)
+
+
+def _features_before(net: nn.Module, name: str) -> int:
+    """The feature count entering the layer ``name`` of a plain MLP (for its dropout masks)."""
+    features = None
+    for child_name, module in net.named_children():
+        if child_name == name:
+            break
+        if isinstance(module, nn.Linear):
+            features = module.out_features
+    if features is None:  # dropout before the first Linear: the input features
+        features = next(m for m in net if isinstance(m, nn.Linear)).in_features
+    return int(features)
+
+
+def padded_signature(net: nn.Module) -> tuple[Any, ...]:
+    """A plain MLP's bucket key when hidden widths may differ: widths rounded up to a power of two
+    (members within 2x of each other share a population), everything else exact."""
+    linears = [m for m in net if type(m) is nn.Linear]
+    parts: list[Any] = []
+    for m in net:
+        if type(m) is nn.Linear:
+            fan_in = m.in_features if m is linears[0] else 1 << (m.in_features - 1).bit_length()
+            fan_out = m.out_features if m is linears[-1] else 1 << (m.out_features - 1).bit_length()
+            parts.append(("linear", fan_in, fan_out, m.bias is not None, str(m.weight.dtype), m.weight.device.type))
+        elif type(m) is nn.GELU:
+            parts.append(("gelu", m.approximate))
+        else:
+            parts.append((type(m).__name__,))
+    return ("padded-mlp", *parts)
 
 
 def _activate(kind: str, arg: Any, h: torch.Tensor) -> torch.Tensor:
