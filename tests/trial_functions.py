@@ -307,3 +307,12 @@ def slow_on_any_node(trial: tl.Trial) -> dict:
         trial.report(step, loss=abs(trial.params.x) + 1.0 / (step + 1))
     node = ray.get_runtime_context().get_node_id()
     return {"loss": abs(trial.params.x), "node": float(int(node[:12], 16))}
+
+
+def exits(trial: tl.Trial) -> float:
+    """Calls sys.exit on negative x (a trial function must not take its worker down with it)."""
+    import sys
+
+    if trial.params.x < 0:
+        sys.exit(3)
+    return abs(trial.params.x)

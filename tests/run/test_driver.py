@@ -208,3 +208,9 @@ def test_a_function_workers_cannot_load_fails_each_trial_with_the_fix(storage, t
         assert t.state == "failed"
         assert t.error.startswith("WorkerSetup: a worker process could not load the trial function")
         assert "executor='inline'" in t.error
+
+
+def test_a_lambda_cannot_go_to_worker_processes(storage):
+    study = make(lambda trial: 0.0, storage, name="lam")
+    with pytest.raises(tl.ConfigError, match="cannot be sent to worker processes .* top level of a module"):
+        study.run(n_trials=2, workers=2)

@@ -122,6 +122,18 @@ def test_an_unsupported_model_fails_its_trials_with_the_fix(storage):
     assert "BatchNorm1d" in error and "executor='processes'" in error
 
 
+def test_sys_exit_in_a_trial_fails_that_trial_only(storage):
+    import trial_functions as tf
+
+    study = tl.Study("exits", tl.Space(x=tl.Float(-2.0, 2.0)), tf.exits, metric="loss", mode="min", storage=storage,
+                     seed=0)
+    study.run(6, searcher="random", executor="population")
+    for t in study.trials:
+        assert (t.state == "failed") == (t.params["x"] < 0)
+        if t.state == "failed":
+            assert t.error.startswith("SystemExit: the trial function stopped its thread")
+
+
 def test_members_needs_the_population_executor(storage):
     with pytest.raises(ConfigError, match="population"):
         study_of(train_mlp, storage).run(2, members=4)

@@ -21,7 +21,7 @@ from typing import Any
 from tuneloop._validation import check_positive_int
 from tuneloop.run._execute import execute
 from tuneloop.run._executor import Executor, executors
-from tuneloop.run.events import Event, Report, TrialSpec
+from tuneloop.run.events import Event, Failed, Report, TrialSpec
 
 
 @dataclass(eq=False)
@@ -62,6 +62,9 @@ class _Session:
         set_session(self)
         try:
             event = execute(self.executor.fn, spec, self.executor)
+        except BaseException as exc:  # noqa: BLE001 - sys.exit() in a trial must not leave the batch waiting
+            event = Failed(spec.trial_id, f"{type(exc).__name__}: the trial function stopped its thread ({exc}); "
+                                          f"return or raise an exception instead.")
         finally:
             set_session(None)
         with self.cond:

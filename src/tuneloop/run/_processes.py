@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import pickle
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from tuneloop._validation import check_positive_int
-from tuneloop.errors import ConfigError
 from tuneloop.run import _worker
 from tuneloop.run._executor import Executor, executors
 from tuneloop.run.events import Failed, Finished, Report, TrialSpec
@@ -39,14 +37,7 @@ class ProcessesExecutor(Executor):
 
     def start(self, fn: Any, handler: Any, *, experiment_path: str | None = None) -> None:
         super().start(fn, handler, experiment_path=experiment_path)
-        try:
-            self._fn_blob = pickle.dumps(fn)
-        except (pickle.PicklingError, AttributeError, TypeError) as exc:
-            raise ConfigError(
-                f"The trial function cannot be sent to worker processes ({exc}). Define it at the top "
-                f"level of a module or experiment file (not as a lambda or a nested function), or use "
-                f"executor='inline'."
-            ) from exc
+        self._fn_blob = _worker.pickled(fn, "worker processes")
         self._workers = [self._spawn() for _ in range(self.n_workers)]
 
     def _spawn(self) -> _Worker:

@@ -14,12 +14,12 @@ folder on a shared filesystem (docs/cluster.md).
 from __future__ import annotations
 
 import asyncio
-import pickle
 import time
 from typing import Any
 
 from tuneloop.errors import ConfigError
 from tuneloop.run._executor import Executor, executors
+from tuneloop.run._worker import pickled
 from tuneloop.run.events import Event, Failed, Finished, Report, TrialSpec
 
 
@@ -138,16 +138,12 @@ def _run_trial(fn_blob: bytes, experiment_path: str | None, spec: TrialSpec, mai
                paths: list[str]) -> Any:
     """The body of a trial's Ray task: load the function as a worker process does, run it."""
     from tuneloop.run._execute import execute
-    from tuneloop.run._worker import limit_threads
+    from tuneloop.run._worker import limit_threads, load_function
 
     _add_paths(paths)
     limit_threads(threads)
     try:
-        if experiment_path:
-            from tuneloop.experiment import load_module
-
-            load_module(experiment_path)
-        fn = pickle.loads(fn_blob)
+        fn = load_function(fn_blob, experiment_path)
     except Exception as exc:  # noqa: BLE001 - reported as the trial's failure
         return Failed(spec.trial_id, f"WorkerSetup: a Ray worker could not load the trial function "
                                      f"({type(exc).__name__}: {exc}); define it in an importable module or "
@@ -175,13 +171,7 @@ class RayExecutor(Executor):
     def start(self, fn: Any, handler: Any, *, experiment_path: str | None = None) -> None:
         super().start(fn, handler, experiment_path=experiment_path)
         ray = _ray()
-        try:
-            self._fn_blob = pickle.dumps(fn)
-        except (pickle.PicklingError, AttributeError, TypeError) as exc:
-            raise ConfigError(
-                f"The trial function cannot be sent to Ray workers ({exc}). Define it at the top level of a "
-                f"module or experiment file (not as a lambda or a nested function), or use executor='inline'."
-            ) from exc
+        self._fn_blob = pickled(fn, "Ray workers")
         self._started_ray = connect(self.address, self.num_cpus)
         resources = ray.cluster_resources()
         slots = int(resources.get("CPU", 1) // self.cpus)

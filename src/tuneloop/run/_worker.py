@@ -55,6 +55,28 @@ def limit_threads(threads: int) -> None:
         sys.modules["torch"].set_num_threads(threads)
 
 
+def pickled(fn: Any, where: str) -> bytes:
+    """The trial function as bytes for another process (by reference: workers import it)."""
+    try:
+        return pickle.dumps(fn)
+    except (pickle.PicklingError, AttributeError, TypeError) as exc:
+        from tuneloop.errors import ConfigError
+
+        raise ConfigError(
+            f"The trial function cannot be sent to {where} ({exc}). Define it at the top level of a module or "
+            f"experiment file (not as a lambda or a nested function), or use executor='inline'."
+        ) from exc
+
+
+def load_function(fn_blob: bytes, experiment_path: str | None) -> Any:
+    """The trial function in a worker: import the experiment file it came from, then unpickle it."""
+    if experiment_path:
+        from tuneloop.experiment import load_module
+
+        load_module(experiment_path)
+    return pickle.loads(fn_blob)
+
+
 def main(conn: Connection, fn_blob: bytes, experiment_path: str | None, threads: int) -> None:
     """Entry point of a worker process."""
     # Ctrl-C reaches the whole process group; the driver alone decides what happens then.
@@ -63,11 +85,7 @@ def main(conn: Connection, fn_blob: bytes, experiment_path: str | None, threads:
     fn: Any = None
     load_error = ""
     try:
-        if experiment_path:
-            from tuneloop.experiment import load_module
-
-            load_module(experiment_path)
-        fn = pickle.loads(fn_blob)
+        fn = load_function(fn_blob, experiment_path)
     except Exception as exc:  # noqa: BLE001 - every trial sent here reports it instead
         load_error = (
             f"WorkerSetup: a worker process could not load the trial function ({type(exc).__name__}: {exc}). "

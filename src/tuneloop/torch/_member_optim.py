@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from tuneloop.torch._stacked import region
+
 _STATE = {"adam": ("exp_avg", "exp_avg_sq"), "adamw": ("exp_avg", "exp_avg_sq"), "sgd": ("momentum_buffer",),
           "momentum": ("momentum_buffer",), "nesterov": ("momentum_buffer",), "rmsprop": ("square_avg", "momentum_buffer")}
 
@@ -241,7 +243,7 @@ class MemberOptimizer:
             state = opt.state.get(param, {})
             for name in self.state:
                 if name in state and state[name] is not None:
-                    self.state[name][k][m][_region(self.shapes[m][k])] = state[name].to(self.params[k])
+                    self.state[name][k][m][region(self.shapes[m][k])] = state[name].to(self.params[k])
                     self.started[m] = True
             if "step" in state:
                 self.steps[m] = int(float(state["step"]))
@@ -261,14 +263,10 @@ class MemberOptimizer:
             for name, blocks in self.state.items():
                 if name == "momentum_buffer" and (not self.started[m] or group.get("momentum", 0) == 0):
                     continue
-                entry[name] = blocks[k][m][_region(self.shapes[m][k])].clone()
+                entry[name] = blocks[k][m][region(self.shapes[m][k])].clone()
             if entry:
                 opt.state[param] = entry
         return opt.state_dict()
-
-
-def _region(shape: Sequence[int]) -> tuple[slice, ...]:
-    return tuple(slice(0, d) for d in shape)
 
 
 def _at(col: Any, k: int) -> Any:
