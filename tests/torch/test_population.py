@@ -5,6 +5,7 @@ engine's kernels sum in another order, nothing else differs). In float32 the sam
 a documented tolerance on stable configurations.
 """
 
+import contextlib
 import math
 
 import numpy as np
@@ -15,7 +16,8 @@ from torch import nn
 import tuneloop as tl
 from tuneloop.errors import ConfigError
 from tuneloop.torch import CNN, GRU, MLP, Population, fit, fit_population
-from tuneloop.torch._population import _prepare, run_jobs
+from tuneloop.torch._population import run_jobs
+from tuneloop.torch._population._jobs import fit_defaults, prepare
 
 FLOAT64_TOLERANCE = 1e-10
 FLOAT32_TOLERANCE = 1e-4  # docs/population.md: 3 epochs, lr <= 3e-3
@@ -136,24 +138,24 @@ def test_shapes_split_into_buckets_and_chunks_give_the_same_result(data, float64
 
 
 def test_memory_splits_a_population_into_chunks(data, monkeypatch, float64):
-    from tuneloop.torch import _population
+    from tuneloop.torch._population import _memory
 
-    monkeypatch.setattr(_population, "_available_ram", lambda: 2 * 1000 * 8 * 8 * 2)  # about two members
+    monkeypatch.setattr(_memory, "available_ram", lambda: 2 * 1000 * 8 * 8 * 2)  # about two members
     jobs = [job(data, lambda: MLP(16, 4, width=24), lr=1e-3 * (i + 1), seed=i) for i in range(4)]
-    members = [_prepare(i, {**_population._defaults(), **j, "trial": None}, {}) for i, j in enumerate(jobs)]
-    assert 1 <= _population._fitting_members(members) < 4
+    members = [prepare(i, {**fit_defaults(), **j, "trial": None}, {}) for i, j in enumerate(jobs)]
+    assert 1 <= _memory.fitting_members(members) < 4
     compare(jobs, tolerance=FLOAT64_TOLERANCE)
 
 
 def test_pbt_exploit_copies_parameters_and_optimizer_state_in_place(data):
     jobs = [job(data, lambda: MLP(16, 4, width=24), lr=1e-3, seed=s) for s in range(3)]
-    defaults = __import__("tuneloop.torch._population", fromlist=["_defaults"])._defaults()
-    members = [_prepare(i, {**defaults, **j, "trial": None}, {}) for i, j in enumerate(jobs)]
+    defaults = fit_defaults()
+    members = [prepare(i, {**defaults, **j, "trial": None}, {}) for i, j in enumerate(jobs)]
     pop = Population(members)
     x, y = members[0].train.x[:32], members[0].train.y[:32]
     for _ in range(2):
         _, grads = pop.model.loss_and_grad(torch.stack([x] * 3), torch.stack([y] * 3), {}, pop.loss,
-                                                lambda: __import__("contextlib").nullcontext())
+                                           contextlib.nullcontext)
         pop.optim.step(grads, [1e-3, 2e-3, 3e-3])
     pop.exploit(0, 2, lr=5e-4, weight_decay=1e-3)
     for block in pop.model.blocks:
@@ -237,11 +239,9 @@ def test_a_module_instance_gives_each_member_its_own_copy(data, float64):
 def test_mlps_of_different_widths_share_one_padded_population(data, float64):
     """Widths 24, 17 and 31 (within 2x: one bucket) train as one population padded to 31, with
     per-member dropout masks drawn at each member's own width; each equals its sequential run."""
-    from tuneloop.torch._population import _defaults, _prepare
-
     jobs = [job(data, lambda w=w: MLP(16, 4, width=w, dropout=0.2), lr=3e-3, seed=i, weight_decay=1e-3, clip=0.5)
             for i, w in enumerate([24, 17, 31])]
-    members = [_prepare(i, {**_defaults(), **j, "trial": None}, {}) for i, j in enumerate(jobs)]
+    members = [prepare(i, {**fit_defaults(), **j, "trial": None}, {}) for i, j in enumerate(jobs)]
     assert len({m.key for m in members}) == 1
     pop = Population(members)
     assert [tuple(b.shape) for b in pop.model.blocks][:2] == [(3, 31, 16), (3, 31)]
@@ -249,7 +249,7 @@ def test_mlps_of_different_widths_share_one_padded_population(data, float64):
     for optimizer in ("sgd", "rmsprop", "adamw"):
         compare([{**j, "optimizer": optimizer} for j in jobs], tolerance=FLOAT64_TOLERANCE)
     wide = [job(data, lambda: MLP(16, 4, width=64), seed=0), job(data, lambda: MLP(16, 4, width=8), seed=1)]
-    keys = {_prepare(i, {**_defaults(), **j, "trial": None}, {}).key for i, j in enumerate(wide)}
+    keys = {prepare(i, {**fit_defaults(), **j, "trial": None}, {}).key for i, j in enumerate(wide)}
     assert len(keys) == 2  # more than 2x apart: buckets of their own
 
 

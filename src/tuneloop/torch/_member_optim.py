@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from tuneloop.torch._stacked import region
+from tuneloop.torch._stacked_mlp import region
 
 _STATE = {"adam": ("exp_avg", "exp_avg_sq"), "adamw": ("exp_avg", "exp_avg_sq"), "sgd": ("momentum_buffer",),
           "momentum": ("momentum_buffer",), "nesterov": ("momentum_buffer",), "rmsprop": ("square_avg", "momentum_buffer")}

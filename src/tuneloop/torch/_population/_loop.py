@@ -1,0 +1,227 @@
+"""The epoch loop of ``fit`` for populations: buckets, chunks, steps, epochs, members leaving."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from tuneloop.errors import ConfigError
+from tuneloop.torch._fit import FitResult, _mixed_precision, finish, save_checkpoint
+from tuneloop.torch._population._jobs import Member, fit_defaults, prepare
+from tuneloop.torch._population._memory import fitting_members, peak_memory_mb
+from tuneloop.torch._population._state import Population
+
+
+def fit_population(jobs: Sequence[Mapping[str, Any]], *, max_members: int | None = None, fast: bool = True,
+                   fused: bool | None = None) -> list[FitResult]:
+    """Train every job (``fit``'s keyword arguments) together; result i is what ``fit(**jobs[i])``
+    returns. ``max_members`` caps a population's size (memory caps it too). ``fast=False`` runs
+    plain MLPs through vmap and autograd like any model (the hand-written path is checked against
+    it); ``fused=False`` uses the step-by-step Adam instead of torch's fused kernel. Raises the
+    first job's error, if any failed; :func:`run_jobs` returns errors in place instead."""
+    results = run_jobs(jobs, [job.get("trial") for job in jobs], max_members=max_members, fast=fast, fused=fused)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return results  # type: ignore[return-value]
+
+def run_jobs(jobs: Sequence[Mapping[str, Any]], trials: Sequence[Any], *, max_members: int | None = None,
+             fast: bool = True, fused: bool | None = None) -> list[FitResult | BaseException]:
+    """Like :func:`fit_population`, but a job that fails gets its exception as its result."""
+    defaults = fit_defaults()
+    results: list[FitResult | BaseException | None] = [None] * len(jobs)
+    members: list[Member] = []
+    fingerprints: dict[Any, Any] = {}  # data fingerprints and the shared device copies
+    for i, job in enumerate(jobs):
+        unknown = set(job) - set(defaults) - {"model", "train", "val"}
+        try:
+            if unknown:
+                raise ConfigError(f"fit got unknown arguments: {', '.join(sorted(unknown))}.")
+            members.append(prepare(i, {**defaults, **job, "trial": trials[i]}, fingerprints, pad=fast))
+        except Exception as exc:  # noqa: BLE001 - one bad job must not stop the others
+            results[i] = exc
+    buckets: dict[tuple[Any, ...], list[Member]] = {}
+    for m in members:
+        buckets.setdefault(m.key, []).append(m)
+    for bucket in buckets.values():
+        cap = max_members or len(bucket)
+        for start in range(0, len(bucket), cap):
+            _train_chunked(bucket[start:start + cap], results, fast=fast, fused=fused)
+    return results  # type: ignore[return-value]
+
+def _train_chunked(members: list[Member], results: list[Any], **options: Any) -> None:
+    """Train ``members``, split into chunks that fit in memory; an out-of-memory error before any
+    report halves the chunk and tries again."""
+    size = min(len(members), fitting_members(members))
+    pending = [members[i:i + size] for i in range(0, len(members), size)]
+    while pending:
+        chunk = pending.pop(0)
+        try:
+            _train(chunk, results, **options)
+        except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+            out_of_memory = isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "memory" in str(exc).lower()
+            if out_of_memory and len(chunk) > 1 and not any(m.reported for m in chunk):
+                half = len(chunk) // 2
+                pending[:0] = [chunk[:half], chunk[half:]]
+                continue
+            for m in chunk:
+                if results[m.job] is None:
+                    results[m.job] = exc
+        except Exception as exc:  # noqa: BLE001 - e.g. a model the engine cannot stack
+            for m in chunk:
+                if results[m.job] is None:
+                    results[m.job] = exc
+
+def _train(members: list[Member], results: list[Any], **options: Any) -> None:
+    """The epoch loop of ``fit``, for a population."""
+    pop = Population(members, **options)
+    first = members[0]
+    dev = pop.device
+    autocast, _ = _mixed_precision(dev, first.args["amp"])
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    x_all, y_all = first.train.x, first.train.y
+    per_epoch, size = first.train.per_epoch, first.args["batch_size"]
+    start_members = len(members)
+    epoch = first.first_epoch
+    while pop.members:
+        orders = torch.stack([m.train.order(epoch) for m in pop.members])
+        loss_sum = torch.zeros(len(pop.members), dtype=torch.float64, device=dev)
+        seen = [0] * len(pop.members)
+        for i in range(per_epoch):
+            for j, m in enumerate(pop.members):
+                if m.frozen is None and m.step >= m.total:
+                    pop.freeze(j)
+            active = [j for j, m in enumerate(pop.members) if m.frozen is None]
+            if not active:
+                break
+            index = orders[:, i * size:(i + 1) * size]
+            xb, yb = x_all[index], y_all[index]
+            lrs = [m.lr() for m in pop.members]
+            _one_cycle_hyper(pop)
+            noise = pop.model.noise(xb, pop.generators)
+            values, grads = pop.model.loss_and_grad(xb, yb, noise, pop.loss, autocast)
+            logging = [j for j, m in enumerate(pop.members)
+                       if m.frozen is None and m.trial is not None and m.args["log_every"]
+                       and m.step % m.args["log_every"] == 0]
+            norms = pop.clip_and_norm(grads, bool(logging))
+            pop.optim.step(grads, lrs)
+            finite = torch.isfinite(values)
+            bad = [] if bool(finite.all()) else [j for j in range(len(pop.members)) if not bool(finite[j])]
+            listed = values.tolist() if logging else None
+            for j in logging:
+                m = pop.members[j]
+                extra = {} if norms is None else {"grad_norm": norms[j]}
+                m.trial.log(m.step, **{"step/train_loss": listed[j], "step/lr": lrs[j]}, **extra)
+            counted = torch.where(finite, values.double(), 0.0) * index.shape[1]
+            if len(active) < len(pop.members):  # members stopped mid-epoch add nothing
+                counted[[j for j in range(len(pop.members)) if j not in set(active)]] = 0.0
+            loss_sum += counted
+            for j, m in enumerate(pop.members):
+                if m.frozen is None:
+                    if m.args["schedule"] == "one_cycle":
+                        _quiet_step(m.sched)
+                    m.step += 1
+                    seen[j] += index.shape[1]
+            for j in bad:
+                pop.members[j].diverged = True
+                pop.freeze(j)
+        pop.thaw()
+        _end_epoch(pop, epoch, loss_sum.tolist(), seen, results, start_members)
+        epoch += 1
+
+def _one_cycle_hyper(pop: Population) -> None:
+    """one_cycle also cycles momentum (beta1 for Adam): read each member's from its torch scheduler."""
+    cycling = [j for j, m in enumerate(pop.members) if m.args["schedule"] == "one_cycle"]
+    if not cycling:
+        return
+    for name in ("momentum", "beta1"):
+        values = list(pop.optim.hyper[name])
+        for j in cycling:
+            group = pop.members[j].opt.param_groups[0]
+            if name == "momentum" and "momentum" in group:
+                values[j] = float(group["momentum"])
+            elif name == "beta1" and "betas" in group:
+                values[j] = float(group["betas"][0])
+        if values != pop.optim.hyper[name]:
+            pop.optim.set_hyper(name, values)
+
+def _quiet_step(sched: Any, *args: Any) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sched.step(*args)
+
+def _end_epoch(pop: Population, epoch: int, loss_sums: list[float], seen: list[int], results: list[Any],
+               start_members: int) -> None:
+    """Report each member's epoch, select and stop as ``fit`` does; members that ended leave."""
+    evaluated = pop.evaluate()
+    leaving = []
+    improved = []
+    for j, m in enumerate(pop.members):
+        if m.diverged:
+            metrics = {"train_loss": math.nan, f"{m.prefix}loss": math.nan,
+                       **({m.select: math.nan} if m.classify else {})}
+        else:
+            metrics = {"train_loss": loss_sums[j] / max(seen[j], 1), **evaluated[j]}
+        m.history.append({"epoch": float(epoch), **metrics})
+        if m.trial is not None:
+            m.trial.report(epoch, **metrics)
+            m.reported = True
+        if m.diverged:
+            m.stopped = True
+            leaving.append(j)
+            continue
+        if m.args["schedule"] == "plateau":
+            _quiet_step(m.sched, metrics["train_loss"] if m.final else metrics[m.select])
+        if m.final or m.best is None or m.better(metrics[m.select], m.best[0]):
+            m.best, m.since_best = (metrics[m.select], epoch, metrics), 0
+            improved.append(j)
+        else:
+            m.since_best += 1
+        patience = m.args["patience"]
+        if (m.trial is not None and m.trial.should_stop()) or (
+                not m.final and patience is not None and m.since_best >= patience):
+            m.stopped = True
+            leaving.append(j)
+        elif epoch >= m.n_epochs:
+            leaving.append(j)
+    if pop.best is not None and improved:
+        index = torch.tensor(improved, dtype=torch.long, device=pop.device)
+        with torch.no_grad():
+            for best, block in zip(pop.best, pop.model.blocks):
+                best[index] = block.index_select(0, index)
+            if pop.outputs is not None:
+                if pop.best_outputs is None:
+                    pop.best_outputs = pop.outputs.clone()
+                pop.best_outputs[index] = pop.outputs.index_select(0, index)
+    if not leaving:
+        return
+    for j in leaving:
+        _leave(pop, j, results, start_members)
+    pop.keep([j for j in range(len(pop.members)) if j not in set(leaving)])
+
+def _leave(pop: Population, j: int, results: list[Any], start_members: int) -> None:
+    """Member j is done: its checkpoint, its selected model, its slices and predictions, its result."""
+    m = pop.members[j]
+    trial = m.trial
+    if trial is not None and getattr(trial, "checkpointing", False) and m.history:
+        state = pop.model.state_dict(pop.model.member(j), m.net)
+        optimizer = pop.optim.export(j, m.opt, m.lr())
+        save_checkpoint(trial, m.history, state, optimizer, m.step, pop.generators[j].get_state())
+    m.net.load_state_dict(pop.model.state_dict(pop.model.member(j, pop.best), m.net))
+    if trial is not None:
+        trial.log(m.step, **{"population/members": float(start_members),
+                             "population/peak_mb": peak_memory_mb(pop.device)})
+    if m.best is None:
+        results[m.job] = FitResult(m.net, 0, m.history[-1], m.history, stopped_early=True)
+        return
+    kept = pop.outputs if m.final else pop.best_outputs
+    outputs = None if kept is None else (kept[j].cpu(), m.val.y.cpu())
+    finish(trial, m.net, m.best[1], m.classify, m.args["slices"], m.args["predictions"], m.prefix, m.val,
+           m.args["seed"], outputs)
+    results[m.job] = FitResult(m.net, m.best[1], dict(m.best[2]), m.history, stopped_early=m.stopped)
