@@ -12,6 +12,8 @@ from tuneloop.callbacks import Callback
 from tuneloop.cross_validation import cross_validate
 from tuneloop.errors import (
     ConfigError,
+    NotFound,
+    NotTuneloopDatabase,
     SchemaVersionError,
     StorageError,
     TrialFailed,
@@ -47,6 +49,8 @@ __all__ = [
     "Float",
     "Int",
     "LogFloat",
+    "NotFound",
+    "NotTuneloopDatabase",
     "Param",
     "Params",
     "Rule",

@@ -3,9 +3,11 @@
 The hierarchy, in one place::
 
     TuneloopError                 every error tuneloop raises on purpose
-    ├── ConfigError               a bad argument, space, experiment file or plug-in name
-    ├── StorageError              the store cannot be opened, written or read
-    │   └── SchemaVersionError    the database was written by a newer tuneloop
+    ├── ConfigError               a bad argument, space, experiment file or plug-in name (HTTP 400)
+    ├── NotFound                  no such study, trial, idea or artifact (HTTP 404)
+    ├── StorageError              the store cannot be opened, written or read (HTTP 503)
+    │   ├── SchemaVersionError    the database was written by a newer tuneloop
+    │   └── NotTuneloopDatabase   the database exists but is not tuneloop's (refused, never changed)
     └── TrialFailed               a trial function raised; carries the traceback text
 
 ``TrialPruned`` is not an error: a trial function may raise it to stop itself early,
@@ -23,12 +25,20 @@ class ConfigError(TuneloopError, ValueError):
     """A bad argument, search space, experiment file or plug-in name."""
 
 
+class NotFound(TuneloopError, LookupError):  # noqa: N818 - reads as what it is, like httpx's
+    """No study, trial, idea or artifact of that name or number."""
+
+
 class StorageError(TuneloopError):
     """The store cannot be opened, written or read."""
 
 
 class SchemaVersionError(StorageError):
     """The database was written by a newer version of tuneloop."""
+
+
+class NotTuneloopDatabase(StorageError):
+    """The database exists but holds another program's tables; tuneloop refuses to change it."""
 
 
 class TrialFailed(TuneloopError):

@@ -48,6 +48,25 @@ class LogsMixin:
                 return path.with_name(path.stem + "-artifacts")
         return Path(os.environ.get("TUNELOOP_ARTIFACTS") or "tuneloop-artifacts").resolve()
 
+    def artifact_file(self, relative: str) -> Path:
+        """The file a stored artifact path names, resolved inside the artifact folder.
+
+        Every stored path is untrusted (a database may come from someone else): it is resolved
+        (links and ``..`` followed) and refused with :class:`NotFound` unless it stays inside
+        :attr:`artifact_dir`. Absolute paths, NUL bytes and empty paths are refused too."""
+        from tuneloop.errors import NotFound
+
+        root = self.artifact_dir.resolve()
+        if not isinstance(relative, str) or not relative or "\x00" in relative or Path(relative).is_absolute():
+            raise NotFound(f"No artifact {relative!r} inside {root}.")
+        try:
+            target = (root / relative).resolve()
+        except (OSError, RuntimeError, ValueError):
+            raise NotFound(f"No artifact {relative!r} inside {root}.") from None
+        if target == root or not target.is_relative_to(root):
+            raise NotFound(f"Artifact path {relative!r} leaves the artifact folder {root}; refused.")
+        return target
+
     def save_artifact(self, study: str, number: int, name: str, step: int, data: bytes, ext: str) -> str:
         """Write ``data`` under the artifact folder; return its path relative to that folder."""
         relative = Path(_SAFE.sub("_", study)) / f"trial-{number}" / f"{_SAFE.sub('_', name)}-step{step}.{ext}"

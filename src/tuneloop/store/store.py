@@ -22,7 +22,7 @@ from sqlalchemy import bindparam, create_engine, event, func, inspect, insert, s
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
-from tuneloop.errors import SchemaVersionError, StorageError, TuneloopError
+from tuneloop.errors import NotFound, SchemaVersionError, StorageError, TuneloopError
 from tuneloop.space import Space, space_from_json
 from tuneloop.store import schema
 from tuneloop.store._logs import ChecksMixin, LogsMixin
@@ -179,7 +179,7 @@ class Store(LogsMixin, ChecksMixin):
         record = self.get_study(name)
         if record is None:
             known = ", ".join(s.name for s in self.studies()) or "none"
-            raise TuneloopError(f"No study named {name!r} in {self.url}; studies there: {known}.")
+            raise NotFound(f"No study named {name!r} in {self.url}; studies there: {known}.")
         return record
 
     @retrying
@@ -285,7 +285,7 @@ class Store(LogsMixin, ChecksMixin):
         """One trial by its number; a TuneloopError when the study has none."""
         found = self.trials(study_id, numbers=[number])
         if not found:
-            raise TuneloopError(f"This study has no trial {number}; tuneloop trials STUDY lists them.")
+            raise NotFound(f"This study has no trial {number}; tuneloop trials STUDY lists them.")
         return found[0]
 
     @retrying
