@@ -12,6 +12,21 @@ import trial_functions as tf
 import tuneloop as tl
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _own_config_home(tmp_path_factory):
+    """Each test session signs the experiment files it runs with its own key (never the user's
+    ~/.config/tuneloop/trust.key); worker processes inherit the variable."""
+    import os
+
+    before = os.environ.get("XDG_CONFIG_HOME")
+    os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("config"))
+    yield
+    if before is None:
+        os.environ.pop("XDG_CONFIG_HOME", None)
+    else:
+        os.environ["XDG_CONFIG_HOME"] = before
+
+
 @pytest.fixture
 def storage(tmp_path: Path) -> str:
     """A fresh SQLite database file (a real one, in WAL mode)."""

@@ -86,11 +86,105 @@ def test_bad_input_is_one_clear_line_and_exit_code_1(cli, write_experiment, tmp_
 
 
 def test_reading_commands_never_create_a_database(cli, tmp_path):
-    status = cli("status")
-    assert status.exit_code == 0 and "No tuneloop database at" in " ".join(status.output.split())
+    status = cli("status")  # nothing to read is an error: exit 1, one line, nothing created
+    assert status.exit_code == 1 and "No tuneloop database at" in " ".join(status.output.split())
     best = cli("best", "quad")
     assert best.exit_code == 1 and "No tuneloop database at" in " ".join(best.output.split())
     assert not (tmp_path / "tuneloop.db").exists()
+
+
+# stored strings as a hostile database holds them: Rich markup, escape sequences, a bell, 10k characters
+HOSTILE_NAMES = ["[/x]", "[bold red]x", "\x1b[31mred", "a\x07b", "[link=https://evil.example]y" + "[/x]" * 2500]
+
+
+@pytest.fixture
+def hostile_db(tmp_path):
+    """One study per hostile name; the name is also its metric, its Choice values, its trial's error,
+    alert, slice and curve names, so every table `status`, `show`, `best` and `trials` draws holds it."""
+    import tuneloop as tl
+    from tuneloop.store import Store
+    from tuneloop.store._logs import alert_row
+
+    db = tmp_path / "hostile.db"
+    with Store(str(db)) as store:
+        for name in HOSTILE_NAMES:
+            space = tl.Space(c=tl.Choice(HOSTILE_NAMES), x=tl.Float(0.0, 1.0))
+            record = store.create_study(name, name, "min", space, {"note": name})
+            good = store.create_trial(record.id, 0, {"c": name, "x": 0.5}, seed=0)
+            store.add_points([(good, 0, 0, name, 1.0), (good, 0, 1, name, 0.5), (good, 0, 0, "\x1b]8;;x\x1b\\", 2.0)])
+            store.write_batch({"alerts": [alert_row(good, 0, 1, name, name, 1.0, "warn", f"{name}: \x1b[2J")],
+                               "slices": [{"trial_id": good, "attempt": 0, "step": 1, "slice": name, "metric": name,
+                                           "value": 0.5, "n": 3}]})
+            store.finish_trial(good, "completed", 0.5, {name: 0.5, "\x1b[2Jother": 1.0})
+            bad = store.create_trial(record.id, 1, {"c": HOSTILE_NAMES[0], "x": 0.1}, seed=1)
+            store.finish_trial(bad, "failed", None, {}, error=f"boom {name}\nTraceback \x1b[2J\x1b]8;;http://evil\x07")
+    return db
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES, ids=["close-tag", "style", "ansi", "bell", "10k"])
+def test_hostile_stored_strings_print_as_text(cli, hostile_db, name, monkeypatch):
+    from tuneloop.cli import _common
+
+    for console in (_common.out, _common.err):  # Rich's own colours off: any ESC would be the database's
+        monkeypatch.setattr(console, "_color_system", None)
+    for args in (["status"], ["trials", name], ["best", name], ["show", name, 0], ["show", name, 1]):
+        result = cli(*args, "--storage", hostile_db)
+        assert result.exit_code == 0, (args, result.output[:500], result.exception)
+        assert "\x1b" not in result.output and "\x07" not in result.output, args
+        assert "MarkupError" not in result.output
+    shown = "".join(cli("show", name, 0, "--storage", hostile_db).output.split())
+    assert "".join(name.replace("\x1b", "").replace("\x07", "").split())[:200] in shown  # the text itself, verbatim
+
+
+def test_an_error_quoting_a_hostile_name_is_one_plain_line(cli, hostile_db):
+    result = cli("show", "[/x]", 7, "--storage", hostile_db)
+    assert result.exit_code == 1 and "no trial 7" in result.output
+    missing = cli("best", "[bold red]nope\x1b[2J", "--storage", hostile_db)
+    assert missing.exit_code == 1 and not isinstance(missing.exception, Exception)
+    assert "No study named '[bold red]nope" in missing.output and "\x1b" not in missing.output
+
+
+def _tamper(db, sql, *params):
+    con = sqlite3.connect(db)
+    con.execute(sql, params)
+    con.commit()
+    con.close()
+
+
+@pytest.fixture
+def small_db(tmp_path):
+    import tuneloop as tl
+    from tuneloop.store import Store
+
+    db = tmp_path / "small.db"
+    with Store(str(db)) as store:
+        record = store.create_study("quad", "loss", "min", tl.Space(x=tl.Float(0.0, 1.0)), {})
+        store.finish_trial(store.create_trial(record.id, 0, {"x": 0.5}, seed=0), "completed", 0.5, {"loss": 0.5})
+    return db
+
+
+@pytest.mark.parametrize("tamper, args, message", [
+    (None, ["show", "quad", "99999999999999999999999"], "This study has no trial 99999999999999999999999"),
+    ("update tuneloop_meta set value = '5.0' where key = 'schema_version'", ["status"],
+     "has a corrupt schema version '5.0' in table tuneloop_meta"),
+    ("update trials set params = '[1, 2]'", ["trials", "quad"],
+     "Corrupt row: the params of trial 0 (id 1) is not a JSON object but a list"),
+    ("update trials set params = '\"x\"'", ["best", "quad"], "is not a JSON object but a str"),
+    ("""update studies set space = '{"x": {"type": "float", "low": 0.0}}'""", ["best", "quad"],
+     "Corrupt space: the space of study 'quad' is not a valid space (parameter 'x': it has no 'high'"),
+    (None, ["status", "--storage", "sqlite://:::x"], "'sqlite://:::x' is not a database URL"),
+    (None, ["status", "--storage", "sqlite://host/x.db"], "'sqlite://host/x.db' is not a database URL"),
+], ids=["trial-past-64-bit", "schema-5.0", "params-list", "params-str", "space-missing-bound", "bad-url", "sqlite-host"])
+def test_corrupt_or_extreme_input_is_one_line_not_a_traceback(cli, small_db, tamper, args, message):
+    if tamper:
+        _tamper(small_db, tamper)
+    if "--storage" not in args:
+        args = [*args, "--storage", small_db]
+    result = cli(*args)
+    assert result.exit_code == 1, result.output
+    assert not isinstance(result.exception, Exception), repr(result.exception)  # a clean exit, not a crash
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) <= 3
 
 
 def _count(db, state=None):
@@ -137,23 +231,54 @@ def test_a_driver_killed_with_sigkill_resumes_with_nothing_lost_or_duplicated(wr
     assert mine == []
 
 
+# Trials 0 and 1 finish at once; every later one waits at a gate (a file) until the test opens it,
+# so when Ctrl-C is sent, trials are provably running and none can finish on its own.
+GATED_EXPERIMENT = """
+    import os, pathlib, time
+    import tuneloop as tl
+
+    GATE = pathlib.Path(os.environ["GATE"])
+    space = tl.Space(x=tl.Float(-2.0, 2.0))
+
+    def objective(trial):
+        if trial.number >= 2:
+            (GATE.parent / f"waiting-{trial.number}").touch()
+            while not GATE.exists():
+                time.sleep(0.01)
+        trial.report(0, loss=abs(trial.params.x))
+        return {"loss": abs(trial.params.x)}
+
+    study = tl.Study("gated", space, objective, metric="loss", mode="min", searcher="random")
+"""
+
+
 def test_ctrl_c_marks_running_trials_interrupted_and_says_how_to_resume(write_experiment, tmp_path):
-    exp = write_experiment(QUADRATIC_EXPERIMENT)
-    db = tmp_path / "int.db"
+    exp = write_experiment(GATED_EXPERIMENT)
+    db, gate = tmp_path / "int.db", tmp_path / "gate"
     cmd = [sys.executable, "-m", "tuneloop.cli", "run", str(exp), "--trials", "10", "--workers", "2",
            "--storage", str(db)]
-    driver = subprocess.Popen(cmd, env={**os.environ, "TRIAL_SLEEP": "0.2"}, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    env = {**os.environ, "GATE": str(gate)}
+    # A process started with SIGINT ignored (a background job of a non-interactive shell, as some CI
+    # runners start pytest) passes that on, and Python keeps it: the driver would never see Ctrl-C and
+    # would exit 0 after its last trial. A terminal's foreground job has the default: give it that.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        driver = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  start_new_session=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     deadline = time.time() + 60
-    while _count(db, "completed") < 2 and time.time() < deadline:
+    while (_count(db, "completed") < 2 or not list(tmp_path.glob("waiting-*"))) and time.time() < deadline:
         time.sleep(0.05)
+    assert _count(db, "completed") == 2 and _count(db, "running") >= 1, "the driver never reached a gated trial"
     os.killpg(driver.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
     _, stderr = driver.communicate(timeout=60)
-    assert driver.returncode == 130
+    assert driver.returncode == 130, stderr
     assert "Interrupted." in stderr and "Run the same command again to resume" in stderr
     assert "Traceback" not in stderr
     assert _count(db, "running") == 0 and _count(db, "interrupted") >= 1
-    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    gate.touch()
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert rerun.returncode == 0, rerun.stderr
     assert _count(db, "completed") == 10 and _count(db) == 10
 

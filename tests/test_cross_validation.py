@@ -37,11 +37,11 @@ def test_folds_pool_train_and_val_and_the_mean_is_the_objective(storage):
     folds = [t.values[f"val_acc_fold{i}"] for i in range(3)]
     assert t.value == pytest.approx(np.mean(folds)) and t.values["val_acc_sd"] == pytest.approx(np.std(folds, ddof=1))
     assert t.values["folds"] == 3 and t.value > 0.8
-    curves = study._store(None).series([t.id])[t.id]
+    curves = study.store(None).series([t.id])[t.id]
     assert [s for s, _ in curves["val_acc"]] == [1, 2, 3]  # the running mean after each fold
     assert curves["val_acc"][-1][1] == pytest.approx(t.value)
     assert [s for s, _ in curves["fold2/val_acc"]] == [1, 2, 3]  # each fold's epochs, as curves of their own
-    names = {h.name for h in study._store(None).histograms(t.id)}
+    names = {h.name for h in study.store(None).histograms(t.id)}
     assert any(n.startswith("fold0/weight/") for n in names) and any(n.startswith("fold2/") for n in names)
     SEEN.clear()
     result = study.finalize(top=1, seeds=1)

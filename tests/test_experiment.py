@@ -41,3 +41,46 @@ def test_several_studies_need_a_choice(write_experiment):
 def test_a_missing_file_is_named(tmp_path):
     with pytest.raises(tl.ConfigError, match="does not exist"):
         tl.load_study(tmp_path / "nope.py")
+
+
+def test_a_stored_experiment_path_is_not_even_read_without_this_users_signature(tmp_path, monkeypatch):
+    """A database names a FIFO (opening it to hash would block forever) with a made-up hash and
+    signature: refused at once, the file untouched; the user's own record verifies."""
+    import os
+
+    from tuneloop.experiment import experiment_record, trusted_experiment
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    fifo = tmp_path / "pipe.py"
+    os.mkfifo(fifo)
+    forged = {"experiment": str(fifo), "experiment_sha256": "0" * 64, "experiment_signature": "0" * 64}
+    with pytest.raises(tl.ConfigError, match="did not record running it.*--file PATH"):
+        trusted_experiment(forged, "s")
+    own = tmp_path / "exp.py"
+    own.write_text("x = 1\n")
+    record = experiment_record(str(own))
+    assert trusted_experiment(record, "s") == str(own)
+    assert trusted_experiment({"experiment": None}, "s") is None
+    assert experiment_record(str(fifo))["experiment_signature"] is None  # nothing to vouch for: no hash of a FIFO
+
+
+def test_the_loader_is_a_bottom_module_and_the_old_names_still_import(write_experiment):
+    """``tuneloop._load`` finds the study without importing ``tuneloop.study`` itself (the file
+    that made one did); ``tuneloop.experiment`` keeps the names generated next-round files use."""
+    import subprocess
+    import sys
+
+    from tuneloop import _load, experiment
+
+    assert experiment.load_study is _load.load_study and experiment.load_module is _load.load_module
+    assert experiment.module_name is _load.module_name
+    path = write_experiment("x = 1\n", name="plain.py")
+    code = (f"import sys, tuneloop._load as l; l.load_module({str(path)!r}); "
+            f"print('tuneloop.study' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False"]
+
+
+def test_a_file_that_never_imports_tuneloop_defines_no_study(write_experiment):
+    with pytest.raises(tl.ConfigError, match="does not define a study"):
+        tl.load_study(write_experiment("import math\nstudy = math.pi\n", name="nostudy.py"))

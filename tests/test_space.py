@@ -109,3 +109,14 @@ def test_names_lists_children_and_active_follows_the_parent(space):
     assert space.names == ["x", "lr", "opt", "momentum"]
     assert list(space.active({"opt": "adam"})) == ["x", "lr", "opt"]
     assert list(space.active({"opt": "sgd"})) == ["x", "lr", "opt", "momentum"]
+
+
+@pytest.mark.parametrize("stored", [
+    '{"lr": {"type": "logfloat", "low": 0.001}}', '{"lr": {"type": "float"}}', '{"lr": null}', '"lr"', "[[[[",
+    '{"c": {"type": "choice", "values": [1], "children": [{"value": 1}]}}', '{"not a name": {"type": "int", "low": 0, "high": 2}}',
+    '{"n": {"type": "int", "low": 0, "high": 1e999}}', "[" * 100_000,
+])
+def test_a_stored_space_that_is_not_one_raises_storage_error_naming_it(stored):
+    with pytest.raises(tl.StorageError, match=r"^Corrupt space: the space of study 's' is not a valid space \(.+\); "
+                                              r"repair or delete that row in the database\.$"):
+        space_from_json(stored, "the space of study 's'")

@@ -70,7 +70,7 @@ def test_best_follows_the_mode_and_explains_an_empty_study(storage):
 def test_the_study_seed_is_recorded_and_reused(storage, space):
     study = tl.Study("s", space, tf.quadratic, metric="loss", mode="min", storage=storage)
     study.run(n_trials=2)
-    record = study._store(None).get_study("s")
+    record = study.store(None).get_study("s")
     assert isinstance(record.config["seed"], int)
     study.run(n_trials=3)
     from tuneloop.run.driver import trial_seed

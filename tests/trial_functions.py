@@ -316,3 +316,22 @@ def exits(trial: tl.Trial) -> float:
     if trial.params.x < 0:
         sys.exit(3)
     return abs(trial.params.x)
+
+
+def contract_trial(trial: tl.Trial) -> dict:
+    """The executor contract's trial (tests/contracts/test_executors.py): fails for x < -1; for
+    x > 1 logs a growing value until an alert rule stops it between reports; else reports a loss
+    curve over 3 steps and returns the final loss."""
+    x = trial.params.x
+    if x < -1.0:
+        raise ValueError(f"x is too small: {x}")
+    if x > 1.0:
+        for step in range(400):
+            trial.log(step, blowup=float(step))
+            if trial.should_stop():
+                return {"loss": float(step)}
+            time.sleep(0.005)
+        return {"loss": 1e9}
+    for step in range(3):
+        trial.report(step, loss=(x - 0.5) ** 2 + 1.0 / (step + 1))
+    return {"loss": (x - 0.5) ** 2}

@@ -7,9 +7,12 @@
     study.run(n_trials=32, searcher="tpe", scheduler="asha", workers=2)
 """
 
+from typing import TYPE_CHECKING
+
 from tuneloop.alerts import Rule, default_rules
 from tuneloop.callbacks import Callback
 from tuneloop.cross_validation import cross_validate
+from tuneloop.direction import Direction
 from tuneloop.errors import (
     ConfigError,
     NotFound,
@@ -24,21 +27,29 @@ from tuneloop.experiment import load_study
 from tuneloop.run import RunSummary
 from tuneloop.space import Choice, Float, Int, LogFloat, Param, Space
 from tuneloop.store import Store, StudyRecord, TrialRecord, TrialState
-from tuneloop.study import Study
 from tuneloop.trial import Budget, Params, Trial
+
+if TYPE_CHECKING:
+    from tuneloop.study import Study
 
 __version__ = "0.1.0"
 
-_LAZY = {"Checks": "tuneloop.checks", "Stage": "tuneloop.checks", "check": "tuneloop.checks"}
+_LAZY = {"Checks": "tuneloop.checks", "Stage": "tuneloop.checks", "check": "tuneloop.checks",
+         "Study": "tuneloop.study"}
 
 
 def __getattr__(name: str) -> object:
-    """``tl.Checks``, ``tl.Stage`` and ``tl.check`` import torch, so they load on first use."""
+    """``tl.Checks``, ``tl.Stage`` and ``tl.check`` import torch, so they load on first use; so does
+    ``tl.Study``, so that a worker process, which only runs trials, never imports ``tuneloop.study``."""
     if name in _LAZY:
         import importlib
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'tuneloop' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 __all__ = [
     "Budget",
@@ -46,6 +57,7 @@ __all__ = [
     "Checks",
     "Choice",
     "ConfigError",
+    "Direction",
     "Float",
     "Int",
     "LogFloat",

@@ -22,7 +22,6 @@ from typing import Any
 
 from tuneloop._splits import concat, three_splits
 from tuneloop._validation import check_positive_int, fail
-from tuneloop.errors import ConfigError
 from tuneloop.trial import Trial
 
 FoldFunction = Callable[[Any, Any, Any], dict[str, float]]
@@ -43,7 +42,8 @@ def cross_validate(trial: Trial, data: Any, fn: FoldFunction, k: int = 5, *, see
     train, val, _ = three_splits(data)
     x, y = concat(train, val) if isinstance(train, tuple) else (None, None)
     if x is None:
-        raise ConfigError("cross_validate needs the splits as (x, y) arrays or tensors, to cut them into folds.")
+        raise fail("data", "cross_validate", "splits whose parts are (x, y) arrays or tensors, to cut into folds",
+                   f"parts of type {type(train).__name__}")
     labels = np.asarray(y.cpu() if hasattr(y, "cpu") else y)
     stratify = labels.dtype.kind in "iub" and np.bincount(labels.astype(int)).min() >= k
     folds = (StratifiedKFold if stratify else KFold)(k, shuffle=True, random_state=trial.seed if seed is None else seed)

@@ -8,7 +8,8 @@ The hierarchy, in one place::
     ├── StorageError              the store cannot be opened, written or read (HTTP 503)
     │   ├── SchemaVersionError    the database was written by a newer tuneloop
     │   └── NotTuneloopDatabase   the database exists but is not tuneloop's (refused, never changed)
-    └── TrialFailed               a trial function raised; carries the traceback text
+    └── TrialFailed               every trial a result needs failed (finalize found only failed and
+                                  diverged trials); ``traceback`` holds the last one's traceback text
 
 ``TrialPruned`` is not an error: a trial function may raise it to stop itself early,
 exactly like returning after ``trial.should_stop()`` said so.
@@ -42,7 +43,8 @@ class NotTuneloopDatabase(StorageError):
 
 
 class TrialFailed(TuneloopError):
-    """A trial function raised; ``traceback`` holds the formatted traceback."""
+    """The trials a result needs all failed, so there is no result; ``traceback`` holds the last
+    trial's formatted traceback (a single failed trial is stored as ``failed``, never raised)."""
 
     def __init__(self, message: str, traceback: str = "") -> None:
         super().__init__(message)

@@ -1,76 +1,125 @@
-"""Load an experiment file (a Python file that defines a ``tl.Study``) by its path."""
+"""Vouch for the experiment file a study ran from (loading one lives in ``tuneloop._load``;
+``load_module``, ``load_study`` and ``module_name`` are re-exported here, where they always were).
+
+A database is untrusted (it may come from someone else), so the experiment path it stores is never
+imported on its word alone. When a study runs from a file, the study records the file's path, its
+content hash and a signature: an HMAC of both under a secret key kept in this user's config folder
+(``$XDG_CONFIG_HOME/tuneloop/trust.key``, created on first use, mode 0600), as Jupyter signs the
+notebooks a user ran. A command that would import the stored path (``finalize`` and ``refine``
+without ``--file``) does so only when the signature verifies with this user's key and the file still
+has that hash; otherwise it stops and asks for ``--file PATH``. A machine id such as the host name
+would not do: whoever writes the database can write it too, and users of a shared machine share it.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import sys
+import hmac
+import os
+import secrets
+from collections.abc import Mapping
 from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import Any
 
+from tuneloop._load import load_module, load_study, module_name
 from tuneloop.errors import ConfigError
 
-if TYPE_CHECKING:
-    from tuneloop.study import Study
+__all__ = ["experiment_record", "file_sha256", "load_module", "load_study", "module_name", "trusted_experiment"]
 
 
-def module_name(path: str | Path) -> str:
-    """The module name an experiment file is imported under (the same in every worker, so a
-    trial function defined there pickles by reference)."""
-    resolved = Path(path).resolve()
-    digest = hashlib.sha1(str(resolved).encode()).hexdigest()[:8]
-    stem = "".join(c if c.isalnum() else "_" for c in resolved.stem)
-    return f"tuneloop_experiment_{stem}_{digest}"
+# -- vouching for the file a study ran from -----------------------------------------------------
+_SIGNED = "tuneloop-experiment-v1"  # the signed message's prefix: a signature means this and nothing else
 
 
-def load_module(path: str | Path) -> ModuleType:
-    """Import the file at ``path`` (once per process) and return the module."""
-    resolved = Path(path).resolve()
-    name = module_name(resolved)
-    if name in sys.modules:
-        return sys.modules[name]
-    if not resolved.is_file():
-        raise ConfigError(f"Experiment file {str(path)!r} does not exist; pass the path of a .py file.")
-    spec = importlib.util.spec_from_file_location(name, resolved)
-    if spec is None or spec.loader is None:
-        raise ConfigError(f"Cannot import {str(path)!r}: it is not a Python file.")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
+def experiment_record(path: str | None) -> dict[str, str | None]:
+    """What a study stores about the experiment file it runs from: the path, the sha256 of its
+    content and this user's signature of both (None where it cannot be made: then the stored path
+    is never imported without ``--file``)."""
+    if path is None:
+        return {"experiment": None}
+    digest = file_sha256(Path(path))
+    key = _trust_key(create=True)
+    signature = None if key is None or digest is None else _sign(key, path, digest)
+    return {"experiment": path, "experiment_sha256": digest, "experiment_signature": signature}
+
+
+def trusted_experiment(config: Mapping[str, Any], study: str) -> str | None:
+    """The stored experiment path of ``study`` when this user recorded running it and the file is
+    unchanged; None when it stores none; else a one-line ConfigError with the ``--file`` fix.
+    The file is not even read unless the signature verifies."""
+    path = config.get("experiment")
+    if path is None:
+        return None
+    fix = "pass --file PATH naming the experiment file you mean to run"
+    digest, signature = config.get("experiment_sha256"), config.get("experiment_signature")
+    key = _trust_key(create=False)
+    if (key is None or not isinstance(path, str) or not isinstance(digest, str) or not isinstance(signature, str)
+            or not _same(_sign(key, path, digest), signature)):
+        raise ConfigError(f"Study {study!r} names the experiment file {str(path)!r}, but this machine did not record "
+                          f"running it (the database may come from elsewhere), so tuneloop will not import it; {fix}.")
+    now = file_sha256(Path(path))
+    if now is None:
+        raise ConfigError(f"The experiment file {path!r} of study {study!r} is gone; {fix}.")
+    if not _same(now, digest):
+        raise ConfigError(f"The experiment file {path!r} of study {study!r} changed since this machine ran it, so it "
+                          f"is not imported on the database's word; {fix}.")
+    return path
+
+
+def file_sha256(path: Path) -> str | None:
+    """The sha256 of a regular file's content (None when it is not one: a FIFO or device would
+    block or never end)."""
     try:
-        spec.loader.exec_module(module)
-    except SyntaxError as exc:
-        del sys.modules[name]
-        raise ConfigError(f"Cannot load {path}: SyntaxError at line {exc.lineno}: {exc.msg}.") from exc
-    except Exception as exc:
-        del sys.modules[name]
-        raise ConfigError(f"Cannot load {path}: it raised {type(exc).__name__}: {exc}") from exc
-    return module
+        if not path.is_file():
+            return None
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+    except OSError:
+        return None
 
 
-def load_study(path: str | Path, name: str | None = None) -> Study:
-    """Return the Study an experiment file defines (the one called ``name`` if it has several)."""
-    from tuneloop.study import Study
+def _same(a: str, b: str) -> bool:
+    """Constant-time equality of two strings (compare_digest takes only ASCII str)."""
+    return hmac.compare_digest(a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass"))
 
-    module = load_module(path)
-    found = {var: obj for var, obj in vars(module).items() if isinstance(obj, Study)}
-    if not found:
-        raise ConfigError(
-            f"{path} does not define a study: add, at top level, "
-            f"study = tl.Study('name', space, train, metric='val_loss', mode='min')."
-        )
-    if name is not None:
-        by_name = [s for s in found.values() if s.name == name]
-        if not by_name:
-            names = ", ".join(sorted(s.name for s in found.values()))
-            raise ConfigError(f"{path} defines no study named {name!r}; it defines: {names}.")
-        study = by_name[0]
-    elif len(found) == 1:
-        study = next(iter(found.values()))
-    elif "study" in found:
-        study = found["study"]
-    else:
-        names = ", ".join(sorted(s.name for s in found.values()))
-        raise ConfigError(f"{path} defines several studies ({names}); choose one with --study NAME.")
-    study.experiment_path = str(Path(path).resolve())
-    return study
+
+def _sign(key: bytes, path: str, digest: str) -> str:
+    message = f"{_SIGNED}\0{path}\0{digest}".encode("utf-8", "surrogatepass")
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def _key_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "tuneloop" / "trust.key"
+
+
+def _trust_key(create: bool) -> bytes | None:
+    """This user's signing key; made on first use when ``create``. None when it cannot be read or
+    made (a read-only home): nothing is vouched for then, which only costs a ``--file``."""
+    path = _key_path()
+    try:
+        key = bytes.fromhex(path.read_text(encoding="ascii").strip())
+        return key if len(key) == 32 else None
+    except FileNotFoundError:
+        if not create:
+            return None
+    except (OSError, ValueError):
+        return None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(secrets.token_hex(32))
+        try:
+            os.link(tmp, path)  # whole or absent: two processes making the key at once keep the first
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    except OSError:
+        return None
+    return _trust_key(create=False)

@@ -44,12 +44,12 @@ def study_data(store: Store, name: str, *, with_metrics: bool = True) -> dict[st
     series = store.series([t.id for t in trials]) if with_metrics else {}
     return strict_json({
         "format": FORMAT,
-        "study": {"name": record.name, "metric": record.metric, "mode": record.mode,
+        "study": {"name": record.name, "metric": record.metric, "mode": record.mode.value,
                   "seed": record.config.get("seed"), "budget": record.config.get("budget", {}),
                   "created_at": record.created_at},
         "space": record.space.to_json(),
         "trials": [{
-            "number": t.number, "state": t.state, "params": t.params, "seed": t.seed, "value": t.value,
+            "number": t.number, "state": t.state.value, "params": t.params, "seed": t.seed, "value": t.value,
             "values": t.values, "attempt": t.attempt, "started_at": t.started_at, "finished_at": t.finished_at,
             "duration_s": t.duration, "error": t.error,
             "metrics": {k: [[s, v] for s, v in pts] for k, pts in series.get(t.id, {}).items()},

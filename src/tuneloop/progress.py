@@ -9,18 +9,21 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from tuneloop._text import safe
 from tuneloop.callbacks import Callback
+from tuneloop.direction import Direction
+from tuneloop.store.records import TrialState
 
 
 class RichProgress(Callback):
     """Shows the run's progress in the terminal (used by ``study.run(progress=True)`` and the CLI)."""
 
     def __init__(self, metric: str, mode: str, console: Console | None = None, timeout: float | None = None) -> None:
-        self.metric, self.mode, self.timeout = metric, mode, timeout
+        self.metric, self.mode, self.timeout = metric, Direction.of(mode, "RichProgress"), timeout
         self.console = console or Console(stderr=True)
         self.best: float | None = None
         self.running = 0
-        self.counts: dict[str, int] = {}
+        self.counts: dict[str, int] = {}  # by trial state, and "alerts"
         self._rules_seen: set[str] = set()
         self._progress: Progress | None = None
         self._task: Any = None
@@ -38,7 +41,7 @@ class RichProgress(Callback):
         self._start = time.monotonic()
         self._done = finished
         total = self.timeout if self._by_time else n_trials
-        self._task = self._progress.add_task(study.name, total=total, completed=0 if self._by_time else finished,
+        self._task = self._progress.add_task(safe(study.name), total=total, completed=0 if self._by_time else finished,
                                              status="", done=finished)
 
     def on_trial_start(self, number: int, params: dict[str, Any]) -> None:
@@ -52,17 +55,17 @@ class RichProgress(Callback):
         if rule not in self._rules_seen:
             self._rules_seen.add(rule)
             colour = "red" if action == "stop" else "yellow"
-            self.console.print(f"[{colour}]alert[/] trial {number} step {step}: {message} [dim](further "
-                               f"{rule!r} alerts are counted below; tuneloop show STUDY TRIAL lists them)[/]",
+            self.console.print(f"[{colour}]alert[/] trial {number} step {step}: {safe(message)} [dim](further "
+                               f"{safe(repr(rule))} alerts are counted below; tuneloop show STUDY TRIAL lists them)[/]",
                                highlight=False)
         self._refresh()
 
     def on_trial_end(self, trial: Any) -> None:
         self.running -= 1
         self.counts[trial.state] = self.counts.get(trial.state, 0) + 1
-        if trial.state == "completed" and trial.value is not None and math.isfinite(trial.value):
-            if self.best is None or (trial.value > self.best if self.mode == "max" else trial.value < self.best):
-                self.best = trial.value
+        finite = trial.value is not None and math.isfinite(trial.value)
+        if trial.state == TrialState.COMPLETED and finite and (self.best is None or self.mode.better(trial.value, self.best)):
+            self.best = trial.value
         self._done += 1
         if self._progress is not None and not self._by_time:
             self._progress.advance(self._task)
@@ -72,11 +75,12 @@ class RichProgress(Callback):
         if self._progress is None:
             return
         parts = [f"running {self.running}"]
-        for state, colour in (("pruned", "yellow"), ("failed", "red"), ("diverged", "magenta"), ("alerts", "yellow")):
+        for state, colour in ((TrialState.PRUNED, "yellow"), (TrialState.FAILED, "red"), (TrialState.DIVERGED, "magenta"),
+                              ("alerts", "yellow")):
             if self.counts.get(state):
                 parts.append(f"[{colour}]{state} {self.counts[state]}[/]")
         if self.best is not None:
-            parts.append(f"best {self.metric} [green]{self.best:.4g}[/]")
+            parts.append(f"best {safe(self.metric)} [green]{self.best:.4g}[/]")
         update: dict[str, Any] = {"status": " | ".join(parts), "done": self._done}
         if self._by_time:
             update["completed"] = min(time.monotonic() - self._start, self.timeout or 0.0)

@@ -92,8 +92,18 @@ def round_info(record: StudyRecord) -> RoundInfo:
 
 
 def _info(study: str, cfg: dict[str, Any]) -> RoundInfo:
-    return RoundInfo(cfg.get("goal") or study, int(cfg.get("round") or 1), study, cfg.get("parent"),
-                     Roles.from_json(cfg.get("roles")))
+    """The round a stored config describes, checked: the database may have been written by hand."""
+    goal, number, parent = cfg.get("goal") or study, cfg.get("round") or 1, cfg.get("parent")
+    roles = cfg.get("roles") or {}
+    names_ok = all(isinstance(roles.get(k, []), list) and all(isinstance(n, str) for n in roles.get(k, []))
+                   for k in ("scientific", "nuisance")) if isinstance(roles, dict) else False
+    for what, ok in (("goal", isinstance(goal, str)), ("round", type(number) is int and number >= 1),
+                     ("parent", parent is None or isinstance(parent, str)),
+                     ("roles", names_ok and isinstance(roles.get("fixed", {}), dict))):
+        if not ok:
+            raise ConfigError(f"Study {study!r} stores a damaged round record (its {what!r} is "
+                              f"{cfg.get(what)!r:.80}); the database was changed by hand or by another program.")
+    return RoundInfo(goal, number, study, parent, Roles.from_json(roles))
 
 
 def chain(store: Store, name: str) -> list[RoundInfo]:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from tuneloop._validation import check_number, check_positive_int, fail
-from tuneloop.errors import ConfigError
+from tuneloop.errors import ConfigError, StorageError
 
 Value = str | int | float | bool | None
 
@@ -267,17 +267,31 @@ def _same(a: Any, b: Any) -> bool:
 _TYPES: dict[str, type[Param]] = {c.type_name: c for c in (Float, LogFloat, Int, Choice)}
 
 
+_REQUIRED = {"float": ("low", "high"), "logfloat": ("low", "high"), "int": ("low", "high"), "choice": ("values",)}
+
+
 def param_from_json(data: Mapping[str, Any]) -> Param:
-    """Inverse of ``Param.to_json``."""
+    """Inverse of ``Param.to_json``; a stored parameter that is not one raises ConfigError."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"a parameter is stored as {type(data).__name__}, not an object")
     kind = data.get("type")
-    if kind not in _TYPES:
-        raise ConfigError(f"Unknown parameter type {kind!r} in a stored space; known: {', '.join(sorted(_TYPES))}.")
+    if not isinstance(kind, str) or kind not in _TYPES:
+        raise ConfigError(f"unknown parameter type {kind!r:.40} (known: {', '.join(sorted(_TYPES))})")
+    missing = [key for key in _REQUIRED[kind] if key not in data]
+    if missing:
+        raise ConfigError(f"it has no {' or '.join(map(repr, missing))} (every {kind} parameter has "
+                          f"{' and '.join(map(repr, _REQUIRED[kind]))})")
     if kind == "choice":
-        children = {json.dumps(c["value"]): space_from_json(c["space"]) for c in data.get("children", [])}
+        children = data.get("children") or []
+        if not isinstance(children, list) or not all(isinstance(c, Mapping) and "space" in c for c in children):
+            raise ConfigError("a choice's children are not a list of {value, space} objects")
+        by_value = {json.dumps(c.get("value")): _space_from(c["space"]) for c in children}
         values = data["values"]
-        if not children:
+        if not by_value:
             return Choice(values)
-        return Choice({v: children.get(json.dumps(v)) for v in values})
+        if not isinstance(values, list):
+            raise ConfigError("a choice's values are not a list")
+        return Choice({v: by_value.get(json.dumps(v)) for v in values})
     if kind == "float":
         return Float(data["low"], data["high"], step=data.get("step"))
     if kind == "logfloat":
@@ -285,11 +299,28 @@ def param_from_json(data: Mapping[str, Any]) -> Param:
     return Int(data["low"], data["high"], log=data.get("log", False), step=data.get("step", 1))
 
 
-def space_from_json(data: Mapping[str, Any] | str) -> Space:
-    """Inverse of ``Space.to_json`` (accepts the dict or its JSON text)."""
-    if isinstance(data, str):
-        data = json.loads(data)
-    return Space({name: param_from_json(p) for name, p in data.items()})
+def space_from_json(data: Mapping[str, Any] | str, what: str = "a stored space") -> Space:
+    """Inverse of ``Space.to_json`` (accepts the dict or its JSON text).
+
+    Stored spaces are untrusted (a database may come from someone else): anything that is not a
+    valid space raises StorageError naming ``what`` and the cause, never a KeyError or TypeError."""
+    try:
+        return _space_from(json.loads(data) if isinstance(data, str) else data)
+    except (ConfigError, TypeError, ValueError, KeyError, ArithmeticError, RecursionError) as exc:
+        raise StorageError(f"Corrupt space: {what} is not a valid space ({exc}); repair or delete that row "
+                           f"in the database.") from None
+
+
+def _space_from(data: Any) -> Space:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"a space is stored as {type(data).__name__}, not an object")
+    params = {}
+    for name, p in data.items():
+        try:
+            params[name] = param_from_json(p)
+        except (ConfigError, TypeError, ValueError, KeyError, ArithmeticError) as exc:
+            raise ConfigError(f"parameter {name!r:.60}: {exc}") from None
+    return Space(params)
 
 
 class Space(Mapping[str, Param]):

@@ -6,6 +6,9 @@
 
 ``n_trials`` is the study's total: running the same call again after a crash or Ctrl-C
 finishes the missing trials and stops at exactly ``n_trials``.
+
+A run is wired by :func:`tuneloop.run.launch` (as finalize's and the probes' are); what other
+modules need of a Study is public: ``store(storage)`` and ``record(store)``.
 """
 
 from __future__ import annotations
@@ -14,16 +17,18 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from tuneloop._validation import check_one_of, check_positive_int, fail
+from tuneloop._validation import check_positive_int, fail
 from tuneloop.alerts import Rule, default_rules
 from tuneloop.callbacks import Callback
+from tuneloop.direction import Direction
 from tuneloop.errors import ConfigError, TuneloopError
+from tuneloop.experiment import experiment_record
 from tuneloop.rounds import Roles, assign_roles, searched_space
-from tuneloop.run import Driver, RunSummary, executors
-from tuneloop.schedule import NoScheduler, PerValue, Planner, schedulers
-from tuneloop.search import Stratified, repeated, searchers
+from tuneloop.run import RunSummary, check_retries, executor_spec, executors, launch
+from tuneloop.schedule import NoScheduler, PerValue, Planner, Scheduler, schedulers
+from tuneloop.search import Searcher, Stratified, repeated, searchers
 from tuneloop.space import Param, Space
-from tuneloop.store import Store, StudyRecord, TrialRecord, resolve_url
+from tuneloop.store import Store, StudyRecord, TrialRecord, TrialState, resolve_url
 from tuneloop.trial import Budget, Trial
 
 if TYPE_CHECKING:
@@ -74,7 +79,7 @@ class Study:
             searcher = "sobol" if self.roles.scientific else "tpe"
         self.fn = fn
         self.metric = metric
-        self.mode = check_one_of(mode, ["min", "max"], "mode", "Study")
+        self.mode = Direction.of(mode, "Study")
         self.budget = budget if isinstance(budget, Budget) else Budget(budget)
         self.storage = storage
         self.seed = seed
@@ -89,7 +94,7 @@ class Study:
         self._last_url: str | None = None
 
     def __repr__(self) -> str:
-        return f"Study({self.name!r}, metric={self.metric!r}, mode={self.mode!r})"
+        return f"Study({self.name!r}, metric={self.metric!r}, mode={self.mode.value!r})"
 
     # -- running ----------------------------------------------------------------------------
     def run(
@@ -130,57 +135,31 @@ class Study:
             check_positive_int(n_trials, "n_trials", "Study.run")
         if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
             raise fail("timeout", "Study.run", "a positive number of seconds", timeout)
-        max_retries = _retries(max_retries)
-        if n_trials is None and timeout is None and not _ends_by_itself(searcher, scheduler):
+        max_retries = check_retries(max_retries)
+        if n_trials is None and timeout is None and not (searchers.declared(searcher, "ends_by_itself")
+                                                         or schedulers.declared(scheduler, "ends_by_itself")):
             raise ConfigError("Study.run needs n_trials or timeout (tuneloop run: --trials N or --timeout SECONDS); "
                               "only the grid searcher and the sha and pbt schedulers end by themselves.")
         workers = check_positive_int(workers if workers is not None else self.defaults["workers"], "workers", "Study.run")
-        executor = executor or ("processes" if workers > 1 else "inline")
-        if members is not None:
-            if executor != "population":
-                raise ConfigError("members= is the population executor's option; pass executor='population' "
-                                  "(tuneloop run: --executor population --members M).")
-            executor = {"name": "population", "members": check_positive_int(members, "members", "Study.run")}
-        parallel = _parallel(executor, workers)
+        executor = executor_spec(executor, workers, members)
 
-        store = self._store(storage)
-        record = self._record(store, seed)
+        store = self.store(storage)
+        record = self.record(store, seed)
         seed = seed if seed is not None else int(record.config["seed"])
         # build every plug-in before any trial starts, so a bad name fails fast
-        searcher_obj = repeated(self._searcher(searcher, seed, parallel), seeds)
-        scheduler_obj = schedulers.create(scheduler, mode=self.mode)
-        if isinstance(scheduler_obj, Planner):  # it continues trials from checkpoints: it plans what runs
-            if self.roles.scientific or (seeds or 1) > 1:
-                raise ConfigError(f"The {type(scheduler_obj).__name__} scheduler plans whole generations; it cannot "
-                                  f"be combined with scientific parameters or --seeds. Use asha (per value) there.")
-            searcher_obj = scheduler_obj.plan(searcher_obj, self.space, self.budget.to_dict(), seed)
-        elif self.roles.scientific and not isinstance(scheduler_obj, NoScheduler):  # compare like with like
-            scheduler_obj = PerValue(self.roles.scientific, lambda: schedulers.create(scheduler, mode=self.mode))
-        executor_obj = executors.create(executor, workers=workers)
-        callbacks = list(callbacks)
-        bar = None
-        if progress:
-            from tuneloop.progress import RichProgress
-
-            bar = RichProgress(self.metric, self.mode, timeout=timeout)
-            callbacks.append(bar)
-        driver = Driver(
-            store=store, study=record, fn=self.fn, searcher=searcher_obj, scheduler=scheduler_obj,
-            executor=executor_obj, n_trials=n_trials, seed=seed, budget=self.budget.to_dict(),
-            timeout=timeout, callbacks=callbacks, experiment_path=self.experiment_path, rules=self.rules,
-            max_retries=max_retries,
+        searcher_obj = repeated(self._searcher(searcher, seed), seeds)
+        return launch(
+            store, record, self.fn, searcher=searcher_obj, seed=seed, scheduler=self._scheduler(scheduler, seeds),
+            executor=executor, workers=workers, max_retries=max_retries, n_trials=n_trials,
+            budget=self.budget.to_dict(), timeout=timeout, callbacks=callbacks, experiment_path=self.experiment_path,
+            rules=self.rules, progress=progress,
         )
-        try:
-            return driver.run()
-        finally:
-            if bar is not None:
-                bar.close()  # also after Ctrl-C, so the terminal is left clean
 
     # -- reading ----------------------------------------------------------------------------
     @property
     def trials(self) -> list[TrialRecord]:
         """Every stored trial of this study, by number (from the store the last run used)."""
-        store = self._store(None)
+        store = self.store(None)
         record = store.get_study(self.name)
         return [] if record is None else store.trials(record.id)
 
@@ -192,7 +171,8 @@ class Study:
     # -- finishing --------------------------------------------------------------------------
     def finalize(self, *, top: int = 3, seeds: int = 5, fit_on: str = "train", epochs: str = "best",
                  per: str | None = None, rounds: str = "this", workers: int | None = None, executor: Any = None,
-                 storage: str | None = None, again: bool = False, progress: bool = False) -> FinalResult:
+                 members: int | None = None, max_retries: int = 1, storage: str | None = None, again: bool = False,
+                 progress: bool = False) -> FinalResult:
         """Retrain the ``top`` configurations (of each value of ``per``; among every round of the
         goal with ``rounds="all"``) over ``seeds`` seeds and test each run once
         (``fit_on="train+val"`` to refit on both); see
@@ -200,7 +180,8 @@ class Study:
         from tuneloop.finalize import finalize
 
         return finalize(self, top=top, seeds=seeds, fit_on=fit_on, epochs=epochs, per=per, rounds=rounds, workers=workers,
-                        executor=executor, storage=storage, again=again, progress=progress)
+                        executor=executor, members=members, max_retries=max_retries, storage=storage, again=again,
+                        progress=progress)
 
     def ensemble(self, methods: Sequence[str] = ("vote", "average", "stack"), *,
                  storage: str | None = None) -> EnsembleResult:
@@ -208,7 +189,7 @@ class Study:
         model comes with its interval. See :func:`tuneloop.finalize.ensemble`."""
         from tuneloop.finalize import ensemble
 
-        return ensemble(self._store(storage), self.name, methods)
+        return ensemble(self.store(storage), self.name, methods)
 
     # -- rounds ----------------------------------------------------------------------------
     def next_round(
@@ -239,18 +220,31 @@ class Study:
         study.experiment_path = self.experiment_path
         return study
 
-    # -- plumbing ---------------------------------------------------------------------------
-    def _searcher(self, spec: Any, seed: int, workers: int) -> Any:
-        """The searcher: over the whole space, or one per scientific value over its nuisance space."""
+    # -- what a run is built from -------------------------------------------------------------
+    def _searcher(self, spec: Any, seed: int) -> Searcher:
+        """The searcher ``spec`` names: over the whole space, or one per scientific value over its
+        nuisance space."""
         if not self.roles.scientific:
-            return searchers.create(spec, space=self.space, seed=seed, mode=self.mode, workers=workers)
+            return searchers.create(spec, space=self.space, seed=seed, mode=self.mode)
         if not isinstance(spec, (str, dict)):
             raise ConfigError("With scientific parameters, give the searcher by name (or a dict with a name and "
                               "options): each scientific value gets its own searcher over the nuisance parameters.")
         return Stratified(self.space, self.roles.scientific, lambda sub, i: searchers.create(
-            spec, space=sub, seed=seed + 7919 * i, mode=self.mode, workers=workers))
+            spec, space=sub, seed=seed + 7919 * i, mode=self.mode))
 
-    def _store(self, storage: str | None) -> Store:
+    def _scheduler(self, spec: Any, seeds: int | None = None) -> Scheduler:
+        """The scheduler ``spec`` names; with scientific parameters, one per value (ASHA compares
+        like with like). A planner plans whole generations, so it refuses scientific values and seeds."""
+        scheduler = schedulers.create(spec, mode=self.mode)
+        if isinstance(scheduler, Planner):
+            if self.roles.scientific or (seeds or 1) > 1:
+                raise ConfigError(f"The {type(scheduler).__name__} scheduler plans whole generations; it cannot "
+                                  f"be combined with scientific parameters or --seeds. Use asha (per value) there.")
+        elif self.roles.scientific and not isinstance(scheduler, NoScheduler):
+            scheduler = PerValue(self.roles.scientific, lambda: schedulers.create(spec, mode=self.mode))
+        return scheduler
+
+    def store(self, storage: str | None = None) -> Store:
         """The store at ``storage``; else the one the last run used; else the Study's own."""
         url = resolve_url(storage or self._last_url or self.storage)
         self._last_url = url
@@ -258,21 +252,22 @@ class Study:
             self._stores[url] = Store(url)
         return self._stores[url]
 
-    def _record(self, store: Store, seed: int | None) -> StudyRecord:
-        """The stored study: created on first run, checked against this definition after."""
+    def record(self, store: Store, seed: int | None = None) -> StudyRecord:
+        """The stored study in ``store``: created on first use (with ``seed``, else the Study's,
+        else a random one), checked against this definition after."""
         record = store.get_study(self.name)
         if record is None:
             config = {
                 "seed": seed if seed is not None else (self.seed if self.seed is not None else random.randrange(2**31)),
                 "budget": self.budget.to_dict(),
-                "experiment": self.experiment_path,
+                **experiment_record(self.experiment_path),  # path, content hash, this user's signature
                 "goal": self.goal, "round": self.round, "parent": self.parent, "roles": self.roles.to_json(),
             }
-            return store.create_study(self.name, self.metric, self.mode, self.space, config)
+            return store.create_study(self.name, self.metric, self.mode.value, self.space, config)
         for what, stored, now in (("metric", record.metric, self.metric), ("mode", record.mode, self.mode)):
             if stored != now:
                 raise ConfigError(
-                    f"Study {self.name!r} in {store.url} has {what} {stored!r}, not {now!r}; use a new "
+                    f"Study {self.name!r} in {store.url} has {what} {str(stored)!r}, not {str(now)!r}; use a new "
                     f"study name for a different objective."
                 )
         if record.space != self.space:
@@ -285,39 +280,17 @@ class Study:
                 f"Study {self.name!r} in {store.url} was run with other parameter roles; give the new roles a new "
                 f"study name (study.next_round(...) names it {self.goal + '-r' + str(self.round + 1)!r})."
             )
+        stamp = experiment_record(self.experiment_path)
+        if self.experiment_path and any(record.config.get(k) != v for k, v in stamp.items()):
+            record.config.update(stamp)  # resumed from an edited or moved file: vouch for the one that runs now
+            store.update_study_config(record.id, record.config)
         return record
 
 
-def best_trial(trials: Sequence[TrialRecord], mode: str, name: str = "") -> TrialRecord:
+def best_trial(trials: Sequence[TrialRecord], mode: Direction | str, name: str = "") -> TrialRecord:
     """The completed trial with the best value; TuneloopError when there is none."""
-    done = [t for t in trials if t.state == "completed" and t.value is not None]
+    done = [t for t in trials if t.state == TrialState.COMPLETED and t.value is not None]
     if not done:
         raise TuneloopError(f"Study {name!r} has no completed trial yet; run it first (tuneloop run FILE).")
-    pick = max if mode == "max" else min
-    return pick(done, key=lambda t: t.value)
+    return Direction.of(mode).best(done, key=lambda t: t.value)
 
-
-def _ends_by_itself(searcher: Any, scheduler: Any) -> bool:
-    from tuneloop.schedule import Planner
-
-    name = scheduler.get("name") if isinstance(scheduler, dict) else scheduler
-    return searcher == "grid" or _is_grid(searcher) or name in ("sha", "pbt") or isinstance(scheduler, Planner)
-
-
-def _is_grid(spec: Any) -> bool:
-    from tuneloop.search import GridSearcher
-
-    return isinstance(spec, GridSearcher) or (isinstance(spec, dict) and spec.get("name") == "grid")
-
-
-def _parallel(executor: Any, workers: int) -> int:
-    """How many trials run at once (the searcher proposes that many before hearing back)."""
-    if executor == "population" or (isinstance(executor, dict) and executor.get("name") == "population"):
-        return int(executor.get("members", 64)) if isinstance(executor, dict) else 64
-    return workers
-
-
-def _retries(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise fail("max_retries", "Study.run", "a whole number of 0 or more", value)
-    return value

@@ -75,6 +75,66 @@ class Budget(_ReadOnlyNames):
         super().__init__(merged)
 
 
+_PLAIN_LEAVES = (type(None), bool, int, float, complex, str, bytes)
+_PLAIN_CONTAINERS = (dict, list, tuple, set)
+
+
+def check_plain_state(state: Any) -> None:
+    """Raise :class:`ConfigError` unless ``state`` is tensors, dicts (``OrderedDict`` too), lists,
+    tuples, sets, numbers, strings, bytes, None, torch dtypes, devices and sizes: what
+    ``torch.load(weights_only=True)`` reads back. Checked before saving, so the mistake shows where
+    it is made, not when another trial fails to load the file."""
+    import collections
+
+    import torch
+
+    leaves = (*_PLAIN_LEAVES, torch.dtype, torch.device, torch.Size, torch.Tensor, torch.nn.Parameter)
+    containers = (*_PLAIN_CONTAINERS, collections.OrderedDict)
+    seen: set[int] = set()
+    stack: list[tuple[Any, str]] = [(state, "state")]
+    while stack:  # a loop, not recursion: deep nesting must not overflow the stack
+        value, where = stack.pop()
+        kind = type(value)
+        if kind in leaves:
+            continue
+        if kind not in containers:
+            raise ConfigError(
+                f"Trial.save_checkpoint: {where} is a {kind.__module__}.{kind.__qualname__}; a checkpoint holds only "
+                "tensors, dicts, lists, tuples, numbers, strings and None, so it loads without running code "
+                "(torch.load(weights_only=True)). Convert it: a numpy array with torch.from_numpy, an object to "
+                "its state_dict() or its fields.")
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        if isinstance(value, dict):
+            for key, item in value.items():
+                label = f"{where}[{_short(key)}]"
+                stack += [(key, f"the key {label}"), (item, label)]
+        else:
+            stack += [(item, f"{where}[{i}]") for i, item in enumerate(value)]
+
+
+def _short(key: Any) -> str:
+    text = repr(key)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def load_state(path: str) -> Any:
+    """The state saved in the checkpoint file at ``path``, loaded with ``weights_only=True`` (tensors
+    and plain data, never code); any other content, or an unreadable file, is refused with
+    :class:`ConfigError`."""
+    import torch
+
+    try:
+        return torch.load(path, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - whatever is wrong with an untrusted file, it is the same refusal
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ConfigError(
+            f"The checkpoint {path} was refused: it does not load as tensors and plain data "
+            f"(torch.load(weights_only=True): {reason}). Checkpoints from a database you did not write may be "
+            "hostile; start this study afresh in a new database, or rerun the trial that saved it.") from None
+
+
 def to_metric(name: str, value: Any) -> float:
     """Convert a reported value (float, int, numpy or 0-d torch scalar) to float, or explain."""
     try:
@@ -219,8 +279,12 @@ class Trial:
         return self._spec.checkpoint
 
     def save_checkpoint(self, step: int, state: Any) -> None:
-        """Save ``state`` (model and optimizer state dicts, any picklable object) as of ``step``,
-        so a later trial can continue from it."""
+        """Save ``state`` as of ``step``, so a later trial can continue from it.
+
+        ``state`` holds tensors, dicts, lists, tuples, numbers, strings and None only (model and
+        optimizer state dicts, RNG states as tensors or tuples of ints): checkpoints load with
+        ``torch.load(weights_only=True)``, which never runs code from the file. Anything else (a
+        numpy array, an object) is refused here with :class:`ConfigError` naming where it is."""
         import io
 
         import torch
@@ -228,18 +292,25 @@ class Trial:
         from tuneloop.run.events import Checkpoint
 
         _check_step(step, "Trial.save_checkpoint")
+        check_plain_state(state)
         buffer = io.BytesIO()
         torch.save(state, buffer)
         self._channel.emit(self._spec, Checkpoint(self._spec.trial_id, step, buffer.getvalue()))
 
     def load_checkpoint(self) -> tuple[int, Any] | None:
         """(step, state) this trial starts from: its own earlier segment's when successive halving
-        promotes it, a better member's when PBT exploits; None for a fresh start."""
+        promotes it, a better member's when PBT exploits; None for a fresh start.
+
+        The file is untrusted (the database naming it may come from someone else): it loads with
+        ``weights_only=True``, and one holding anything but tensors and plain data is refused with
+        :class:`ConfigError`, so the trial fails instead of running code from it."""
+        if self._spec.resume_error is not None:
+            from tuneloop.errors import NotFound
+
+            raise NotFound(self._spec.resume_error)
         if self._spec.resume is None:
             return None
-        import torch
-
-        return int(self._spec.resume_step or 0), torch.load(self._spec.resume, weights_only=False)
+        return int(self._spec.resume_step or 0), load_state(self._spec.resume)
 
     def log_predictions(self, step: int, split: str, outputs: Any, targets: Any) -> None:
         """Save the model's outputs on a held-out split (class probabilities, shape (n, classes),
@@ -276,5 +347,6 @@ class _Detached:
 
 
 def _check_step(step: Any, owner: str) -> None:
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        raise ConfigError(f"The 'step' argument of {owner} must be a non-negative int. Got {step!r} instead.")
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step < 2**63:  # a database integer
+        raise ConfigError(f"The 'step' argument of {owner} must be a non-negative int below 2**63. "
+                          f"Got {step!r:.60} instead.")

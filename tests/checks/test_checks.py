@@ -132,10 +132,11 @@ def test_gradcheck_catches_a_wrong_backward():
     assert gradchecks([(torch.sin, [torch.randn(3)])]).status == "pass"
 
 
+@pytest.mark.slow  # long end to end: .ci/run runs it in its second pytest call
 def test_baselines_reproduce_the_papers_logistic_regression(storage):
     study = tl.Study("m1d", tl.Space(x=tl.Float(0, 1)), print, metric="val_acc", mode="max", storage=storage)
     report = tl.Checks(lambda: MLP(40, 10), data=mnist1d(), study=study, stages=[]).run()
     assert abs(report.baselines["logistic regression"] - 0.32) <= 0.03  # the MNIST-1D paper: 32%
     assert report.baselines["majority class"] < 0.15
-    stored = study._store(None).latest_checks(study._store(None).get_study("m1d").id)
+    stored = study.store(None).latest_checks(study.store(None).get_study("m1d").id)
     assert stored["baselines"] == report.baselines and len(stored["checks"]) == len(report.results)

@@ -1,5 +1,6 @@
 """tuneloop check and tuneloop baseline on experiment files, as a user runs them."""
 
+import pytest
 from typer.testing import CliRunner
 
 from tuneloop.cli import app
@@ -16,6 +17,7 @@ checks = tl.Checks(lambda: MLP(40, 10, width=64), data=mnist1d(), fit={"lr": 3e-
 BROKEN = GOOD.replace('fit={"lr": 3e-3}', 'fit={"lr": 1e-7}')
 
 
+@pytest.mark.slow  # long end to end: .ci/run runs it in its second pytest call
 def test_check_passes_stores_and_baseline_runs_alone(write_experiment, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("COLUMNS", "200")
@@ -28,6 +30,7 @@ def test_check_passes_stores_and_baseline_runs_alone(write_experiment, tmp_path,
     assert only.exit_code == 0 and "random forest" in only.output and "Stored with study 'checked'" in only.output
 
 
+@pytest.mark.slow  # long end to end: .ci/run runs it in its second pytest call
 def test_a_failing_check_exits_1_with_evidence_causes_and_next_step(write_experiment, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("COLUMNS", "200")

@@ -114,7 +114,7 @@ def test_study_page_draws_every_plot(page, server):
 def test_trials_table_sorts_by_a_header(page, server):
     open_page(page, server + "/study/quad")
     header = page.locator("#trials th", has_text="loss")
-    values = lambda: [float(v) for v in page.locator("#trials tbody tr td:nth-child(4)").all_inner_texts()]  # noqa: E731
+    values = lambda: [float(v) for v in page.locator("#trials tbody tr td:nth-child(4)").all_inner_texts()]
     header.click()
     ascending = values()
     assert ascending == sorted(ascending)

@@ -108,8 +108,8 @@ def test_ab_test_on_the_mnist1d_mlp_stores_a_verdict(storage):
     assert stored["result"]["verdict"] == result.verdict and len(stored["baseline"]) == len(stored["variant"]) == 3
     assert ledger.get(idea.id).state == "testing" and ledger.get(idea.id).links[0]["baseline_of"] == "mnist1d-mlp"
     arms = tl.Study(stored["study"], tl.Space(x=tl.Float(0, 1)), print, metric="val_acc", mode="max", storage=storage)
-    pairs = {(t.params["arm"], t.params["seed_index"]) for t in arms._store(None).trials(
-        arms._store(None).get_study(stored["study"]).id)}
+    pairs = {(t.params["arm"], t.params["seed_index"]) for t in arms.store(None).trials(
+        arms.store(None).get_study(stored["study"]).id)}
     assert len(pairs) == 6  # both arms on the same three seeds
 
 

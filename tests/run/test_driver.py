@@ -25,7 +25,7 @@ def test_contract_trials_complete_with_values_and_curves(how, storage):
     assert [t.number for t in trials] == list(range(6))
     for t in trials:
         assert t.value == pytest.approx((t.params["x"] - 0.5) ** 2)
-    store = study._store(None)
+    store = study.store(None)
     curves = store.series([t.id for t in trials])
     assert all([s for s, _ in c["loss"]] == [0, 1, 2, 3] for c in curves.values())
     assert study.best.value == min(t.value for t in trials)
@@ -46,10 +46,37 @@ def test_contract_a_raising_trial_fails_with_its_traceback_and_the_study_goes_on
 
 
 @pytest.mark.parametrize("how", EXECUTORS, ids=["inline", "processes"])
+def test_sys_exit_in_a_trial_fails_that_trial_and_the_study_goes_on(how, storage):
+    study = make(tf.exits, storage)
+    summary = study.run(n_trials=8, seed=1, **how)
+    trials = study.trials
+    assert summary.finished_total == 8 and summary.retried == 0  # no worker died, nothing ran twice
+    assert {t.state for t in trials if t.params["x"] < 0} == {"failed"}
+    assert {t.state for t in trials if t.params["x"] >= 0} == {"completed"}
+    for t in trials:
+        if t.state == "failed":
+            assert t.error.startswith("SystemExit: the trial function called sys.exit(3); return a result")
+            assert "in exits" in t.error and t.attempt == 0  # the traceback shows where
+
+
+def test_argparse_erroring_in_an_inline_trial_fails_it_with_the_fix(storage, capsys):
+    import argparse
+
+    def parses(trial):
+        argparse.ArgumentParser().parse_args(["--no-such-flag"])
+
+    study = make(parses, storage, name="argparse")
+    summary = study.run(n_trials=2)
+    assert summary.outcomes == {"failed": 2}
+    assert study.trials[0].error.startswith("SystemExit: the trial function called sys.exit(2)")
+    assert "read settings from trial.params" in study.trials[0].error
+
+
+@pytest.mark.parametrize("how", EXECUTORS, ids=["inline", "processes"])
 def test_contract_nan_objective_stops_the_trial_as_diverged(how, storage):
     study = make(tf.nan_when_large, storage)
     study.run(n_trials=12, seed=2, **how)
-    store = study._store(None)
+    store = study.store(None)
     for t in study.trials:
         curve = store.series([t.id])[t.id]["loss"]
         if t.params["x"] > 1.0:
@@ -64,7 +91,7 @@ def test_contract_scheduler_stops_are_recorded_as_pruned(how, storage):
     study.run(n_trials=12, seed=3, **how)
     pruned = [t for t in study.trials if t.state == "pruned"]
     assert pruned
-    store = study._store(None)
+    store = study.store(None)
     for t in pruned:
         assert len(store.series([t.id])[t.id]["loss"]) < 4  # stopped before the end
 
@@ -121,7 +148,7 @@ def test_a_trial_whose_worker_died_runs_again_and_keeps_what_it_logged(storage):
     study = make(tf.killed_once, storage)
     summary = study.run(n_trials=4, workers=2)
     assert summary.outcomes == {"completed": 4} and summary.retried == 1
-    store = study._store(None)
+    store = study.store(None)
     trial = store.trial(store.get_study(study.name).id, 1)
     assert trial.attempt == 1 and trial.value == abs(trial.params["x"])
     (alert,) = store.alerts(trial.id)

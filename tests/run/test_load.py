@@ -1,6 +1,7 @@
 """Load: 10,000 no-op trials through driver and store with 8 worker processes, none lost, none
 doubled (throughput is measured by benchmarks/load.py; here it is only printed)."""
 
+import pytest
 import time
 
 import trial_functions as tf
@@ -9,6 +10,7 @@ import tuneloop as tl
 from tuneloop.store import Store
 
 
+@pytest.mark.slow  # long end to end: .ci/run runs it in its second pytest call
 def test_ten_thousand_trials_through_eight_workers(storage, capsys):
     study = tl.Study("load", tl.Space(x=tl.Float(-2.0, 2.0)), tf.noop, metric="loss", mode="min", storage=storage,
                      seed=0)

@@ -13,7 +13,7 @@ EXECUTORS = [{"executor": "inline", "workers": 1}, {"executor": "processes", "wo
 def run_grid(fn, storage, xs, rules="default", **how):
     study = tl.Study("logs", tl.Space(x=tl.Choice(xs)), fn, metric="loss", mode="min", storage=storage, rules=rules)
     study.run(searcher="grid", **how)
-    return study, study._store(None)
+    return study, study.store(None)
 
 
 @pytest.mark.parametrize("how", EXECUTORS, ids=["inline", "processes"])

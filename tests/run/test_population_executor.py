@@ -131,7 +131,7 @@ def test_sys_exit_in_a_trial_fails_that_trial_only(storage):
     for t in study.trials:
         assert (t.state == "failed") == (t.params["x"] < 0)
         if t.state == "failed":
-            assert t.error.startswith("SystemExit: the trial function stopped its thread")
+            assert t.error.startswith("SystemExit: the trial function called sys.exit(3)")
 
 
 def test_members_needs_the_population_executor(storage):

@@ -51,6 +51,16 @@ def test_a_failing_trial_fails_alone(local_ray, storage):
             assert t.error.startswith("ValueError: x is negative")
 
 
+def test_sys_exit_in_a_ray_trial_fails_that_trial_only(local_ray, storage):
+    study = study_of(tf.exits, storage)
+    summary = study.run(6, executor="ray", searcher="random")
+    assert summary.retried == 0 and summary.finished_total == 6
+    for t in study.trials:
+        assert (t.state == "failed") == (t.params["x"] < 0)
+        if t.state == "failed":
+            assert t.error.startswith("SystemExit: the trial function called sys.exit(3)")
+
+
 def test_a_killed_ray_worker_is_retried(local_ray, storage):
     study = study_of(tf.killed_once, storage)
     summary = study.run(4, executor="ray", searcher="random")
@@ -58,6 +68,7 @@ def test_a_killed_ray_worker_is_retried(local_ray, storage):
     assert [t.attempt for t in study.trials] == [0, 1, 0, 0]
 
 
+@pytest.mark.slow  # long end to end: .ci/run runs it in its second pytest call
 def test_population_buckets_train_as_ray_tasks(local_ray, tmp_path, monkeypatch):
     """Two widths: two buckets, each a Ray task (another process); the results equal the local
     population executor's, every member's epochs reported back as they trained."""
@@ -81,6 +92,7 @@ def test_population_buckets_train_as_ray_tasks(local_ray, tmp_path, monkeypatch)
 
 @pytest.mark.skipif(shutil.which("ray") is None and not os.path.exists(os.path.join(os.path.dirname(sys.executable), "ray")),
                     reason="the ray command is not installed")
+@pytest.mark.slow  # long end to end: .ci/run runs it in its second pytest call
 def test_a_two_node_cluster_on_one_machine(storage):
     """docs/cluster.md's rehearsal: a head and a second node, trials spread over both."""
     if ray.is_initialized():

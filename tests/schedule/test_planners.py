@@ -111,5 +111,6 @@ def test_lineage_is_shown_by_the_cli_and_the_api(storage, monkeypatch):
     shown = CliRunner().invoke(app, ["show", "plan", str(child.number), "--storage", storage])
     member = lineage(storage)[child.number][1]["member"]
     assert shown.exit_code == 0 and f"member {member}, generation 1: promote from trial {parent}" in shown.output
-    data = TestClient(create_app(storage)).get(f"/api/studies/plan/trials/{child.number}").json()
+    client = TestClient(create_app(storage), base_url="http://localhost")  # a Host the dashboard answers
+    data = client.get(f"/api/studies/plan/trials/{child.number}").json()
     assert data["trial"]["lineage"]["parent"] == parent and data["trial"]["lineage"]["event"] == "promote"

@@ -90,7 +90,7 @@ def test_the_dashboard_reads_it_live(postgres, space):
 
     study = tl.Study("live", space, tf.quadratic, metric="loss", mode="min", storage=postgres, seed=2)
     study.run(3, searcher="random")
-    client = TestClient(create_app(postgres))
+    client = TestClient(create_app(postgres), base_url="http://localhost")
     names = [s["name"] for s in client.get("/api/studies").json()["studies"]]
     assert names == ["live"]
     study.run(5, searcher="random")  # another driver's writes show up without a restart
@@ -104,6 +104,7 @@ def test_a_wrong_postgres_url_fails_with_the_fix(postgres_server):
     assert "1" in str(info.value)
 
 
+@pytest.mark.slow  # long end to end: .ci/run runs it in its second pytest call
 def test_a_run_rides_out_a_database_restart(postgres, postgres_server):
     """The server goes down mid-run for 1.5 s: writes wait and retry, nothing is lost or doubled."""
     import threading

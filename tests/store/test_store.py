@@ -141,3 +141,87 @@ def test_require_study_and_trial_by_number(store, space):
         store.require_study("nope")
     with pytest.raises(tl.TuneloopError, match="no trial 7"):
         store.trial(study.id, 7)
+
+
+def _tamper(storage, sql):
+    con = sqlite3.connect(storage.removeprefix("sqlite:///"))
+    con.execute(sql)
+    con.commit()
+    con.close()
+
+
+@pytest.mark.parametrize("stored, kind", [("[1, 2]", "list"), ('"text"', "str"), ("3", "int")])
+def test_params_that_are_json_but_not_an_object_are_a_corrupt_row(store, space, storage, stored, kind):
+    study = make_study(store, space)
+    store.create_trial(study.id, 3, {"x": 0.0}, seed=0)
+    _tamper(storage, f"update trials set params = '{stored}'")
+    with pytest.raises(tl.StorageError, match=rf"Corrupt row: the params of trial 3 \(id \d+\) is not a JSON object "
+                                              rf"but a {kind}; repair or delete that row"):
+        store.trials(study.id)
+
+
+@pytest.mark.parametrize("stored, cause", [
+    ('{"x": {"type": "float", "low": 0.0}}', "parameter 'x': it has no 'high' (every float parameter has 'low' and 'high')"),
+    ('{"x": {"type": "int", "high": 3}}', "parameter 'x': it has no 'low'"),
+    ('{"x": {"type": "choice"}}', "parameter 'x': it has no 'values'"),
+    ('{"x": {"type": "nope"}}', "parameter 'x': unknown parameter type 'nope'"),
+    ('{"x": 1}', "parameter 'x': a parameter is stored as int, not an object"),
+    ("[]", "a space is stored as list, not an object"),
+    ('{"x": {"type": "float", "low": 1.0, "high": 0.0}}', "parameter 'x': The 'low' argument of Float"),
+])
+def test_a_stored_space_that_is_not_one_is_a_corrupt_space(store, space, storage, stored, cause):
+    make_study(store, space, name="bad")
+    _tamper(storage, f"update studies set space = '{stored}'")
+    with pytest.raises(tl.StorageError, match="Corrupt space: the space of study 'bad' is not a valid space") as caught:
+        store.get_study("bad")
+    assert cause in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_a_schema_version_that_is_not_a_whole_number_is_one_clear_error(store, space, storage, read_only):
+    make_study(store, space)
+    _tamper(storage, "update tuneloop_meta set value = '5.0' where key = 'schema_version'")
+    with pytest.raises(tl.StorageError, match="has a corrupt schema version '5.0' in table tuneloop_meta"):
+        Store(storage, read_only=read_only)
+
+
+def test_numbers_past_64_bits_name_no_trial_and_are_refused_as_seeds(store, space):
+    study = make_study(store, space)
+    store.create_trial(study.id, 0, {"x": 0.0}, seed=0)
+    assert store.trials(study.id, numbers=[2**64, -(2**70), 0])[0].number == 0
+    with pytest.raises(tl.NotFound, match="no trial 99999999999999999999999"):
+        store.trial(study.id, 99999999999999999999999)
+    with pytest.raises(tl.ConfigError, match="too large for the store .*64-bit integers"):
+        store.create_trial(study.id, 1, {"x": 0.0}, seed=2**64)
+    assert [t.number for t in store.trials(study.id)] == [0]  # nothing half-written
+
+
+@pytest.mark.parametrize("url", ["sqlite://:::x", "sqlite://host/x.db", "postgresql://u@h:notaport/db"])
+def test_a_url_that_is_not_one_is_a_storage_error(url):
+    with pytest.raises(tl.StorageError, match="is not a database URL"):
+        Store(url)
+
+
+def test_a_new_database_gets_the_schema_and_an_empty_table_of_ours_gets_its_version(tmp_path):
+    path = tmp_path / "t.db"
+    con = sqlite3.connect(path)
+    con.execute("create table tuneloop_meta (key varchar(64) primary key, value text not null)")
+    con.close()
+    with Store(str(path)):
+        pass
+    con = sqlite3.connect(path)
+    assert con.execute("select value from tuneloop_meta").fetchall() == [(str(SCHEMA_VERSION),)]
+    con.close()
+
+
+def test_a_bare_path_with_url_characters_names_that_very_file(tmp_path, space):
+    folder = tmp_path / "odd ?#%25 ünï"
+    folder.mkdir()
+    path = folder / "a b?c#d%41[x].db"
+    with Store(str(path)) as s:
+        make_study(s, space)
+        assert s.artifact_dir == folder / "a b?c#d%41[x]-artifacts"
+    with Store(str(path), read_only=True) as s:
+        assert [x.name for x in s.studies()] == ["s"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["odd ?#%25 ünï"]  # nothing beside it, under a cut name
+    assert path.exists()

@@ -31,7 +31,7 @@ def run_in_study(storage, blobs, **fit_kwargs):
     study = tl.Study("fit", tl.Space(x=tl.Choice([0])), trial_fn, metric="val_acc", mode="max", storage=storage)
     study.run(searcher="grid")
     (t,) = study.trials
-    return t, study._store(None)
+    return t, study.store(None)
 
 
 def test_fit_learns_and_keeps_the_best_epoch(blobs):
@@ -173,7 +173,7 @@ def test_a_promoted_trial_continues_training_from_its_checkpoint(blobs, storage)
                      budget={"epochs": 6}, storage=storage, searcher="grid",
                      scheduler={"name": "sha", "min_resource": 2, "reduction_factor": 3})
     study.run()
-    store = study._store(None)
+    store = study.store(None)
     trials = {t.number: t for t in study.trials}
     (child,) = [t for t in trials.values() if t.number == 3]
     parent = next(t for t in trials.values() if t.number < 3 and t.params == child.params)

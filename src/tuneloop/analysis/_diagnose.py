@@ -16,10 +16,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tuneloop.analysis._curves import summarize_curve
+from tuneloop.analysis._probes import BatchResult, ProbeResult, stored_probes
 from tuneloop.analysis._refine import infeasible, infeasible_regions
 from tuneloop.analysis._study import _all_params, importance, param_effects
+from tuneloop.direction import Direction
 from tuneloop.space import Choice
-from tuneloop.store import Store, StudyRecord, TrialRecord
+from tuneloop.store import Store, StudyRecord, TrialRecord, TrialState
 
 VERDICTS = ("ok", "info", "warn", "problem")
 TOP = 5  # the best trials whose curves are read
@@ -47,17 +49,18 @@ class StudyData:
 
     @property
     def done(self) -> list[TrialRecord]:
-        return [t for t in self.trials if t.state == "completed" and t.value is not None and math.isfinite(t.value)]
+        return [t for t in self.trials if t.state == TrialState.COMPLETED and t.value is not None
+                and math.isfinite(t.value)]
 
     def ranked(self) -> list[TrialRecord]:
-        return sorted(self.done, key=lambda t: t.value, reverse=self.record.mode == "max")  # type: ignore[arg-type,return-value]
+        return self.record.mode.sorted(self.done, key=lambda t: t.value)
 
 
 def load(store: Store, name: str) -> StudyData:
     record = store.require_study(name)
     trials = store.trials(record.id)
-    best = sorted((t for t in trials if t.state == "completed" and t.value is not None),
-                  key=lambda t: t.value, reverse=record.mode == "max")[:TOP]  # type: ignore[arg-type,return-value]
+    best = record.mode.sorted((t for t in trials if t.state == TrialState.COMPLETED and t.value is not None),
+                              key=lambda t: t.value)[:TOP]
     return StudyData(record, trials, store.series([t.id for t in best]) if best else {})
 
 
@@ -101,14 +104,14 @@ def check_boundaries(data: StudyData) -> Finding:
 
 # -- 3. infeasible trials ---------------------------------------------------------------------
 def check_infeasible(data: StudyData) -> Finding:
-    finished = [t for t in data.trials if t.state in ("completed", "failed", "diverged")]
+    finished = [t for t in data.trials if t.state in (TrialState.COMPLETED, TrialState.FAILED, TrialState.DIVERGED)]
     bad = infeasible(finished, data.record.mode)
     if not finished:
         return Finding("infeasible", "info", "No finished trials yet.")
     share = len(bad) / len(finished)
     if not bad:
         return Finding("infeasible", "ok", f"No failed, diverged or very bad trials among {len(finished)}.")
-    outliers = sum(t.state == "completed" for t in bad)
+    outliers = sum(t.state == TrialState.COMPLETED for t in bad)
     regions = infeasible_regions(data.record.space, data.trials, data.record.mode)
     rows = [{"parameter": r.name, "region": f"{r.side} {r.cut:.3g}", "infeasible": r.infeasible,
              "feasible there": r.feasible} for r in regions]
@@ -129,7 +132,7 @@ def check_infeasible(data: StudyData) -> Finding:
 # -- 4. sampled enough? ---------------------------------------------------------------------
 def expected_best(values: Sequence[float], k: int, mode: str) -> float:
     """E[best of k draws with replacement] from the empirical distribution (exact, by order statistics)."""
-    xs = sorted(values, reverse=mode == "min")  # ascending in goodness
+    xs = sorted(values, reverse=Direction.of(mode, "expected_best") is Direction.MIN)  # ascending in goodness
     n = len(xs)
     return sum(x * (((i + 1) / n) ** k - (i / n) ** k) for i, x in enumerate(xs))
 
@@ -146,7 +149,7 @@ def check_sampling(data: StudyData) -> Finding:
     gain = abs(slope * math.log(2))  # the same gain per doubling again
     spread = statistics.pstdev(values) or 1e-12
     rows = [{"trials": k, "expected best": v} for k, v in curve] + [{"trials": 2 * n, "expected best":
-                                                                       b2 + (gain if mode == "max" else -gain)}]
+                                                                       b2 - mode.sign * gain}]
     few = n < 10 * max(1, len(_all_params(data.record.space)))
     still = gain > 0.1 * spread
     verdict = "warn" if few or still else "ok"
@@ -169,15 +172,15 @@ def check_isolation(data: StudyData, top: int = 3) -> Finding:
     groups: dict[str, list[TrialRecord]] = {}
     for t in data.done:
         groups.setdefault(", ".join(f"{n}={t.params.get(n)}" for n in scientific), []).append(t)
-    better = max if data.record.mode == "max" else min
+    mode = data.record.mode
     rows = []
     for key, trials in groups.items():  # each value at its best over the nuisance parameters
         values = [float(t.value) for t in trials]  # type: ignore[arg-type]
-        sample, basis = _best_sample(trials, data.record.mode, top)
+        sample, basis = _best_sample(trials, mode, top)
         ci = mean_ci(sample)
-        rows.append({"value": key, "trials": len(values), "best": better(values), "estimate": ci.mean,
+        rows.append({"value": key, "trials": len(values), "best": mode.best(values), "estimate": ci.mean,
                      "low": ci.low, "high": ci.high, "from": basis, "_top": sample})
-    rows.sort(key=lambda r: r["best"], reverse=data.record.mode == "max")
+    rows = mode.sorted(rows, key=lambda r: r["best"])
     if len(rows) < 2:
         return Finding("isolation", "info", "Only one scientific value has completed trials.", "", rows)
     first, second = rows[0], rows[1]
@@ -187,8 +190,8 @@ def check_isolation(data: StudyData, top: int = 3) -> Finding:
     if d is None:
         return Finding("isolation", "warn", f"{first['value']} leads, but with fewer than 2 completed trials a value "
                        f"the gap cannot be judged.", "Run more trials per scientific value.", rows)
-    gap = d.diff if data.record.mode == "max" else -d.diff
-    answered = (d.low > 0) if data.record.mode == "max" else (d.high < 0)
+    gap = -mode.sign * d.diff
+    answered = (d.low > 0) if mode is Direction.MAX else (d.high < 0)
     summary = (f"{first['value']} leads {second['value']} by {gap:.3g} ({first['from']} against {second['from']}; "
                f"Welch 95% CI "
                f"[{d.low:.3g}, {d.high:.3g}], p={d.p_value:.2g}).")
@@ -200,7 +203,7 @@ def check_isolation(data: StudyData, top: int = 3) -> Finding:
                    "Run more trials per value (or --seeds) before deciding.", rows)
 
 
-def _best_sample(trials: list[TrialRecord], mode: str, top: int) -> tuple[list[float], str]:
+def _best_sample(trials: list[TrialRecord], mode: Direction, top: int) -> tuple[list[float], str]:
     """The values behind one scientific value's estimate: the seeds of its best configuration when it
     was repeated (--seeds), else its ``top`` best trials."""
     import json
@@ -210,10 +213,9 @@ def _best_sample(trials: list[TrialRecord], mode: str, top: int) -> tuple[list[f
         by_config.setdefault(json.dumps(t.params, sort_keys=True), []).append(float(t.value))  # type: ignore[arg-type]
     repeated = [v for v in by_config.values() if len(v) >= 2]
     if repeated:
-        pick = max if mode == "max" else min
-        best = pick(repeated, key=statistics.fmean)
+        best = mode.best(repeated, key=statistics.fmean)
         return best, f"{len(best)} seeds of its best configuration"
-    return sorted((v for vs in by_config.values() for v in vs), reverse=mode == "max")[:top], f"its top {top} trials"
+    return mode.sorted((v for vs in by_config.values() for v in vs), key=float)[:top], f"its top {top} trials"
 
 
 # -- 6. training curves -----------------------------------------------------------------------
@@ -230,7 +232,7 @@ def classify_curve(objective: list[tuple[int, float]], mode: str, train: list[tu
     values = [v for _, v in objective]
     span = (max(values) - min(values)) or 1e-12
     best_pos = (s.best_step - objective[0][0]) / max(1, objective[-1][0] - objective[0][0])
-    worse_end = (s.best - s.end) if mode == "max" else (s.end - s.best)
+    worse_end = (s.end - s.best) * Direction.of(mode, "classify_curve").sign
     train_falls = train is not None and len(train) >= 4 and summarize_curve("t", train, "min").trend == "improving"
     if worse_end > tolerance * abs(s.best) + 0.1 * span and best_pos < 0.75 and train_falls:
         labels.append("overfitting")
@@ -306,15 +308,10 @@ def check_step_budget(data: StudyData) -> Finding:
 # -- 8 and 9. probes (tuneloop probe lr|batch FILE), when they have run ---------------------------
 def probe_findings(store: Store, name: str) -> list[Finding]:
     """The stored learning-rate and batch-size probes of study ``name``, as findings."""
-    from tuneloop.probe import BatchResult, read_probe
-
-    found = {"lr": None, "batch": None}
-    for study, cfg in store.study_configs().items():
-        if cfg.get("kind") == "probe" and cfg.get("parent") == name:
-            found[cfg.get("probe", "lr")] = read_probe(store, store.require_study(study))
+    found = stored_probes(store, name)
     out = []
-    lr = found["lr"]
-    if lr is None:
+    lr = found.get("lr")
+    if not isinstance(lr, ProbeResult):
         out.append(Finding("instability", "info", "No learning-rate probe yet.",
                            "tuneloop probe lr FILE: where training becomes unstable, warmup and a clipping threshold."))
     else:
@@ -324,7 +321,7 @@ def probe_findings(store: Store, name: str) -> list[Finding]:
                            f"{where}.", "; ".join(lr.advice).capitalize() + ".",
                            [{"factor": r.factor, lr.param: r.lr, "state": r.state, "unstable": r.unstable or "-"}
                             for r in lr.rows]))
-    batch = found["batch"]
+    batch = found.get("batch")
     if not isinstance(batch, BatchResult):
         out.append(Finding("batch size", "info", "No batch-size probe yet.",
                            "tuneloop probe batch FILE: the largest batch size that still raises throughput."))

@@ -19,8 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tuneloop.direction import Direction
 from tuneloop.space import Choice, Float, Int, LogFloat, Param, Space
-from tuneloop.store import TrialRecord
+from tuneloop.store import TrialRecord, TrialState
 
 EDGE = 0.10
 TOP_FRACTION = 0.15
@@ -56,19 +57,21 @@ def infeasible(trials: Sequence[TrialRecord], mode: str) -> list[TrialRecord]:
     interquartile ranges worse than the median of the completed."""
     import statistics
 
-    values = sorted(t.value for t in trials if t.state == "completed" and t.value is not None and math.isfinite(t.value))
+    way = Direction.of(mode, "infeasible")
+    values = sorted(t.value for t in trials if t.state == TrialState.COMPLETED and t.value is not None
+                    and math.isfinite(t.value))
     limit = None
     if len(values) >= 8:
         q1, median, q3 = statistics.quantiles(values, n=4)
         spread = q3 - q1
         if spread > 0:
-            limit = median - 3 * spread if mode == "max" else median + 3 * spread
+            limit = median + 3 * spread * way.sign  # three interquartile ranges on the worse side
     def very_bad(t: TrialRecord) -> bool:
-        if limit is None or t.state != "completed" or t.value is None:
+        if limit is None or t.state != TrialState.COMPLETED or t.value is None:
             return False
-        return t.value < limit if mode == "max" else t.value > limit
+        return way.better(limit, t.value)
 
-    return [t for t in trials if t.state in ("failed", "diverged") or very_bad(t)]
+    return [t for t in trials if t.state in (TrialState.FAILED, TrialState.DIVERGED) or very_bad(t)]
 
 
 def infeasible_regions(space: Space, trials: Sequence[TrialRecord], mode: str = "min") -> list[Region]:
@@ -78,7 +81,7 @@ def infeasible_regions(space: Space, trials: Sequence[TrialRecord], mode: str = 
 
     bad_ids = {t.id for t in infeasible(trials, mode)}
     bad = [t for t in trials if t.id in bad_ids]
-    good = [t for t in trials if t.state == "completed" and t.id not in bad_ids]
+    good = [t for t in trials if t.state == TrialState.COMPLETED and t.id not in bad_ids]
     out = []
     for name, p in _all_params(space).items():
         if isinstance(p, Choice):
@@ -99,15 +102,16 @@ def refine_space(space: Space, trials: Sequence[TrialRecord], mode: str, keep: S
                  top_fraction: float = TOP_FRACTION) -> tuple[Space, list[Change]]:
     """The proposed space and one Change per parameter (children included). Parameters in
     ``keep`` (the round's scientific ones: its question) stay as they are."""
-    done = [t for t in trials if t.state == "completed" and t.value is not None and math.isfinite(t.value)]
+    way = Direction.of(mode, "refine_space")
+    done = [t for t in trials if t.state == TrialState.COMPLETED and t.value is not None and math.isfinite(t.value)]
     groups: dict[str, list[TrialRecord]] = {}
     for t in done:  # with scientific parameters, each value's own best: its nuisance optimum may differ
         groups.setdefault(json.dumps([t.params.get(n) for n in keep], default=str), []).append(t)
     top: list[TrialRecord] = []
     for group in groups.values():
-        ranked = sorted(group, key=lambda t: t.value, reverse=mode == "max")  # type: ignore[arg-type,return-value]
+        ranked = way.sorted(group, key=lambda t: t.value)
         top.extend(ranked[:max(3, math.ceil(top_fraction * len(ranked)))])
-    top.sort(key=lambda t: t.value, reverse=mode == "max")  # type: ignore[arg-type,return-value]
+    top = way.sorted(top, key=lambda t: t.value)
     new, changes = _refine(space, done, top, set(keep))
     return _cut(new, changes, infeasible_regions(space, trials, mode))
 
@@ -284,4 +288,4 @@ def _round(x: float, down: bool) -> float:
 
 
 def _g(x: Any) -> str:
-    return f"{x:.3g}" if isinstance(x, float) else str(x)
+    return f"{x:.3g}" if isinstance(x, float) else repr(x) if isinstance(x, str) else str(x)

@@ -13,23 +13,25 @@ from collections.abc import Sequence
 from typing import Any
 
 from tuneloop.analysis._seeds import mean_ci
+from tuneloop.direction import Direction
 from tuneloop.space import Choice, Int, LogFloat, Space
-from tuneloop.store import TrialRecord
+from tuneloop.store import TrialRecord, TrialState
 
 EDGE = 0.10  # "crowding a bound": within the outer 10% of the range, in the parameter's own scale
 
 
 def history(trials: Sequence[TrialRecord], mode: str) -> dict[str, list[Any]]:
     """Each finished trial's value in number order, and the best so far."""
+    way = Direction.of(mode, "history")
     numbers, values, best, states = [], [], [], []
     current: float | None = None
     for t in trials:
-        if t.value is None or not math.isfinite(t.value) or t.state not in ("completed", "pruned"):
+        if t.value is None or not math.isfinite(t.value) or t.state not in (TrialState.COMPLETED, TrialState.PRUNED):
             continue
         numbers.append(t.number)
         values.append(t.value)
         states.append(t.state)
-        if t.state == "completed" and (current is None or (t.value > current if mode == "max" else t.value < current)):
+        if t.state == TrialState.COMPLETED and (current is None or way.better(t.value, current)):
             current = t.value
         best.append(current)
     return {"number": numbers, "value": values, "best": best, "state": states}
@@ -46,8 +48,8 @@ def _position(param: Any, value: float) -> float:
 def param_effects(space: Space, trials: Sequence[TrialRecord], mode: str) -> list[dict[str, Any]]:
     """Per parameter: (value, objective) of completed trials, its bounds, and a warning when the
     best trials crowd a bound (the best 10%, at least 3, all in the outer 10% of the range)."""
-    done = [t for t in trials if t.state == "completed" and t.value is not None and math.isfinite(t.value)]
-    ranked = sorted(done, key=lambda t: t.value, reverse=mode == "max")
+    done = _done(trials)
+    ranked = Direction.of(mode, "param_effects").sorted(done, key=lambda t: t.value)
     top = ranked[:max(3, len(ranked) // 10)]
     out = []
     for name, param in _all_params(space).items():
@@ -70,6 +72,11 @@ def param_effects(space: Space, trials: Sequence[TrialRecord], mode: str) -> lis
     return out
 
 
+def _done(trials: Sequence[TrialRecord]) -> list[TrialRecord]:
+    """The completed trials with a finite value: the ones a ranking or a fit can use."""
+    return [t for t in trials if t.state == TrialState.COMPLETED and t.value is not None and math.isfinite(t.value)]
+
+
 def _all_params(space: Space) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, p in space.items():
@@ -82,7 +89,8 @@ def _all_params(space: Space) -> dict[str, Any]:
 
 def importance(space: Space, trials: Sequence[TrialRecord], mode: str) -> dict[str, float]:
     """Optuna's fANOVA importance over the completed trials ({} with fewer than 5 of them)."""
-    done = [t for t in trials if t.state == "completed" and t.value is not None and math.isfinite(t.value)]
+    way = Direction.of(mode, "importance")
+    done = _done(trials)
     if len(done) < 5:
         return {}
     import optuna
@@ -90,7 +98,7 @@ def importance(space: Space, trials: Sequence[TrialRecord], mode: str) -> dict[s
     from optuna.trial import create_trial
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize" if mode == "max" else "minimize")
+    study = optuna.create_study(direction="maximize" if way is Direction.MAX else "minimize")
     for t in done:
         study.add_trial(create_trial(value=t.value, params=t.params, distributions=space.distributions(t.params)))
     with warnings.catch_warnings():
@@ -106,7 +114,7 @@ def seed_groups(trials: Sequence[TrialRecord]) -> list[dict[str, Any]]:
     """Trials whose parameters are identical (they differ only by seed), two or more per group."""
     groups: dict[str, list[TrialRecord]] = {}
     for t in trials:
-        if t.state in ("completed", "pruned"):
+        if t.state in (TrialState.COMPLETED, TrialState.PRUNED):
             groups.setdefault(json.dumps(t.params, sort_keys=True), []).append(t)
     return [{"params": g[0].params, "trials": [t.number for t in g], "ids": [t.id for t in g]}
             for g in groups.values() if len(g) >= 2]

@@ -108,12 +108,13 @@ class Checks:
                 inputs = _layers.module_inputs(net, x, self.modules)
                 targets += [(name, dict(net.named_modules())[name], inputs[name], None) for name in self.modules]
             for where, module, inp, n in targets:
-                for check in (lambda: _layers.output_checks(module, inp, n, where=where),
-                              lambda: [_layers.gradient_flow(module, inp, where)],
-                              lambda: [_layers.batch_independence(module, inp, where)]):
-                    out += check()
+                out += _layers.output_checks(module, inp, n, where=where)
+                for layer_check in (_layers.gradient_flow, _layers.batch_independence):
                     if any(not r.passed for r in out):
                         return out
+                    out.append(layer_check(module, inp, where))
+                if any(not r.passed for r in out):
+                    return out
             for check in (lambda: [_layers.determinism(self.model, x, self.seed)],
                           lambda: [_layers.gradchecks(self.functions)]):
                 out += check()
@@ -132,8 +133,8 @@ class Checks:
     def _store(self, results: list[CheckResult], baselines: dict[str, float], storage: str | None) -> None:
         if self.study is None:
             return  # printed only: there is no study to keep them with
-        store = self.study._store(storage)
-        record = self.study._record(store, None)
+        store = self.study.store(storage)
+        record = self.study.record(store)
         store.add_checks(record.id, [r.to_dict() for r in results], baselines, self.metric)
 
 

@@ -1,23 +1,93 @@
 """The dashboard: a FastAPI app serving a JSON API and pages that draw it with Plotly.js.
 
 Bound to 127.0.0.1 unless told otherwise (``tuneloop ui`` refuses another host without a token).
-With a token, every request must carry it (``?token=``, an ``Authorization: Bearer`` header, or
-the cookie the first page sets); files are served only from a study's artifact folder.
+Every request's ``Host`` header is checked first, so a web page cannot reach the API through DNS
+rebinding: without a token only ``localhost``, ``127.0.0.1`` and ``[::1]`` are answered (plus the
+names in ``allowed_hosts``); with a token, IP addresses too (a rebinding attack always sends its own
+domain name). With a token, every request must carry it (``?token=``, an ``Authorization: Bearer``
+header, or the cookie the first page sets). Files are served only through
+:meth:`Store.artifact_file`, which refuses any path that leaves the artifact folder.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
+import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from tuneloop.errors import TuneloopError
+from tuneloop.errors import ConfigError, NotFound, StorageError, TuneloopError
 from tuneloop.store import Store
-from tuneloop.store._logs import _SAFE
 
 STATIC = Path(__file__).parent / "static"
 PAGES = ("studies", "study", "trial", "compare")
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
+MAX_TRIAL_NUMBER = 2**63 - 1  # SQLite's largest integer: past it a query overflows instead of finding nothing
+MAX_PICKED = 1000  # trial numbers one request may name (?trials=...)
+# files the pages show inline; anything else is a download, so a stored .html or .svg cannot run in this origin
+INLINE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
+                ".webp": "image/webp"}
+_HOST = re.compile(r"(\[[0-9a-f:.]+\]|[^:\[\]]+)(?::\d{1,5})?")
+
+
+def host_name(header: str | None) -> str | None:
+    """The name in a ``Host`` header, lower-cased, without its port (``[::1]:8080`` -> ``[::1]``); None if malformed."""
+    match = _HOST.fullmatch((header or "").strip().lower())
+    return match.group(1) if match else None
+
+
+def normalize_host(name: str) -> str:
+    """An ``--allow-host`` name as :func:`host_name` writes it (``::1`` -> ``[::1]``, any case, port dropped)."""
+    name = name.strip().lower()
+    if ":" in name and not name.startswith("["):
+        try:
+            ipaddress.IPv6Address(name)
+            return f"[{name}]"
+        except ValueError:
+            pass
+    return host_name(name) or name
+
+
+def host_allowed(name: str | None, allowed: Iterable[str], *, with_token: bool) -> bool:
+    """Whether to answer a request whose Host names ``name`` (a DNS rebinding defence).
+
+    Loopback names and ``allowed`` always; with a token, IP addresses too: a rebinding page
+    reaches the server under its own domain name, never under an IP address."""
+    if name is None:
+        return False
+    if name in LOOPBACK_HOSTS or name in allowed:
+        return True
+    if not with_token:
+        return False
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def token_matches(given: str | None, token: str) -> bool:
+    """Constant-time comparison of any string, non-ASCII included (compare_digest takes only ASCII str)."""
+    if not given:
+        return False
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), token.encode("utf-8", "surrogatepass"))
+
+
+def status_of(exc: TuneloopError) -> int:
+    """The HTTP status of a tuneloop error: 404 not found, 503 storage, 400 any other bad input."""
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, StorageError):
+        return 503
+    return 400  # ConfigError and every other error a request's input caused
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an error's message: what the JSON ``detail`` carries."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def plotly_js() -> Path:
@@ -27,13 +97,20 @@ def plotly_js() -> Path:
     return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 
+def boot_json(value: Any) -> str:
+    """JSON safe inside a <script> element: no ``<`` at all, so neither ``</script>`` nor ``<!--<script>``
+    (which would keep the element open past its end tag and blank the page) can appear in any string."""
+    text = json.dumps(value)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 def page_html(page: str, params: dict[str, Any], *, data: dict[str, Any] | None = None,
               inline_assets: bool = False, title: str = "tuneloop") -> str:
     """The HTML of one page. The dashboard links its assets and fetches data; the report inlines
     both (``inline_assets`` and ``data``) so the file stands alone."""
     from html import escape
 
-    boot = json.dumps({"page": page, "params": params, "data": data}).replace("</", "<\\/")
+    boot = boot_json({"page": page, "params": params, "data": data})
     if inline_assets:
         def inline(path: Path) -> str:  # a "</script" inside the code would end the tag early
             return path.read_text(encoding="utf-8").replace("</script", "<\\/script")
@@ -51,42 +128,65 @@ def page_html(page: str, params: dict[str, Any], *, data: dict[str, Any] | None 
             f"</body></html>")
 
 
-def create_app(storage: str | None = None, token: str | None = None) -> Any:
-    """The dashboard app over the store at ``storage``."""
+def create_app(storage: str | None = None, token: str | None = None,
+               allowed_hosts: Iterable[str] = ()) -> Any:
+    """The dashboard app over the store at ``storage``.
+
+    ``allowed_hosts``: Host names answered besides the loopback ones (``tuneloop ui --allow-host``)."""
     from fastapi import FastAPI, HTTPException, Request
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
-    from tuneloop.dashboard import _data
+    from tuneloop import views
 
-    store = Store(storage)
+    if token is not None and not (token and token.isascii() and token.isprintable() and " " not in token):
+        raise ConfigError("The token must be printable ASCII without spaces, e.g. --token $(openssl rand -hex 16).")
+    allowed = frozenset(normalize_host(h) for h in allowed_hosts)
+    store = Store(storage, read_only=True)  # the dashboard only reads: never creates, converts or adds tables
     app = FastAPI(title="tuneloop", docs_url=None, redoc_url=None)
 
     @app.middleware("http")
-    async def require_token(request: Request, call_next: Any) -> Response:
-        if token is None:
-            return await call_next(request)
-        given = (request.query_params.get("token") or request.cookies.get("tuneloop_token")
-                 or request.headers.get("authorization", "").removeprefix("Bearer ").strip())
-        if not given or not hmac.compare_digest(given, token):
-            return JSONResponse({"detail": "A token is required: open the URL tuneloop ui printed."}, 401)
+    async def guard(request: Request, call_next: Any) -> Response:
+        name = host_name(request.headers.get("host"))
+        if not host_allowed(name, allowed, with_token=token is not None):
+            shown = (request.headers.get("host") or "")[:100]
+            return JSONResponse({"detail": f"Host {shown!r} is not served: open http://localhost:PORT/, or restart "
+                                           f"tuneloop ui with --allow-host {name or 'NAME'}."}, 403)
+        if token is not None:
+            given = (request.query_params.get("token") or request.cookies.get("tuneloop_token")
+                     or request.headers.get("authorization", "").removeprefix("Bearer ").strip())
+            if not token_matches(given, token):
+                return JSONResponse({"detail": "A token is required: open the URL tuneloop ui printed."}, 401)
         response = await call_next(request)
-        if request.query_params.get("token"):
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"  # no other site may frame the pages (clickjacking)
+        if token is not None and request.query_params.get("token"):
             response.set_cookie("tuneloop_token", token, httponly=True, samesite="strict")
         return response
 
+    @app.exception_handler(TuneloopError)
+    async def tuneloop_error(request: Request, exc: TuneloopError) -> Response:
+        return JSONResponse({"detail": one_line(exc)}, status_of(exc))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:  # a bug: one line here, the traceback in the log
+        detail = f"Internal error ({type(exc).__name__}); the server log has the traceback."
+        return JSONResponse({"detail": detail}, 500)
+
     def api(fn: Any, *args: Any) -> Any:
-        try:
-            return fn(store, *args)
-        except TuneloopError as exc:
-            raise HTTPException(404, str(exc)) from None
+        return fn(store, *args)  # a TuneloopError becomes its status by the handler above
+
+    def _number(number: int) -> int:
+        if not 0 <= number <= MAX_TRIAL_NUMBER:
+            raise NotFound(f"No trial {number}: trial numbers run from 0 to {MAX_TRIAL_NUMBER}.")
+        return number
 
     @app.get("/api/studies")
     def studies() -> Any:
-        return _data.studies_view(store)
+        return views.studies_view(store)
 
     @app.get("/api/ideas")
     def ideas() -> Any:
-        return _data.ideas_view(store)
+        return views.ideas_view(store)
 
     @app.get("/ideas", response_class=HTMLResponse)
     def ideas_page() -> str:
@@ -95,37 +195,44 @@ def create_app(storage: str | None = None, token: str | None = None) -> Any:
     # names may hold any character, "/" included: the specific routes come before the catch-all
     @app.get("/api/studies/{name:path}/trials/{number}")
     def trial(name: str, number: int) -> Any:
-        return api(_data.trial_view, name, number)
+        return api(views.trial_view, name, _number(number))
 
     @app.get("/api/studies/{name:path}/compare")
     def compare(name: str, trials: str) -> Any:
-        return api(_data.compare_view, name, _numbers(trials))
+        return api(views.compare_view, name, _numbers(trials))
 
     def _numbers(trials: str) -> list[int]:
         try:
-            return [int(n) for n in trials.split(",") if n.strip()]
+            numbers = [int(n) for n in trials.split(",") if n.strip()]
         except ValueError:
-            raise HTTPException(400, "trials must be numbers, e.g. ?trials=3,7") from None
+            raise ConfigError("trials must be numbers, e.g. ?trials=3,7") from None
+        if len(numbers) > MAX_PICKED:
+            raise ConfigError(f"trials names {len(numbers)} trials; ask for at most {MAX_PICKED} at a time.")
+        return [_number(n) for n in numbers]
 
     @app.get("/api/studies/{name:path}/curves")
     def curves(name: str, trials: str) -> Any:
-        return api(_data.curves_view, name, _numbers(trials))
+        return api(views.curves_view, name, _numbers(trials))
 
     @app.get("/api/studies/{name:path}/analysis")
     def analysis(name: str) -> Any:
-        return api(_data.analysis_view, name)
+        return api(views.analysis_view, name)
 
     @app.get("/api/studies/{name:path}")
     def study(name: str) -> Any:
-        return api(_data.study_view, name)
+        return api(views.study_view, name)
 
-    @app.get("/artifacts/{study}/{path:path}")
-    def artifact(study: str, path: str) -> Any:
-        base = (store.artifact_dir / _SAFE.sub("_", study)).resolve()
-        target = (base / path).resolve()
-        if not target.is_relative_to(base) or not target.is_file():
-            raise HTTPException(404, "No such artifact.")
-        return FileResponse(target)
+    @app.get("/artifacts/{path:path}")
+    def artifact(path: str) -> Any:
+        """A stored artifact path (what a sample row holds), as :meth:`Store.artifact_file` resolves it."""
+        target = store.artifact_file(path)  # the decoded path: "..", absolute paths and links leaving the folder: 404
+        if not target.is_file():
+            raise NotFound(f"No artifact {path!r}.")
+        media = INLINE_TYPES.get(target.suffix.lower())
+        if media is None:  # never rendered in this origin: a download
+            return FileResponse(target, media_type="application/octet-stream", filename=target.name,
+                                headers={"Content-Security-Policy": "sandbox"})
+        return FileResponse(target, media_type=media, headers={"Content-Security-Policy": "sandbox"})
 
     @app.get("/static/{name}")
     def static(name: str) -> Any:

@@ -26,7 +26,7 @@ from tuneloop._logged import decode_predictions
 from tuneloop.analysis import mean_ci
 from tuneloop.errors import ConfigError, TuneloopError
 from tuneloop.finalize._run import latest_final
-from tuneloop.store import Store, StudyRecord, TrialRecord
+from tuneloop.store import Store, StudyRecord, TrialRecord, TrialState
 
 METHODS = ("vote", "average", "stack")
 _BOOTSTRAP = 2000
@@ -83,9 +83,17 @@ def ensemble(store: Store, name: str, methods: Sequence[str] = METHODS, top: int
 
 
 def _predictions(store: Store, trial: TrialRecord, split: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The trial's saved (outputs, targets) on ``split``; the stored path is untrusted, so it is
+    resolved inside the artifact folder (NotFound otherwise) and the file read without pickle."""
     for s in store.samples(trial.id, trial.attempt):
         if s.kind == "predictions" and s.name == f"predictions/{split}" and s.path:
-            return decode_predictions(store.artifact_dir / s.path)
+            path = store.artifact_file(s.path)
+            try:
+                return decode_predictions(path)
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:  # missing, not npz, pickled
+                raise ConfigError(f"Trial {trial.number}'s predictions file {path} cannot be read "
+                                  f"({(str(e).splitlines() or [type(e).__name__])[0][:200]}); rerun "
+                                  f"trial {trial.number} to save them again.") from None
     return None
 
 
@@ -96,7 +104,7 @@ _NO_PREDICTIONS = ("Trial {n} of {study!r} saved no predictions on {split}; ense
 
 def _final_members(store: Store, final: StudyRecord) -> tuple[list[dict[str, Any]], list[str], str, str | None]:
     """One group per seed index: each configuration's run with that seed, test and val outputs."""
-    trials = [t for t in store.trials(final.id) if t.state == "completed"]
+    trials = [t for t in store.trials(final.id) if t.state == TrialState.COMPLETED]
     by_config: list[list[TrialRecord]] = []
     for c in final.config["configs"]:
         key = json.dumps(c["params"], sort_keys=True)
@@ -121,9 +129,8 @@ def _final_members(store: Store, final: StudyRecord) -> tuple[list[dict[str, Any
 
 
 def _tuning_members(store: Store, record: StudyRecord, top: int) -> tuple[list[dict[str, Any]], list[str], str]:
-    done = [t for t in store.trials(record.id, states=["completed"]) if t.value is not None]
-    done.sort(key=lambda t: t.value, reverse=record.mode == "max")  # type: ignore[arg-type,return-value]
-    members = done[:top]
+    done = [t for t in store.trials(record.id, states=[TrialState.COMPLETED]) if t.value is not None]
+    members = record.mode.sorted(done, key=lambda t: t.value)[:top]
     if len(members) < 2:
         raise TuneloopError(f"{record.name!r} needs at least 2 completed trials to build an ensemble.")
     preds = [_predictions(store, t, "val") for t in members]

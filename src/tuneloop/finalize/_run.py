@@ -24,10 +24,9 @@ from tuneloop.analysis import Difference, MeanCI, mean_ci, welch
 from tuneloop.errors import ConfigError
 from tuneloop.finalize._select import Candidate, top_configs
 from tuneloop.rounds import chain
-from tuneloop.run import Driver, executors
-from tuneloop.schedule import schedulers
+from tuneloop.run import check_retries, executor_spec, executors, launch
 from tuneloop.search import Listed
-from tuneloop.store import Store, StudyRecord
+from tuneloop.store import Store, StudyRecord, TrialState
 
 if TYPE_CHECKING:
     from tuneloop.callbacks import Callback
@@ -92,6 +91,8 @@ def finalize(
     rounds: str = "this",
     workers: int | None = None,
     executor: Any = None,
+    members: int | None = None,
+    max_retries: int = 1,
     storage: str | None = None,
     again: bool = False,
     callbacks: Sequence[Callback] = (),
@@ -101,16 +102,18 @@ def finalize(
     ``per``, when given) over ``seeds`` seeds each and evaluate each run once on the test split.
     ``rounds="all"`` chooses among the completed trials of every round of the study's goal (the same
     trial function and validation split), not this round's alone. Rerunning with the same choices
-    resumes or shows the result."""
+    resumes or shows the result. ``executor``, ``members`` and ``max_retries`` work as in
+    :meth:`Study.run`."""
     check_positive_int(top, "top", "finalize")
     check_positive_int(seeds, "seeds", "finalize")
     check_one_of(fit_on, FIT_ON, "fit_on", "finalize")
     check_one_of(epochs, ("best", "budget"), "epochs", "finalize")
     check_one_of(rounds, ("this", "all"), "rounds", "finalize")
     workers = check_positive_int(workers if workers is not None else study.defaults["workers"], "workers", "finalize")
-    executor = executor or study.defaults["executor"] or ("processes" if workers > 1 else "inline")
+    executor = executor_spec(executor or study.defaults["executor"], workers, members, "finalize")
+    max_retries = check_retries(max_retries, "finalize")
     executors.resolve(executor)
-    store = study._store(storage)
+    store = study.store(storage)
     parent = store.require_study(study.name)
     if parent.config.get("kind") == "final":
         raise ConfigError(f"{study.name!r} is itself a finalize run; finalize the tuning study "
@@ -128,21 +131,11 @@ def finalize(
     plan = {**_plan(parent, chosen, seeds, fit_on, epochs, budget, budgets), "per": per, "rounds": rounds}
     record, _ = _final_study(store, parent, plan, again)
     by_key = {json.dumps(c["params"], sort_keys=True): c for c in plan["configs"]}
-    bar = _progress(record) if progress else None
-    driver = Driver(
-        store=store, study=record, fn=study.fn,
-        searcher=Listed([c["params"] for c in plan["configs"] for _ in range(seeds)]),
-        scheduler=schedulers.create("none", mode=parent.mode), executor=executors.create(executor, workers=workers),
-        n_trials=len(plan["configs"]) * seeds, seed=int(record.config["seed"]), budget=budget,
-        callbacks=[*callbacks, *([bar] if bar else [])], experiment_path=study.experiment_path,
-        rules=study.rules, phase="final", fit_on=fit_on,
-        budget_of=lambda params: by_key[json.dumps(params, sort_keys=True)]["budget"],
-    )
-    try:
-        driver.run()
-    finally:
-        if bar is not None:
-            bar.close()
+    launch(store, record, study.fn, searcher=Listed([c["params"] for c in plan["configs"] for _ in range(seeds)]),
+           seed=int(record.config["seed"]), executor=executor, workers=workers, max_retries=max_retries,
+           n_trials=len(plan["configs"]) * seeds, budget=budget, callbacks=callbacks,
+           experiment_path=study.experiment_path, rules=study.rules, phase="final", fit_on=fit_on,
+           budget_of=lambda params: by_key[json.dumps(params, sort_keys=True)]["budget"], progress=progress)
     return read_final(store, record.name)
 
 
@@ -193,12 +186,6 @@ def _final_study(store: Store, parent: StudyRecord, plan: dict[str, Any], again:
     return record, look
 
 
-def _progress(record: StudyRecord) -> Any:
-    from tuneloop.progress import RichProgress
-
-    return RichProgress(record.metric, record.mode)
-
-
 def read_final(store: Store, name: str) -> FinalResult:
     """The stored result of a final study (``<study>-final``), grouped by configuration."""
     record = store.require_study(name)
@@ -210,7 +197,7 @@ def read_final(store: Store, name: str) -> FinalResult:
     for c in cfg["configs"]:
         key = json.dumps(c["params"], sort_keys=True)
         runs = [t for t in trials if json.dumps(t.params, sort_keys=True) == key]
-        done = [t for t in runs if t.state == "completed" and t.value is not None]
+        done = [t for t in runs if t.state == TrialState.COMPLETED and t.value is not None]
         values = [float(t.value) for t in done if t.value is not None]
         rows.append(FinalConfig(
             rank=c["rank"], params=c["params"], source=c["source"], study=c.get("study", cfg["parent"]),

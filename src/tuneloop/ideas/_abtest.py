@@ -10,10 +10,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from tuneloop._validation import fail
 from tuneloop.errors import ConfigError
 from tuneloop.ideas._ledger import Ledger
 from tuneloop.ideas._stats import Comparison, compare
 from tuneloop.space import Choice, Space
+from tuneloop.store import TrialState
 from tuneloop.trial import Params
 
 SEED_BASE = 10_000  # the seeds of A/B tests, apart from the study's own trial seeds
@@ -73,8 +75,9 @@ def ab_test(ledger: Ledger, idea_id: int, study: Any, *, overrides: dict[str, An
             variant_fn: Any = None, seeds: int = 3, workers: int = 1, storage: str | None = None) -> Comparison:
     """Run the A/B test of an idea on ``study``'s trial function and store the verdict with the idea."""
     idea = ledger.get(idea_id)
-    if seeds < 2:
-        raise ConfigError("An A/B test needs --seeds 2 or more (3-5 is usual) to separate an effect from seed noise.")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 2:
+        raise fail("seeds", "ab_test", "an integer of 2 or more (3-5 is usual) to separate an effect from seed noise",
+                   seeds)
     try:
         best = study.best
     except Exception:  # noqa: BLE001 - explained below
@@ -98,7 +101,7 @@ def ab_test(ledger: Ledger, idea_id: int, study: Any, *, overrides: dict[str, An
     arms.run(searcher={"name": "grid", "steps": 1}, workers=workers)
     values: dict[tuple[str, int], float] = {}
     for t in arms.trials:
-        ok = t.state == "completed" and t.value is not None
+        ok = t.state == TrialState.COMPLETED and t.value is not None
         values[(t.params["arm"], t.params["seed_index"])] = t.value if ok else math.nan
     base = [values.get(("baseline", k), math.nan) for k in range(seeds)]
     var = [values.get(("variant", k), math.nan) for k in range(seeds)]

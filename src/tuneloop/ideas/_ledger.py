@@ -1,6 +1,8 @@
 """The ideas ledger: ideas with estimates, a state, their tests and their outcome, in the store.
 
-    ledger = tl.Ledger()                      # the default store, or Ledger("runs.db")
+    from tuneloop.ideas import Ledger
+
+    ledger = Ledger()                         # the default store, or Ledger("runs.db")
     idea = ledger.add("AdamW instead of Adam", hours=0.5, complexity=1, gain=0.01, p=0.3)
     ledger.start(idea.id); ledger.record_test(idea.id, ...); ledger.decide(idea.id, "adopt", note="+1.2%")
 """
@@ -8,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -15,9 +18,8 @@ from typing import Any
 from sqlalchemy import insert, select, update
 
 from tuneloop._validation import check_one_of, fail
-from tuneloop.errors import ConfigError, TuneloopError
-from tuneloop.store import Store
-from tuneloop.store import schema
+from tuneloop.errors import ConfigError, NotFound
+from tuneloop.store import Store, schema
 
 STATES = ("proposed", "testing", "adopted", "rejected", "parked")
 DECISIONS = {"adopt": "adopted", "reject": "rejected", "park": "parked"}
@@ -60,15 +62,32 @@ class Idea:
         return asdict(self)
 
 
-def validate_estimates(hours: float, complexity: int, gain: float, p: float) -> None:
-    if not isinstance(hours, (int, float)) or hours <= 0:
-        raise fail("hours", "idea", "a positive number of hours", hours)
-    if complexity not in (1, 2, 3, 4, 5):
-        raise fail("complexity", "idea", "an integer from 1 (trivial) to 5 (much new code)", complexity)
-    if not isinstance(gain, (int, float)):
-        raise fail("gain", "idea", "a number (the predicted improvement of the objective)", gain)
-    if not isinstance(p, (int, float)) or not 0 <= p <= 1:
-        raise fail("p", "idea", "a probability between 0 and 1", p)
+ESTIMATES = {  # field -> (what it must be, the check); NaN and infinities fail every one
+    "hours": ("a positive number of hours", lambda v: finite(v) and v > 0),
+    "complexity": ("an integer from 1 (trivial) to 5 (much new code)",
+                   lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 5),
+    "gain": ("a number of 0 or more (the predicted improvement of the objective)", lambda v: finite(v) and v >= 0),
+    "p": ("a probability between 0 and 1", lambda v: finite(v) and 0 <= v <= 1),
+    "actual_hours": ("a number of hours, 0 or more", lambda v: v is None or (finite(v) and v >= 0)),
+}
+
+
+def finite(value: Any) -> bool:
+    """Whether ``value`` is a real number (not a bool), neither NaN nor infinite."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def validate_estimates(hours: float, complexity: int, gain: float, p: float, actual_hours: float | None = None) -> None:
+    for name, value in (("hours", hours), ("complexity", complexity), ("gain", gain), ("p", p),
+                        ("actual_hours", actual_hours)):
+        expected, ok = ESTIMATES[name]
+        if not ok(value):
+            raise fail(name, "idea", expected, value)
 
 
 class Ledger:
@@ -92,15 +111,31 @@ class Ledger:
             new_id = int(result.inserted_primary_key[0])
         return self.get(new_id)  # after the commit: another connection reads it
 
+    def add_all(self, entries: list[dict[str, Any]]) -> list[int]:
+        """Add checked ideas (title, state, estimates, tags, config, note, actual_hours) in one
+        transaction: all of them or, on any failure, none. Returns their ids."""
+        now, ids = time.time(), []
+        with self.store._write() as conn:
+            for e in entries:
+                decided = e["state"] in DECISIONS.values()
+                result = conn.execute(insert(schema.ideas).values(
+                    title=e["title"].strip(), state=e["state"], hours=float(e["hours"]), complexity=int(e["complexity"]),
+                    gain=float(e["gain"]), p=float(e["p"]), tags=json.dumps(list(e.get("tags") or [])),
+                    config=json.dumps(e.get("config") or {}, allow_nan=False), links="[]", created_at=now,
+                    note=e.get("note"), decided_at=now if decided else None,
+                    actual_hours=None if e.get("actual_hours") is None else float(e["actual_hours"])))
+                ids.append(int(result.inserted_primary_key[0]))
+        return ids
+
     def edit(self, idea_id: int, **changes: Any) -> Idea:
         """Change estimates, title, tags, config or actual hours."""
         idea = self.get(idea_id)
         allowed = {"title", "hours", "complexity", "gain", "p", "tags", "config", "actual_hours"}
         unknown = set(changes) - allowed
         if unknown:
-            raise ConfigError(f"An idea has no field {sorted(unknown)[0]!r}; editable: {', '.join(sorted(allowed))}.")
+            raise ConfigError(f"An idea has no field {min(unknown)!r}; editable: {', '.join(sorted(allowed))}.")
         merged = {**idea.to_dict(), **{k: v for k, v in changes.items() if v is not None}}
-        validate_estimates(merged["hours"], merged["complexity"], merged["gain"], merged["p"])
+        validate_estimates(merged["hours"], merged["complexity"], merged["gain"], merged["p"], merged["actual_hours"])
         values = {k: (json.dumps(v) if k in ("tags", "config") else v) for k, v in changes.items() if v is not None}
         if values:
             with self.store._write() as conn:
@@ -115,6 +150,8 @@ class Ledger:
     def decide(self, idea_id: int, decision: str, *, note: str | None = None, actual_hours: float | None = None) -> Idea:
         """adopt, reject or park an idea, with a note saying why (its evidence)."""
         check_one_of(decision, list(DECISIONS), "decision", "idea decide")
+        if not ESTIMATES["actual_hours"][1](actual_hours):
+            raise fail("actual_hours", "idea decide", ESTIMATES["actual_hours"][0], actual_hours)
         values: dict[str, Any] = {"state": DECISIONS[decision], "note": note, "decided_at": time.time()}
         if actual_hours is not None:
             values["actual_hours"] = float(actual_hours)
@@ -145,7 +182,7 @@ class Ledger:
         with self.store._read() as conn:
             row = conn.execute(select(schema.ideas).where(schema.ideas.c.id == idea_id)).first()
         if row is None:
-            raise TuneloopError(f"No idea {idea_id} in {self.store.url}; see tuneloop idea list.")
+            raise NotFound(f"No idea {idea_id} in {self.store.url}; see tuneloop idea list.")
         return _idea(row)
 
     def ideas(self, state: str | None = None) -> list[Idea]:

@@ -16,6 +16,9 @@ from typing import Any
 
 from scipy import stats
 
+from tuneloop._validation import fail
+from tuneloop.direction import Direction
+
 ALPHA = 0.05
 POWER = 0.80
 
@@ -69,10 +72,9 @@ def compare(baseline: Sequence[float], variant: Sequence[float], mode: str, pred
             alpha: float = ALPHA) -> Comparison:
     """Compare paired outcomes (the same seeds, in the same order) in the study's ``mode``."""
     if len(baseline) != len(variant):
-        from tuneloop.errors import ConfigError
-
-        raise ConfigError(f"Paired outcomes need one value per seed in each arm; got {len(baseline)} and {len(variant)}.")
-    sign = 1.0 if mode == "max" else -1.0
+        raise fail("variant", "compare", f"paired with 'baseline': one value per seed, {len(baseline)} values",
+                   f"{len(variant)} values")
+    sign = -Direction.of(mode, "compare").sign  # a gain is positive whichever way the metric improves
     diffs = [sign * (v - b) for b, v in zip(baseline, variant, strict=True) if math.isfinite(b) and math.isfinite(v)]
     n = len(diffs)
     if n < 2:

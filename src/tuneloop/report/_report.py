@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tuneloop.dashboard._app import page_html
-from tuneloop.dashboard._data import analysis_view, study_view, trial_view
+from tuneloop.dashboard import page_html
 from tuneloop.store import Store
+from tuneloop.views import analysis_view, study_view, trial_view
 
 
 def build_report(store: Store, name: str) -> str:

@@ -2,7 +2,13 @@
 
 An executor calls ``handler(event)`` for every event of every trial it runs; for a Report the
 handler returns True when the trial must stop, and the executor delivers that verdict back to
-the trial before it continues.
+the trial before it continues. To stop a trial between reports (an alert rule fired on a logged
+value) the driver calls :meth:`Executor.cancel`; the trial sees it at ``trial.should_stop()`` or
+its next report.
+
+Trials run either in the driver's own process, where the executor is also their
+:class:`~tuneloop.run.events.Channel` (:class:`InProcessExecutor`: inline, population), or
+elsewhere, where a worker-side channel carries their events back (processes, Ray).
 """
 
 from __future__ import annotations
@@ -12,9 +18,9 @@ from collections.abc import Callable
 from typing import Any
 
 from tuneloop._registry import Registry
-from tuneloop.run.events import Event, TrialSpec
+from tuneloop.run.events import Channel, Event, Report, TrialSpec
 
-Handler = Callable[[Event], Any]
+Handler = Callable[[Event], bool]
 
 
 class Executor(ABC):
@@ -43,11 +49,42 @@ class Executor(ABC):
     def poll(self, timeout: float) -> int:
         """Deliver pending events to the handler, waiting up to ``timeout`` s; returns how many."""
 
-    def cancel(self, trial_id: int) -> None:  # noqa: B027 - optional
-        """Ask a running trial to stop at its next report."""
+    @abstractmethod
+    def cancel(self, trial_id: int) -> None:
+        """Ask a running trial to stop: ``trial.should_stop()`` turns True (the driver calls this
+        when an alert rule stops a trial between reports)."""
 
-    def shutdown(self, *, kill: bool = False) -> None:  # noqa: B027 - optional
+    def shutdown(self, *, kill: bool = False) -> None:
         """Release workers; ``kill`` ends running trials at once."""
+
+
+class InProcessExecutor(Executor, Channel):
+    """An executor whose trials run in the driver's own process, so it is their Channel too:
+    reports and events go straight to the handler (:meth:`deliver`), and a cancelled trial is
+    remembered until its next ``should_stop``."""
+
+    def __init__(self) -> None:
+        self._stopped: set[int] = set()
+
+    def deliver(self, event: Event) -> Any:
+        """Hand ``event`` to the driver; the handler's verdict (for a Report) comes back."""
+        return self.handler(event)
+
+    def report(self, spec: TrialSpec, step: int, metrics: dict[str, float]) -> bool:
+        return bool(self.deliver(Report(spec.trial_id, step, metrics)))
+
+    def emit(self, spec: TrialSpec, event: Event) -> None:
+        self.deliver(event)
+
+    def stop_requested(self, spec: TrialSpec) -> bool:
+        return spec.trial_id in self._stopped
+
+    def cancel(self, trial_id: int) -> None:
+        self._stopped.add(trial_id)
+
+    def forget(self, trial_id: int) -> None:
+        """The trial has ended: a later trial never sees its stop request."""
+        self._stopped.discard(trial_id)
 
 
 executors: Registry[Executor] = Registry("executor", Executor)

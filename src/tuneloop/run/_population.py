@@ -20,8 +20,8 @@ from typing import Any
 
 from tuneloop._validation import check_positive_int
 from tuneloop.run._execute import execute
-from tuneloop.run._executor import Executor, executors
-from tuneloop.run.events import Event, Failed, Report, TrialSpec
+from tuneloop.run._executor import InProcessExecutor, executors
+from tuneloop.run.events import Event, Failed, TrialSpec
 
 
 @dataclass(eq=False)
@@ -62,7 +62,7 @@ class _Session:
         set_session(self)
         try:
             event = execute(self.executor.fn, spec, self.executor)
-        except BaseException as exc:  # noqa: BLE001 - sys.exit() in a trial must not leave the batch waiting
+        except BaseException as exc:  # noqa: BLE001 - nothing a trial raises may leave the batch waiting
             event = Failed(spec.trial_id, f"{type(exc).__name__}: the trial function stopped its thread ({exc}); "
                                           f"return or raise an exception instead.")
         finally:
@@ -147,7 +147,7 @@ class _Session:
             message.done.set()
 
 
-class PopulationExecutor(Executor):
+class PopulationExecutor(InProcessExecutor):
     """Run up to ``members`` trials together; their ``fit`` calls train as one population.
 
     With ``address`` (a Ray cluster, or "local") each bucket of equal shape trains as a Ray task
@@ -156,9 +156,9 @@ class PopulationExecutor(Executor):
 
     def __init__(self, members: int = 64, *, address: str | None = None, cpus_per_bucket: float = 1.0,
                  gpus_per_bucket: float = 0.0) -> None:
+        super().__init__()
         self.members = check_positive_int(members, "members", "the population executor")
         self._queue: list[TrialSpec] = []
-        self._stopped: set[int] = set()
         self._session: _Session | None = None
         self._ray: Any = None
         if address is not None:
@@ -196,25 +196,21 @@ class PopulationExecutor(Executor):
         finally:
             self._queue, self._session = [], None
             for spec in specs:
-                self._stopped.discard(spec.trial_id)
+                self.forget(spec.trial_id)
         return len(specs)
 
     # -- the Channel trials talk through ----------------------------------------------------
-    def report(self, spec: TrialSpec, step: int, metrics: dict[str, float]) -> bool:
-        return bool(self._deliver(Report(spec.trial_id, step, metrics)))
-
-    def emit(self, spec: TrialSpec, event: Event) -> None:
-        if self._deliver(event):
-            self._stopped.add(spec.trial_id)
-
-    def stop_requested(self, spec: TrialSpec) -> bool:
-        return spec.trial_id in self._stopped
-
-    def _deliver(self, event: Event) -> Any:
+    def deliver(self, event: Event) -> Any:
+        """Events of trial threads are handled on the main thread, which owns the driver."""
         session = self._session
         if session is None or threading.get_ident() == session.main:
             return self.handler(event)
         return session.ask(event)
+
+    def cancel(self, trial_id: int) -> None:
+        super().cancel(trial_id)
+        if self._ray is not None:  # members training in a Ray task read their stop requests there
+            self._ray.cancel(trial_id)
 
     def shutdown(self, *, kill: bool = False) -> None:
         if self._session is not None:
@@ -223,6 +219,6 @@ class PopulationExecutor(Executor):
             self._ray.shutdown()
 
 
-@executors.register("population")
+@executors.register("population", PopulationExecutor)
 def _make_population(options: dict[str, Any], **_: Any) -> PopulationExecutor:
     return PopulationExecutor(**options)

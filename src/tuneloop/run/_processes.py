@@ -1,8 +1,9 @@
 """The processes executor: N long-lived worker processes, events streamed over pipes.
 
 Workers are started with the ``spawn`` method (fork is unsafe once torch has started its
-thread pools) and each gets ``cores // workers`` threads. A worker that dies mid-trial turns
-that trial into ``failed`` with the exit code as its cause, and a fresh worker replaces it.
+thread pools) and each gets ``cores // workers`` threads. A worker that dies mid-trial sends the
+driver a retryable failure with the exit code as its cause (the driver runs the trial again up
+to ``max_retries`` times, then fails it), and a fresh worker replaces it.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from tuneloop._validation import check_positive_int
-from tuneloop.run import _worker
 from tuneloop.run._executor import Executor, executors
+from tuneloop.run._worker import main as worker_main
+from tuneloop.run._worker import pickled
 from tuneloop.run.events import Failed, Finished, Report, TrialSpec
 
 
@@ -31,19 +33,19 @@ class ProcessesExecutor(Executor):
 
     def __init__(self, workers: int = 2, *, start_method: str = "spawn", threads_per_worker: int | None = None) -> None:
         self.n_workers = check_positive_int(workers, "workers", "the processes executor")
-        self._ctx = mp.get_context(start_method)
+        self._ctx: Any = mp.get_context(start_method)
         self._threads = threads_per_worker or max(1, (os.cpu_count() or 1) // self.n_workers)
         self._workers: list[_Worker] = []
 
     def start(self, fn: Any, handler: Any, *, experiment_path: str | None = None) -> None:
         super().start(fn, handler, experiment_path=experiment_path)
-        self._fn_blob = _worker.pickled(fn, "worker processes")
+        self._fn_blob = pickled(fn, "worker processes")
         self._workers = [self._spawn() for _ in range(self.n_workers)]
 
     def _spawn(self) -> _Worker:
         parent, child = self._ctx.Pipe()
         process = self._ctx.Process(
-            target=_worker.main,
+            target=worker_main,
             args=(child, self._fn_blob, self.experiment_path, self._threads),
             daemon=True,
             name="tuneloop-worker",
@@ -77,8 +79,8 @@ class ProcessesExecutor(Executor):
                     pass
 
     def poll(self, timeout: float) -> int:
-        by_conn = {w.conn: w for w in self._workers}
-        by_sentinel = {w.process.sentinel: w for w in self._workers}
+        by_conn: dict[Any, _Worker] = {w.conn: w for w in self._workers}
+        by_sentinel: dict[Any, _Worker] = {w.process.sentinel: w for w in self._workers}
         ready = wait(list(by_conn) + list(by_sentinel), timeout)
         handled, drained = 0, set()
         for obj in ready:  # a dead worker is ready twice: its pipe (EOF) and its sentinel
@@ -94,13 +96,11 @@ class ProcessesExecutor(Executor):
             while worker.conn.poll():
                 event = worker.conn.recv()
                 handled += 1
-                stop = self.handler(event)
+                stop = self.handler(event)  # may call cancel, which sends the worker ("stop", id)
                 if isinstance(event, Report):
                     worker.conn.send(("decision", bool(stop)))
                 elif isinstance(event, (Finished, Failed)):
                     worker.spec = None
-                elif stop:  # an alert rule stopped the trial: it sees this at should_stop()
-                    worker.conn.send(("stop", event.trial_id))
         except (EOFError, BrokenPipeError, ConnectionResetError, OSError):
             pass
         if not worker.process.is_alive():
@@ -144,6 +144,6 @@ class ProcessesExecutor(Executor):
         self._workers = []
 
 
-@executors.register("processes")
+@executors.register("processes", ProcessesExecutor)
 def _make_processes(options: dict[str, Any], workers: int = 2, **_: Any) -> ProcessesExecutor:
     return ProcessesExecutor(**{"workers": workers, **options})

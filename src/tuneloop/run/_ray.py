@@ -20,7 +20,7 @@ from typing import Any
 from tuneloop.errors import ConfigError
 from tuneloop.run._executor import Executor, executors
 from tuneloop.run._worker import pickled
-from tuneloop.run.events import Event, Failed, Finished, Report, TrialSpec
+from tuneloop.run.events import Channel, Event, Failed, Finished, Report, TrialSpec
 
 
 def _ray() -> Any:
@@ -95,7 +95,7 @@ class _Mailbox:
         return events
 
     async def decide(self, key: tuple[int, int], stop: bool) -> None:
-        future = self.verdicts.pop(tuple(key), None)
+        future = self.verdicts.pop((int(key[0]), int(key[1])), None)
         if future is not None and not future.done():
             future.set_result(stop)
 
@@ -118,7 +118,7 @@ def _mailbox() -> Any:
     return ray.remote(num_cpus=0)(_Mailbox).options(scheduling_strategy=here).remote()
 
 
-class _RayChannel:
+class _RayChannel(Channel):
     """A Trial's way back to the driver from a Ray task."""
 
     def __init__(self, mailbox: Any) -> None:
@@ -247,13 +247,12 @@ def _cause(exc: BaseException) -> str:
 
 
 def deliver(mailbox: Any, events: list[Any], handler: Any) -> int:
-    """Hand the mailbox's events to the driver; reports get their verdicts back."""
+    """Hand the mailbox's events to the driver; reports get their verdicts back (a trial stopped
+    between reports is the driver's ``cancel``, which tells the mailbox)."""
     for kind, key, event in events:
         verdict = handler(event)
         if kind == "report":
             mailbox.decide.remote(key, bool(verdict))
-        elif verdict:
-            mailbox.stop.remote(event.trial_id)
     return len(events)
 
 
@@ -268,7 +267,7 @@ def _train_bucket(blob: bytes, states: list[dict[str, Any] | None], mailbox: Any
 
     _add_paths(paths)
     jobs = cloudpickle.loads(blob)
-    trials = []
+    trials: list[Any] = []
     for state in states:
         if state is None:
             trials.append(None)
@@ -328,12 +327,17 @@ class RayBuckets:
                     results[i] = result
         return results
 
+    def cancel(self, trial_id: int) -> None:
+        """A member training in a bucket's task sees this at its next ``should_stop``."""
+        if self._task is not None:
+            self._mailbox.stop.remote(trial_id)
+
     def shutdown(self) -> None:
         if self.started and _ray().is_initialized():
             _ray().shutdown()
         self.started, self._task = False, None
 
 
-@executors.register("ray")
+@executors.register("ray", RayExecutor)
 def _make_ray(options: dict[str, Any], **_: Any) -> RayExecutor:
     return RayExecutor(**options)

@@ -14,10 +14,14 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from tuneloop.run._execute import execute
-from tuneloop.run.events import Failed, Report, TrialSpec
+from tuneloop.run.events import Channel, Event, Failed, Report, TrialSpec
 
 
-class _PipeChannel:
+class _Exit(BaseException):
+    """The driver asked this worker to exit (not a SystemExit, which a trial function may raise)."""
+
+
+class _PipeChannel(Channel):
     """A Trial's way back to the driver through the worker's pipe."""
 
     def __init__(self, conn: Connection) -> None:
@@ -32,7 +36,7 @@ class _PipeChannel:
                 return bool(msg[1]) or spec.trial_id in self.stops
             self._control(msg)
 
-    def emit(self, spec: TrialSpec, event: Any) -> None:
+    def emit(self, spec: TrialSpec, event: Event) -> None:
         self.conn.send(event)
 
     def stop_requested(self, spec: TrialSpec) -> bool:
@@ -44,7 +48,7 @@ class _PipeChannel:
         if msg[0] == "stop":
             self.stops.add(msg[1])
         elif msg[0] == "exit":
-            raise SystemExit(0)
+            raise _Exit
 
 
 def limit_threads(threads: int) -> None:
@@ -71,7 +75,7 @@ def pickled(fn: Any, where: str) -> bytes:
 def load_function(fn_blob: bytes, experiment_path: str | None) -> Any:
     """The trial function in a worker: import the experiment file it came from, then unpickle it."""
     if experiment_path:
-        from tuneloop.experiment import load_module
+        from tuneloop._load import load_module
 
         load_module(experiment_path)
     return pickle.loads(fn_blob)
@@ -107,5 +111,5 @@ def main(conn: Connection, fn_blob: bytes, experiment_path: str | None, threads:
                 continue
             channel.stops.clear()
             conn.send(execute(fn, spec, channel))
-    except (EOFError, BrokenPipeError):
-        return  # the driver is gone or interrupting: nothing left to report to
+    except (EOFError, BrokenPipeError, _Exit):
+        return  # the driver is gone, interrupting or done: nothing left to report to

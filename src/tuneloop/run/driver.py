@@ -6,12 +6,18 @@ store. Workers never decide anything. Because every step is in the store, a kill
 resumed by running it again: finished trials are kept and replayed into the searcher and
 scheduler, interrupted ones re-run (same number, same parameters, next attempt), and the
 study reaches exactly ``n_trials`` finished trials.
+
+Several drivers may run one study at once (by accident, or on purpose against one database): each
+holds a lease on every trial it runs, renewed by a heartbeat thread, and a driver starting takes
+over only trials whose lease is stale (their driver died), never a live driver's. Trial numbers,
+and the ``n_trials`` cap, are claimed in the database, so no number is used twice.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -21,6 +27,7 @@ import numpy as np
 
 from tuneloop.alerts import Fired, Rule, RuleBook
 from tuneloop.callbacks import Callback
+from tuneloop.errors import NotFound
 from tuneloop.run._executor import Executor
 from tuneloop.run.events import (
     Checkpoint,
@@ -35,15 +42,14 @@ from tuneloop.run.events import (
     TrialSpec,
 )
 from tuneloop.schedule import Decision, Scheduler
-from tuneloop.search import Outcome, Searcher
-from tuneloop.store import Store, StudyRecord, TrialRecord
-from tuneloop.store._logs import alert_row
-from tuneloop.store.store import point_rows
-from tuneloop.store.records import FINISHED_STATES
+from tuneloop.search import Lineage, Outcome, Proposal, Searcher
+from tuneloop.store import Lease, LogBatch, StoreProtocol, StudyRecord, TrialRecord, TrialState
 
 _FLUSH_SECONDS = 1.0  # metric points reach the store at least this often (live dashboards)
 _FLUSH_POINTS = 2000
 _FILE_KINDS = {"image": "png", "predictions": "npz"}  # samples stored as files, by extension
+LEASE_HEARTBEAT_SECONDS = 5.0  # how often a driver renews the leases of the trials it runs
+LEASE_STALE_SECONDS = 30.0  # a lease not renewed for this long is a dead driver's: its trials are taken over
 
 
 def trial_seed(study_seed: int, number: int) -> int:
@@ -62,6 +68,22 @@ class RunSummary:
     elapsed: float = 0.0
     reason: str = "done"  # done | timeout | exhausted | interrupted | nothing to do
     retried: int = 0  # attempts started again after their worker died
+    elsewhere: int = 0  # unfinished trials another live driver of the study was running (left alone)
+
+
+@dataclass(frozen=True)
+class _Placed:
+    """A planner's trial as stored with it: its lineage, the trial it continues (a number) and its budget."""
+
+    lineage: Lineage
+    parent: int | None = None
+    budget: dict[str, Any] | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> _Placed:
+        info = dict(row.get("info") or {})
+        budget = info.pop("budget", None)
+        return cls(Lineage(int(row["member"]), int(row["generation"]), str(row["event"]), info), row["parent"], budget)
 
 
 @dataclass
@@ -72,17 +94,23 @@ class _Running:
     last: dict[str, float] = field(default_factory=dict)
     pruned: bool = False
     diverged: bool = False
-    rule_stop: str | None = None  # "diverged" or "pruned" when a stop rule fired
-    meta: dict[str, Any] | None = None  # a planner's lineage of this trial
+    rule_stop: TrialState | None = None  # DIVERGED or PRUNED when a stop rule fired
+    placed: _Placed | None = None  # a planner's lineage of this trial
+
+    @property
+    def lineage(self) -> Lineage | None:
+        return None if self.placed is None else self.placed.lineage
 
 
 class Driver:
-    """Runs ``fn`` over configurations from ``searcher`` until the study has ``n_trials``."""
+    """Runs ``fn`` over configurations from ``searcher`` until the study has ``n_trials``.
+
+    Build it through :func:`tuneloop.run.launch`, which turns plug-in names into plug-ins."""
 
     def __init__(
         self,
         *,
-        store: Store,
+        store: StoreProtocol,
         study: StudyRecord,
         fn: Callable[..., Any],
         searcher: Searcher,
@@ -99,6 +127,8 @@ class Driver:
         fit_on: str = "train",
         budget_of: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         max_retries: int = 1,
+        lease_every: float | None = None,
+        lease_stale: float | None = None,
     ) -> None:
         self.store, self.study, self.fn = store, study, fn
         self.searcher, self.scheduler, self.executor = searcher, scheduler, executor
@@ -106,29 +136,41 @@ class Driver:
         self.timeout, self.callbacks, self.experiment_path = timeout, list(callbacks), experiment_path
         self.metric = study.metric
         self.phase, self.fit_on, self.budget_of = phase, fit_on, budget_of  # finalize's runs differ here
-        self.checkpoints = bool(getattr(scheduler, "checkpoints", False))  # planners continue from them
-        self._lineage: dict[int, dict[str, Any]] = {}
+        self.checkpoints = scheduler.checkpoints  # planners continue trials from them
+        self._placed: dict[int, _Placed] = {}  # trial id -> where a planner put it
         self._running: dict[int, _Running] = {}
         self.max_retries = max_retries
-        self._retries: list[tuple[TrialSpec, Any, dict[str, Any] | None]] = []  # (spec, token, lineage) to run again
-        self._points: list[tuple[int, int, int, str, float]] = []
-        self._batch: dict[str, list[dict[str, Any]]] = {"histograms": [], "slices": [], "samples": [], "alerts": [],
-                                                     "checkpoints": []}
+        self._retries: list[tuple[TrialSpec, Any, _Placed | None]] = []  # (spec, token, placement) to run again
+        self._batch = LogBatch()
         self.rulebook = RuleBook(list(rules))
         self._last_flush = time.monotonic()
         self.summary = RunSummary(study.name)
+        self.lease = Lease.mine()  # this run's claim on the trials it runs
+        self.lease_every = LEASE_HEARTBEAT_SECONDS if lease_every is None else lease_every
+        self.lease_stale = LEASE_STALE_SECONDS if lease_stale is None else lease_stale
 
     # -- the loop -------------------------------------------------------------------------
     def run(self) -> RunSummary:
+        heartbeat = _Heartbeat(self.store, self.lease.owner, self.lease_every)
+        try:
+            return self._run()
+        finally:
+            heartbeat.stop()
+            with contextlib.suppress(Exception):  # a broken store: those leases go stale instead
+                self.store.release_leases(self.lease.owner)  # claimed but not run: free for the next driver
+
+    def _run(self) -> RunSummary:
         start = time.monotonic()
         reruns, finished = self._recover()
         needed = None if self.n_trials is None else self.n_trials - finished
         if needed is not None and needed <= 0:
             self.summary.reason, self.summary.finished_total = "nothing to do", finished
             return self.summary
-        reruns = reruns if needed is None else reruns[:needed]
+        if needed is not None and len(reruns) > needed:  # taken over but not run now: free for another driver
+            self.store.release_leases(self.lease.owner, [r.id for r in reruns[needed:]])
+            reruns = reruns[:needed]
         new_needed = None if needed is None else needed - len(reruns)
-        next_number = self.store.next_number(self.study.id)
+        next_number: int | None = None  # the number to try first; another driver may have taken it
         for cb in self.callbacks:
             cb.on_run_start(self.study, self.n_trials, finished)
         self.executor.start(self.fn, self._handle, experiment_path=self.experiment_path)
@@ -140,16 +182,15 @@ class Driver:
                         launching, self.summary.reason = False, "timeout"
                         break
                     if self._retries:  # a worker died under these: their next attempt
-                        spec, token, meta = self._retries.pop(0)
-                        self._launch(spec, token, meta=meta)
+                        self._launch(*self._retries.pop(0))
                         continue
                     if reruns:
                         record = reruns.pop(0)
                         attempt = self.store.restart_trial(record.id)
-                        meta = self._lineage.get(record.id, {})
-                        spec = self._spec(record.id, record.number, attempt, record.params, record.seed,
-                                          meta.get("parent"), meta.get("info", {}).get("budget"))
-                        self._launch(spec, token=None, meta=meta or None)
+                        placed = self._placed.get(record.id)
+                        parent, budget = (None, None) if placed is None else (placed.parent, placed.budget)
+                        self._launch(self._spec(record.id, record.number, attempt, record.params, record.seed,
+                                                parent, budget), None, placed)
                         continue
                     if new_needed is not None and new_launched >= new_needed:
                         launching = False
@@ -161,19 +202,21 @@ class Driver:
                         launching, self.summary.reason = False, "exhausted"
                         break
                     p = proposals[0]
-                    number, next_number = next_number, next_number + 1
-                    seed = trial_seed(self.seed, number)
-                    trial_id = self.store.create_trial(self.study.id, number, p.params, seed)
-                    if p.meta is not None:
-                        self._lineage[trial_id] = self._record_lineage(trial_id, p)
-                    spec = self._spec(trial_id, number, 0, p.params, seed, p.resume_from, p.budget)
-                    self._launch(spec, p.token, meta=self._lineage.get(trial_id))
+                    claimed = self.store.claim_trial(self.study.id, p.params, self._seed_of, self.lease,
+                                                     limit=self.n_trials, number=next_number)
+                    if claimed is None:  # other drivers of the study have started the rest of its trials
+                        launching = False
+                        break
+                    trial_id, number, seed = claimed
+                    next_number = number + 1
+                    placed = self._place(trial_id, p)
+                    self._launch(self._spec(trial_id, number, 0, p.params, seed, p.resume_from, p.budget), p.token,
+                                 placed)
                     new_launched += 1
                 if not launching and self.executor.running == 0 and not self._retries:
                     break
                 if self._retries and not launching and self.executor.free_slots > 0:
-                    spec, token, meta = self._retries.pop(0)
-                    self._launch(spec, token, meta=meta)
+                    self._launch(*self._retries.pop(0))
                 self.executor.poll(0.05)
                 self._flush_if_due()
         except BaseException:
@@ -186,27 +229,35 @@ class Driver:
             cb.on_run_end(self.summary)
         return self.summary
 
+    def _seed_of(self, number: int) -> int:
+        return trial_seed(self.seed, number)
+
     def _spec(self, trial_id: int, number: int, attempt: int, params: dict[str, Any], seed: int,
               resume_from: int | None = None, budget: dict[str, Any] | None = None) -> TrialSpec:
         full = self.budget if self.budget_of is None else {**self.budget, **self.budget_of(params)}
-        resume = None
+        resume, refused = None, None
         if resume_from is not None:  # continue from that trial's last checkpoint (none saved: a fresh start)
-            resume = self.store.latest_checkpoint(self.store.trial(self.study.id, resume_from).id)
+            try:
+                resume = self.store.latest_checkpoint(self.store.trial(self.study.id, resume_from).id)
+            except NotFound as e:  # a stored path outside the artifact folder: this trial fails, the study goes on
+                refused = f"Trial {resume_from}'s checkpoint was refused: {e}"
         return TrialSpec(trial_id, number, attempt, self.study.name, dict(params), seed, {**full, **(budget or {})},
                          phase=self.phase, fit_on=self.fit_on, checkpoint=self.checkpoints,
-                         resume=None if resume is None else str(resume[1]), resume_step=None if resume is None else resume[0])
+                         resume=None if resume is None else str(resume[1]), resume_step=None if resume is None else resume[0],
+                         resume_error=refused)
 
-    def _record_lineage(self, trial_id: int, p: Any) -> dict[str, Any]:
+    def _place(self, trial_id: int, p: Proposal) -> _Placed | None:
         """Where a planner's trial sits (member, generation, parent, event), stored with it."""
-        meta = dict(p.meta)
-        row = {"trial_id": trial_id, "member": int(meta.pop("member")), "generation": int(meta.pop("generation")),
-               "parent": p.resume_from, "event": str(meta.pop("event", "start")),
-               "info": json.dumps({"budget": p.budget, **meta})}
-        self.store.write_batch({"lineage": [row]})
-        return {**{k: row[k] for k in ("member", "generation", "parent", "event")}, "info": {"budget": p.budget, **meta}}
+        if p.lineage is None:
+            return None
+        lin = p.lineage
+        self.store.add_lineage(trial_id, lin.member, lin.generation, p.resume_from, lin.event,
+                               {"budget": p.budget, **lin.info})
+        self._placed[trial_id] = _Placed(lin, p.resume_from, p.budget)
+        return self._placed[trial_id]
 
-    def _launch(self, spec: TrialSpec, token: Any, meta: dict[str, Any] | None = None) -> None:
-        self._running[spec.trial_id] = _Running(spec, token, meta=meta)
+    def _launch(self, spec: TrialSpec, token: Any, placed: _Placed | None = None) -> None:
+        self._running[spec.trial_id] = _Running(spec, token, placed=placed)
         self.scheduler.on_launch(spec.trial_id, spec.params)
         self.summary.launched += 1
         for cb in self.callbacks:
@@ -214,37 +265,42 @@ class Driver:
         self.executor.submit(spec)
 
     def _recover(self) -> tuple[list[TrialRecord], int]:
-        """Mark trials a dead driver left running as interrupted; replay finished ones."""
-        self.store.mark_interrupted(self.study.id)
+        """Take over the trials no live driver holds (a dead driver's running ones become interrupted)
+        to run them again; replay finished ones. A live driver's trials are left alone and not counted."""
+        taken = set(self.store.take_over(self.study.id, self.lease, self.lease_stale))
         records = self.store.trials(self.study.id)
-        self._lineage = self.store.lineage(self.study.id)
-        finished = [r for r in records if r.state in FINISHED_STATES]
+        self._placed = {i: _Placed.from_row(row) for i, row in self.store.lineage(self.study.id).items()}
+        finished = [r for r in records if TrialState.of(r.state).finished]
         curves = self.store.series([r.id for r in finished], names=[self.metric]) if finished else {}
         for r in finished:
             curve = curves.get(r.id, {}).get(self.metric, [])
-            self.searcher.tell(Outcome(r.params, r.state, r.value, curve, number=r.number, meta=self._lineage.get(r.id)))
+            self.searcher.tell(Outcome(r.params, r.state, r.value, curve, number=r.number, lineage=self._lineage(r.id)))
             self.scheduler.on_launch(r.id, r.params)
             for step, value in curve:
                 self.scheduler.on_report(r.id, step, value)
             self.scheduler.on_result(r.id, r.state, r.value)
-        reruns = [r for r in records if r.state == "interrupted"]
+        reruns = [r for r in records if r.id in taken]
+        self.summary.elsewhere = sum(not TrialState.of(r.state).finished and r.id not in taken for r in records)
         for r in reruns:
-            self.searcher.tell(Outcome(r.params, "interrupted", number=r.number, meta=self._lineage.get(r.id)))
+            self.searcher.tell(Outcome(r.params, TrialState.INTERRUPTED, number=r.number, lineage=self._lineage(r.id)))
         return reruns, len(finished)
+
+    def _lineage(self, trial_id: int) -> Lineage | None:
+        placed = self._placed.get(trial_id)
+        return None if placed is None else placed.lineage
 
     def _abandon(self) -> None:
         """Ctrl-C or an error: stop workers, keep every point, mark running trials interrupted."""
         self.summary.reason = "interrupted"
         self.executor.shutdown(kill=True)
-        try:
+        with contextlib.suppress(Exception):  # a broken store: their leases go stale and the next run takes them
             self._flush()
-            self.store.mark_interrupted(self.study.id, list(self._running))
-        except Exception:  # noqa: BLE001 - a broken store: the next run marks them interrupted
-            pass
+            self.store.release_leases(self.lease.owner, interrupt=True)  # the next run may take them at once
 
     # -- events ---------------------------------------------------------------------------
     def _handle(self, event: Event) -> bool:
-        """Take one event; True means the trial must stop."""
+        """Take one event; for a Report, True means the trial must stop (a trial stopped between
+        reports by an alert rule is the executor's ``cancel``)."""
         if isinstance(event, Report):
             return self._on_report(event)
         if isinstance(event, (Finished, Failed)):
@@ -252,41 +308,40 @@ class Driver:
             return False
         run = self._running.get(event.trial_id)
         if run is None:
-            return True
-        row = {"trial_id": event.trial_id, "attempt": run.spec.attempt, "step": event.step}
+            return False  # a straggler from a trial already ended
+        at = (event.trial_id, run.spec.attempt, event.step)
         if isinstance(event, Scalars):
-            self._points.extend((event.trial_id, run.spec.attempt, event.step, k, v) for k, v in event.values.items())
+            self._batch.metrics(*at, event.values)
             for name, value in event.values.items():
                 self._alert(run, event.step, self.rulebook.scalar(event.trial_id, name, value))
         elif isinstance(event, Histogram):
-            summary = {k: v for k, v in vars(event).items() if k not in row}  # the event is the summary
-            self._batch["histograms"].append({**row, **summary, "stats": json.dumps(event.stats)})
+            summary = {k: v for k, v in vars(event).items() if k not in ("trial_id", "step")}  # the event is the summary
+            self._batch.histogram(*at, **summary)
             self._alert(run, event.step, self.rulebook.histogram(event.trial_id, event.name, summary))
         elif isinstance(event, SliceMetric):
-            self._batch["slices"].append({**row, "slice": event.slice, "metric": event.metric,
-                                          "value": event.value if math.isfinite(event.value) else None, "n": event.n})
+            self._batch.slice(*at, slice=event.slice, metric=event.metric, value=event.value, n=event.n)
         elif isinstance(event, Checkpoint):
-            path = self.store.save_artifact(self.study.name, run.spec.number, f"checkpoint-a{run.spec.attempt}",
-                                            event.step, bytes(event.data), "pt")
-            self._batch["checkpoints"].append({**row, "path": path, "created_at": time.time()})
+            path = self.store.save_artifact(self.study.id, self.study.name, run.spec.number,
+                                            f"checkpoint-a{run.spec.attempt}", event.step, bytes(event.data), "pt")
+            self._batch.checkpoint(*at, path, time.time())
         elif isinstance(event, Sample):
-            path = payload = None
             if event.kind in _FILE_KINDS:  # the driver writes files, so workers need no shared disk
-                path = self.store.save_artifact(self.study.name, run.spec.number, event.name, event.step,
-                                                bytes(event.data), _FILE_KINDS[event.kind])
+                data = event.data.encode() if isinstance(event.data, str) else bytes(event.data)
+                path = self.store.save_artifact(self.study.id, self.study.name, run.spec.number, event.name,
+                                                event.step, data, _FILE_KINDS[event.kind])
+                self._batch.sample(*at, name=event.name, kind=event.kind, path=path)
             else:
-                payload = str(event.data)
-            self._batch["samples"].append({**row, "name": event.name, "kind": event.kind, "path": path,
-                                           "payload": payload})
+                self._batch.sample(*at, name=event.name, kind=event.kind, payload=str(event.data))
         self._flush_if_due()
-        return run.rule_stop is not None
+        return False
 
     def _alert(self, run: _Running, step: int, fired: list[Fired]) -> None:
         for f in fired:
-            self._batch["alerts"].append(alert_row(run.spec.trial_id, run.spec.attempt, step, f.rule.label,
-                                                   f.quantity, f.value, f.rule.action, f.message))
+            self._batch.alert(run.spec.trial_id, run.spec.attempt, step, rule=f.rule.label, quantity=f.quantity,
+                              value=f.value, action=f.rule.action, message=f.message)
             if f.rule.action == "stop" and run.rule_stop is None:
-                run.rule_stop = "diverged" if f.rule.finite else "pruned"
+                run.rule_stop = TrialState.DIVERGED if f.rule.finite else TrialState.PRUNED
+                self.executor.cancel(run.spec.trial_id)  # it sees this at its next should_stop or report
             for cb in self.callbacks:
                 cb.on_alert(run.spec.number, step, f.message, f.rule.action)
 
@@ -294,8 +349,7 @@ class Driver:
         run = self._running.get(event.trial_id)
         if run is None:
             return True  # a straggler from a trial already ended
-        attempt = run.spec.attempt
-        self._points.extend((event.trial_id, attempt, event.step, k, v) for k, v in event.metrics.items())
+        self._batch.metrics(event.trial_id, run.spec.attempt, event.step, event.metrics)
         run.last.update(event.metrics)
         objective = event.metrics.get(self.metric)
         if objective is not None and not (run.pruned or run.diverged):
@@ -318,33 +372,18 @@ class Driver:
         if isinstance(event, Failed) and event.retryable and run.spec.attempt < self.max_retries:
             self._retry(run, event)
             return
-        values = dict(run.last)
-        error = None
-        if isinstance(event, Failed):
-            state, error = "failed", f"{event.message}\n\n{event.traceback}".strip()
-        else:
-            returned = dict(event.metrics or {})
-            if "" in returned:  # the function returned a bare number: it is the objective
-                returned[self.metric] = returned.pop("")
-            values.update(returned)
-            value = values.get(self.metric)
-            if run.diverged or run.rule_stop == "diverged" or (value is not None and not math.isfinite(value)):
-                state = "diverged"
-            elif run.pruned or event.pruned or run.rule_stop == "pruned":
-                state = "pruned"
-            elif value is None:
-                state = "failed"
-                error = (f"MissingObjective: the trial function finished without reporting {self.metric!r}; "
-                         f"report it with trial.report(step, {self.metric}=...) or return "
-                         f"{{{self.metric!r}: ...}}.")
-            else:
-                state = "completed"
+        state, values, error = self._verdict(run, event)
         value = values.get(self.metric)
-        self.store.finish_trial(event.trial_id, state, value, values, error, self._take_batch())
+        recorded = self.store.finish_leased_trial(event.trial_id, self.lease.owner, state.value, value, values, error,
+                                                  self._batch.take())
         self._last_flush = time.monotonic()
-        self.searcher.tell(Outcome(run.spec.params, state, value, run.curve, run.token, run.spec.number, run.meta))
+        if not recorded:  # this driver stalled past the stale limit and another one took the trial over
+            self.searcher.tell(Outcome(run.spec.params, TrialState.INTERRUPTED, None, run.curve, run.token,
+                                       run.spec.number, run.lineage))
+            return
+        self.searcher.tell(Outcome(run.spec.params, state, value, run.curve, run.token, run.spec.number, run.lineage))
         self.scheduler.on_result(event.trial_id, state, value)
-        self.summary.outcomes[state] = self.summary.outcomes.get(state, 0) + 1
+        self.summary.outcomes[state.value] = self.summary.outcomes.get(state.value, 0) + 1
         record = TrialRecord(
             id=event.trial_id, number=run.spec.number, state=state, params=run.spec.params, seed=run.spec.seed,
             attempt=run.spec.attempt, value=value, values=values, error=error, created_at=0.0,
@@ -353,29 +392,63 @@ class Driver:
         for cb in self.callbacks:
             cb.on_trial_end(record)
 
+    def _verdict(self, run: _Running, event: Finished | Failed) -> tuple[TrialState, dict[str, float], str | None]:
+        """How a trial ended: its state, final values and error."""
+        values = dict(run.last)
+        if isinstance(event, Failed):
+            return TrialState.FAILED, values, f"{event.message}\n\n{event.traceback}".strip()
+        returned = dict(event.metrics or {})
+        if "" in returned:  # the function returned a bare number: it is the objective
+            returned[self.metric] = returned.pop("")
+        values.update(returned)
+        value = values.get(self.metric)
+        if run.diverged or run.rule_stop is TrialState.DIVERGED or (value is not None and not math.isfinite(value)):
+            return TrialState.DIVERGED, values, None
+        if run.pruned or event.pruned or run.rule_stop is TrialState.PRUNED:
+            return TrialState.PRUNED, values, None
+        if value is None:
+            return TrialState.FAILED, values, (
+                f"MissingObjective: the trial function finished without reporting {self.metric!r}; "
+                f"report it with trial.report(step, {self.metric}=...) or return {{{self.metric!r}: ...}}.")
+        return TrialState.COMPLETED, values, None
+
     def _retry(self, run: _Running, event: Failed) -> None:
         """The worker died under this trial: keep what it logged, note why, run it again (same
         number, parameters and seed; the next attempt)."""
         message = f"{event.message} Running it again (retry {run.spec.attempt + 1} of at most {self.max_retries})."
-        self._batch["alerts"].append(alert_row(run.spec.trial_id, run.spec.attempt, 0, "worker died", "", None,
-                                               "retry", message))
+        self._batch.alert(run.spec.trial_id, run.spec.attempt, 0, rule="worker died", quantity="", value=None,
+                          action="retry", message=message)
         self._flush()
         attempt = self.store.restart_trial(run.spec.trial_id)
-        self._retries.append((replace(run.spec, attempt=attempt), run.token, run.meta))
+        self._retries.append((replace(run.spec, attempt=attempt), run.token, run.placed))
         self.summary.retried += 1
 
     def _flush_if_due(self) -> None:
-        pending = len(self._points) + sum(len(rows) for rows in self._batch.values())
+        pending = len(self._batch)
         if pending >= _FLUSH_POINTS or (pending and time.monotonic() - self._last_flush >= _FLUSH_SECONDS):
             self._flush()
 
-    def _take_batch(self) -> dict[str, list[dict[str, Any]]]:
-        """Everything buffered, as rows by table; the buffers start empty again."""
-        batch = {"metrics": point_rows(self._points), **self._batch}
-        self._points, self._batch = [], {k: [] for k in self._batch}
-        return batch
-
     def _flush(self) -> None:
         """Write every buffered point and row in one transaction."""
-        self.store.write_batch(self._take_batch())
+        self.store.write_batch(self._batch.take())
         self._last_flush = time.monotonic()
+
+
+class _Heartbeat:
+    """Renews a driver's leases every ``every`` seconds on a daemon thread: other drivers of the
+    study see its trials as live for as long as it runs, even inside a long inline trial."""
+
+    def __init__(self, store: StoreProtocol, owner: str, every: float) -> None:
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._beat, args=(store, owner, every), daemon=True,
+                                        name="tuneloop-heartbeat")
+        self._thread.start()
+
+    def _beat(self, store: StoreProtocol, owner: str, every: float) -> None:
+        while not self._stopped.wait(every):
+            with contextlib.suppress(Exception):  # a busy or unreachable store: the next beat tries again
+                store.renew_leases(owner)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=1.0)  # a beat stuck on a busy store finishes on its own (daemon)

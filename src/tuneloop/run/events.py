@@ -1,13 +1,15 @@
 """What travels between the driver and the workers: trial specs out, events back.
 
-Everything here is a small picklable dataclass, so the same events flow through the inline
-executor (a function call), worker processes (a pipe) and, later, Ray.
+Everything here is a small picklable dataclass, so the same events flow through the inline and
+population executors (a function call), worker processes (a pipe) and Ray tasks (a mailbox
+actor). A running trial sends them through its :class:`Channel`.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -24,8 +26,9 @@ class TrialSpec:
     phase: str = "tune"  # "final": fit on ``fit_on`` and evaluate once on the test split (finalize)
     fit_on: str = "train"  # in the final phase: "train" or "train+val"
     checkpoint: bool = False  # the scheduler continues trials from checkpoints: save one at the end
-    resume: str | None = None  # absolute path of the checkpoint to start from
+    resume: str | None = None  # absolute path of the checkpoint to start from (inside the artifact folder)
     resume_step: int | None = None
+    resume_error: str | None = None  # why the stored checkpoint was refused: loading it fails with this
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,8 @@ class Sample:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """A trial's saved state (``torch.save`` bytes), written to a file by the driver."""
+    """A trial's saved state (``torch.save`` bytes of tensors and plain data only, so it loads with
+    ``weights_only=True``), written to a file by the driver."""
 
     trial_id: int
     step: int
@@ -116,13 +120,20 @@ class Checkpoint:
 Event = Report | Finished | Failed | Scalars | Histogram | SliceMetric | Sample | Checkpoint
 
 
-class Channel(Protocol):
-    """How a running Trial talks back: ``report`` returns True when the trial must stop;
-    ``emit`` sends anything else without waiting; ``stop_requested`` says whether the driver
-    has asked the trial to stop since (an alert rule, say)."""
+class Channel(ABC):
+    """How a running Trial talks back to the driver. Executors that run trials in the driver's
+    process are their trials' channel (``InProcessExecutor``); workers elsewhere hold one that
+    carries events over a pipe (processes) or through a mailbox actor (Ray)."""
 
-    def report(self, spec: TrialSpec, step: int, metrics: dict[str, float]) -> bool: ...
+    @abstractmethod
+    def report(self, spec: TrialSpec, step: int, metrics: dict[str, float]) -> bool:
+        """Send a Report and wait for the verdict: True when the trial must stop."""
 
-    def emit(self, spec: TrialSpec, event: Event) -> None: ...
+    @abstractmethod
+    def emit(self, spec: TrialSpec, event: Event) -> None:
+        """Send any other event without waiting."""
 
-    def stop_requested(self, spec: TrialSpec) -> bool: ...
+    @abstractmethod
+    def stop_requested(self, spec: TrialSpec) -> bool:
+        """Whether the driver has asked the trial to stop since its last report (an alert rule,
+        through ``Executor.cancel``)."""

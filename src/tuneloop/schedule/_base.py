@@ -1,14 +1,24 @@
-"""The Scheduler base: after each report, continue or stop the trial."""
+"""The Scheduler base: after each report, continue or stop the trial.
+
+Everything the driver and ``launch`` read from a scheduler is declared here: ``on_launch``,
+``on_report`` (a :class:`Decision`), ``on_result``; ``plan`` (the searcher the run uses: the
+given one, or a planner's generations), ``checkpoints`` (every trial saves one at its end, to be
+continued from) and ``ends_by_itself`` (the plan runs out: a run needs no trial count).
+"""
 
 from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from tuneloop._registry import Registry
+
+if TYPE_CHECKING:
+    from tuneloop.search import Searcher
+    from tuneloop.space import Space
 
 
 class Decision(str, Enum):
@@ -21,15 +31,24 @@ class Decision(str, Enum):
 class Scheduler(ABC):
     """Decides, from a trial's reported objective, whether it is worth more budget."""
 
+    checkpoints: ClassVar[bool] = False
+    """True when trials continue from each other's checkpoints: the driver has every trial save one."""
+    ends_by_itself: ClassVar[bool] = False
+    """True when the plan runs out on its own (sha, pbt): a run needs no trial count."""
+
     @abstractmethod
     def on_report(self, trial_id: int, step: int, value: float) -> Decision:
         """The objective ``value`` of trial ``trial_id`` at ``step``: continue or stop?"""
 
-    def on_launch(self, trial_id: int, params: dict[str, Any]) -> None:  # noqa: B027
+    def on_launch(self, trial_id: int, params: dict[str, Any]) -> None:
         """A trial with ``params`` starts (or is replayed on resume), before its first report."""
 
-    def on_result(self, trial_id: int, state: str, value: float | None) -> None:  # noqa: B027
-        """A trial ended (``state`` is its final state); override to learn from it."""
+    def on_result(self, trial_id: int, state: str, value: float | None) -> None:
+        """A trial ended (``state`` is its final TrialState); override to learn from it."""
+
+    def plan(self, searcher: Searcher, space: Space, budget: Mapping[str, Any], seed: int) -> Searcher:
+        """The searcher the run asks: ``searcher`` itself, unless this scheduler plans what runs."""
+        return searcher
 
 
 class PerValue(Scheduler):

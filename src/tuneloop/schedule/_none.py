@@ -14,6 +14,6 @@ class NoScheduler(Scheduler):
         return Decision.CONTINUE
 
 
-@schedulers.register("none")
+@schedulers.register("none", NoScheduler)
 def _make_none(options: dict[str, Any], **_: Any) -> NoScheduler:
     return NoScheduler(**options)

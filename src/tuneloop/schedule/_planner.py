@@ -17,21 +17,22 @@ from collections.abc import Mapping
 from typing import Any
 
 from tuneloop._validation import check_positive_int, fail
+from tuneloop.direction import Direction
 from tuneloop.errors import ConfigError
 from tuneloop.schedule._base import Decision, Scheduler, schedulers
-from tuneloop.search._base import Outcome, Proposal, Searcher
+from tuneloop.search._base import Lineage, Outcome, Proposal, Searcher
 from tuneloop.space import Choice, Float, Int, LogFloat, Space
-
-_WORST = {"max": -math.inf, "min": math.inf}
+from tuneloop.store import TrialState
 
 
 class Planner(Scheduler):
     """A scheduler whose trials run whole segments; it plans them through :meth:`plan`."""
 
     checkpoints = True  # the driver asks every trial to save a checkpoint when it ends
+    ends_by_itself = True  # the last generation ends the run
 
-    def __init__(self, mode: str = "min") -> None:
-        self.mode = mode
+    def __init__(self, mode: Direction | str = Direction.MIN) -> None:
+        self.mode = Direction.of(mode, type(self).__name__)
 
     def on_report(self, trial_id: int, step: int, value: float) -> Decision:
         return Decision.CONTINUE  # segments are never cut short: the plan decides between them
@@ -45,7 +46,7 @@ class Generations(Searcher):
     """Runs generation after generation: generation 0 from the inner searcher, each next one
     planned by :meth:`next_generation` from the results of the last."""
 
-    def __init__(self, inner: Searcher, size: int, mode: str) -> None:
+    def __init__(self, inner: Searcher, size: int, mode: Direction) -> None:
         self.inner, self.size, self.mode = inner, size, mode
         self.launched: dict[tuple[int, int], Outcome | None] = {}  # (member, generation) -> result
         self.params: dict[tuple[int, int], dict[str, Any]] = {}
@@ -59,21 +60,20 @@ class Generations(Searcher):
             p = self._next()
             if p is None:
                 break
-            key = (p.meta["member"], p.meta["generation"])  # type: ignore[index]
+            key = (_place(p).member, _place(p).generation)
             self.launched[key], self.params[key] = None, dict(p.params)
             out.append(p)
         return out
 
     def tell(self, outcome: Outcome) -> None:
-        meta = outcome.meta or {}
-        if "member" not in meta:
+        if outcome.lineage is None:
             return  # a trial this plan did not launch
-        key = (int(meta["member"]), int(meta["generation"]))
+        key = (outcome.lineage.member, outcome.lineage.generation)
         self.params[key] = dict(outcome.params)
         if outcome.number is not None:
             self.numbers[key] = outcome.number
-        self.launched[key] = None if outcome.state in ("interrupted", "running") else outcome
-        if key[1] == 0 and outcome.state not in ("interrupted", "running"):
+        self.launched[key] = None if outcome.pending else outcome
+        if key[1] == 0 and not outcome.pending:
             token = outcome.token[1] if isinstance(outcome.token, tuple) else None
             self.inner.tell(Outcome(outcome.params, outcome.state, outcome.value, outcome.curve, token))
 
@@ -86,7 +86,7 @@ class Generations(Searcher):
         generation = max((g for _, g in self.launched), default=0)
         plan = self._plan(generation)
         for p in plan:
-            if (p.meta["member"], generation) not in self.launched:  # type: ignore[index]
+            if (_place(p).member, generation) not in self.launched:
                 return p
         if len(plan) < self._expected(generation) or self.waiting:
             return None  # generation 0 ran out of configurations, or the generation is still running
@@ -108,7 +108,7 @@ class Generations(Searcher):
         """Generation 0: members launched before a restart keep their configurations; the inner
         searcher fills the rest."""
         plan = list(self.plans.get(0, []))
-        planned = {p.meta["member"] for p in plan}  # type: ignore[index]
+        planned = {_place(p).member for p in plan}
         for member in range(self.size):
             if member in planned:
                 continue
@@ -120,22 +120,22 @@ class Generations(Searcher):
                 self.size = len(plan)  # a small grid: the population is what it could propose
                 break
             p = self.segment(member, 0, fresh[0].params, None, "start")
-            plan.append(Proposal(p.params, ("inner", fresh[0].token), p.resume_from, p.budget, p.meta))
-        return sorted(plan, key=lambda p: p.meta["member"])  # type: ignore[index]
+            plan.append(Proposal(p.params, ("inner", fresh[0].token), p.resume_from, p.budget, p.lineage))
+        return sorted(plan, key=lambda p: _place(p).member)
 
     def _expected(self, generation: int) -> int:
         return self.size if generation == 0 else len(self.plans.get(generation, []))
 
     def ranked(self, results: Mapping[int, Outcome]) -> list[int]:
         """Members best first; failed, diverged and valueless ones last."""
-        worst = _WORST[self.mode]
+        worst = self.mode.sign * math.inf
 
         def score(m: int) -> float:
             r = results[m]
-            ok = r.state == "completed" and r.value is not None and math.isfinite(r.value)
+            ok = r.state == TrialState.COMPLETED and r.value is not None and math.isfinite(r.value)
             return r.value if ok else worst  # type: ignore[return-value]
 
-        return sorted(results, key=score, reverse=self.mode == "max")
+        return self.mode.sorted(results, key=score)
 
     def parent(self, member: int, generation: int) -> int | None:
         return self.numbers.get((member, generation))
@@ -156,7 +156,8 @@ class SuccessiveHalving(Planner):
     best ``1/reduction_factor`` continue, from their checkpoints, to ``reduction_factor`` times
     as many; and so on up to the budget. Unlike ``asha`` every rung waits for all its trials."""
 
-    def __init__(self, mode: str = "min", n: int | None = None, min_resource: int = 1, reduction_factor: int = 3,
+    def __init__(self, mode: Direction | str = Direction.MIN, n: int | None = None, min_resource: int = 1,
+                 reduction_factor: int = 3,
                  max_resource: int | None = None) -> None:
         super().__init__(mode)
         self.n = None if n is None else check_positive_int(n, "n", "sha")
@@ -176,20 +177,19 @@ class SuccessiveHalving(Planner):
 
 
 class _Halving(Generations):
-    def __init__(self, inner: Searcher, n: int, mode: str, rungs: list[int], eta: int) -> None:
+    def __init__(self, inner: Searcher, n: int, mode: Direction, rungs: list[int], eta: int) -> None:
         super().__init__(inner, n, mode)
         self.rungs, self.eta = rungs, eta
 
     def segment(self, member: int, generation: int, params: dict[str, Any], parent: int | None,
                 event: str) -> Proposal:
         budget = {"epochs": self.rungs[generation], "schedule_epochs": self.rungs[-1]}
-        return Proposal(dict(params), None, parent, budget, {"member": member, "generation": generation,
-                                                             "event": event})
+        return Proposal(dict(params), None, parent, budget, Lineage(member, generation, event))
 
     def next_generation(self, generation: int, results: Mapping[int, Outcome]) -> list[Proposal]:
         if generation >= len(self.rungs):
             return []
-        ranked = [m for m in self.ranked(results) if results[m].state == "completed"]
+        ranked = [m for m in self.ranked(results) if results[m].state == TrialState.COMPLETED]
         keep = ranked[:max(1, len(results) // self.eta)] if ranked else []
         return [self.segment(m, generation, self.params[(m, generation - 1)], self.parent(m, generation - 1),
                              "promote") for m in sorted(keep)]
@@ -202,7 +202,8 @@ class PopulationBased(Planner):
     perturb its hyperparameters (explore: each numeric one times 0.8 or 1.2 within its bounds, or
     redrawn with ``resample_probability``; each Choice redrawn with that probability)."""
 
-    def __init__(self, mode: str = "min", population: int = 8, interval: int | None = None, quantile: float = 0.25,
+    def __init__(self, mode: Direction | str = Direction.MIN, population: int = 8, interval: int | None = None,
+                 quantile: float = 0.25,
                  resample_probability: float = 0.25, factors: tuple[float, float] = (0.8, 1.2)) -> None:
         super().__init__(mode)
         self.population = check_positive_int(population, "population", "pbt")
@@ -221,7 +222,7 @@ class PopulationBased(Planner):
 
 
 class _Population(Generations):
-    def __init__(self, inner: Searcher, size: int, mode: str, space: Space, interval: int, generations: int,
+    def __init__(self, inner: Searcher, size: int, mode: Direction, space: Space, interval: int, generations: int,
                  epochs: int, quantile: float, resample: float, factors: tuple[float, ...], seed: int) -> None:
         super().__init__(inner, size, mode)
         self.space, self.interval, self.generations, self.epochs = space, interval, generations, epochs
@@ -230,8 +231,7 @@ class _Population(Generations):
     def segment(self, member: int, generation: int, params: dict[str, Any], parent: int | None,
                 event: str) -> Proposal:
         budget = {"epochs": min(self.epochs, (generation + 1) * self.interval), "schedule_epochs": self.epochs}
-        return Proposal(dict(params), None, parent, budget, {"member": member, "generation": generation,
-                                                             "event": event})
+        return Proposal(dict(params), None, parent, budget, Lineage(member, generation, event))
 
     def next_generation(self, generation: int, results: Mapping[int, Outcome]) -> list[Proposal]:
         if generation >= self.generations or not results:
@@ -270,6 +270,12 @@ class _Population(Generations):
         return out
 
 
+def _place(p: Proposal) -> Lineage:
+    """A planned proposal's lineage (every proposal a plan makes has one)."""
+    assert p.lineage is not None
+    return p.lineage
+
+
 def _draw(p: Any, rng: random.Random) -> Any:
     if isinstance(p, LogFloat) or (isinstance(p, Int) and p.log):
         value = math.exp(rng.uniform(math.log(p.low), math.log(p.high)))
@@ -294,13 +300,13 @@ def _epochs(budget: Mapping[str, Any], name: str) -> int:
     return int(budget["epochs"])
 
 
-@schedulers.register("sha")
-def _make_sha(options: dict[str, Any], mode: str = "min", **_: Any) -> SuccessiveHalving:
+@schedulers.register("sha", SuccessiveHalving)
+def _make_sha(options: dict[str, Any], mode: Direction | str = Direction.MIN, **_: Any) -> SuccessiveHalving:
     """Synchronous successive halving (n, min_resource, reduction_factor, max_resource)."""
     return SuccessiveHalving(mode, **options)
 
 
-@schedulers.register("pbt")
-def _make_pbt(options: dict[str, Any], mode: str = "min", **_: Any) -> PopulationBased:
+@schedulers.register("pbt", PopulationBased)
+def _make_pbt(options: dict[str, Any], mode: Direction | str = Direction.MIN, **_: Any) -> PopulationBased:
     """Population Based Training (population, interval, quantile, resample_probability, factors)."""
     return PopulationBased(mode, **options)

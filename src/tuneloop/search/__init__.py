@@ -1,11 +1,11 @@
 """Searchers: where the next configurations come from (grid, random, sobol, tpe, gp, cmaes)."""
 
-from tuneloop.search._base import Outcome, Proposal, Searcher, searchers
+from tuneloop.search._base import Lineage, Outcome, Proposal, Searcher, searchers
 from tuneloop.search._grid import GridSearcher
 from tuneloop.search._listed import Listed
 from tuneloop.search._optuna import OptunaSearcher
 from tuneloop.search._repeat import Repeated, repeated
 from tuneloop.search._stratified import Stratified, nuisance_space, scientific_levels
 
-__all__ = ["GridSearcher", "Listed", "OptunaSearcher", "Outcome", "Proposal", "Repeated", "Searcher", "Stratified", "nuisance_space",
-           "repeated", "scientific_levels", "searchers"]
+__all__ = ["GridSearcher", "Lineage", "Listed", "OptunaSearcher", "Outcome", "Proposal", "Repeated", "Searcher", "Stratified",
+           "nuisance_space", "repeated", "scientific_levels", "searchers"]

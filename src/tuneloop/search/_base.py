@@ -1,12 +1,31 @@
-"""The Searcher base: ``ask`` for configurations, ``tell`` how they did."""
+"""The Searcher base: ``ask`` for configurations, ``tell`` how they did.
+
+Everything the driver reads from a searcher is declared here: ``ask``, ``tell``, ``waiting`` (a
+planner between generations) and ``ends_by_itself`` (the searcher runs out: a grid, a list).
+A planner's proposals carry a typed :class:`Lineage`, stored with the trial and handed back in
+the trial's :class:`Outcome`, also when the driver replays it from the store on resume.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from tuneloop._registry import Registry
+from tuneloop.store import TrialState
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where a planner's trial sits in its plan: ``member`` of the population, ``generation``
+    (rung), and why it runs (``event``: start, promote, continue, exploit). ``info`` holds any
+    other plain data the planner wants stored with the trial."""
+
+    member: int
+    generation: int
+    event: str = "start"
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -15,11 +34,11 @@ class Proposal:
 
     params: dict[str, Any]
     token: Any = None
-    # planners (successive halving, PBT) continue trials: from which trial's checkpoint, with
-    # which budget, and where the trial sits in the plan (member, generation, event)
+    # planners (successive halving, PBT) continue trials: from which trial's checkpoint (its
+    # number), with which budget, and where the trial sits in the plan
     resume_from: int | None = None
     budget: dict[str, Any] | None = None
-    meta: dict[str, Any] | None = None
+    lineage: Lineage | None = None
 
 
 @dataclass(frozen=True)
@@ -27,8 +46,8 @@ class Outcome:
     """How a configuration did. ``token`` is None for trials the searcher did not propose
     (replayed from the store on resume, or re-run after an interruption).
 
-    ``state`` is a trial state name; ``curve`` holds the objective's (step, value) reports.
-    A state of ``"interrupted"`` only says "this configuration is taken, its result will come".
+    ``state`` is a :class:`~tuneloop.store.TrialState`; ``curve`` holds the objective's (step,
+    value) reports. ``INTERRUPTED`` only says "this configuration is taken, its result will come".
     """
 
     params: dict[str, Any]
@@ -37,11 +56,19 @@ class Outcome:
     curve: list[tuple[int, float]] = field(default_factory=list)
     token: Any = None
     number: int | None = None  # the trial's number in its study
-    meta: dict[str, Any] | None = None  # the proposal's meta (replayed from the store on resume)
+    lineage: Lineage | None = None  # the proposal's lineage (replayed from the store on resume)
+
+    @property
+    def pending(self) -> bool:
+        """The trial has not ended (interrupted, or still running): its result comes later."""
+        return self.state in (TrialState.INTERRUPTED, TrialState.RUNNING, TrialState.QUEUED)
 
 
 class Searcher(ABC):
     """Proposes configurations and learns from their outcomes."""
+
+    ends_by_itself: ClassVar[bool] = False
+    """True when ``ask`` eventually returns nothing (a grid, a list): a run needs no trial count."""
 
     @abstractmethod
     def ask(self, n: int = 1) -> list[Proposal]:

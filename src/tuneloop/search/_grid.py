@@ -21,6 +21,8 @@ def _key(params: dict[str, Any]) -> str:
 class GridSearcher(Searcher):
     """Propose each grid point once; ``shuffle`` draws them in a seeded random order."""
 
+    ends_by_itself = True
+
     def __init__(self, space: Space, steps: int | dict[str, int] = 5, shuffle: bool = False,
                  seed: int | None = None) -> None:
         self.points = space.grid(steps)
@@ -43,6 +45,6 @@ class GridSearcher(Searcher):
         self._taken.add(_key(outcome.params))
 
 
-@searchers.register("grid")
+@searchers.register("grid", GridSearcher)
 def _make_grid(options: dict[str, Any], space: Space, seed: int | None = None, **_: Any) -> GridSearcher:
     return GridSearcher(space, seed=seed, **options)

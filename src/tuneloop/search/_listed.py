@@ -16,6 +16,8 @@ from tuneloop.search._base import Outcome, Proposal, Searcher
 class Listed(Searcher):
     """Proposes each configuration of ``configs`` once, then is exhausted."""
 
+    ends_by_itself = True
+
     def __init__(self, configs: Sequence[Mapping[str, Any]]) -> None:
         self._queue = [dict(c) for c in configs]
 

@@ -35,6 +35,14 @@ class Repeated(Searcher):
     def tell(self, outcome: Outcome) -> None:
         self.inner.tell(outcome)
 
+    @property
+    def ends_by_itself(self) -> bool:  # type: ignore[override]
+        return self.inner.ends_by_itself
+
+    @property
+    def waiting(self) -> bool:
+        return not self._pending and self.inner.waiting
+
 
 def repeated(searcher: Searcher, seeds: int | None) -> Searcher:
     """``searcher`` itself for None or 1 seed, else wrapped (which validates ``seeds``)."""

@@ -86,6 +86,11 @@ class Stratified(Searcher):
             self.counts[i] += 1
         return out
 
+    @property
+    def ends_by_itself(self) -> bool:  # type: ignore[override]
+        """Every value's searcher runs out (a value with nothing to tune is proposed again and again)."""
+        return all(inner is not None and inner.ends_by_itself for inner in self.inner)
+
     def tell(self, outcome: Outcome) -> None:
         i = self._level_of(outcome.params)
         if i is None:

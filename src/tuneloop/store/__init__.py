@@ -1,5 +1,7 @@
 """The store: everything measured lives here; everything shown reads from here."""
 
+from tuneloop.store._batch import LogBatch
+from tuneloop.store._protocol import StoreProtocol
 from tuneloop.store.records import (
     AlertRecord,
     HistogramRecord,
@@ -11,16 +13,19 @@ from tuneloop.store.records import (
     TrialState,
 )
 from tuneloop.store.schema import SCHEMA_VERSION
-from tuneloop.store.store import DEFAULT_URL, Store, resolve_url
+from tuneloop.store.store import DEFAULT_URL, Lease, Store, resolve_url
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - plain sorted(), as tests/test_public_api.py checks
     "AlertRecord",
     "DEFAULT_URL",
     "HistogramRecord",
+    "Lease",
+    "LogBatch",
     "SCHEMA_VERSION",
     "SampleRecord",
     "SliceRecord",
     "Store",
+    "StoreProtocol",
     "StudyRecord",
     "StudySummary",
     "TrialRecord",

@@ -6,10 +6,12 @@ artifact folder, referenced by a path relative to it, so a study folder can be m
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import time
+import unicodedata
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,35 @@ TABLES = {"metrics": schema.metrics, "histograms": schema.histograms, "alerts": 
           "slices": schema.slices, "samples": schema.samples, "checks": schema.checks,
           "checkpoints": schema.checkpoints, "lineage": schema.lineage}
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_FOLDER_SLUG = 40  # characters of a study's name kept in its folder's name (the id makes it unique)
+_FILE_SLUG = 60  # characters of a sample's name kept in its file's name (a hash keeps it unique)
+
+
+def _slug(text: str, limit: int) -> str:
+    """A readable, filesystem-safe form of ``text``: accents folded to ASCII, runs of anything but
+    letters, digits, ``.``, ``_`` and ``-`` made one ``_``, no leading or trailing ``.``/``-``/``_``
+    (never ``.`` or ``..``, never a hidden file or an option), at most ``limit`` characters."""
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    return _SAFE.sub("_", folded).strip("._-")[:limit].rstrip("._-")
+
+
+def study_folder(study_id: int, name: str) -> str:
+    """The artifact folder of a study: its id (unique, so ``exp 1`` and ``exp_1`` never share a
+    folder) and a short readable slug of its name, e.g. ``17-exp_1``; never derived from the raw name."""
+    if isinstance(study_id, bool) or not isinstance(study_id, int) or study_id < 0:
+        raise ValueError(f"A study id is a non-negative int, not {study_id!r}.")
+    return f"{study_id}-{_slug(name, _FOLDER_SLUG) or 'study'}"
+
+
+def artifact_stem(name: str) -> str:
+    """A short file name stem for a sample or checkpoint named ``name``: the name itself when it is
+    already safe and short, else its slug cut short plus 8 hex digits of its hash, so distinct names
+    (``a b`` and ``a_b``, or two long names with one prefix) keep distinct files."""
+    slug = _slug(name, _FILE_SLUG)
+    if slug and slug == name:
+        return slug
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{slug[:_FILE_SLUG - 9]}-{digest}" if slug else digest
 
 
 class LogsMixin:
@@ -67,9 +98,22 @@ class LogsMixin:
             raise NotFound(f"Artifact path {relative!r} leaves the artifact folder {root}; refused.")
         return target
 
-    def save_artifact(self, study: str, number: int, name: str, step: int, data: bytes, ext: str) -> str:
-        """Write ``data`` under the artifact folder; return its path relative to that folder."""
-        relative = Path(_SAFE.sub("_", study)) / f"trial-{number}" / f"{_SAFE.sub('_', name)}-step{step}.{ext}"
+    def find_artifact(self, relative: str) -> Path | None:
+        """:meth:`artifact_file`, or None where it refuses the path: for readers that show a refused
+        artifact as missing (a report, a table) instead of failing as a whole."""
+        from tuneloop.errors import NotFound
+
+        try:
+            return self.artifact_file(relative)
+        except NotFound:
+            return None
+
+    def save_artifact(self, study_id: int, study: str, number: int, name: str, step: int, data: bytes,
+                      ext: str) -> str:
+        """Write ``data`` under the study's own folder (:func:`study_folder`); return its path
+        relative to the artifact folder, which is what the database stores."""
+        file = f"{artifact_stem(name)}-step{int(step)}.{ext}"
+        relative = Path(study_folder(study_id, study)) / f"trial-{int(number)}" / file
         target = self.artifact_dir / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
@@ -114,13 +158,22 @@ class LogsMixin:
 
     @retrying
     def latest_checkpoint(self, trial_id: int) -> tuple[int, Path] | None:
-        """(step, absolute path) of the last checkpoint the trial's current attempt saved."""
+        """(step, absolute path) of the last checkpoint the trial's current attempt saved. The stored
+        path is resolved by :meth:`artifact_file`: one leaving the artifact folder raises NotFound."""
         rows = [r for r in self._rows(schema.checkpoints, trial_id, None)]
         if not rows:
             return None
         last_attempt = max(r.attempt for r in rows)
         r = max((r for r in rows if r.attempt == last_attempt), key=lambda r: (r.step, r.id))
-        return r.step, self.artifact_dir / r.path
+        return r.step, self.artifact_file(r.path)
+
+    @retrying
+    def add_lineage(self, trial_id: int, member: int, generation: int, parent: int | None, event: str,
+                    info: dict[str, Any]) -> None:
+        """Where a planner's trial sits: its ``member`` and ``generation``, the number of the trial it
+        continues (``parent``), why (``event``) and other plain data (``info``, stored as JSON)."""
+        self.write_batch({"lineage": [{"trial_id": trial_id, "member": int(member), "generation": int(generation),
+                                       "parent": parent, "event": str(event), "info": json.dumps(info)}]})
 
     @retrying
     def lineage(self, study_id: int) -> dict[int, dict[str, Any]]:

@@ -22,8 +22,13 @@ class Unavailable(StorageError):
     """The database was busy or unreachable: the operation may succeed if tried again."""
 
 
+_READONLY = 8  # sqlite3.SQLITE_READONLY: the file or connection is read-only; waiting will not change that
+
+
 def transient(exc: BaseException) -> bool:
-    """Locked, restarting or disconnected, rather than wrong."""
+    """Locked, restarting or disconnected, rather than wrong (or read-only)."""
+    if isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlite_errorcode", None) == _READONLY:
+        return False
     return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and bool(exc.connection_invalidated))
 
 

@@ -1,4 +1,8 @@
-"""Plain records read from the store: what every table, report and plot is drawn from."""
+"""Plain records read from the store: what every table, report and plot is drawn from.
+
+States and directions are typed (``TrialState``, ``Direction``) but both are ``str`` enums, so
+``record.state == "completed"`` and ``record.mode == "max"`` hold and JSON shows the plain words.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,13 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from tuneloop.direction import Direction
 from tuneloop.space import Space
 
 
 class TrialState(str, enum.Enum):
-    """Where a trial is in its life. The last five are final; ``interrupted`` is re-run."""
+    """Where a trial is in its life: ``queued`` and ``running`` while it runs; ``completed``,
+    ``pruned``, ``failed`` and ``diverged`` are final; ``interrupted`` (its driver stopped) runs again."""
 
     QUEUED = "queued"
     RUNNING = "running"
@@ -20,9 +26,24 @@ class TrialState(str, enum.Enum):
     DIVERGED = "diverged"
     INTERRUPTED = "interrupted"
 
+    def __str__(self) -> str:  # f-strings and tables show "completed", not "TrialState.COMPLETED"
+        return self.value
+
     @property
     def finished(self) -> bool:
+        """Whether the trial has ended for good (``interrupted`` has not: it runs again)."""
         return self in _FINISHED
+
+    @classmethod
+    def of(cls, value: Any) -> TrialState:
+        """``value`` as a TrialState; a ValueError naming the states there are when it is none."""
+        if isinstance(value, TrialState):
+            return value
+        try:
+            return cls(value)
+        except ValueError:
+            names = ", ".join(repr(s.value) for s in cls)
+            raise ValueError(f"{value!r} is not a trial state (one of {names})") from None
 
 
 _FINISHED = {TrialState.COMPLETED, TrialState.PRUNED, TrialState.FAILED, TrialState.DIVERGED}
@@ -36,11 +57,14 @@ class StudyRecord:
     id: int
     name: str
     metric: str
-    mode: str
+    mode: Direction
     space: Space
     config: dict[str, Any]
     created_at: float
     updated_at: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", Direction.of(self.mode, "StudyRecord"))
 
 
 @dataclass(frozen=True)
@@ -49,11 +73,14 @@ class StudySummary:
 
     name: str
     metric: str
-    mode: str
-    counts: dict[str, int]
+    mode: Direction
+    counts: dict[str, int]  # by state name; a listing shows whatever a database holds
     best_value: float | None
     created_at: float
     last_activity: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", Direction.of(self.mode, "StudySummary"))
 
     @property
     def n_trials(self) -> int:
@@ -66,7 +93,7 @@ class TrialRecord:
 
     id: int
     number: int
-    state: str
+    state: TrialState
     params: dict[str, Any]
     seed: int
     attempt: int
@@ -77,6 +104,9 @@ class TrialRecord:
     started_at: float | None
     finished_at: float | None
     study_id: int = field(default=0, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", TrialState.of(self.state))
 
     @property
     def duration(self) -> float | None:

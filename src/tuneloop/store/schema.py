@@ -20,7 +20,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 5  # 2: histograms, alerts, slices, samples; 3: checks; 4: ideas; 5: checkpoints, lineage
+SCHEMA_VERSION = 6  # 2: histograms, alerts, slices, samples; 3: checks; 4: ideas; 5: checkpoints, lineage; 6: leases
 # (each only adds tables)
 
 metadata = MetaData()
@@ -153,6 +153,18 @@ lineage = Table(
     Column("event", String(16), nullable=False),  # start | continue | promote | exploit
     Column("info", Text),  # JSON: the segment's budget and what the planner decided
 )
+
+# -- leases (issue 15): which live driver runs a trial, so a second driver leaves it alone ------------
+leases = Table(
+    "leases",
+    metadata,
+    Column("trial_id", Integer, ForeignKey("trials.id", ondelete="CASCADE"), primary_key=True),
+    Column("owner", String(64), nullable=False),  # the driver run holding it (a uuid per run)
+    Column("host", String(255), nullable=False),  # its machine (hostname and PID namespace)
+    Column("pid", Integer, nullable=False),  # its process there: a dead one frees the lease at once
+    Column("heartbeat_at", Float, nullable=False),  # renewed every few seconds while the driver lives
+)
+Index("ix_leases_owner", leases.c.owner)
 
 checks = Table(
     "checks",

@@ -291,7 +291,7 @@ def _resume(trial: Any, net: nn.Module, opt: torch.optim.Optimizer, sched: Any, 
     found = trial.load_checkpoint() if trial is not None and hasattr(trial, "load_checkpoint") else None
     if found is None:
         return 1, 0
-    _, state = found
+    state = _checked_state(found[1])
     net.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     for group in opt.param_groups:
@@ -312,6 +312,21 @@ def _resume(trial: Any, net: nn.Module, opt: torch.optim.Optimizer, sched: Any, 
             group["lr"] = lr
     torch.set_rng_state(state["rng"])
     return int(state["epoch"]) + 1, int(state["step"])
+
+
+def _checked_state(state: Any) -> dict[str, Any]:
+    """``state`` if it has the shape :func:`save_checkpoint` writes (a checkpoint file is untrusted
+    data: a wrong one fails the trial with its cause, not deep inside torch), else ConfigError."""
+    from tuneloop.errors import ConfigError
+
+    fields = {"model": dict, "optimizer": dict, "epoch": int, "step": int, "rng": torch.Tensor}
+    wrong = [k for k, kind in fields.items() if not isinstance(state, dict) or not isinstance(state.get(k), kind)
+             or (kind is int and (isinstance(state[k], bool) or state[k] < 0))]
+    if wrong:
+        raise ConfigError(f"The checkpoint this trial continues from is not one fit saved (bad or missing: "
+                          f"{', '.join(wrong)}); it needs model, optimizer, epoch, step and rng. Rerun the trial "
+                          "that saved it, or start the study afresh.")
+    return state
 
 
 def _final_phase(trial: Any) -> bool:

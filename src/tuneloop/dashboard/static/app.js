@@ -19,7 +19,14 @@ const tuneloop = (() => {
   }
   const fmt = (v) => v == null ? "-" : typeof v === "number"
     ? (Number.isInteger(v) ? String(v) : Number(v.toPrecision(4)).toString()) : String(v);
+  // Plotly reads a subset of HTML in every text it draws (ticks, hover, titles, legend: <a href>, <b>, <br>):
+  // each string is escaped on its way in, and Plotly shows the entities as the characters they stand for.
   const plain = (s) => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  // Only parcoords' tick text is drawn as plain text (d3's .text()), so it stays as it is: escaped, it would show "&lt;".
+  const RAW_TEXT = new Set(["ticktext"]);
+  const escapeAll = (v) => typeof v === "string" ? plain(v) : Array.isArray(v) ? v.map(escapeAll)
+    : v !== null && typeof v === "object"
+      ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, RAW_TEXT.has(k) ? x : escapeAll(x)])) : v;
   const enc = encodeURIComponent;
   const ago = (t) => { if (!t) return "-"; const s = Date.now() / 1000 - t;
     return s > 86400 ? `${(s / 86400).toFixed(0)}d ago` : s > 3600 ? `${(s / 3600).toFixed(0)}h ago`
@@ -33,7 +40,7 @@ const tuneloop = (() => {
   const pending = [];
   function plot(div, traces, layout = {}) {
     const base = { margin: { t: 36, r: 12, b: 40, l: 56 }, height: 300, legend: { orientation: "h" } };
-    const args = [div, traces, Object.assign(base, layout), { displaylogo: false, responsive: true }];
+    const args = [div, escapeAll(traces), escapeAll(Object.assign(base, layout)), { displaylogo: false, responsive: true }];
     if (div.isConnected) Plotly.react(...args); else pending.push(args);
     return div;
   }
@@ -119,7 +126,7 @@ const tuneloop = (() => {
       holder.replaceChildren(table(["", "#", "state", s.metric, "duration", "params"], keep.map((t) => row([
         report ? "" : el("input", { type: "checkbox", "data-number": t.number, ...(picked.has(String(t.number)) ? { checked: "" } : {}),
           onchange: (ev) => { ev.target.checked ? picked.add(String(t.number)) : picked.delete(String(t.number)); drawCurves(); } }),
-        report ? t.number : el("a", { href: `/study/${enc(s.name)}/trial/${t.number}`, text: String(t.number) }),
+        report ? t.number : el("a", { href: `/study/${enc(s.name)}/trial/${enc(t.number)}`, text: String(t.number) }),
         el("span", { class: `state ${t.state}`, text: t.state }), t.value, t.duration == null ? null : `${t.duration.toFixed(1)}s`,
         Object.entries(t.params).map(([k, v]) => `${k}=${fmt(v)}`).join(", ")],
         [null, t.number, t.state, t.value, t.duration, null])), { id: "trials" }));
@@ -141,9 +148,9 @@ const tuneloop = (() => {
     // optimization history
     const h = data.history;
     parts.push(section("Optimization history", plot(plotDiv(), [
-      { x: h.number, y: h.value, mode: "markers", name: plain(s.metric), marker: { color: h.state.map((x) => x === "completed" ? "#1f77b4" : "#bbb") } },
+      { x: h.number, y: h.value, mode: "markers", name: String(s.metric), marker: { color: h.state.map((x) => x === "completed" ? "#1f77b4" : "#bbb") } },
       { x: h.number, y: h.best, mode: "lines", name: "best so far", line: { shape: "hv" } }],
-      { xaxis: { title: { text: "trial" } }, yaxis: { title: { text: plain(s.metric) } } })));
+      { xaxis: { title: { text: "trial" } }, yaxis: { title: { text: String(s.metric) } } })));
     // parallel coordinates over completed trials
     const done = data.trials.filter((t) => t.state === "completed" && t.value != null);
     if (done.length >= 2) {
@@ -151,24 +158,24 @@ const tuneloop = (() => {
         const vals = done.map((t) => t.params[e.name]);
         if (e.kind === "choice") {
           const labels = e.values.map(String);
-          return { label: plain(e.name), values: vals.map((v) => v == null && !labels.includes("null") ? -1 : labels.indexOf(String(v))),
-            tickvals: labels.map((_, i) => i), ticktext: labels.map(plain) };
+          return { label: String(e.name), values: vals.map((v) => v == null && !labels.includes("null") ? -1 : labels.indexOf(String(v))),
+            tickvals: labels.map((_, i) => i), ticktext: labels };
         }
-        return { label: plain(e.name), values: vals.map((v) => v == null ? NaN : (e.log ? Math.log10(v) : v)) };
+        return { label: String(e.name), values: vals.map((v) => v == null ? NaN : (e.log ? Math.log10(v) : v)) };
       });
-      dims.push({ label: plain(s.metric), values: done.map((t) => t.value) });
+      dims.push({ label: String(s.metric), values: done.map((t) => t.value) });
       parts.push(section("Parallel coordinates", plot(plotDiv(), [{ type: "parcoords", dimensions: dims,
         line: { color: done.map((t) => t.value), colorscale: "Viridis", reversescale: s.mode === "min" } }], { height: 360 })));
     }
     // importance
     const imp = Object.entries(data.importance);
     parts.push(section("Parameter importance (fANOVA)", imp.length
-      ? plot(plotDiv(), [{ type: "bar", orientation: "h", x: imp.map((x) => x[1]).reverse(), y: imp.map((x) => plain(x[0])).reverse() }], { height: 60 + 28 * imp.length })
+      ? plot(plotDiv(), [{ type: "bar", orientation: "h", x: imp.map((x) => x[1]).reverse(), y: imp.map((x) => String(x[0])).reverse() }], { height: 60 + 28 * imp.length })
       : el("p", { text: "Needs at least 5 completed trials." })));
     // one plot per parameter, with the search-space bounds
     const grid = el("div", { class: "small-multiples" });
     for (const e of data.effects) {
-      const layout = { height: 260, title: { text: plain(e.name), font: { size: 13 } }, showlegend: false,
+      const layout = { height: 260, title: { text: String(e.name), font: { size: 13 } }, showlegend: false,
         xaxis: e.kind === "choice" ? { type: "category" } : { type: e.log ? "log" : "linear" }, shapes: [] };
       if (e.kind !== "choice") for (const b of [e.low, e.high]) layout.shapes.push({ type: "line", x0: b, x1: b, yref: "paper", y0: 0, y1: 1, line: { dash: "dot", color: "#d62728" } });
       const box = el("div", { class: "effect" }, plot(plotDiv("plot param-plot"), [{ x: e.x.map((v) => e.kind === "choice" ? String(v) : v), y: e.y, mode: "markers" }], layout));
@@ -186,7 +193,7 @@ const tuneloop = (() => {
       }
       const shown = report ? [...known.keys()] : [...picked].filter((n) => known.has(n));
       plot(curveDiv, shown.map((n) => ({ x: known.get(n).map((p) => p[0]), y: known.get(n).map((p) => p[1]),
-        mode: "lines", name: `#${n}` })), { xaxis: { title: { text: "step" } }, yaxis: { title: { text: plain(s.metric) } } });
+        mode: "lines", name: `#${n}` })), { xaxis: { title: { text: "step" } }, yaxis: { title: { text: String(s.metric) } } });
     }
     parts.push(section(report ? `Learning curves of the ${known.size} best trials` : "Learning curves of the checked trials", curveDiv));
     if (data.groups.length) {
@@ -213,7 +220,7 @@ const tuneloop = (() => {
     if (lin) parts.push(el("p", { class: "meta", id: "lineage" }, document.createTextNode(
       `member ${lin.member} · generation ${lin.generation} · ${lin.event}` + (lin.parent == null ? "" : " from trial ")),
       ...(lin.parent == null ? [] : [boot.data ? el("span", { text: String(lin.parent) }) :
-        el("a", { href: `/study/${enc(s.name)}/trial/${lin.parent}`, text: String(lin.parent) })])));
+        el("a", { href: `/study/${enc(s.name)}/trial/${enc(lin.parent)}`, text: String(lin.parent) })])));
     parts.push(section("Parameters", table(["parameter", "value"], Object.entries(t.params).map(([k, v]) => row([k, v])), { id: "params" })));
     const names = Object.keys(data.curves);
     const epochwise = (n) => !n.startsWith("step/") && !n.startsWith("init_") && !n.includes("/");
@@ -222,7 +229,7 @@ const tuneloop = (() => {
     for (const [title, test] of families) {
       const chosen = names.filter(test);
       const trace = (n) => ({ x: data.curves[n].map((p) => p[0]), y: data.curves[n].map((p) => p[1]),
-        mode: "lines+markers", name: plain(n), yaxis: /lr$/.test(n) ? "y2" : "y" });  // lr on its own axis
+        mode: "lines+markers", name: String(n), yaxis: /lr$/.test(n) ? "y2" : "y" });  // lr on its own axis
       if (chosen.length) parts.push(section(`Curves: ${title}`, plot(plotDiv("plot curve-plot"), chosen.map(trace),
         { yaxis2: { overlaying: "y", side: "right", type: "log", showgrid: false } })));
     }
@@ -256,14 +263,14 @@ const tuneloop = (() => {
       for (const r of rows) (bySlice[r.slice] = bySlice[r.slice] || { n: r.n })[r.metric] = r.value;
       parts.push(section(`Slices at step ${last}`, table(["slice", ...metrics, "n"],
         Object.entries(bySlice).map(([k, v]) => row([k, ...metrics.map((m) => v[m]), v.n])), { id: "slices" }),
-        plot(plotDiv(), [{ type: "bar", x: Object.keys(bySlice).map(plain), y: Object.values(bySlice).map((v) => v[metrics[0]]) }],
-          { yaxis: { title: { text: plain(metrics[0]) } } })));
+        plot(plotDiv(), [{ type: "bar", x: Object.keys(bySlice), y: Object.values(bySlice).map((v) => v[metrics[0]]) }],
+          { yaxis: { title: { text: String(metrics[0]) } } })));
     }
     if (data.samples.length) {
       const gallery = el("div", { class: "gallery", id: "samples" });
       for (const x of data.samples) {
         const card = el("figure", {}, el("figcaption", { text: `${x.name} · step ${x.step}` }));
-        if (x.kind === "image") card.append(el("img", { src: x.url, alt: x.name }));
+        if (x.kind === "image") card.append(x.url ? el("img", { src: x.url, alt: x.name }) : el("p", { class: "missing", text: "image missing (no file in the artifact folder)" }));
         else if (x.kind === "predictions") card.append(x.url ? el("a", { href: x.url, text: "held-out predictions (.npz)" }) : el("p", { text: "held-out predictions (in the artifact folder)" }));
         else if (x.kind === "text") card.append(el("pre", { text: x.payload }));
         else if (x.kind === "table") { const cols = [...new Set(x.payload.flatMap((r) => Object.keys(r)))];
@@ -298,8 +305,8 @@ const tuneloop = (() => {
         i.complexity, i.gain, i.p, i.priority, i.verdict || "-"], [n + 1, i.id, i.title, i.state, i.hours, i.complexity,
         i.gain, i.p, i.priority, i.verdict])), { id: "ideas" }));
     if (data.chain.length) parts.push(section("Baseline history: adopted ideas and the cumulative gain", plot(plotDiv("plot chain"), [
-      { x: data.chain.map((c) => plain(`${c.id}: ${c.title}`)), y: data.chain.map((c) => c.cumulative), mode: "lines+markers", name: "cumulative" },
-      { type: "bar", x: data.chain.map((c) => plain(`${c.id}: ${c.title}`)), y: data.chain.map((c) => c.effect), name: "effect", opacity: 0.5 }])));
+      { x: data.chain.map((c) => `${c.id}: ${c.title}`), y: data.chain.map((c) => c.cumulative), mode: "lines+markers", name: "cumulative" },
+      { type: "bar", x: data.chain.map((c) => `${c.id}: ${c.title}`), y: data.chain.map((c) => c.effect), name: "effect", opacity: 0.5 }])));
     const c = data.calibration;
     parts.push(section("Calibration of the predictions", c.decided ? table(["measure", "value"], [
       row(["decided ideas", c.decided]), row(["success base rate", c.base_rate]), row(["Brier score", c.brier]),
@@ -320,14 +327,14 @@ const tuneloop = (() => {
     if (iso) {  // the isolation plot: each scientific value at its best, with the interval of its top trials
       const ev = iso.evidence, mean = ev.map((r) => r.estimate);
       parts.push(section("Isolation: each scientific value at its best", plot(plotDiv("plot isolation"), [
-        { type: "bar", x: ev.map((r) => plain(r.value)), y: mean, name: "estimate (seeds or top trials)",
+        { type: "bar", x: ev.map((r) => String(r.value)), y: mean, name: "estimate (seeds or top trials)",
           error_y: { type: "data", symmetric: false, array: ev.map((r, i) => r.high - mean[i]), arrayminus: ev.map((r, i) => mean[i] - r.low) } },
-        { x: ev.map((r) => plain(r.value)), y: ev.map((r) => r.best), mode: "markers", name: "best" }])));
+        { x: ev.map((r) => String(r.value)), y: ev.map((r) => r.best), mode: "markers", name: "best" }])));
     }
     for (const f of data.findings) {
       if (!f.evidence.length) continue;
       const cols = Object.keys(f.evidence[0]);  // trial numbers link to their trial pages
-      const cell = (c, v) => c === "trial" && !embedded ? el("a", { href: `/study/${enc(name)}/trial/${v}`, text: String(v) }) : v;
+      const cell = (c, v) => c === "trial" && !embedded ? el("a", { href: `/study/${enc(name)}/trial/${enc(v)}`, text: String(v) }) : v;
       parts.push(section(`Evidence: ${f.check}`, table(cols, f.evidence.map((r) => row(cols.map((c) => cell(c, r[c])))), { sortable: false })));
     }
     app.replaceChildren(...parts);
@@ -337,7 +344,7 @@ const tuneloop = (() => {
   const pages = {
     studies: { url: () => "/api/studies", draw: studiesPage, live: true },
     study: { url: (p) => `/api/studies/${enc(p.name)}`, draw: studyPage, live: true },
-    trial: { url: (p) => `/api/studies/${enc(p.name)}/trials/${p.number}`, draw: trialPage, live: true },
+    trial: { url: (p) => `/api/studies/${enc(p.name)}/trials/${enc(p.number)}`, draw: trialPage, live: true },
     ideas: { url: () => "/api/ideas", draw: ideasPage, live: true },
     compare: { url: (p) => `/api/studies/${enc(p.name)}/compare?trials=${enc(p.trials)}`, draw: comparePage, live: false },
     analysis: { url: (p) => `/api/studies/${enc(p.name)}/analysis`, draw: analysisPage, live: false },

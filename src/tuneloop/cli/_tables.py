@@ -1,16 +1,25 @@
-"""Rich renderings of stored studies and trials for the CLI (data in, tables out)."""
+"""Rich tables of what :mod:`tuneloop.views` and the store's records hold (data in, tables out).
+
+Every stored string (names, values, messages) goes through :func:`tuneloop._text.safe` (or
+:func:`fmt`, which uses it) before it becomes a cell, title or caption: a database may come from
+someone else, and ``[/x]`` or an escape sequence in it must print as text."""
 
 from __future__ import annotations
 
 import json
 import math
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
+from tuneloop._text import plain, safe
 from tuneloop.store import StudySummary, TrialRecord
+
+if TYPE_CHECKING:
+    from tuneloop.views import RoundRow
 
 _STATE_STYLE = {"completed": "green", "pruned": "yellow", "failed": "red", "diverged": "magenta",
                 "interrupted": "cyan", "running": "blue", "queued": "dim"}
@@ -22,11 +31,12 @@ def styled(text: str, style: str | None) -> str:
 
 
 def fmt(value: Any) -> str:
+    """A value as Rich markup: numbers short, stored strings escaped and stripped of control characters."""
     if value is None:
         return "-"
     if isinstance(value, float):
         return "nan" if math.isnan(value) else f"{value:.4g}"
-    return str(value)
+    return safe(value)
 
 
 def ago(timestamp: float | None) -> str:
@@ -40,25 +50,25 @@ def ago(timestamp: float | None) -> str:
 
 
 def studies_table(summaries: Sequence[StudySummary], url: str) -> Table:
-    table = Table(title=f"Studies in {url}")
-    for col, justify in (("study", "left"), ("objective", "left"), ("trials", "right"), ("by state", "left"),
-                         ("best", "right"), ("last activity", "right")):
-        table.add_column(col, justify=justify, overflow="fold")
+    """The studies of a store: objective, trials by state, best value, last activity."""
+    table = Table(title=f"Studies in {safe(url)}")
+    for col in ("study", "objective", "trials", "by state", "best", "last activity"):
+        table.add_column(col, justify="right" if col in ("trials", "best", "last activity") else "left", overflow="fold")
     for s in summaries:
-        states = ", ".join(styled(f"{n} {k}", _STATE_STYLE.get(k)) for k, n in sorted(s.counts.items()))
-        table.add_row(s.name, f"{s.mode} {s.metric}", str(s.n_trials), states or "-", fmt(s.best_value),
-                      ago(s.last_activity))
+        states = ", ".join(styled(f"{n} {safe(k)}", _STATE_STYLE.get(k)) for k, n in sorted(s.counts.items()))
+        table.add_row(safe(s.name), f"{safe(s.mode)} {safe(s.metric)}", str(s.n_trials), states or "-",
+                      fmt(s.best_value), ago(s.last_activity))
     return table
 
 
 def trials_table(trials: Sequence[TrialRecord], metric: str, title: str) -> Table:
+    """``title`` is markup the caller made safe; ``metric`` and every trial are stored data."""
     table = Table(title=title)
-    for col in ("#", "state", metric, "duration", "params"):
-        table.add_column(col, justify="right" if col in ("#", metric, "duration") else "left",
-                         overflow="fold")
+    for i, col in enumerate(("#", "state", safe(metric), "duration", "params")):
+        table.add_column(col, justify="right" if i in (0, 2, 3) else "left", overflow="fold")
     for t in trials:
-        params = ", ".join(f"{k}={fmt(v)}" for k, v in t.params.items())
-        table.add_row(str(t.number), styled(t.state, _STATE_STYLE.get(t.state)), fmt(t.value),
+        params = ", ".join(f"{safe(k)}={fmt(v)}" for k, v in t.params.items())
+        table.add_row(str(t.number), styled(safe(t.state), _STATE_STYLE.get(t.state)), fmt(t.value),
                       "-" if t.duration is None else f"{t.duration:.1f}s", params)
     return table
 
@@ -68,14 +78,14 @@ def trial_detail(trial: TrialRecord, metric: str) -> Table:
     table.add_column(style="bold")
     table.add_column()
     table.add_row("trial", str(trial.number))
-    table.add_row(metric, fmt(trial.value))
-    table.add_row("seed", str(trial.seed))
+    table.add_row(safe(metric), fmt(trial.value))
+    table.add_row("seed", fmt(trial.seed))
     for k, v in trial.params.items():
-        table.add_row(f"  {k}", fmt(v))
+        table.add_row(f"  {safe(k)}", fmt(v))
     others = {k: v for k, v in trial.values.items() if k != metric}
     if others:
-        table.add_row("values", json.dumps({k: round(v, 6) if isinstance(v, float) and math.isfinite(v) else v
-                                            for k, v in others.items()}))
+        table.add_row("values", safe(json.dumps({k: round(v, 6) if isinstance(v, float) and math.isfinite(v) else v
+                                                 for k, v in others.items()})))
     return table
 
 
@@ -85,7 +95,7 @@ def curves_table(summaries: Sequence[Any]) -> Table:
         table.add_column(col, justify="left" if col in ("metric", "trend") else "right")
     colours = {"improving": "green", "worsening": "red", "diverged": "magenta", "flat": "dim"}
     for c in summaries:
-        table.add_row(c.name, str(c.points), fmt(c.start), fmt(c.best), str(c.best_step), fmt(c.end),
+        table.add_row(safe(c.name), str(c.points), fmt(c.start), fmt(c.best), str(c.best_step), fmt(c.end),
                       str(c.end_step), styled(c.trend, colours.get(c.trend)))
     return table
 
@@ -95,7 +105,7 @@ def alerts_table(alerts: Sequence[Any]) -> Table:
     for col in ("step", "action", "message"):
         table.add_column(col, overflow="fold", justify="right" if col == "step" else "left")
     for a in alerts:
-        table.add_row(str(a.step), styled(a.action, "red" if a.action == "stop" else "yellow"), a.message)
+        table.add_row(str(a.step), styled(safe(a.action), "red" if a.action == "stop" else "yellow"), safe(a.message))
     return table
 
 
@@ -107,30 +117,40 @@ def slices_table(slices: Sequence[Any]) -> Table:
     table = Table(title=f"Slices at step {last}")
     table.add_column("slice")
     for m in metrics:
-        table.add_column(m, justify="right")
+        table.add_column(safe(m), justify="right")
     table.add_column("n", justify="right")
     by_slice: dict[str, dict[str, Any]] = {}
     for s in rows:
         by_slice.setdefault(s.slice, {"n": s.n})[s.metric] = s.value
     for name, vals in by_slice.items():
-        table.add_row(name, *[fmt(vals.get(m)) for m in metrics], str(vals["n"]))
+        table.add_row(safe(name), *[fmt(vals.get(m)) for m in metrics], fmt(vals["n"]))
     return table
 
 
-def samples_table(samples: Sequence[Any], root: Any) -> Table:
+def samples_table(samples: Sequence[Any], files: Mapping[str, Path | None]) -> Table:
+    """The trial's samples; a file is shown by its stored path resolved inside the artifact folder
+    (``files``, from :func:`tuneloop.views.trial_data`), one leaving it (a hostile database) as
+    missing, never as the path it names."""
+    from rich.text import Text
+
     table = Table(title=f"Samples ({len(samples)})")
     for col in ("step", "name", "kind", "where / what"):
         table.add_column(col, overflow="fold", justify="right" if col == "step" else "left")
     for s in samples:
+        what: str | Text
         if s.path:
-            what = str(root / s.path)
+            file = files.get(s.path)
+            if file is not None:
+                what = Text(plain(file))  # Text: a path is never read as Rich markup
+            else:
+                what = Text("missing (its stored path leaves the artifact folder)", style="red")
         elif s.kind == "text":
-            what = repr(s.payload[:80])
+            what = safe(repr(s.payload[:80]))
         elif s.kind == "array":
             what = f"array of shape {s.payload['shape']}" + (" (truncated)" if s.payload.get("truncated") else "")
         else:
             what = f"table of {len(s.payload)} rows"
-        table.add_row(str(s.step), s.name, s.kind, what)
+        table.add_row(str(s.step), safe(s.name), safe(s.kind), what)
     return table
 
 
@@ -146,19 +166,29 @@ def histograms_table(histograms: Sequence[Any]) -> Table:
         table.add_column(col, justify="left" if col in ("name", "flag") else "right")
     for name, h in last.items():
         st = h.stats
-        table.add_row(name, str(steps[name]), str(h.step), fmt(st.get("mean")), fmt(st.get("std")),
-                      fmt(st.get("abs_max")), fmt(st.get("zero_fraction")), h.flag or "")
+        table.add_row(safe(name), str(steps[name]), str(h.step), fmt(st.get("mean")), fmt(st.get("std")),
+                      fmt(st.get("abs_max")), fmt(st.get("zero_fraction")), safe(h.flag or ""))
     return table
 
 
 def sample_table(sample: Any) -> Table:
     """A small table sample (a confusion matrix, say) drawn as it is."""
     columns = list(dict.fromkeys(k for row in sample.payload for k in row))
-    table = Table(title=f"{sample.name} (step {sample.step})")
+    table = Table(title=f"{safe(sample.name)} (step {sample.step})")
     for col in columns:
-        table.add_column(str(col), justify="right")
+        table.add_column(safe(col), justify="right")
     for row in sample.payload:
         table.add_row(*[fmt(row.get(c)) for c in columns])
+    return table
+
+
+def baselines_table(scores: Mapping[str, float], metric: str) -> Table:
+    """Each scikit-learn baseline's score on the validation split."""
+    table = Table(title=f"Baselines ({safe(metric)} on the validation split)")
+    table.add_column("model")
+    table.add_column(safe(metric), justify="right")
+    for name, score in scores.items():
+        table.add_row(safe(name), fmt(score))
     return table
 
 
@@ -174,19 +204,20 @@ def final_table(result: Any) -> Table:
     """One row per finalized configuration: tuned value, test mean +/- CI over seeds."""
     per = f"the best of each {result.per}, " if result.per else ""
     per += "chosen among every round, " if result.rounds == "all" else ""
-    title = (f"{result.study}: {per}finalized on {result.fit_on}, test once over {result.seeds} seeds "
-             f"({result.final_study}{', look ' + str(result.look) if result.look > 1 else ''})")
+    per = safe(per)
+    title = (f"{safe(result.study)}: {per}finalized on {safe(result.fit_on)}, test once over {result.seeds} seeds "
+             f"({safe(result.final_study)}{', look ' + str(result.look) if result.look > 1 else ''})")
     table = Table(title=title)
     shown = _differing([c.params for c in result.configs])
     rounds = result.rounds == "all"
     for col in ("rank", *(["from"] if rounds else []), *shown, "epochs", f"tuned {result.tuned_metric}", f"{result.metric} (95% CI)",
                 "vs rank 1 (95% CI, p)", "per seed"):
-        table.add_column(col, justify="right" if col not in shown else "left", overflow="fold")
+        table.add_column(safe(col), justify="right" if col not in shown else "left", overflow="fold")
     for c in result.configs:
         test = "-" if c.test is None else format(c.test, ".4f")
         d = c.versus_first
         versus = "-" if d is None else f"{d.diff:+.4f} [{d.low:+.4f}, {d.high:+.4f}], p={d.p_value:.2g}"
-        where = [f"{c.study} #{', '.join(map(str, c.source))}"] if rounds else []
+        where = [f"{safe(c.study)} #{', '.join(map(str, c.source))}"] if rounds else []
         table.add_row(str(c.rank), *where, *(fmt(c.params.get(n)) for n in shown), fmt(c.epochs) if c.epochs else "budget",
                       format(c.tuned, ".4f"), test, versus, " ".join(f"{v:.4f}" for v in c.values) or "-")
     return table
@@ -194,10 +225,11 @@ def final_table(result: Any) -> Table:
 
 def ensemble_table(result: Any) -> Table:
     """One row per ensemble method: score over seeds and gain over the best single model."""
-    table = Table(title=f"Ensembles of {result.study} on {result.split} ({result.metric}); "
-                        f"gain interval: {result.interval}", caption="members: " + "; ".join(result.members))
-    for col in ("method", result.metric, "gain over best single (95% CI)", "how"):
-        table.add_column(col, overflow="fold", justify="left" if col in ("method", "how") else "right")
+    table = Table(title=f"Ensembles of {safe(result.study)} on {safe(result.split)} ({safe(result.metric)}); "
+                        f"gain interval: {safe(result.interval)}",
+                  caption="members: " + "; ".join(safe(m) for m in result.members))
+    for i, col in enumerate(("method", safe(result.metric), "gain over best single (95% CI)", "how")):
+        table.add_column(col, overflow="fold", justify="left" if i in (0, 3) else "right")
     for r in result.rows:
         score = f"{r.score:.4f}" + (f" [{r.score_low:.4f}, {r.score_high:.4f}]" if result.seeds > 1 else "")
         if r.gain is None:
@@ -206,30 +238,21 @@ def ensemble_table(result: Any) -> Table:
             sure = r.gain_low > 0 or r.gain_high < 0  # type: ignore[operator]
             gain = styled(f"{r.gain:+.4f} [{r.gain_low:+.4f}, {r.gain_high:+.4f}]",
                           ("green" if r.gain > 0 else "red") if sure else None)
-        table.add_row(r.method, score, gain, r.note)
+        table.add_row(safe(r.method), score, gain, safe(r.note))
     return table
 
 
-def rounds_table(store: Any, rounds: Sequence[Any]) -> Table:
-    """A goal's rounds: each one's roles, searcher space size, trial counts and best value."""
-    from tuneloop.analysis import mean_ci
-    from tuneloop.finalize import latest_final, read_final
-
-    table = Table(title=f"Rounds of goal {rounds[0].goal!r}")
+def rounds_table(rounds: Sequence[RoundRow]) -> Table:
+    """A goal's rounds (:func:`tuneloop.views.round_rows`): each one's roles, trial counts, best value
+    and finalize result."""
+    table = Table(title=f"Rounds of goal {safe(repr(rounds[0].goal))}")
     for col in ("round", "study", "from", "scientific", "fixed", "trials", "best", "finalized (test, 95% CI)"):
         table.add_column(col, overflow="fold", justify="right" if col in ("round", "trials", "best") else "left")
     for r in rounds:
-        record = store.require_study(r.study)
-        trials = store.trials(record.id)
-        done = [t.value for t in trials if t.state == "completed" and t.value is not None]
-        best = (max if record.mode == "max" else min)(done) if done else None
-        final = latest_final(store, r.study)
         shown = "-"
-        if final is not None:
-            result = read_final(store, final.name)
-            top = result.configs[0].values if result.configs else []
-            shown = f"{format(mean_ci(top), '.4f')} ({final.name})" if top else final.name
-        table.add_row(str(r.round), r.study, r.parent or "-", ", ".join(r.roles.scientific) or "-",
-                      ", ".join(f"{k}={v}" for k, v in r.roles.fixed.items()) or "-",
-                      f"{len(done)}/{len(trials)}", fmt(best), shown)
+        if r.final is not None:
+            shown = f"{format(r.final_test, '.4f')} ({r.final})" if r.final_test is not None else r.final
+        table.add_row(str(r.round), safe(r.study), safe(r.parent or "-"), safe(", ".join(r.scientific) or "-"),
+                      safe(", ".join(f"{k}={v}" for k, v in r.fixed.items()) or "-"),
+                      f"{r.completed}/{r.trials}", fmt(r.best), safe(shown))
     return table

@@ -8,11 +8,11 @@ from typing import Annotated, Any
 
 import typer
 
-from tuneloop._cli_common import Storage, friendly, open_store, out
+from tuneloop.cli._common import Storage, StoredExperiment, open_store, out
+from tuneloop.cli._tables import ensemble_table, final_table
 from tuneloop.errors import ConfigError
 
 
-@friendly
 def finalize_cmd(
     study: Annotated[str, typer.Argument(help="The tuning study to finalize")],
     top: Annotated[int, typer.Option(help="How many of the best configurations to retrain")] = 3,
@@ -21,15 +21,14 @@ def finalize_cmd(
     epochs: Annotated[str, typer.Option(help="best: the epoch tuning selected; budget: the whole budget")] = "best",
     per: Annotated[str | None, typer.Option(help="Finalize the --top of each value of this parameter (a scientific one)")] = None,
     rounds: Annotated[str, typer.Option(help="this: this round's trials; all: every round of the goal")] = "this",
-    workers: Annotated[int | None, typer.Option(help="Runs at once [default: the study's]")] = None,
+    workers: Annotated[int | None, typer.Option(help="Runs at once \\[default: the study's]")] = None,
     executor: Annotated[str | None, typer.Option(help="inline or processes")] = None,
     again: Annotated[bool, typer.Option("--again", help="Finalize again with new choices (a second look at test)")] = False,
     show: Annotated[bool, typer.Option("--show", help="Only show the stored result of the latest finalize")] = False,
-    file: Annotated[Path | None, typer.Option("--file", help="The experiment file [default: the one the study ran]")] = None,
+    file: StoredExperiment = None,
     storage: Storage = None,
 ) -> None:
     """Retrain the best configurations over seeds and measure each once on the test split."""
-    from tuneloop._tables import final_table
     from tuneloop.finalize import final_name, latest_final, read_final
 
     store = open_store(storage)
@@ -49,18 +48,18 @@ def finalize_cmd(
 
 
 def _experiment(store: Any, name: str, file: Path | None) -> Any:
-    """The Study (with its trial function) from ``file`` or the experiment file it was run from."""
-    from tuneloop.experiment import load_study
+    """The Study (with its trial function) from ``file``, or from the experiment file it was run from
+    when this machine recorded that run and the file is unchanged (the database may be someone else's)."""
+    from tuneloop.experiment import load_study, trusted_experiment
 
     record = store.require_study(name)
-    path = file or record.config.get("experiment")
+    path = file or trusted_experiment(record.config, name)
     if not path:
         raise ConfigError(f"Study {name!r} was not run from an experiment file, so its trial function is unknown; "
                           f"pass --file EXPERIMENT.py, or call study.finalize() in Python.")
     return load_study(path, name)
 
 
-@friendly
 def ensemble_cmd(
     study: Annotated[str, typer.Argument(help="A finalized study (or its -final study)")],
     method: Annotated[list[str] | None, typer.Option("--method", help="vote, average, stack (repeatable)")] = None,
@@ -68,7 +67,6 @@ def ensemble_cmd(
     storage: Storage = None,
 ) -> None:
     """Vote, average and stack the finalized models; each gain over the best single one with its CI."""
-    from tuneloop._tables import ensemble_table
     from tuneloop.finalize import METHODS, ensemble
 
     result = ensemble(open_store(storage), study, tuple(method or METHODS))

@@ -1,0 +1,5 @@
+"""``python -m tuneloop.cli``: the ``tuneloop`` command."""
+
+from tuneloop.cli import app
+
+app()

@@ -1,0 +1,70 @@
+"""What every ``tuneloop`` command shares: the consoles, the options several commands take
+(declared once here), one-line errors, the store a command opens, and the best trial printed."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from tuneloop._text import safe
+from tuneloop.cli._tables import trial_detail
+from tuneloop.errors import TuneloopError
+
+out = Console()
+err = Console(stderr=True)
+
+# options and arguments more than one command group takes
+Storage = Annotated[str | None, typer.Option(
+    "--storage", help="Database URL or SQLite path \\[default: $TUNELOOP_STORAGE or ./tuneloop.db]")]
+StudyArg = Annotated[str, typer.Argument(help="Study name")]
+StudyName = Annotated[str | None, typer.Option("--study", help="Which study, if the file defines several")]
+Workers = Annotated[int, typer.Option(help="Trials at once")]
+StoredExperiment = Annotated[Path | None, typer.Option(
+    "--file", help="The experiment file \\[default: the one the study ran]")]
+
+
+def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn tuneloop's errors into one red line and exit code 1; Ctrl-C into a resume hint.
+
+    :mod:`tuneloop.cli` wraps every command with it when it builds the app."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except TuneloopError as exc:
+            # messages quote stored names (a study called "[/x]"): printed as text, never as markup
+            err.print(f"[red]Error:[/] {safe(exc, lines=True)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]Interrupted.[/] Finished trials are stored; running ones are marked interrupted. "
+                      "Run the same command again to resume.")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def open_store(storage: str | None, *, read_only: bool = True) -> Any:
+    """Open the store for a command; read-only unless the command writes, so reading never creates,
+    converts or adds tables to a database (a missing or foreign one is a one-line error)."""
+    from tuneloop.store import Store
+
+    return Store(storage, read_only=read_only)
+
+
+def print_best(trials: Sequence[Any], metric: str, mode: str, name: str) -> None:
+    """The best completed trial's value, seed and parameters; a yellow line when there is none."""
+    from tuneloop.study import best_trial
+
+    try:
+        best = best_trial(trials, mode, name)
+    except TuneloopError as exc:
+        err.print(f"[yellow]{safe(exc)}[/]")
+        return
+    out.print(f"[bold]Best trial of {safe(name)}[/] ({safe(mode)} {safe(metric)}):")
+    out.print(trial_detail(best, metric))

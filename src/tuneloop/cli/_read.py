@@ -1,0 +1,140 @@
+"""Commands that read a store: ``status``, ``trials``, ``best``, ``show``, ``export``.
+
+Each opens the store read-only and draws what :mod:`tuneloop.views` returns."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tuneloop._text import safe
+from tuneloop.cli._common import Storage, StudyArg, err, open_store, out, print_best
+from tuneloop.cli._tables import (
+    alerts_table,
+    curves_table,
+    fmt,
+    histograms_table,
+    sample_table,
+    samples_table,
+    slices_table,
+    studies_table,
+    trial_detail,
+    trials_table,
+)
+
+
+def status(storage: Storage = None) -> None:
+    """List the studies in a store: trials by state, best value, last activity."""
+    store = open_store(storage)  # read-only: a missing or foreign database is a one-line error, left as it was
+    summaries = store.studies()
+    if not summaries:
+        out.print(f"No studies in {safe(store.url)} yet; start one with: tuneloop demo, or tuneloop run FILE.")
+        return
+    out.print(studies_table(summaries, store.url))
+
+
+def trials(
+    study: StudyArg,
+    state: Annotated[str | None, typer.Option(help="Only trials in this state")] = None,
+    sort: Annotated[str, typer.Option(help="number or value (best first)")] = "number",
+    limit: Annotated[int | None, typer.Option(help="Show at most this many")] = None,
+    storage: Storage = None,
+) -> None:
+    """List a study's trials."""
+    from tuneloop._validation import check_one_of
+    from tuneloop.store import TrialState
+    from tuneloop.views import trials_of
+
+    check_one_of(sort, ["number", "value"], "--sort", "tuneloop trials")
+    if state is not None:
+        check_one_of(state, [s.value for s in TrialState], "--state", "tuneloop trials")
+    record, rows = trials_of(open_store(storage), study, state=state, sort=sort)
+    out.print(trials_table(rows[:limit] if limit else rows, record.metric, f"Trials of {safe(study)} ({len(rows)})"))
+
+
+def best(
+    study: StudyArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the best trial as JSON")] = False,
+    storage: Storage = None,
+) -> None:
+    """Show a study's best trial: its value, parameters and seed."""
+    import json
+
+    from tuneloop.export import strict_json
+    from tuneloop.study import best_trial
+    from tuneloop.views import trials_of
+
+    record, rows = trials_of(open_store(storage), study)
+    b = best_trial(rows, record.mode, study)  # raises the clear error when there is none
+    if as_json:
+        print(json.dumps(strict_json({"number": b.number, "value": b.value, "params": b.params, "seed": b.seed,
+                                      "values": b.values}), indent=2))
+        return
+    print_best(rows, record.metric, record.mode, study)
+
+
+def show(
+    study: StudyArg,
+    trial: Annotated[int, typer.Argument(help="Trial number")],
+    storage: Storage = None,
+) -> None:
+    """Everything about one trial: final metrics, curves, alerts, slices, samples, histograms."""
+    from tuneloop.views import curve_summaries, trial_data
+
+    data = trial_data(open_store(storage), study, trial)
+    t, metric = data.trial, data.study.metric
+    duration = "-" if t.duration is None else f"{t.duration:.1f}s"
+    out.print(f"[bold]Trial {t.number} of {safe(study)}[/]: {safe(t.state)}, {safe(metric)} = "
+              f"{fmt(t.value)}, {duration}, attempt {t.attempt}")
+    lineage = data.lineage
+    if lineage:  # continued by sha or pbt from another trial's checkpoint
+        source = "" if lineage["parent"] is None else f" from trial {safe(lineage['parent'])}"
+        out.print(f"member {safe(lineage['member'])}, generation {safe(lineage['generation'])}: "
+                  f"{safe(lineage['event'])}{source}")
+    out.print(trial_detail(t, metric))
+    if data.curves:
+        out.print(curves_table(curve_summaries(data)))
+    if data.alerts:
+        out.print(alerts_table(data.alerts))
+    if data.slices:
+        out.print(slices_table(data.slices))
+    if data.histograms:
+        out.print(histograms_table(data.histograms))
+    if data.samples:
+        out.print(samples_table(data.samples, data.files))
+        for s in data.samples:
+            if s.kind == "table" and 0 < len(s.payload) <= 20:
+                out.print(sample_table(s))
+    if t.error:
+        out.print(f"[red]Error[/]: {safe(t.error, lines=True)}", highlight=False)
+
+
+def export(
+    study: StudyArg,
+    format: Annotated[str, typer.Option("--format", "-f", help="json or csv")] = "json",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout")] = None,
+    storage: Storage = None,
+) -> None:
+    """Export a study (space, trials, metric series) as JSON or CSV; see docs/export.md."""
+    from tuneloop._validation import check_one_of
+    from tuneloop.export import study_data, to_csv, to_json
+
+    check_one_of(format, ["json", "csv"], "--format", "tuneloop export")
+    data = study_data(open_store(storage), study, with_metrics=format == "json")
+    text = to_json(data) if format == "json" else to_csv(data)
+    if output is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    else:
+        output.write_text(text)
+        err.print(f"Wrote {len(data['trials'])} trials to {safe(output)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("status")(status)
+    app.command("trials")(trials)
+    app.command("best")(best)
+    app.command("show")(show)
+    app.command("export")(export)

@@ -1,0 +1,102 @@
+"""``tuneloop run`` and ``tuneloop demo``: commands that tune."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from tuneloop._text import safe
+from tuneloop.cli._common import Storage, StudyName, Workers, out, print_best
+from tuneloop.errors import ConfigError
+
+
+def run(
+    file: Annotated[Path, typer.Argument(help="Experiment file that defines a tl.Study")],
+    trials: Annotated[int | None, typer.Option("--trials", "-n", help="Total finished trials the study should reach")] = None,
+    searcher: Annotated[str | None, typer.Option(help="grid, random, sobol, tpe, gp or cmaes \\[default: the study's]")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="none, median, asha, hyperband, sha or pbt \\[default: the study's]")] = None,
+    workers: Annotated[int | None, typer.Option(help="Trials at once \\[default: the study's, 1]")] = None,
+    executor: Annotated[str | None, typer.Option(help="inline, processes, population or ray \\[default: processes when workers > 1]")] = None,
+    members: Annotated[int | None, typer.Option(help="Population executor: trials trained together \\[default: 64]")] = None,
+    max_retries: Annotated[int, typer.Option(help="Runs of a trial again when its worker process dies")] = 1,
+    address: Annotated[str | None, typer.Option(help="Ray cluster for --executor ray or population (auto, host:6379, ray://host:10001; local starts one)")] = None,
+    cpus_per_trial: Annotated[float, typer.Option(help="Ray: CPUs each trial (each population bucket) reserves")] = 1.0,
+    gpus_per_trial: Annotated[float, typer.Option(help="Ray: GPUs each trial (each population bucket) reserves; 0.25 packs four on one")] = 0.0,
+    seed: Annotated[int | None, typer.Option(help="Seed of the searcher and the trials' seeds")] = None,
+    seeds: Annotated[int | None, typer.Option(help="Run each configuration over this many seeds")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Stop launching trials after this many seconds")] = None,
+    study_name: StudyName = None,
+    storage: Storage = None,
+) -> None:
+    """Run (or resume) the study an experiment file defines."""
+    from tuneloop.experiment import load_study
+
+    study = load_study(file, study_name)
+    spec: str | dict[str, object] | None = executor
+    if executor == "ray":
+        spec = {"name": "ray", "address": address, "cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial}
+    elif executor == "population" and address is not None:  # each bucket a Ray task with these resources
+        spec = {"name": "population", "members": members or 64, "address": address,
+                "cpus_per_bucket": cpus_per_trial, "gpus_per_bucket": gpus_per_trial}
+        members = None
+    elif address is not None or cpus_per_trial != 1.0 or gpus_per_trial != 0.0:
+        raise ConfigError("--address, --cpus-per-trial and --gpus-per-trial are for --executor ray (per trial) or "
+                          "--executor population (per bucket, with --address).")
+    summary = study.run(trials, searcher=searcher, scheduler=scheduler, workers=workers, executor=spec,
+                        members=members, max_retries=max_retries, seed=seed, seeds=seeds, timeout=timeout,
+                        storage=storage, progress=True)
+    if summary.reason == "nothing to do":
+        out.print(f"Study {safe(repr(study.name))} already has {summary.finished_total} finished trials; "
+                  f"pass a larger --trials to add more.")
+        return
+    outcomes = ", ".join(f"{n} {s}" for s, n in sorted(summary.outcomes.items())) or "none"
+    out.print(f"Ran {summary.launched} trials in {summary.elapsed:.1f}s ({outcomes}); "
+              f"{summary.finished_total} finished in total ({summary.reason}).")
+    print_best(study.trials, study.metric, study.mode, study.name)
+
+
+def demo(
+    minutes: Annotated[float, typer.Option(help="How long to tune")] = 2.0,
+    workers: Workers = 2,
+    epochs: Annotated[int, typer.Option(help="Epochs per trial (the budget ASHA divides)")] = 40,
+    seed: Annotated[int | None, typer.Option(help="Seed of the study (recorded at its first run)")] = None,
+    storage: Storage = None,
+) -> None:
+    """Tune an MLP on MNIST-1D (generated offline) for a few minutes, then finalize the best one."""
+    from tuneloop import Budget
+    from tuneloop import demo as d
+    from tuneloop.store import TrialState, resolve_url
+
+    d.study.budget = Budget(epochs=epochs)
+
+    out.print(f"Tuning an MLP on MNIST-1D for {minutes:g} min with {workers} workers "
+              f"(tpe searcher, asha scheduler); data generated offline.")
+    d.study.run(timeout=minutes * 60, workers=workers, seed=seed, storage=storage, progress=True)
+    trials = d.study.trials
+    best_record = d.study.best
+    print_best(trials, d.study.metric, d.study.mode, d.study.name)
+    out.print("Finalizing: the best configuration retrained over 3 seeds, each measured once on the test split...")
+    try:
+        final = d.study.finalize(top=1, seeds=3, workers=workers, storage=storage, progress=True)
+    except ConfigError:  # the demo ran again and found a new best: a new look at test, recorded as one
+        final = d.study.finalize(top=1, seeds=3, workers=workers, storage=storage, again=True, progress=True)
+    test = final.configs[0].test
+    table = Table(title="MNIST-1D test accuracy")
+    table.add_column("model")
+    table.add_column("test accuracy", justify="right")
+    shown = "-" if test is None else f"{test.mean:.1%} ± {test.half:.1%} ({test.n} seeds)"
+    table.add_row(f"[bold]this run: tuned MLP (trial {best_record.number})[/]", f"[bold]{shown}[/]")
+    for name, acc in d.REFERENCE.items():
+        table.add_row(f"paper: {name}", f"{acc:.0%}")
+    out.print(table)
+    done = sum(t.state in (TrialState.COMPLETED, TrialState.PRUNED) for t in trials)
+    out.print(f"{done} trials stored in {safe(resolve_url(storage))}. Next: tuneloop status, tuneloop trials "
+              f"{d.study.name} --sort value, tuneloop export {d.study.name}.")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+    app.command("demo")(demo)

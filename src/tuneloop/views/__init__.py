@@ -1,0 +1,41 @@
+"""The data every table, page and report draws, read from the store in one place.
+
+The dashboard's JSON API, the one-file report and the ``tuneloop`` command's tables all draw
+what these functions return: JSON-ready dicts (``*_view``, strings as stored: the pages escape
+them) and plain dataclasses (the CLI's Rich tables escape them). Drawing stays with the callers.
+"""
+
+from tuneloop.views._ideas import ideas_view, latest_tests, measured_effects
+from tuneloop.views._rounds import RoundRow, final_view, round_rows, rounds_view
+from tuneloop.views._studies import studies_view, trials_of
+from tuneloop.views._study import analysis_view, study_view
+from tuneloop.views._trial import (
+    TrialData,
+    compare_view,
+    curve_summaries,
+    curves_view,
+    trial_data,
+    trial_row,
+    trial_view,
+)
+
+__all__ = [
+    "RoundRow",
+    "TrialData",
+    "analysis_view",
+    "compare_view",
+    "curve_summaries",
+    "curves_view",
+    "final_view",
+    "ideas_view",
+    "latest_tests",
+    "measured_effects",
+    "round_rows",
+    "rounds_view",
+    "studies_view",
+    "study_view",
+    "trial_data",
+    "trial_row",
+    "trial_view",
+    "trials_of",
+]

@@ -1,0 +1,86 @@
+"""One study as its page and its report draw it: trials, history, effects, importance, curves,
+seed bands, checks, rounds and finalize panels; and its ``tuneloop analyze`` findings."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, cast
+
+from tuneloop.analysis import band, history, importance, param_effects, seed_groups
+from tuneloop.export import strict_json
+from tuneloop.store import Store, StudyRecord, TrialRecord, TrialState
+from tuneloop.views._rounds import final_view, rounds_view
+from tuneloop.views._trial import trial_row
+
+TOP_CURVES = 10  # learning curves shown by default: the best trials
+
+
+def study_view(store: Store, name: str) -> dict[str, Any]:
+    """One study: its trials and the data of every study plot."""
+    record = store.require_study(name)
+    trials = store.trials(record.id)
+    done = [t for t in trials if t.state == TrialState.COMPLETED and t.value is not None and math.isfinite(t.value)]
+    best = sorted(done, key=_value, reverse=record.mode == "max")[:TOP_CURVES]
+    groups = seed_groups(trials)
+    ids = {t.id for t in best} | {i for g in groups for i in g["ids"]}
+    curves = store.series(sorted(ids), names=[record.metric]) if ids else {}
+    for g in groups:
+        g["band"] = band([curves.get(i, {}).get(record.metric, []) for i in g.pop("ids")])
+    return strict_json({
+        "study": {"name": record.name, "metric": record.metric, "mode": record.mode,
+                  "seed": record.config.get("seed"), "space": record.space.to_json(),
+                  "best": best[0].number if best else None},
+        "trials": [trial_row(t) for t in trials],
+        "history": history(trials, record.mode),
+        "effects": param_effects(record.space, trials, record.mode),
+        "importance": _importance(store, record, trials, done),
+        # the best trials first (a list: JavaScript would reorder number-like keys)
+        "curves": [{"number": t.number, "points": curves.get(t.id, {}).get(record.metric, [])} for t in best],
+        "groups": groups,
+        "checks": _checks_view(store, record, done),
+        "rounds": rounds_view(store, record),
+        "final": final_view(store, record),
+    })
+
+
+def _value(trial: TrialRecord) -> float:
+    """The value of a completed trial (the callers keep only those with one)."""
+    return cast(float, trial.value)
+
+
+def _checks_view(store: Store, record: StudyRecord, done: Sequence[TrialRecord]) -> dict[str, Any]:
+    """The latest check ladder and baselines, and how far the study's best is above the best baseline."""
+    found = store.latest_checks(record.id)
+    scores = found["baselines"]
+    found["versus"] = None
+    if scores and done:
+        lower_is_better = (found["metric"] or "").endswith("mse")
+        name, score = (min if lower_is_better else max)(scores.items(), key=lambda kv: kv[1])
+        best = (min if record.mode == "min" else max)(_value(t) for t in done)
+        found["versus"] = {"baseline": name, "baseline_score": score, "study_best": best, "margin": best - score}
+    return found
+
+
+_IMPORTANCE: dict[tuple[str, int, int, float], dict[str, float]] = {}
+
+
+def _importance(store: Store, record: StudyRecord, trials: Sequence[TrialRecord],
+                done: Sequence[TrialRecord]) -> dict[str, float]:
+    """fANOVA importance, recomputed only when the completed trials change (the page polls)."""
+    key = (store.url, record.id, len(done), max((t.finished_at or 0.0 for t in done), default=0.0))
+    if key not in _IMPORTANCE:
+        if len(_IMPORTANCE) > 64:
+            _IMPORTANCE.clear()
+        try:
+            _IMPORTANCE[key] = importance(record.space, trials, record.mode)
+        except (AssertionError, ArithmeticError, ValueError):  # fANOVA over values like 1e300: no panel, not a 500
+            _IMPORTANCE[key] = {}
+    return _IMPORTANCE[key]
+
+
+def analysis_view(store: Store, name: str) -> dict[str, Any]:
+    """Every ``tuneloop analyze`` finding of a study (the analysis tab and the report's section)."""
+    from tuneloop.analysis import analyze
+
+    return strict_json({"study": {"name": name}, "findings": [f.to_dict() for f in analyze(store, name)]})

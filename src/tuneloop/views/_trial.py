@@ -1,0 +1,134 @@
+"""One trial (``tuneloop show``, the trial page, the report's best trial), a few trials' curves,
+and 2-5 trials compared."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from tuneloop.analysis import CurveSummary, direction_of, summarize_curve
+from tuneloop.errors import ConfigError, NotFound
+from tuneloop.export import strict_json
+from tuneloop.store import AlertRecord, HistogramRecord, SampleRecord, SliceRecord, Store, StudyRecord, TrialRecord
+
+
+def trial_row(t: TrialRecord) -> dict[str, Any]:
+    """A trial as a row of a trials list (its error cut to the first line)."""
+    return {"number": t.number, "state": t.state, "value": t.value, "params": t.params, "values": t.values,
+            "seed": t.seed, "attempt": t.attempt, "duration": t.duration, "finished_at": t.finished_at,
+            "error": (t.error or "").split("\n", 1)[0] or None}
+
+
+@dataclass(frozen=True)
+class TrialData:
+    """Everything stored about one trial's current attempt (records as stored, strings unescaped)."""
+
+    study: StudyRecord
+    trial: TrialRecord
+    lineage: dict[str, Any] | None  # member, generation, parent, event: a trial sha or pbt continued
+    curves: dict[str, list[tuple[int, float]]]
+    alerts: list[AlertRecord]
+    slices: list[SliceRecord]
+    histograms: list[HistogramRecord]
+    samples: list[SampleRecord]
+    # each sample's stored path resolved inside the artifact folder; None where it leaves it (a forged row)
+    files: dict[str, Path | None]
+
+
+def trial_data(store: Store, name: str, number: int) -> TrialData:
+    """Trial ``number`` of study ``name`` with its curves, alerts, slices, histograms and samples."""
+    record = store.require_study(name)
+    t = store.trial(record.id, number)
+    samples = store.samples(t.id, t.attempt)
+    return TrialData(study=record, trial=t, lineage=store.lineage(record.id).get(t.id),
+                     curves=store.series([t.id])[t.id], alerts=store.alerts(t.id, t.attempt),
+                     slices=store.slices(t.id, t.attempt), histograms=store.histograms(t.id, t.attempt),
+                     samples=samples, files={s.path: store.find_artifact(s.path) for s in samples if s.path})
+
+
+def curve_summaries(data: TrialData) -> list[CurveSummary]:
+    """Each curve summarized (start, best, end, trend): the objective first, then the other epoch
+    metrics, then per-step values and diagnostics."""
+    metric, mode = data.study.metric, data.study.mode
+    order = sorted(data.curves, key=lambda n: (n != metric, "/" in n or n.startswith(("init_", "grad_"))))
+    return [summarize_curve(name, data.curves[name], direction_of(name, metric, mode)) for name in order]
+
+
+def trial_view(store: Store, name: str, number: int, *, inline_images: bool = False) -> dict[str, Any]:
+    """One trial: curves, histograms over time, alerts, slices, samples, parameters, error.
+
+    ``inline_images``: images as data: URLs and no links to other files (a report file stands alone)."""
+    data = trial_data(store, name, number)
+    record, t = data.study, data.trial
+    hist: dict[str, dict[str, list[Any]]] = {}
+    for h in data.histograms:
+        entry = hist.setdefault(h.name, {"step": [], "low": [], "high": [], "counts": [], "flag": []})
+        for key, value in (("step", h.step), ("low", h.low), ("high", h.high), ("counts", h.counts), ("flag", h.flag)):
+            entry[key].append(value)
+    samples = []
+    for s in data.samples:
+        item: dict[str, Any] = {"step": s.step, "name": s.name, "kind": s.kind, "payload": s.payload}
+        if s.path:
+            file = data.files[s.path]
+            if s.kind != "image":  # predictions: a download link, never inlined into a report
+                item["url"] = None if inline_images else _artifact_url(s.path, file)
+            else:
+                item["url"] = _image_data(file) if inline_images else _artifact_url(s.path, file)
+        samples.append(item)
+    return strict_json({
+        "study": {"name": record.name, "metric": record.metric, "mode": record.mode},
+        "trial": {**trial_row(t), "error": t.error, "lineage": data.lineage},
+        "curves": data.curves,
+        "histograms": hist,
+        "alerts": [a.__dict__ for a in data.alerts],
+        "slices": [s.__dict__ for s in data.slices],
+        "samples": samples,
+    })
+
+
+def curves_view(store: Store, name: str, numbers: Sequence[int]) -> dict[str, Any]:
+    """The objective's curve of each trial in ``numbers`` (the study page's selected trials)."""
+    record = store.require_study(name)
+    trials = store.trials(record.id, numbers=numbers)
+    series = store.series([t.id for t in trials], names=[record.metric])
+    return strict_json({"curves": [{"number": t.number, "points": series[t.id].get(record.metric, [])}
+                                   for t in trials]})
+
+
+def compare_view(store: Store, name: str, numbers: Sequence[int]) -> dict[str, Any]:
+    """2-5 trials side by side: the parameters that differ, and every curve of each."""
+    record = store.require_study(name)
+    if not 2 <= len(numbers) <= 5:
+        raise ConfigError("Compare takes 2 to 5 trials, e.g. /study/STUDY/compare?trials=3,7,12.")
+    trials = store.trials(record.id, numbers=numbers)
+    missing = sorted(set(numbers) - {t.number for t in trials})
+    if missing:
+        raise NotFound(f"Study {name!r} has no trial {missing[0]}.")
+    keys = sorted({k for t in trials for k in t.params})
+    differ = [k for k in keys if len({repr(t.params.get(k)) for t in trials}) > 1]
+    series = store.series([t.id for t in trials])
+    return strict_json({"study": {"name": record.name, "metric": record.metric, "mode": record.mode},
+                        "trials": [trial_row(t) for t in trials], "differ": differ, "keys": keys,
+                        "curves": {str(t.number): series[t.id] for t in trials}})
+
+
+def _artifact_url(path: str, file: Path | None) -> str | None:
+    """The dashboard URL of an artifact: /artifacts/<its stored path, relative to the artifact folder>.
+
+    None for a stored path that leaves the artifact folder (``file`` is None, a forged row): the page
+    shows no link, and the route, which resolves the path the same way, would refuse it anyway."""
+    return None if file is None else f"/artifacts/{quote(path)}"
+
+
+def _image_data(path: Path | None) -> str | None:
+    """A data: URL, so a report file carries its images (None: no file, or a stored path refused)."""
+    if path is None:
+        return None
+    try:
+        return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+    except OSError:
+        return None

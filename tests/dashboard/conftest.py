@@ -1,0 +1,139 @@
+"""A hostile store for the dashboard's security tests: what someone else's tuneloop.db may hold.
+
+Names with Rich and Plotly markup, HTML that would run, dot segments, a comment opener that
+would blank a page, unicode and bidi overrides, a 10,000-character name, huge numbers, NaN and
+inf values, and stored artifact paths that point outside the artifact folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tuneloop as tl
+
+LINK = '<a href="javascript:alert(1)">click</a>'
+IMG = "<img src=x onerror=alert(1)>"
+MARKUP = f"{LINK}<b>bold</b>[/x][bold]"  # Plotly markup, HTML, Rich markup
+COMMENT = "<!--<script>"  # inside an unescaped <script> element this keeps it open: a blank page
+METRIC = "<b>m</b>[/b]"
+CHOICES = [LINK, "<b>b</b>", IMG]
+NAMES = [MARKUP, COMMENT, "..", ".", "%2e%2e", "../..", "a/b/../../c", "ünï 研究 🎉 \u202eevil", "x" * 10_000,
+         "[/x]", "  spaced  ", "?q=1#frag", "'\"\\"]
+
+
+@dataclass
+class Hostile:
+    """The hostile store: its URL, folder, and the names it holds."""
+
+    storage: str
+    folder: Path
+    db: Path
+    artifacts: Path
+    names: list[str] = field(default_factory=lambda: list(NAMES))
+    markup: str = MARKUP
+    comment: str = COMMENT
+    metric: str = METRIC
+    choices: list[str] = field(default_factory=lambda: list(CHOICES))
+
+
+def _markup_trial(trial: tl.Trial) -> dict:
+    """Every kind of log, each named with markup; values near the float limits. The last trial
+    logs NaN and returns inf: it diverges."""
+    last = trial.number == 5
+    trial.report(0, **{METRIC: 1.0})
+    trial.report(1, **{METRIC: 0.5})
+    trial.log(1, **{LINK: 1e308, "<i>nan</i>": math.nan if last else 0.0})
+    trial.log_slice(1, f"<b>slice</b>{IMG}", "<i>acc</i>", 0.5, n=1)
+    trial.log_histogram(0, f"<b>hist</b>{IMG}", [1.0, 2.0, 3.0])
+    trial.log_sample(1, f"text {LINK}", f"<script>alert(1)</script>{COMMENT}")
+    trial.log_sample(1, f"table {IMG}", {f"<b>k</b>{LINK}": [LINK, IMG]})
+    if trial.number == 0:
+        trial.log_sample(1, f"image {IMG}", [[0.0, 1.0], [1.0, 0.0]], kind="image")
+    values = [0.5, 1e300, -1e300, 5e-324, 2.0, math.inf]
+    return {METRIC: values[trial.number % 6], "<i>other</i>": math.nan}
+
+
+def _plain_trial(trial: tl.Trial) -> dict:
+    trial.report(0, loss=trial.params.x)
+    return {"loss": trial.params.x}
+
+
+def build_hostile(folder: Path) -> Hostile:
+    """Write the hostile store under ``folder``; the runs go through tuneloop, the rest is patched in SQL."""
+    db = folder / "tuneloop.db"
+    storage = f"sqlite:///{db}"
+    space = tl.Space(ñame_研究=tl.Choice(CHOICES), x=tl.Choice([-1e300, 1e300]))  # grid: every pair, 6 trials
+    tl.Study(MARKUP, space, _markup_trial, metric=METRIC, mode="min", storage=storage, searcher="grid").run(seed=0)
+    for name in NAMES[1:]:
+        tl.Study(name, tl.Space(x=tl.Float(0.0, 1.0)), _plain_trial, metric="loss", mode="min",
+                 storage=storage).run(n_trials=2, seed=0)
+    from tuneloop.ideas import Ledger
+    from tuneloop.store import Store
+
+    ledger = Ledger(storage)
+    for title in (MARKUP, COMMENT, "x" * 10_000):
+        ledger.add(title, hours=1, complexity=1, gain=0.01, p=0.2)
+    with Store(storage) as store:
+        record = store.require_study(MARKUP)
+        artifacts = store.artifact_dir
+        big = store.create_trial(record.id, 2**62, {"ñame_研究": LINK, "x": 1e300}, seed=2**31 - 1)
+        store.finish_trial(big, "completed", 1e308, {METRIC: 1e308})
+    (artifacts / "evil.html").write_text(f"<script>alert(document.domain)</script>{COMMENT}")
+    with sqlite3.connect(db) as conn:  # rows no tuneloop would write, as a forged database holds them
+        trial_id, attempt = conn.execute(
+            "SELECT id, attempt FROM trials WHERE number = 1 AND study_id = (SELECT id FROM studies WHERE name = ?)",
+            (MARKUP,)).fetchone()
+        for name, path in ((f"up {LINK}", "../tuneloop.db"), ("absolute", str(db)), ("page", "evil.html")):
+            conn.execute("INSERT INTO samples (trial_id, attempt, step, name, kind, payload, path) "
+                         "VALUES (?, ?, 1, ?, 'predictions', ?, ?)", (trial_id, attempt, name, json.dumps(None), path))
+    return Hostile(storage=storage, folder=folder, db=db, artifacts=artifacts)
+
+
+@pytest.fixture(scope="session")
+def hostile(tmp_path_factory) -> Hostile:
+    """The hostile store, built once per session."""
+    return build_hostile(tmp_path_factory.mktemp("hostile"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve(app: Any) -> Iterator[int]:
+    """Run ``app`` on a real uvicorn server on 127.0.0.1 (raw requests reach it unnormalised); yield its port."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:  # poll for the event, with a deadline
+        assert time.monotonic() < deadline and thread.is_alive(), "the dashboard server did not start"
+        time.sleep(0.02)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def serving():
+    """``serving(app)``: a context manager running ``app`` on a real server, yielding its port."""
+    return serve

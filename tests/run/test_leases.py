@@ -1,0 +1,235 @@
+"""Two drivers on one study: each holds a lease on the trials it runs (renewed by a heartbeat), a
+second driver leaves a live driver's trials alone and takes over a dead one's once its lease is
+stale, and trial numbers are claimed in the database, so none is used twice.
+
+The end-to-end cases run real `tuneloop run` processes on one SQLite file; their trials wait at a
+gate (a file the test creates), so what each driver does is seen while the other's trials run."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+import tuneloop as tl
+from tuneloop.run.driver import trial_seed
+from tuneloop.store import Store
+from tuneloop.store.store import Lease
+
+GATED_EXPERIMENT = """
+    import os, pathlib, time
+    import tuneloop as tl
+
+    GATE = pathlib.Path(os.environ["GATE"])
+    space = tl.Space(x=tl.Float(-2.0, 2.0))
+
+    def objective(trial):
+        # a marker per (number, attempt, driver): which driver ran what, seen by the test
+        (GATE.parent / f"ran-{trial.number}-a{trial._spec.attempt}-{os.environ['DRIVER']}").touch()
+        while not GATE.exists():  # held here until the test opens the gate
+            time.sleep(0.01)
+        return {"loss": abs(trial.params.x)}
+
+    study = tl.Study("shared", space, objective, metric="loss", mode="min", searcher="random")
+"""
+
+# `tuneloop run` with the lease timings the test picks; ELSEWHERE makes it look like a driver on
+# another machine, whose process cannot be checked from here (only its heartbeat tells).
+DRIVE = """
+    import os
+
+    if __name__ == "__main__":  # worker processes import this file again
+        import tuneloop.run.driver as driver
+        import tuneloop.store.store as store
+        from tuneloop.cli import app
+
+        driver.LEASE_HEARTBEAT_SECONDS = float(os.environ["HEARTBEAT"])
+        driver.LEASE_STALE_SECONDS = float(os.environ["STALE"])
+        if os.environ.get("ELSEWHERE"):
+            store.this_host = lambda: "another-machine"
+        app()
+"""
+
+
+@pytest.fixture
+def drivers(tmp_path, write_experiment):
+    """Start `tuneloop run` processes on one database; every one is gone after the test."""
+    exp, drive = write_experiment(GATED_EXPERIMENT), write_experiment(DRIVE, "drive.py")
+    db, started = tmp_path / "shared.db", []
+
+    def start(name, trials, *, heartbeat=0.2, stale=30.0, elsewhere=False, wait=False):
+        env = {**os.environ, "GATE": str(tmp_path / "gate"), "DRIVER": name, "HEARTBEAT": str(heartbeat),
+               "STALE": str(stale), "ELSEWHERE": "1" if elsewhere else ""}
+        cmd = [sys.executable, str(drive), "run", str(exp), "--trials", str(trials), "--workers", "2",
+               "--storage", str(db)]
+        if wait:
+            return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
+        process = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   start_new_session=True)
+        started.append(process)
+        return process
+
+    yield start, db
+    (tmp_path / "gate").touch()  # a trial still waiting ends
+    for process in started:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+
+
+def _wait_for(condition, what, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _ran(tmp_path, driver=None):
+    """(number, attempt, driver) of every trial function started so far."""
+    out = set()
+    for marker in tmp_path.glob("ran-*"):
+        _, number, attempt, who = marker.name.split("-")
+        if driver is None or who == driver:
+            out.add((int(number), int(attempt[1:]), who))
+    return out
+
+
+def _rows(db, sql):
+    con = sqlite3.connect(db)
+    try:
+        return con.execute(sql).fetchall()
+    except sqlite3.OperationalError:  # not created yet
+        return []
+    finally:
+        con.close()
+
+
+def _trials(db):
+    return {n: (state, attempt) for n, state, attempt in _rows(db, "select number, state, attempt from trials")}
+
+
+def _leases(db):
+    """{trial number: (pid, heartbeat_at)}"""
+    return {n: (pid, beat) for n, pid, beat in _rows(
+        db, "select t.number, l.pid, l.heartbeat_at from leases l join trials t on t.id = l.trial_id")}
+
+
+def test_a_second_driver_leaves_a_live_drivers_trials_alone(drivers, tmp_path):
+    start, db = drivers
+    a = start("A", 6)
+    _wait_for(lambda: len(_ran(tmp_path, "A")) == 2, "driver A's two trials to be running")
+    a_numbers = {n for n, _, _ in _ran(tmp_path, "A")}
+    assert {n: _trials(db)[n] for n in a_numbers} == {n: ("running", 0) for n in a_numbers}
+    first_beat = {n: _leases(db)[n] for n in a_numbers}
+    assert {pid for pid, _ in first_beat.values()} == {a.pid}
+    _wait_for(lambda: all(_leases(db)[n][1] > first_beat[n][1] for n in a_numbers), "A's heartbeat to renew")
+
+    b = start("B", 6)
+    _wait_for(lambda: len(_ran(tmp_path, "B")) == 2, "driver B's two trials to be running")
+    b_numbers = {n for n, _, _ in _ran(tmp_path, "B")}
+    assert not a_numbers & b_numbers  # B ran none of A's trials again, and took new numbers
+    trials, leases = _trials(db), _leases(db)
+    assert {n: trials[n] for n in a_numbers} == {n: ("running", 0) for n in a_numbers}  # untouched
+    assert {n: leases[n][0] for n in a_numbers} == dict.fromkeys(a_numbers, a.pid)
+    assert {n: leases[n][0] for n in b_numbers} == dict.fromkeys(b_numbers, b.pid)
+
+    (tmp_path / "gate").touch()
+    for process in (a, b):
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 0, stderr
+    assert _trials(db) == {n: ("completed", 0) for n in range(6)}  # the study's total, each number once
+    ran = _ran(tmp_path)
+    assert sorted(n for n, _, _ in ran) == list(range(6))  # every trial ran exactly once, by one driver
+    assert {(n, who) for n, _, who in ran} >= {(n, "A") for n in a_numbers} | {(n, "B") for n in b_numbers}
+    assert _leases(db) == {}  # finished trials hold no lease
+
+
+def test_a_killed_drivers_trials_are_taken_over_once_its_lease_is_stale(drivers, tmp_path):
+    start, db = drivers
+    a = start("A", 4, elsewhere=True)  # as if on another machine: only its heartbeat says it lives
+    _wait_for(lambda: len(_ran(tmp_path, "A")) == 2, "driver A's two trials to be running")
+    a_numbers = {n for n, _, _ in _ran(tmp_path, "A")}
+    os.killpg(a.pid, signal.SIGKILL)  # the driver and its workers, with no chance to clean up
+    a.communicate()
+    (tmp_path / "gate").touch()
+
+    fresh = start("B1", 4, stale=600.0, wait=True)  # A's leases are still fresh for this driver
+    assert fresh.returncode == 0, fresh.stderr
+    trials = _trials(db)
+    assert {n: trials[n] for n in a_numbers} == {n: ("running", 0) for n in a_numbers}  # left alone
+    assert {n: s for n, s in trials.items() if n not in a_numbers} == {n: ("completed", 0) for n in range(2, 4)}
+    assert not {(n, who) for n, _, who in _ran(tmp_path, "B1")} & {(n, "B1") for n in a_numbers}
+
+    stale = 1.0
+    _wait_for(lambda: all(time.time() - beat > stale for _, beat in _leases(db).values()), "A's leases to go stale")
+    taker = start("B2", 4, stale=stale, wait=True)
+    assert taker.returncode == 0, taker.stderr
+    assert _trials(db) == {n: ("completed", 1 if n in a_numbers else 0) for n in range(4)}  # re-run: next attempt
+    assert _ran(tmp_path, "B2") == {(n, 1, "B2") for n in a_numbers}
+    assert _leases(db) == {}
+
+
+# -- the store's side --------------------------------------------------------------------------------
+@pytest.fixture(params=["sqlite", "postgres"])
+def url(request, storage):
+    return request.getfixturevalue("postgres") if request.param == "postgres" else storage
+
+
+def test_concurrent_drivers_claim_distinct_numbers_up_to_the_cap(url):
+    stores = [Store(url), Store(url)]
+    study = stores[0].create_study("race", "loss", "min", tl.Space(x=tl.Float(0.0, 1.0)), {})
+    leases = [Lease.mine(), Lease.mine()]
+
+    def claim_all(i):
+        got = []
+        while (claimed := stores[i].claim_trial(study.id, {"x": 0.5}, lambda n: trial_seed(7, n), leases[i],
+                                                limit=60)) is not None:
+            got.append(claimed)
+        return got
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(claim_all, [0, 1]))
+    numbers = sorted(n for got in results for _, n, _ in got)
+    assert numbers == list(range(60))  # none twice, none missing, none past the cap
+    assert all(seed == trial_seed(7, n) for got in results for _, n, seed in got)
+    held = stores[0].leases(study.id)
+    assert {i: held[i]["owner"] for i, _, _ in results[0]} == {i: leases[0].owner for i, _, _ in results[0]}
+    assert len(held) == 60 and all(t.state == "running" for t in stores[0].trials(study.id))
+    for store in stores:
+        store.close()
+
+
+def test_take_over_leaves_live_leases_and_takes_stale_missing_or_dead_ones(url):
+    store = Store(url)
+    study = store.create_study("s", "loss", "min", tl.Space(x=tl.Float(0.0, 1.0)), {})
+    live, stale = Lease("live", "another-machine", 1), Lease("stale", "another-machine", 1)
+    exited = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                            check=True)
+    dead = Lease("dead", Lease.mine().host, int(exited.stdout))  # this machine, a process that has exited
+    ids = {}
+    for name, lease in (("live", live), ("stale", stale), ("dead", dead)):
+        ids[name] = store.claim_trial(study.id, {"x": 0.5}, lambda n: n, lease)[0]
+    ids["orphan"] = store.create_trial(study.id, 3, {"x": 0.5}, 3)  # running, with no lease at all
+    with store.engine.begin() as conn:  # the stale driver's last beat was a minute ago
+        conn.exec_driver_sql("update leases set heartbeat_at = heartbeat_at - 60 where owner = 'stale'")
+    me = Lease.mine()
+    taken = store.take_over(study.id, me, stale_after=30.0)
+    assert sorted(taken) == sorted([ids["stale"], ids["dead"], ids["orphan"]])
+    states = {t.id: t.state for t in store.trials(study.id)}
+    assert states[ids["live"]] == "running" and {states[i] for i in taken} == {"interrupted"}
+    assert {i: v["owner"] for i, v in store.leases(study.id).items()} == {ids["live"]: "live",
+                                                                         **dict.fromkeys(taken, me.owner)}
+    assert store.take_over(study.id, Lease.mine(), stale_after=30.0) == []  # ours now, and we are alive
+
+    # the stalled driver finishing late records nothing over the new owner's attempt
+    assert not store.finish_leased_trial(ids["stale"], "stale", "completed", 1.0, {"loss": 1.0})
+    assert store.finish_leased_trial(ids["stale"], me.owner, "completed", 0.5, {"loss": 0.5})
+    store.release_leases(me.owner, interrupt=True)
+    after = {t.id: (t.state, t.value) for t in store.trials(study.id)}
+    assert after[ids["stale"]] == ("completed", 0.5) and after[ids["dead"]][0] == "interrupted"
+    assert list(store.leases(study.id)) == [ids["live"]]
+    store.close()
