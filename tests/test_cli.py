@@ -198,6 +198,7 @@ def _count(db, state=None):
         con.close()
 
 
+@pytest.mark.slow  # long end to end: .ci/run runs it in its second pytest call
 def test_a_driver_killed_with_sigkill_resumes_with_nothing_lost_or_duplicated(write_experiment, tmp_path):
     exp = write_experiment(QUADRATIC_EXPERIMENT)
     db = tmp_path / "kill.db"

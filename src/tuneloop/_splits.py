@@ -21,7 +21,7 @@ def three_splits(data: Any) -> tuple[Any, Any, Any]:
             f"Trial.splits needs train, val and test splits; got {type(data).__name__}. Pass a "
             f"tuneloop.datasets.Splits, a dict with 'train', 'val' and 'test', or a (train, val, test) tuple."
         )
-    return parts  # type: ignore[return-value]
+    return parts[0], parts[1], parts[2]
 
 
 def concat(a: Any, b: Any) -> Any:

@@ -40,10 +40,10 @@ def cross_validate(trial: Trial, data: Any, fn: FoldFunction, k: int = 5, *, see
     from sklearn.model_selection import KFold, StratifiedKFold
 
     train, val, _ = three_splits(data)
-    x, y = concat(train, val) if isinstance(train, tuple) else (None, None)
-    if x is None:
+    if not isinstance(train, tuple):
         raise fail("data", "cross_validate", "splits whose parts are (x, y) arrays or tensors, to cut into folds",
                    f"parts of type {type(train).__name__}")
+    x, y = concat(train, val)
     labels = np.asarray(y.cpu() if hasattr(y, "cpu") else y)
     stratify = labels.dtype.kind in "iub" and np.bincount(labels.astype(int)).min() >= k
     folds = (StratifiedKFold if stratify else KFold)(k, shuffle=True, random_state=trial.seed if seed is None else seed)

@@ -50,6 +50,7 @@ class Direction(str, enum.Enum):
     def best(self, items: Iterable[T], key: Callable[[T], Any] | None = None) -> T:
         """The best of ``items`` (by ``key``): ``min`` or ``max``; ValueError when empty, like them."""
         pick = min if self is Direction.MIN else max
+        # type-var: T is compared itself only without a key, and callers then pass comparable items
         return pick(items, key=key) if key is not None else pick(items)  # type: ignore[type-var]
 
     def sorted(self, items: Iterable[T], key: Callable[[T], Any]) -> list[T]:

@@ -38,11 +38,11 @@ class SchemaVersionError(StorageError):
     """The database was written by a newer version of tuneloop."""
 
 
-class NotTuneloopDatabase(StorageError):
+class NotTuneloopDatabase(StorageError):  # noqa: N818 - public since the first release: kept
     """The database exists but holds another program's tables; tuneloop refuses to change it."""
 
 
-class TrialFailed(TuneloopError):
+class TrialFailed(TuneloopError):  # noqa: N818 - the field's name for it, beside TrialPruned
     """The trials a result needs all failed, so there is no result; ``traceback`` holds the last
     trial's formatted traceback (a single failed trial is stored as ``failed``, never raised)."""
 

@@ -143,9 +143,8 @@ def _one_line(text: str) -> str:
 def _comment(change: Change, changes: list[Change], p: Param) -> list[str]:
     out = [f"    # {_shown(change.name)}: {_one_line(change.reason)}"]
     if isinstance(p, Choice):
-        for c in changes:
-            if any(c.name in child for child in p.children.values()):
-                out.append(f"    #   {_shown(c.name)}: {_one_line(c.reason)}")
+        out.extend(f"    #   {_shown(c.name)}: {_one_line(c.reason)}" for c in changes
+                   if any(c.name in child for child in p.children.values()))
     return out
 
 

@@ -181,7 +181,7 @@ class Int(Param):
         return sorted(min(max(v, self.low), self.high) for v in snapped)
 
     def contains(self, value: Any) -> bool:
-        return (
+        return bool(  # a plain bool, also for numpy integers (whose comparisons give numpy.bool)
             isinstance(value, (int, np.integer))
             and not isinstance(value, bool)
             and self.low <= value <= self.high
@@ -258,7 +258,7 @@ class Choice(Param):
 
 def _same(a: Any, b: Any) -> bool:
     """Equality that keeps True apart from 1 (a Choice may hold both)."""
-    return type(a) is type(b) and a == b or (
+    return (type(a) is type(b) and a == b) or (
         isinstance(a, (int, float)) and isinstance(b, (int, float))
         and not isinstance(a, bool) and not isinstance(b, bool) and a == b
     )
@@ -409,7 +409,7 @@ class Space(Mapping[str, Param]):
         if missing or extra:
             raise ConfigError(
                 f"Configuration {dict(config)!r} does not fit the space: "
-                + "; ".join(filter(None, [missing and f"missing {missing}", extra and f"unexpected {extra}"]))
+                + "; ".join(filter(None, [f"missing {missing}" if missing else "", f"unexpected {extra}" if extra else ""]))
                 + "."
             )
         for name, p in active.items():
@@ -459,7 +459,7 @@ class Space(Mapping[str, Param]):
         for name, p in self._params.items():
             n = _steps_for(steps, name)
             if isinstance(p, Choice):
-                opts = []
+                opts: list[dict[str, Any]] = []
                 for i, v in enumerate(p.values):
                     sub = p.children[i].grid(steps) if i in p.children else [{}]
                     opts.extend({name: v, **c} for c in sub)

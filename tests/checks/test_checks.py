@@ -91,6 +91,7 @@ def test_a_forward_that_raises_keeps_its_traceback_as_evidence():
     (lambda: CNN(40, 10), {"lr": 3e-3}),
     (lambda: GRU(40, 10, hidden=64), {"lr": 1e-2}),
 ], ids=["mlp", "cnn", "gru"])
+@pytest.mark.slow  # long end to end: .ci/run runs it in its second pytest call
 def test_correct_models_pass_every_check(build, fit):
     report = run(build, fit=fit, modules=[], stages=[tl.Stage("10% of the data", fraction=0.1, fit={"epochs": 2})])
     assert report.passed, [(r.name, r.message) for r in report.results if r.status == "fail"]

@@ -185,6 +185,7 @@ def test_report_file_draws_offline(page, live_db, tmp_path):
     assert page.problems == []
 
 
+@pytest.mark.slow  # long end to end: .ci/run runs it in its second pytest call
 def test_rounds_chain_and_finalized_table_render(page, server, live_db):
     first = tl.Study("act", tl.Space(act=tl.Choice(["relu", "gelu"]), lr=tl.LogFloat(1e-4, 1.0)), tf.activation_bowl,
                      metric="val_acc", mode="max", storage=live_db, scientific=["act"], fixed={"width": 64})

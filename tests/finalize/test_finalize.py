@@ -131,3 +131,26 @@ def test_rounds_all_chooses_among_every_round_of_the_goal(storage):
     assert (best.params, best.study, best.source) == ({"k": 0}, "members", [0])
     with pytest.raises(tl.ConfigError, match="rounds"):
         second.finalize(rounds="some")
+
+
+def test_finalize_and_ensemble_print_a_hostile_study_name_as_text(storage, write_experiment):
+    """Found trying it as a stranger: finalize's closing line put the study name through Rich markup."""
+    from typer.testing import CliRunner
+
+    from tuneloop.cli import app
+
+    name = 'x"""; [/x] [bold]\x1b[31m ../..'
+    exp = write_experiment(f"""
+        import tuneloop as tl
+        import trial_functions as tf
+        study = tl.Study({name!r}, tl.Space(k=tl.Choice([0, 1, 2])), tf.ensemble_member, metric="val_acc",
+                         mode="max", budget={{"epochs": 2}})
+    """)
+    runner = CliRunner()
+    ran = runner.invoke(app, ["run", str(exp), "--searcher", "grid", "--storage", storage])
+    assert ran.exit_code == 0, ran.output
+    final = runner.invoke(app, ["finalize", name, "--top", "2", "--seeds", "1", "--file", str(exp), "--storage", storage])
+    assert final.exit_code == 0, final.output
+    assert "Stored as study" in final.output and "[/x]" in final.output and "\x1b" not in final.output
+    ensembled = runner.invoke(app, ["ensemble", name + "-final", "--storage", storage])
+    assert ensembled.exit_code in (0, 1) and "Traceback" not in ensembled.output and "\x1b" not in ensembled.output

@@ -14,11 +14,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from sqlalchemy import text
 
 import tuneloop as tl
 from tuneloop.run.driver import trial_seed
-from tuneloop.store import Store
-from tuneloop.store.store import Lease
+from tuneloop.store import Lease, Store
 
 GATED_EXPERIMENT = """
     import os, pathlib, time
@@ -44,13 +44,13 @@ DRIVE = """
 
     if __name__ == "__main__":  # worker processes import this file again
         import tuneloop.run.driver as driver
-        import tuneloop.store.store as store
+        import tuneloop.store._leases as leases
         from tuneloop.cli import app
 
         driver.LEASE_HEARTBEAT_SECONDS = float(os.environ["HEARTBEAT"])
         driver.LEASE_STALE_SECONDS = float(os.environ["STALE"])
         if os.environ.get("ELSEWHERE"):
-            store.this_host = lambda: "another-machine"
+            leases.this_host = lambda: "another-machine"
         app()
 """
 
@@ -123,7 +123,7 @@ def test_a_second_driver_leaves_a_live_drivers_trials_alone(drivers, tmp_path):
     a = start("A", 6)
     _wait_for(lambda: len(_ran(tmp_path, "A")) == 2, "driver A's two trials to be running")
     a_numbers = {n for n, _, _ in _ran(tmp_path, "A")}
-    assert {n: _trials(db)[n] for n in a_numbers} == {n: ("running", 0) for n in a_numbers}
+    assert {n: _trials(db)[n] for n in a_numbers} == dict.fromkeys(a_numbers, ("running", 0))
     first_beat = {n: _leases(db)[n] for n in a_numbers}
     assert {pid for pid, _ in first_beat.values()} == {a.pid}
     _wait_for(lambda: all(_leases(db)[n][1] > first_beat[n][1] for n in a_numbers), "A's heartbeat to renew")
@@ -133,7 +133,7 @@ def test_a_second_driver_leaves_a_live_drivers_trials_alone(drivers, tmp_path):
     b_numbers = {n for n, _, _ in _ran(tmp_path, "B")}
     assert not a_numbers & b_numbers  # B ran none of A's trials again, and took new numbers
     trials, leases = _trials(db), _leases(db)
-    assert {n: trials[n] for n in a_numbers} == {n: ("running", 0) for n in a_numbers}  # untouched
+    assert {n: trials[n] for n in a_numbers} == dict.fromkeys(a_numbers, ("running", 0))  # untouched
     assert {n: leases[n][0] for n in a_numbers} == dict.fromkeys(a_numbers, a.pid)
     assert {n: leases[n][0] for n in b_numbers} == dict.fromkeys(b_numbers, b.pid)
 
@@ -141,13 +141,14 @@ def test_a_second_driver_leaves_a_live_drivers_trials_alone(drivers, tmp_path):
     for process in (a, b):
         _, stderr = process.communicate(timeout=120)
         assert process.returncode == 0, stderr
-    assert _trials(db) == {n: ("completed", 0) for n in range(6)}  # the study's total, each number once
+    assert _trials(db) == dict.fromkeys(range(6), ("completed", 0))  # the study's total, each number once
     ran = _ran(tmp_path)
     assert sorted(n for n, _, _ in ran) == list(range(6))  # every trial ran exactly once, by one driver
     assert {(n, who) for n, _, who in ran} >= {(n, "A") for n in a_numbers} | {(n, "B") for n in b_numbers}
     assert _leases(db) == {}  # finished trials hold no lease
 
 
+@pytest.mark.slow  # long end to end: .ci/run runs it in its second pytest call
 def test_a_killed_drivers_trials_are_taken_over_once_its_lease_is_stale(drivers, tmp_path):
     start, db = drivers
     a = start("A", 4, elsewhere=True)  # as if on another machine: only its heartbeat says it lives
@@ -160,8 +161,8 @@ def test_a_killed_drivers_trials_are_taken_over_once_its_lease_is_stale(drivers,
     fresh = start("B1", 4, stale=600.0, wait=True)  # A's leases are still fresh for this driver
     assert fresh.returncode == 0, fresh.stderr
     trials = _trials(db)
-    assert {n: trials[n] for n in a_numbers} == {n: ("running", 0) for n in a_numbers}  # left alone
-    assert {n: s for n, s in trials.items() if n not in a_numbers} == {n: ("completed", 0) for n in range(2, 4)}
+    assert {n: trials[n] for n in a_numbers} == dict.fromkeys(a_numbers, ("running", 0))  # left alone
+    assert {n: s for n, s in trials.items() if n not in a_numbers} == dict.fromkeys(range(2, 4), ("completed", 0))
     assert not {(n, who) for n, _, who in _ran(tmp_path, "B1")} & {(n, "B1") for n in a_numbers}
 
     stale = 1.0
@@ -232,4 +233,59 @@ def test_take_over_leaves_live_leases_and_takes_stale_missing_or_dead_ones(url):
     after = {t.id: (t.state, t.value) for t in store.trials(study.id)}
     assert after[ids["stale"]] == ("completed", 0.5) and after[ids["dead"]][0] == "interrupted"
     assert list(store.leases(study.id)) == [ids["live"]]
+    store.close()
+
+
+def _lease_rows(store):
+    """The trial ids the leases table holds a row for, whatever the trials' states."""
+    with store.engine.connect() as conn:
+        return {r[0] for r in conn.execute(text("select trial_id from leases"))}
+
+
+def test_a_finished_trials_lease_goes_with_its_end_or_at_the_next_heartbeat(url):
+    store = Store(url)
+    study = store.create_study("s", "loss", "min", tl.Space(x=tl.Float(0.0, 1.0)), {})
+    me = Lease.mine()
+    a, b = (store.claim_trial(study.id, {"x": 0.5}, lambda n: n, me)[0] for _ in range(2))
+    assert store.finish_leased_trial(a, me.owner, "completed", 0.5, {"loss": 0.5})
+    assert set(store.leases(study.id)) == {b}  # at once, on both back ends (SQLite drops the row later)
+    assert store.renew_leases(me.owner) == 1 and _lease_rows(store) == {b}
+
+    gone = Lease("gone", "another-machine", 1)  # a driver killed right after it finished a trial
+    c = store.claim_trial(study.id, {"x": 0.5}, lambda n: n, gone)[0]
+    assert store.finish_leased_trial(c, gone.owner, "completed", 0.5, {"loss": 0.5})
+    assert store.take_over(study.id, Lease.mine(), stale_after=30.0) == []  # b is ours and we are alive
+    assert _lease_rows(store) == {b}  # what the killed driver left on its finished trial is gone
+    store.close()
+
+
+def test_a_number_hint_that_is_taken_falls_back_to_the_next_free_number(url):
+    store = Store(url)
+    study = store.create_study("s", "loss", "min", tl.Space(x=tl.Float(0.0, 1.0)), {})
+    me = Lease.mine()
+    assert [store.claim_trial(study.id, {"x": 0.5}, lambda n: 10 * n, me, number=n)[1:] for n in (0, 1)] == [
+        (0, 0), (1, 10)]
+    assert store.claim_trial(study.id, {"x": 0.5}, lambda n: 10 * n, me, number=0)[1:] == (2, 20)  # 0 is taken
+    assert store.claim_trial(study.id, {"x": 0.5}, lambda n: n, me, limit=3, number=1) is None  # 0-2 all taken
+    assert set(store.leases(study.id)) == {t.id for t in store.trials(study.id)}
+    store.close()
+
+
+def test_a_finish_racing_a_take_over_waits_for_it_and_records_nothing(url):
+    """The take-over's transaction holds the lease (PostgreSQL: its row lock; SQLite: the write lock)
+    when the stalled driver finishes: the finish waits, then sees the new holder and records nothing."""
+    store = Store(url)
+    study = store.create_study("s", "loss", "min", tl.Space(x=tl.Float(0.0, 1.0)), {})
+    me = Lease.mine()
+    trial_id = store.claim_trial(study.id, {"x": 0.5}, lambda n: n, me)[0]
+    with store.engine.connect() as conn, ThreadPoolExecutor(1) as pool:
+        taking = conn.begin()
+        conn.execute(text("update leases set owner = 'taker' where trial_id = :t"), {"t": trial_id})
+        conn.execute(text("update trials set state = 'interrupted' where id = :t"), {"t": trial_id})
+        finish = pool.submit(store.finish_leased_trial, trial_id, me.owner, "completed", 1.0, {"loss": 1.0})
+        time.sleep(0.5)
+        assert not finish.done()  # held up by the take-over
+        taking.commit()
+        assert finish.result(timeout=30) is False
+    assert store.trials(study.id)[0].state == "interrupted" and store.leases(study.id)[trial_id]["owner"] == "taker"
     store.close()

@@ -78,7 +78,8 @@ def check_importance(data: StudyData, resamples: int = 8) -> Finding:
         got = importance(data.record.space, list({t.id: t for t in sample}.values()), data.record.mode)
         for k, values in draws.items():
             values.append(got.get(k, 0.0))
-    rows = [{"parameter": k, "importance": v, "sd": statistics.pstdev(draws[k]) if draws[k] else math.nan}
+    rows: list[dict[str, Any]] = [
+        {"parameter": k, "importance": v, "sd": statistics.pstdev(draws[k]) if draws[k] else math.nan}
             for k, v in sorted(base.items(), key=lambda kv: -kv[1])]
     if not rows:
         return Finding("importance", "info", "Every completed trial has the same value: nothing to apportion.")
@@ -138,7 +139,7 @@ def expected_best(values: Sequence[float], k: int, mode: str) -> float:
 
 
 def check_sampling(data: StudyData) -> Finding:
-    values = [t.value for t in data.done]  # type: ignore[misc]
+    values = [t.value for t in data.done if t.value is not None]  # done trials all have one: narrows the type
     n, mode = len(values), data.record.mode
     if n < 4:
         return Finding("sampling", "problem", f"Only {n} completed trials: no conclusion rests on so few.",
@@ -173,9 +174,9 @@ def check_isolation(data: StudyData, top: int = 3) -> Finding:
     for t in data.done:
         groups.setdefault(", ".join(f"{n}={t.params.get(n)}" for n in scientific), []).append(t)
     mode = data.record.mode
-    rows = []
+    rows: list[dict[str, Any]] = []
     for key, trials in groups.items():  # each value at its best over the nuisance parameters
-        values = [float(t.value) for t in trials]  # type: ignore[arg-type]
+        values = [float(t.value) for t in trials if t.value is not None]  # all of them: done trials
         sample, basis = _best_sample(trials, mode, top)
         ci = mean_ci(sample)
         rows.append({"value": key, "trials": len(values), "best": mode.best(values), "estimate": ci.mean,
@@ -210,7 +211,8 @@ def _best_sample(trials: list[TrialRecord], mode: Direction, top: int) -> tuple[
 
     by_config: dict[str, list[float]] = {}
     for t in trials:
-        by_config.setdefault(json.dumps(t.params, sort_keys=True), []).append(float(t.value))  # type: ignore[arg-type]
+        if t.value is not None:  # always (completed trials): narrows the type
+            by_config.setdefault(json.dumps(t.params, sort_keys=True), []).append(float(t.value))
     repeated = [v for v in by_config.values() if len(v) >= 2]
     if repeated:
         best = mode.best(repeated, key=statistics.fmean)
@@ -253,7 +255,7 @@ def classify_curve(objective: list[tuple[int, float]], mode: str, train: list[tu
 
 def check_curves(data: StudyData) -> Finding:
     best = data.ranked()[:TOP]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for t in best:
         curves = data.curves.get(t.id, {})
         objective = curves.get(data.record.metric, [])

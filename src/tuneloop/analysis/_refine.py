@@ -16,12 +16,15 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
 from tuneloop.direction import Direction
 from tuneloop.space import Choice, Float, Int, LogFloat, Param, Space
 from tuneloop.store import TrialRecord, TrialState
+
+_Numeric = Float | LogFloat | Int  # every kind of Param but Choice
 
 EDGE = 0.10
 TOP_FRACTION = 0.15
@@ -126,7 +129,7 @@ def _cut(space: Space, changes: list[Change], regions: list[Region]) -> tuple[Sp
     for c in changes:
         r = by_name.get(c.name)
         p = params.get(c.name)
-        if r is None or p is None or isinstance(p, Choice):
+        if r is None or p is None or not isinstance(p, _Numeric):
             out.append(c)
             continue
         low, high = (p.low, min(p.high, r.cut)) if r.side == "above" else (max(p.low, r.cut), p.high)
@@ -140,7 +143,7 @@ def _cut(space: Space, changes: list[Change], regions: list[Region]) -> tuple[Sp
 
 
 def _refine(space: Space, done: list[TrialRecord], top: list[TrialRecord],
-            keep: set[str] = frozenset()) -> tuple[Space, list[Change]]:  # type: ignore[assignment]
+            keep: AbstractSet[str] = frozenset()) -> tuple[Space, list[Change]]:
     params: dict[str, Param] = {}
     changes: list[Change] = []
     for name, p in space.items():
@@ -156,6 +159,7 @@ def _refine(space: Space, done: list[TrialRecord], top: list[TrialRecord],
         elif len(top_values) < 3:
             new, reason = p, f"kept: only {len(top_values)} of the top trials use it"
         else:
+            assert isinstance(p, _Numeric), p  # a Choice was handled above
             new, reason = _numeric(p, top_values, top[0].params.get(name))
         params[name] = new
         changes.append(Change(name, p, new, reason))
@@ -164,7 +168,8 @@ def _refine(space: Space, done: list[TrialRecord], top: list[TrialRecord],
 
 def _choice(name: str, p: Choice, done: list[TrialRecord], top: list[TrialRecord],
             drop: bool = True) -> tuple[Choice, str, list[Change]]:
-    keep, dropped = [], []
+    keep: list[tuple[Any, int, int]] = []
+    dropped: list[tuple[Any, int, int]] = []
     for value in p.values:
         tried = sum(1 for t in done if name in t.params and p.contains(t.params[name]) and p.index(t.params[name]) == p.index(value))
         in_top = sum(1 for t in top if name in t.params and p.contains(t.params[name]) and p.index(t.params[name]) == p.index(value))
@@ -193,7 +198,7 @@ def _choice(name: str, p: Choice, done: list[TrialRecord], top: list[TrialRecord
     return new, reason, children_changes
 
 
-def _numeric(p: Param, values: list[Any], best: Any) -> tuple[Param, str]:
+def _numeric(p: _Numeric, values: list[Any], best: Any) -> tuple[Param, str]:
     log = isinstance(p, LogFloat) or (isinstance(p, Int) and p.log)
     to = math.log if log else float
     back = math.exp if log else float
@@ -234,17 +239,17 @@ def _numeric(p: Param, values: list[Any], best: Any) -> tuple[Param, str]:
     return new, f"{spread}; {'; '.join(notes)} (was {_g(p.low)}..{_g(p.high)})"
 
 
-def _exact(p: Param, low: float, high: float) -> Param:
+def _exact(p: _Numeric, low: float, high: float) -> Param:
     """The same kind of parameter on [low, high] without outward rounding (a cut must stay a cut)."""
     if isinstance(p, Int):
         lo, hi = math.ceil(low), math.floor(high)
         return Int(lo, max(hi, lo + 1), log=p.log) if p.step == 1 else p
     if isinstance(p, LogFloat):
         return LogFloat(low, high)
-    return Float(low, high) if p.step is None else p  # type: ignore[union-attr]
+    return Float(low, high) if p.step is None else p
 
 
-def _natural_floor(p: Param) -> float | None:
+def _natural_floor(p: _Numeric) -> float | None:
     if isinstance(p, Float) and p.low >= 0:
         return 0.0
     if isinstance(p, Int) and p.low >= 1:
@@ -252,17 +257,17 @@ def _natural_floor(p: Param) -> float | None:
     return None
 
 
-def _rebuild(p: Param, low: float, high: float) -> Param:
+def _rebuild(p: _Numeric, low: float, high: float) -> Param:
     """The same kind of parameter on [low, high], bounds rounded outward to 2 significant digits
     (to whole steps for stepped ones)."""
     tol = 1e-9 * (abs(p.high) + abs(p.low))  # exp(log(x)) is not quite x: rounding must not cross a kept bound
     if isinstance(p, Int):
-        lo, hi = math.floor(low + tol), math.ceil(high - tol)
+        first, last = math.floor(low + tol), math.ceil(high - tol)
         if p.step > 1:
-            lo = p.low + p.step * math.floor((lo - p.low) / p.step)
-            hi = lo + p.step * math.ceil((hi - lo) / p.step)
-        lo, hi = max(lo, 1) if p.log else lo, max(hi, lo + p.step)
-        return Int(lo, hi, log=p.log, step=p.step)
+            first = p.low + p.step * math.floor((first - p.low) / p.step)
+            last = first + p.step * math.ceil((last - first) / p.step)
+        first, last = max(first, 1) if p.log else first, max(last, first + p.step)
+        return Int(first, last, log=p.log, step=p.step)
     lo, hi = _round(low, down=True), _round(high, down=False)
     if low >= p.low - tol:
         lo = max(lo, p.low)

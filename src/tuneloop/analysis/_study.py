@@ -10,7 +10,7 @@ import json
 import math
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 from tuneloop.analysis._seeds import mean_ci
 from tuneloop.direction import Direction
@@ -120,7 +120,17 @@ def seed_groups(trials: Sequence[TrialRecord]) -> list[dict[str, Any]]:
             for g in groups.values() if len(g) >= 2]
 
 
-def band(curves: Sequence[Sequence[tuple[int, float]]], confidence: float = 0.95) -> dict[str, list[float]]:
+class Band(TypedDict):
+    """A confidence band across curves: per shared step the mean and the interval, and the number of curves."""
+
+    step: list[int]
+    mean: list[float]
+    low: list[float]
+    high: list[float]
+    n: int
+
+
+def band(curves: Sequence[Sequence[tuple[int, float]]], confidence: float = 0.95) -> Band:
     """Mean and a t-based confidence interval across curves, step by step (steps all share)."""
     by_step: dict[int, list[float]] = {}
     for curve in curves:

@@ -107,8 +107,8 @@ def batch_independence(model: nn.Module, x: torch.Tensor, where: str = "model") 
     if leaks:
         return CheckResult(name, FAIL, f"sample {i}'s output depends on samples {leaks} of the batch{note}",
                            {"sample": i, "depends_on": leaks, "input_grad_norms": [float(g) for g in grad]},
-                           ["a view/reshape that moves the batch axis (e.g. x.view(features, batch) instead of "
-                            "x.view(batch, features))", "a transpose before flattening",
+                           [("a view/reshape that moves the batch axis (e.g. x.view(features, batch) instead of "
+                             "x.view(batch, features))"), "a transpose before flattening",
                             "a mean or softmax over dim 0"],
                            "find the reshape or reduction that touches dim 0; use x.flatten(1) or x.reshape(len(x), -1)")
     return CheckResult(name, PASS, f"sample {i}'s output depends on sample {i} alone{note}",

@@ -152,7 +152,7 @@ def stage_ladder(stages: list[Stage], default_model: Callable[[], nn.Module], tr
     for stage in stages:
         name = f"stage: {stage.name}"
         metric = stage.metric or ("val_acc" if classify else "val_loss")
-        n = max(1, int(round(len(train[1]) * stage.fraction)))
+        n = max(1, int(round(len(train[1]) * stage.fraction)))  # noqa: RUF046 - numpy < 2 rounds to a float
         options = {"inspect_every": 0, "log_every": 0, "seed": seed, **fit_options, **stage.fit}
         try:
             result = fit(stage.model or default_model, (np.asarray(train[0])[:n], np.asarray(train[1])[:n]), val, **options)

@@ -24,7 +24,8 @@ _MODULES = (_run, _read, _serve, _checks, _finalize, _rounds, _analyze, _ideas)
 def _wrap(app: typer.Typer) -> None:
     """Every command of ``app`` and of its sub-apps says tuneloop's errors in one line."""
     for command in app.registered_commands:
-        command.callback = friendly(command.callback)  # type: ignore[arg-type]
+        if command.callback is not None:  # always, for a command registered with @app.command
+            command.callback = friendly(command.callback)
     for group in app.registered_groups:
         if group.typer_instance is not None:
             _wrap(group.typer_instance)

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from tuneloop._text import safe
-from tuneloop.cli._common import Storage, StudyArg, StudyName, open_store, out
+from tuneloop.cli._common import Executor, MaxRetries, Members, Storage, StudyArg, StudyName, open_store, out
 from tuneloop.cli._tables import fmt
 
 _STYLE = {"ok": "green", "info": "cyan", "warn": "yellow", "problem": "red"}
@@ -56,6 +56,9 @@ def probe_lr_cmd(
     factors: Annotated[str, typer.Option(help="Multiples of the best rate to try")] = "1,2,4,8,16",
     epochs: Annotated[int | None, typer.Option(help="Epochs per probe run \\[default: the budget, at most 5]")] = None,
     workers: Annotated[int, typer.Option(help="Runs at once")] = 1,
+    executor: Executor = None,
+    members: Members = None,
+    max_retries: MaxRetries = 1,
     study_name: StudyName = None,
     storage: Storage = None,
 ) -> None:
@@ -69,7 +72,8 @@ def probe_lr_cmd(
         steps = [float(f) for f in factors.split(",")]
     except ValueError:
         raise typer.BadParameter("--factors takes numbers separated by commas, e.g. 1,2,4,8") from None
-    result = probe_lr(study, param=param, factors=steps, epochs=epochs, workers=workers, storage=storage)
+    result = probe_lr(study, param=param, factors=steps, epochs=epochs, workers=workers, executor=executor,
+                      members=members, max_retries=max_retries, storage=storage)
     table = Table(title=f"Probe of {safe(param)} above {safe(study.name)}'s best ({result.best_lr:.3g}), "
                         f"in {safe(result.probe_study)}")
     for col in ("factor", safe(param), "state", "value", "unstable?"):
@@ -88,6 +92,8 @@ def probe_batch_cmd(
     param: Annotated[str, typer.Option(help="The batch-size parameter's name")] = "batch_size",
     sizes: Annotated[str, typer.Option(help="Batch sizes to time")] = "16,32,64,128,256,512,1024",
     epochs: Annotated[int, typer.Option(help="Epochs per timing run")] = 1,
+    executor: Executor = None,  # runs one at a time whichever it is, so the timings do not compete
+    max_retries: MaxRetries = 1,
     study_name: StudyName = None,
     storage: Storage = None,
 ) -> None:
@@ -100,7 +106,8 @@ def probe_batch_cmd(
         steps = [int(b) for b in sizes.split(",")]
     except ValueError:
         raise typer.BadParameter("--sizes takes whole numbers separated by commas, e.g. 32,64,128") from None
-    result = probe_batch(study, param=param, sizes=steps, epochs=epochs, storage=storage)
+    result = probe_batch(study, param=param, sizes=steps, epochs=epochs, executor=executor, max_retries=max_retries,
+                         storage=storage)
     table = Table(title=f"Throughput of {safe(study.name)}'s best configuration by {safe(param)}, "
                         f"in {safe(result.probe_study)}")
     for col in (safe(param), "seconds per run", "speedup vs half", "value"):

@@ -26,6 +26,11 @@ StudyName = Annotated[str | None, typer.Option("--study", help="Which study, if 
 Workers = Annotated[int, typer.Option(help="Trials at once")]
 StoredExperiment = Annotated[Path | None, typer.Option(
     "--file", help="The experiment file \\[default: the one the study ran]")]
+# how the trials of a command that launches them run (run, finalize, probe lr|batch): as Study.run takes them
+Executor = Annotated[str | None, typer.Option(
+    help="inline, processes, population or ray \\[default: processes when workers > 1]")]
+Members = Annotated[int | None, typer.Option(help="Population executor: trials trained together \\[default: 64]")]
+MaxRetries = Annotated[int, typer.Option(help="Runs of a trial again when its worker process dies")]
 
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from tuneloop.cli._common import Storage, StoredExperiment, open_store, out
+from tuneloop._text import safe
+from tuneloop.cli._common import Executor, MaxRetries, Members, Storage, StoredExperiment, open_store, out
 from tuneloop.cli._tables import ensemble_table, final_table
 from tuneloop.errors import ConfigError
 
@@ -22,7 +23,9 @@ def finalize_cmd(
     per: Annotated[str | None, typer.Option(help="Finalize the --top of each value of this parameter (a scientific one)")] = None,
     rounds: Annotated[str, typer.Option(help="this: this round's trials; all: every round of the goal")] = "this",
     workers: Annotated[int | None, typer.Option(help="Runs at once \\[default: the study's]")] = None,
-    executor: Annotated[str | None, typer.Option(help="inline or processes")] = None,
+    executor: Executor = None,
+    members: Members = None,
+    max_retries: MaxRetries = 1,
     again: Annotated[bool, typer.Option("--again", help="Finalize again with new choices (a second look at test)")] = False,
     show: Annotated[bool, typer.Option("--show", help="Only show the stored result of the latest finalize")] = False,
     file: StoredExperiment = None,
@@ -40,11 +43,11 @@ def finalize_cmd(
         return
     experiment = _experiment(store, study, file)
     result = experiment.finalize(top=top, seeds=seeds, fit_on=fit_on, epochs=epochs, per=per, rounds=rounds,
-                                 workers=workers,
-                                 executor=executor, storage=storage or store.url, again=again, progress=True)
+                                 workers=workers, executor=executor, members=members, max_retries=max_retries,
+                                 storage=storage or store.url, again=again, progress=True)
     out.print(final_table(result))
-    out.print(f"Stored as study {result.final_study!r}. Next: tuneloop ensemble {study}; "
-              f"tuneloop report {final_name(study, result.look)}.")
+    out.print(f"Stored as study {safe(repr(result.final_study))}. Next: tuneloop ensemble {safe(study)}; "
+              f"tuneloop report {safe(final_name(study, result.look))}.")
 
 
 def _experiment(store: Any, name: str, file: Path | None) -> Any:
@@ -71,11 +74,11 @@ def ensemble_cmd(
 
     result = ensemble(open_store(storage), study, tuple(method or METHODS))
     if result.warning:
-        out.print(f"[yellow]Warning:[/] {result.warning}", highlight=False)
+        out.print(f"[yellow]Warning:[/] {safe(result.warning)}", highlight=False)
     out.print(ensemble_table(result))
     if output is not None:
         output.write_text(json.dumps(result.to_dict(), indent=2))
-        out.print(f"Wrote {output}.")
+        out.print(f"Wrote {safe(output)}.")
 
 
 def register(app: typer.Typer) -> None:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from tuneloop._text import safe
 from tuneloop.cli._common import Storage, StoredExperiment, open_store, out
 from tuneloop.cli._tables import rounds_table
 
@@ -26,7 +27,7 @@ def refine_cmd(
     path = output or Path(f"{_slug(info.goal)}_r{info.round + 1}.py")
     write_next_round(store, study, path, str(file) if file else None)
     out.print(path.read_text(encoding="utf-8"), highlight=False, markup=False)
-    out.print(f"Wrote {path}: edit it, then tuneloop run {path} --trials 32")
+    out.print(f"Wrote {safe(path)}: edit it, then tuneloop run {safe(path)} --trials 32")
 
 
 def _slug(goal: str) -> str:

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from tuneloop._text import safe
-from tuneloop.cli._common import Storage, StudyName, Workers, out, print_best
+from tuneloop.cli._common import Executor, MaxRetries, Members, Storage, StudyName, Workers, out, print_best
 from tuneloop.errors import ConfigError
 
 
@@ -19,9 +19,9 @@ def run(
     searcher: Annotated[str | None, typer.Option(help="grid, random, sobol, tpe, gp or cmaes \\[default: the study's]")] = None,
     scheduler: Annotated[str | None, typer.Option(help="none, median, asha, hyperband, sha or pbt \\[default: the study's]")] = None,
     workers: Annotated[int | None, typer.Option(help="Trials at once \\[default: the study's, 1]")] = None,
-    executor: Annotated[str | None, typer.Option(help="inline, processes, population or ray \\[default: processes when workers > 1]")] = None,
-    members: Annotated[int | None, typer.Option(help="Population executor: trials trained together \\[default: 64]")] = None,
-    max_retries: Annotated[int, typer.Option(help="Runs of a trial again when its worker process dies")] = 1,
+    executor: Executor = None,
+    members: Members = None,
+    max_retries: MaxRetries = 1,
     address: Annotated[str | None, typer.Option(help="Ray cluster for --executor ray or population (auto, host:6379, ray://host:10001; local starts one)")] = None,
     cpus_per_trial: Annotated[float, typer.Option(help="Ray: CPUs each trial (each population bucket) reserves")] = 1.0,
     gpus_per_trial: Annotated[float, typer.Option(help="Ray: GPUs each trial (each population bucket) reserves; 0.25 packs four on one")] = 0.0,
@@ -51,11 +51,21 @@ def run(
     if summary.reason == "nothing to do":
         out.print(f"Study {safe(repr(study.name))} already has {summary.finished_total} finished trials; "
                   f"pass a larger --trials to add more.")
+        _left_alone(summary.elsewhere)
         return
     outcomes = ", ".join(f"{n} {s}" for s, n in sorted(summary.outcomes.items())) or "none"
     out.print(f"Ran {summary.launched} trials in {summary.elapsed:.1f}s ({outcomes}); "
               f"{summary.finished_total} finished in total ({summary.reason}).")
     print_best(study.trials, study.metric, study.mode, study.name)
+    _left_alone(summary.elsewhere)
+
+
+def _left_alone(elsewhere: int) -> None:
+    """Say so when another live driver of the study runs some of its trials (this run never touched them)."""
+    if elsewhere:
+        many = elsewhere != 1
+        out.print(f"{elsewhere} trial{'s are' if many else ' is'} running under another live driver; "
+                  f"{'they were' if many else 'it was'} left alone.")
 
 
 def demo(

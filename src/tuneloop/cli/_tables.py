@@ -235,7 +235,7 @@ def ensemble_table(result: Any) -> Table:
         if r.gain is None:
             gain = "-"
         else:
-            sure = r.gain_low > 0 or r.gain_high < 0  # type: ignore[operator]
+            sure = r.gain_low > 0 or r.gain_high < 0
             gain = styled(f"{r.gain:+.4f} [{r.gain_low:+.4f}, {r.gain_high:+.4f}]",
                           ("green" if r.gain > 0 else "red") if sure else None)
         table.add_row(safe(r.method), score, gain, safe(r.note))

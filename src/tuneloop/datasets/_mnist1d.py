@@ -75,7 +75,7 @@ def _mnist1d(num_samples: int, val_fraction: float, seed: int) -> Splits:
     raw = make_dataset(args)
     x, y = raw["x"].astype(np.float32), raw["y"].astype(np.int64)
     order = np.random.default_rng(seed).permutation(len(y))
-    n_val = int(round(len(y) * val_fraction))
+    n_val = int(round(len(y) * val_fraction))  # noqa: RUF046 - numpy < 2 rounds its floats to a float
     val_idx, train_idx = order[:n_val], order[n_val:]
     return Splits(
         x_train=x[train_idx], y_train=y[train_idx], x_val=x[val_idx], y_val=y[val_idx],

@@ -101,8 +101,8 @@ def ab_test(ledger: Ledger, idea_id: int, study: Any, *, overrides: dict[str, An
     arms.run(searcher={"name": "grid", "steps": 1}, workers=workers)
     values: dict[tuple[str, int], float] = {}
     for t in arms.trials:
-        ok = t.state == TrialState.COMPLETED and t.value is not None
-        values[(t.params["arm"], t.params["seed_index"])] = t.value if ok else math.nan
+        ok = t.state == TrialState.COMPLETED
+        values[(t.params["arm"], t.params["seed_index"])] = t.value if ok and t.value is not None else math.nan
     base = [values.get(("baseline", k), math.nan) for k in range(seeds)]
     var = [values.get(("variant", k), math.nan) for k in range(seeds)]
     result = compare(base, var, study.mode, predicted_gain=idea.gain)

@@ -35,7 +35,7 @@ def _as_metrics(result: Any) -> dict[str, float] | None:
         return None
     if isinstance(result, Mapping):
         return {str(k): to_metric(str(k), v) for k, v in result.items()}
-    if isinstance(result, (int, float)) and not isinstance(result, bool) or hasattr(result, "item"):
+    if (isinstance(result, (int, float)) and not isinstance(result, bool)) or hasattr(result, "item"):
         return {"": to_metric("return value", result)}
     raise TypeError(
         f"The trial function returned {type(result).__name__}; return None, a number "

@@ -132,8 +132,9 @@ class Generations(Searcher):
 
         def score(m: int) -> float:
             r = results[m]
-            ok = r.state == TrialState.COMPLETED and r.value is not None and math.isfinite(r.value)
-            return r.value if ok else worst  # type: ignore[return-value]
+            if r.state == TrialState.COMPLETED and r.value is not None and math.isfinite(r.value):
+                return r.value
+            return worst
 
         return self.mode.sorted(results, key=score)
 

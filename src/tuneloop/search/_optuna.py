@@ -107,9 +107,11 @@ def _sobol(seed: int | None, space: Space, **options: Any) -> Any:
 def _tpe(seed: int | None, space: Space, **options: Any) -> Any:
     from optuna.samplers import TPESampler
 
-    # Optuna's defaults (multivariate, constant liar for trials in flight); on a conditional
-    # space, ``group`` models each branch's parameters jointly instead of one by one
-    if space.is_conditional:
+    # multivariate, and a constant liar for trials in flight (several run at once), written out rather
+    # than taken from Optuna's defaults, which have changed between versions; on a conditional space,
+    # ``group`` models each branch's parameters jointly instead of one by one (it needs multivariate)
+    options = {"multivariate": True, "constant_liar": True, **options}
+    if space.is_conditional and options["multivariate"]:
         options = {"group": True, **options}
     return TPESampler(seed=seed, **options)
 

@@ -36,7 +36,7 @@ class Repeated(Searcher):
         self.inner.tell(outcome)
 
     @property
-    def ends_by_itself(self) -> bool:  # type: ignore[override]
+    def ends_by_itself(self) -> bool:  # type: ignore[override]  # the base's class constant, computed here
         return self.inner.ends_by_itself
 
     @property

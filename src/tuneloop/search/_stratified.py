@@ -87,7 +87,7 @@ class Stratified(Searcher):
         return out
 
     @property
-    def ends_by_itself(self) -> bool:  # type: ignore[override]
+    def ends_by_itself(self) -> bool:  # type: ignore[override]  # the base's class constant, computed here
         """Every value's searcher runs out (a value with nothing to tune is proposed again and again)."""
         return all(inner is not None and inner.ends_by_itself for inner in self.inner)
 

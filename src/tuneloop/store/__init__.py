@@ -1,6 +1,8 @@
 """The store: everything measured lives here; everything shown reads from here."""
 
 from tuneloop.store._batch import LogBatch
+from tuneloop.store._leases import Lease
+from tuneloop.store._open import DEFAULT_URL, resolve_url
 from tuneloop.store._protocol import StoreProtocol
 from tuneloop.store.records import (
     AlertRecord,
@@ -13,9 +15,9 @@ from tuneloop.store.records import (
     TrialState,
 )
 from tuneloop.store.schema import SCHEMA_VERSION
-from tuneloop.store.store import DEFAULT_URL, Lease, Store, resolve_url
+from tuneloop.store.store import Store
 
-__all__ = [  # noqa: RUF022 - plain sorted(), as tests/test_public_api.py checks
+__all__ = [
     "AlertRecord",
     "DEFAULT_URL",
     "HistogramRecord",

@@ -160,7 +160,7 @@ class LogsMixin:
     def latest_checkpoint(self, trial_id: int) -> tuple[int, Path] | None:
         """(step, absolute path) of the last checkpoint the trial's current attempt saved. The stored
         path is resolved by :meth:`artifact_file`: one leaving the artifact folder raises NotFound."""
-        rows = [r for r in self._rows(schema.checkpoints, trial_id, None)]
+        rows = list(self._rows(schema.checkpoints, trial_id, None))
         if not rows:
             return None
         last_attempt = max(r.attempt for r in rows)

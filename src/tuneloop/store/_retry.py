@@ -8,7 +8,7 @@ import functools
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -18,7 +18,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _depth = threading.local()
 
 
-class Unavailable(StorageError):
+class Unavailable(StorageError):  # noqa: N818 - reads as what it is, like NotFound
     """The database was busy or unreachable: the operation may succeed if tried again."""
 
 
@@ -56,4 +56,4 @@ def retrying(method: F) -> F:
         finally:
             _depth.active = False
 
-    return wrapper  # type: ignore[return-value]
+    return cast(F, wrapper)  # functools.wraps kept the signature of ``method``

@@ -18,7 +18,7 @@ import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, cast
 
 import torch
 from torch import nn
@@ -49,10 +49,10 @@ def make_optimizer(name: str, params: Any, lr: float, weight_decay: float = 0.0,
     """An optimizer by name. ``momentum`` defaults to 0.9 for momentum/nesterov, 0 for sgd/rmsprop;
     ``betas`` and ``eps`` are Adam's and AdamW's (``eps`` also RMSprop's)."""
     check_one_of(name, OPTIMIZERS, "optimizer", "fit")
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, betas=tuple(betas), eps=eps)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=tuple(betas), eps=eps)
+    if name in ("adam", "adamw"):
+        adam = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+        pair = cast(tuple[float, float], tuple(betas))  # tuple(): a list from a config file becomes the pair
+        return adam(params, lr=lr, weight_decay=weight_decay, betas=pair, eps=eps)
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, weight_decay=weight_decay, momentum=momentum or 0.0, eps=eps)
     if momentum is None:
@@ -76,7 +76,8 @@ def lr_factor(schedule: str, step: int, total: int, warmup: float = 0.05) -> flo
     return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def make_schedule(name: str, opt: torch.optim.Optimizer, total: int, warmup: float, mode: str) -> Any:
+def make_schedule(name: str, opt: torch.optim.Optimizer, total: int, warmup: float,
+                  mode: Literal["min", "max"]) -> Any:
     """A torch LR scheduler: stepped every batch, except ``plateau``, stepped every epoch."""
     check_one_of(name, SCHEDULES, "schedule", "fit")
     if name == "one_cycle":
@@ -172,7 +173,7 @@ def fit(
     select = f"{prefix}acc" if classify else f"{prefix}loss"
     better = (lambda a, b: a > b) if classify else (lambda a, b: a < b)
     history: list[dict[str, float]] = []
-    best: tuple[float, int, dict[str, float], dict[str, Any]] | None = None
+    best: tuple[float, int, dict[str, float], dict[str, Any] | None] | None = None  # value, epoch, metrics, weights
     stopped, since_best = False, 0
     if trial is not None and classify:
         _log_init_loss(net, train_batches, loss_fn, trial)
@@ -272,7 +273,7 @@ def finish(trial: Any, net: nn.Module, epoch: int, classify: bool, slices: Any, 
             trial.log_predictions(epoch, prefix[:-1], logits.float().softmax(-1) if classify else logits, targets)
             _log_predictions(trial, epoch, net, classify, extra)
         else:
-            _log_predictions(trial, epoch, net, classify, [(prefix[:-1], val_batches)] + extra)
+            _log_predictions(trial, epoch, net, classify, [(prefix[:-1], val_batches), *extra])
 
 
 def _horizon(trial: Any, per_epoch: int, total: int) -> int:

@@ -43,7 +43,7 @@ def slices_of(logits: torch.Tensor, targets: torch.Tensor, groups: Any = None) -
         mask = labels == name
         out[name] = {"acc": float((pred[mask] == y[mask]).mean()), "loss": float(loss[mask].mean()),
                      "n": int(mask.sum())}
-    out["_confusion"] = {"pred": pred.tolist(), "true": y.tolist()}  # type: ignore[dict-item]
+    out["_confusion"] = {"pred": pred.tolist(), "true": y.tolist()}
     return out
 
 

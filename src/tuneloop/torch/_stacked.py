@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -28,6 +28,7 @@ class _MemberDropout(nn.Module):
     """Dropout whose scaled keep-mask (``noise``) is handed in per member; records shapes when probed."""
 
     probing: list[torch.Size] | None = None
+    noise: torch.Tensor  # the buffer registered below, for the type checker (Module.__getattr__ is untyped)
 
     def __init__(self) -> None:
         super().__init__()
@@ -111,6 +112,11 @@ def _twin(module: nn.Module) -> nn.Module:
     return twin
 
 
+def dropout_rate(net: nn.Module, name: str) -> float:
+    """The rate ``p`` of the ``nn.Dropout`` at ``name`` (a name where the twin holds a _MemberDropout)."""
+    return float(cast(nn.Dropout, net.get_submodule(name)).p)
+
+
 def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
     if not name:
         raise ConfigError("The population executor needs a model that contains layers, not a bare Dropout or GRU.")
@@ -144,7 +150,7 @@ class StackedModel:
             blocks = [torch.stack([p.detach() for p in ps]) for ps in zip(*(net.parameters() for net in nets))]
         self.buffers = {n: torch.stack([dict(net.named_buffers())[n] for net in nets]) for n, _ in first.named_buffers()}
         self.dropouts = [n for n, m in self.twin.named_modules() if isinstance(m, _MemberDropout)]
-        self.rates = {n: [float(net.get_submodule(n).p) for net in nets] for n in self.dropouts}
+        self.rates = {n: [dropout_rate(net, n) for net in nets] for n in self.dropouts}
         self._shapes: dict[tuple[int, ...], list[torch.Size]] = {}
         self.bind(blocks)
 
@@ -191,7 +197,8 @@ class StackedModel:
         """The input shape of each dropout call of one member's forward, in call order (probed once per batch shape)."""
         key = tuple(x.shape)
         if key not in self._shapes:
-            _MemberDropout.probing = found = []
+            found: list[torch.Size] = []
+            _MemberDropout.probing = found
             try:
                 with torch.no_grad():
                     self.twin.train(True)

@@ -5,20 +5,21 @@ population where that is exact."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
-from tuneloop.torch._stacked import StackedModel
+from tuneloop.torch._stacked import StackedModel, dropout_rate
 
 _ACTIVATIONS = (nn.ReLU, nn.GELU, nn.Tanh, nn.SiLU, nn.Identity)
 
 
 def is_plain_mlp(net: nn.Module) -> bool:
     """An ``nn.Sequential`` (exactly) of Linear, ReLU/GELU/Tanh/SiLU/Identity and Dropout layers."""
-    return (type(net) in (nn.Sequential,) or (isinstance(net, nn.Sequential) and type(net).forward is nn.Sequential.forward)) \
-        and any(type(m) is nn.Linear for m in net) and all(type(m) in (nn.Linear, nn.Dropout, *_ACTIVATIONS) for m in net)
+    return (isinstance(net, nn.Sequential) and type(net).forward is nn.Sequential.forward
+            and any(type(m) is nn.Linear for m in net)
+            and all(type(m) in (nn.Linear, nn.Dropout, *_ACTIVATIONS) for m in net))
 
 
 class StackedMLP(StackedModel):
@@ -32,8 +33,7 @@ class StackedMLP(StackedModel):
     optimizer leaves a zero with a zero gradient where it is."""
 
     def __init__(self, nets: Sequence[nn.Module]) -> None:
-        first = nets[0]
-        self.twin = None
+        first = nets[0]  # no twin (StackedModel's is for functional_call): the forward pass is written out
         self.names = [n for n, _ in first.named_parameters()]
         values = [[p.detach() for p in net.parameters()] for net in nets]
         self.member_shapes = [[tuple(p.shape) for p in ps] for ps in values]
@@ -55,7 +55,7 @@ class StackedMLP(StackedModel):
             elif isinstance(module, nn.Dropout):
                 self.layers.append(("dropout", name))
                 self.dropouts.append(name)
-                self.rates[name] = [float(net.get_submodule(name).p) for net in nets]
+                self.rates[name] = [dropout_rate(net, name) for net in nets]
                 self.widths[name] = [_features_before(net, name) for net in nets]  # each member's own
             elif isinstance(module, nn.GELU):
                 self.layers.append(("gelu", module.approximate))
@@ -171,6 +171,11 @@ def region(shape: Sequence[int]) -> tuple[slice, ...]:
     return tuple(slice(0, d) for d in shape)
 
 
+def _layers(net: nn.Module) -> list[nn.Module]:
+    """A plain MLP's layers in order, repeats included (:func:`is_plain_mlp` made sure it is an nn.Sequential)."""
+    return list(cast(nn.Sequential, net))
+
+
 def _features_before(net: nn.Module, name: str) -> int:
     """The feature count entering the layer ``name`` of a plain MLP (for its dropout masks)."""
     features = None
@@ -180,16 +185,16 @@ def _features_before(net: nn.Module, name: str) -> int:
         if isinstance(module, nn.Linear):
             features = module.out_features
     if features is None:  # dropout before the first Linear: the input features
-        features = next(m for m in net if isinstance(m, nn.Linear)).in_features
+        features = next(m for m in _layers(net) if isinstance(m, nn.Linear)).in_features
     return int(features)
 
 
 def padded_signature(net: nn.Module) -> tuple[Any, ...]:
     """A plain MLP's bucket key when hidden widths may differ: widths rounded up to a power of two
     (members within 2x of each other share a population), everything else exact."""
-    linears = [m for m in net if type(m) is nn.Linear]
+    linears = [m for m in _layers(net) if type(m) is nn.Linear]
     parts: list[Any] = []
-    for m in net:
+    for m in _layers(net):
         if type(m) is nn.Linear:
             fan_in = m.in_features if m is linears[0] else 1 << (m.in_features - 1).bit_length()
             fan_out = m.out_features if m is linears[-1] else 1 << (m.out_features - 1).bit_length()

@@ -89,7 +89,9 @@ class Member:
 def bucket_groups(jobs: Sequence[Mapping[str, Any]]) -> list[list[int]]:
     """Indices of ``jobs`` that can share a population (the same key as :func:`run_jobs` uses,
     before any checkpoint is read); a job that fails to set up forms a group of its own."""
-    defaults, seen, groups = fit_defaults(), {}, {}
+    defaults = fit_defaults()
+    seen: dict[Any, Any] = {}  # data fingerprints, as in run_jobs
+    groups: dict[Any, list[int]] = {}
     for i, job in enumerate(jobs):
         try:
             key: Any = prepare(i, {**defaults, **job, "trial": None}, seen).key

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -23,10 +23,12 @@ def fit_population(jobs: Sequence[Mapping[str, Any]], *, max_members: int | None
     it); ``fused=False`` uses the step-by-step Adam instead of torch's fused kernel. Raises the
     first job's error, if any failed; :func:`run_jobs` returns errors in place instead."""
     results = run_jobs(jobs, [job.get("trial") for job in jobs], max_members=max_members, fast=fast, fused=fused)
+    done: list[FitResult] = []
     for r in results:
         if isinstance(r, BaseException):
             raise r
-    return results  # type: ignore[return-value]
+        done.append(r)
+    return done
 
 def run_jobs(jobs: Sequence[Mapping[str, Any]], trials: Sequence[Any], *, max_members: int | None = None,
              fast: bool = True, fused: bool | None = None) -> list[FitResult | BaseException]:
@@ -50,7 +52,7 @@ def run_jobs(jobs: Sequence[Mapping[str, Any]], trials: Sequence[Any], *, max_me
         cap = max_members or len(bucket)
         for start in range(0, len(bucket), cap):
             _train_chunked(bucket[start:start + cap], results, fast=fast, fused=fused)
-    return results  # type: ignore[return-value]
+    return cast(list[FitResult | BaseException], results)  # no None left: every job has its result or error
 
 def _train_chunked(members: list[Member], results: list[Any], **options: Any) -> None:
     """Train ``members``, split into chunks that fit in memory; an out-of-memory error before any
@@ -111,7 +113,7 @@ def _train(members: list[Member], results: list[Any], **options: Any) -> None:
             pop.optim.step(grads, lrs)
             finite = torch.isfinite(values)
             bad = [] if bool(finite.all()) else [j for j in range(len(pop.members)) if not bool(finite[j])]
-            listed = values.tolist() if logging else None
+            listed = values.tolist() if logging else []
             for j in logging:
                 m = pop.members[j]
                 extra = {} if norms is None else {"grad_norm": norms[j]}
