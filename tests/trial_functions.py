@@ -299,11 +299,12 @@ def two_widths(trial: tl.Trial) -> dict:
 
 
 def slow_on_any_node(trial: tl.Trial) -> dict:
-    """Runs 2 s, reporting every 0.2 s: long enough for a node to be killed under it."""
+    """Runs 5 s, reporting every 0.5 s: the test kills a node once both trials have reported, and
+    each trial still has seconds to go."""
     import ray
 
     for step in range(10):
-        time.sleep(0.2)
+        time.sleep(0.5)
         trial.report(step, loss=abs(trial.params.x) + 1.0 / (step + 1))
     node = ray.get_runtime_context().get_node_id()
     return {"loss": abs(trial.params.x), "node": float(int(node[:12], 16))}

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 import trial_functions as tf
@@ -124,7 +125,22 @@ def test_a_two_node_cluster_on_one_machine(storage):
         raylet = subprocess.run(["pgrep", "-f", f"raylet_socket_name={other['RayletSocketName']} "],
                                 capture_output=True, text=True, check=False).stdout.split()
         assert raylet, "the second node's raylet process"
-        killer = threading.Timer(1.0, lambda: [os.kill(int(pid), signal.SIGKILL) for pid in raylet])
+        def kill_once_both_trials_run() -> None:  # an event, not a clock: both trials have reported
+            from tuneloop.store import Store
+
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                with Store(storage, read_only=True) as store:
+                    record = store.get_study("node-dies")
+                    trials = store.trials(record.id) if record is not None else []
+                    series = store.series([t.id for t in trials], ["loss"]) if trials else {}
+                if len(trials) == 2 and all(series.get(t.id, {}).get("loss") for t in trials):
+                    break
+                time.sleep(0.05)
+            for pid in raylet:
+                os.kill(int(pid), signal.SIGKILL)
+
+        killer = threading.Thread(target=kill_once_both_trials_run, daemon=True)
         killer.start()
         study = study_of(tf.slow_on_any_node, storage, name="node-dies")
         summary = study.run(2, executor={"name": "ray", "address": f"127.0.0.1:{port}"}, searcher="random")
