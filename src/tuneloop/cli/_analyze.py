@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.table import Table
@@ -68,10 +69,7 @@ def probe_lr_cmd(
     from tuneloop.probe import probe_lr
 
     study = load_study(file, study_name)
-    try:
-        steps = [float(f) for f in factors.split(",")]
-    except ValueError:
-        raise typer.BadParameter("--factors takes numbers separated by commas, e.g. 1,2,4,8") from None
+    steps = _listed(factors, float, "--factors takes numbers separated by commas, e.g. 1,2,4,8")
     result = probe_lr(study, param=param, factors=steps, epochs=epochs, workers=workers, executor=executor,
                       members=members, max_retries=max_retries, storage=storage)
     table = Table(title=f"Probe of {safe(param)} above {safe(study.name)}'s best ({result.best_lr:.3g}), "
@@ -102,10 +100,7 @@ def probe_batch_cmd(
     from tuneloop.probe import probe_batch
 
     study = load_study(file, study_name)
-    try:
-        steps = [int(b) for b in sizes.split(",")]
-    except ValueError:
-        raise typer.BadParameter("--sizes takes whole numbers separated by commas, e.g. 32,64,128") from None
+    steps = _listed(sizes, int, "--sizes takes whole numbers separated by commas, e.g. 32,64,128")
     result = probe_batch(study, param=param, sizes=steps, epochs=epochs, executor=executor, max_retries=max_retries,
                          storage=storage)
     table = Table(title=f"Throughput of {safe(study.name)}'s best configuration by {safe(param)}, "
@@ -117,6 +112,17 @@ def probe_batch_cmd(
     out.print(table)
     for line in result.advice:
         out.print(f"- {safe(line)}")
+
+
+N = TypeVar("N", int, float)
+
+
+def _listed(text: str, kind: Callable[[str], N], fix: str) -> list[N]:
+    """A comma-separated option as numbers; a one-line BadParameter with ``fix`` otherwise."""
+    try:
+        return [kind(part) for part in text.split(",")]
+    except ValueError:
+        raise typer.BadParameter(fix) from None
 
 
 def register(app: typer.Typer) -> None:

@@ -310,12 +310,6 @@ class Store(LogsMixin, ChecksMixin, LeasesMixin):
                                                                 t.c.state.in_(FINISHED_STATES))).scalar_one())
 
     @retrying
-    def next_number(self, study_id: int) -> int:
-        with self._read() as conn:
-            n = conn.execute(select(func.max(schema.trials.c.number)).where(schema.trials.c.study_id == study_id)).scalar()
-        return 0 if n is None else int(n) + 1
-
-    @retrying
     def series(self, trial_ids: Sequence[int], names: Sequence[str] | None = None) -> dict[int, dict[str, list[tuple[int, float]]]]:
         """Metric curves of the trials' current attempts: {trial_id: {name: [(step, value), ...]}}."""
         t, m = schema.trials, schema.metrics
