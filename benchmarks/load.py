@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the no-op trial function and the test PostgreSQL server
+sys.path.insert(0, str(ROOT / "tests" / "support"))  # the no-op trial function and the test PostgreSQL server
 
 import postgres_server  # noqa: E402
 import trial_functions as tf  # noqa: E402

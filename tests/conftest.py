@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import trial_functions as tf
+from shared import HOSTILE
 
 import tuneloop as tl
 
@@ -83,23 +84,8 @@ def write_experiment(tmp_path: Path):
     return write
 
 
-QUADRATIC_EXPERIMENT = """
-    import os, time
-    import tuneloop as tl
-
-    space = tl.Space(x=tl.Float(-2.0, 2.0), y=tl.Float(-2.0, 2.0))
-
-    def objective(trial):
-        for step in range(3):
-            trial.report(step, loss=(trial.params.x - 0.5) ** 2 + trial.params.y ** 2 + 1.0 / (step + 1))
-            time.sleep(float(os.environ.get("TRIAL_SLEEP", "0")))
-        return {"loss": (trial.params.x - 0.5) ** 2 + trial.params.y ** 2, "pid": os.getpid()}
-
-    study = tl.Study("quad", space, objective, metric="loss", mode="min", searcher="random")
-"""
 
 
-HOSTILE = "<script>alert(1)</script>"
 
 
 def _seeded(trial):

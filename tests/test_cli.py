@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from conftest import QUADRATIC_EXPERIMENT
+from shared import QUADRATIC_EXPERIMENT
 from typer.testing import CliRunner
 
 from tuneloop.cli import app

@@ -3,7 +3,7 @@
 import textwrap
 
 import pytest
-from conftest import QUADRATIC_EXPERIMENT
+from shared import QUADRATIC_EXPERIMENT
 
 import tuneloop as tl
 

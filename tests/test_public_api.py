@@ -7,7 +7,7 @@ import pytest
 import tuneloop as tl
 
 PACKAGES = ["tuneloop", "tuneloop.search", "tuneloop.schedule", "tuneloop.run", "tuneloop.store",
-            "tuneloop.datasets", "tuneloop.torch"]
+            "tuneloop.datasets", "tuneloop.torch", "tuneloop.trackers"]
 
 
 @pytest.mark.parametrize("name", PACKAGES)

@@ -1,7 +1,8 @@
 """Style and types are part of the test run: ``ruff check`` and ``mypy`` pass clean on src/.
 
 Both read their settings from pyproject.toml (the rules, the checked files, the third-party
-packages without types) and run from this virtual environment, so `pytest` is the one gate.
+packages without types) and run from this virtual environment. mypy takes ~30 s of CPU on a fresh
+cache, so it is marked slow: `.ci/run` runs it in its second pytest call (`pytest -m slow`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def test_ruff_finds_nothing_in_src():
         pytest.fail(f"ruff check src:\n{done.stdout}{done.stderr}", pytrace=False)
 
 
+@pytest.mark.slow  # ~30 s of CPU on a fresh cache (torch's stubs): run by .ci/run's second call
 def test_mypy_finds_nothing_in_src(tmp_path):
     # a fresh cache: a stale one from an earlier run must not hide an error
     done = _run("mypy", "--cache-dir", str(tmp_path / "mypy"), "--no-color-output")

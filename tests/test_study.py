@@ -100,3 +100,23 @@ def test_report_rejects_bad_steps_and_values(storage):
         study = tl.Study(fn.__name__, tl.Space(x=tl.Float(0, 1)), fn, metric="loss", mode="min", storage=storage)
         study.run(n_trials=1)
         assert study.trials[0].state == "failed" and message in study.trials[0].error
+
+
+@pytest.mark.parametrize("executor", ["inline", "processes"])
+def test_attributes_set_by_a_trial_are_stored_with_it(storage, executor):
+    from trial_functions import sets_attributes
+
+    study = tl.Study("attrs", {"x": tl.Float(0, 1)}, sets_attributes, metric="loss", mode="min", storage=storage)
+    study.run(n_trials=2, executor=executor, workers=2 if executor == "processes" else 1)
+    for t in study.trials:
+        assert t.state == "completed" and t.attrs["commit"] == "abc123" and t.attrs["layers"] == 3
+
+
+def test_set_attr_refuses_what_is_not_a_scalar(storage):
+    def bad(trial):
+        trial.set_attr("x", [1, 2])
+
+    study = tl.Study("attrs-bad", {"x": tl.Float(0, 1)}, bad, metric="loss", mode="min", storage=storage)
+    study.run(n_trials=1)
+    (t,) = study.trials
+    assert t.state == "failed" and "takes a string, number, bool or None" in t.error

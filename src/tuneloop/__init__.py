@@ -9,6 +9,7 @@
 
 from typing import TYPE_CHECKING
 
+from tuneloop import trackers  # tl.trackers.TensorBoard(...) with no second import; no library is imported yet
 from tuneloop.alerts import Rule, default_rules
 from tuneloop.callbacks import Callback
 from tuneloop.cross_validation import cross_validate
@@ -24,6 +25,7 @@ from tuneloop.errors import (
     TuneloopError,
 )
 from tuneloop.experiment import load_study
+from tuneloop.reporting import Reporter, reporting
 from tuneloop.run import RunSummary
 from tuneloop.space import Choice, Float, Int, LogFloat, Param, Space
 from tuneloop.store import Store, StudyRecord, TrialRecord, TrialState
@@ -65,6 +67,7 @@ __all__ = [
     "NotTuneloopDatabase",
     "Param",
     "Params",
+    "Reporter",
     "Rule",
     "RunSummary",
     "SchemaVersionError",
@@ -84,4 +87,6 @@ __all__ = [
     "cross_validate",
     "default_rules",
     "load_study",
+    "reporting",
+    "trackers",
 ]

@@ -28,6 +28,13 @@ class Callback:
     def on_report(self, number: int, step: int, metrics: dict[str, float]) -> None:
         """Trial ``number`` reported ``metrics`` at ``step``."""
 
+    def on_log(self, number: int, step: int, values: dict[str, float]) -> None:
+        """Trial ``number`` logged ``values`` at ``step`` without asking the scheduler (``Trial.log``,
+        system metrics named ``sys/...``)."""
+
+    def on_attrs(self, number: int, attrs: dict[str, Any]) -> None:
+        """Trial ``number`` recorded attributes (its device and host, or ``Trial.set_attr``)."""
+
     def on_alert(self, number: int, step: int, message: str, action: str) -> None:
         """An expected-range rule fired on trial ``number`` (``action``: warn or stop)."""
 

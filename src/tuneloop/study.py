@@ -54,7 +54,7 @@ class Study:
         searcher: Any = None,
         scheduler: Any = "none",
         executor: Any = None,
-        workers: int = 1,
+        workers: int | None = None,
         rules: Sequence[Rule] | str | None = "default",
         scientific: Sequence[str] = (),
         nuisance: Sequence[str] | None = None,
@@ -83,7 +83,9 @@ class Study:
         self.budget = budget if isinstance(budget, Budget) else Budget(budget)
         self.storage = storage
         self.seed = seed
-        self.defaults = {"searcher": searcher, "scheduler": scheduler, "executor": executor, "workers": workers}
+        self.defaults = {"searcher": searcher, "scheduler": scheduler, "executor": executor,
+                         "workers": 1 if workers is None else workers}
+        self._workers_chosen = workers is not None  # if not, a machine with several GPUs runs one trial on each
         if rules == "default":
             rules = default_rules()
         elif isinstance(rules, str) or any(not isinstance(r, Rule) for r in rules or ()):
@@ -106,6 +108,8 @@ class Study:
         workers: int | None = None,
         executor: Any = None,
         members: int | None = None,
+        gpus: Sequence[int] | None = None,
+        trials_per_gpu: int | None = None,
         max_retries: int = 1,
         timeout: float | None = None,
         seed: int | None = None,
@@ -124,6 +128,11 @@ class Study:
         together in one vectorized pass (their ``tuneloop.torch.fit`` calls). A trial whose worker
         process dies (killed, out of memory) runs again up to ``max_retries`` times, then is failed
         with the cause.
+
+        ``gpus=[0, 1]`` pins worker processes to those GPUs (numbered as torch numbers the visible
+        ones), ``trials_per_gpu`` on each; ``gpus=[]`` turns pinning off. With neither, and no
+        ``workers`` or ``executor`` chosen, a machine with several GPUs runs one trial on each
+        (docs/gpus.md).
         """
         searcher = searcher if searcher is not None else self.defaults["searcher"]
         scheduler = scheduler if scheduler is not None else self.defaults["scheduler"]
@@ -140,8 +149,13 @@ class Study:
                                                          or schedulers.declared(scheduler, "ends_by_itself")):
             raise ConfigError("Study.run needs n_trials or timeout (tuneloop run: --trials N or --timeout SECONDS); "
                               "only the grid searcher and the sha and pbt schedulers end by themselves.")
-        workers = check_positive_int(workers if workers is not None else self.defaults["workers"], "workers", "Study.run")
-        executor = executor_spec(executor, workers, members)
+        if self.metric.startswith("sys/"):
+            raise ConfigError(f"metric={self.metric!r}: names starting with 'sys/' are the system metrics tuneloop "
+                              f"samples, never an objective; optimize a metric the trial reports.")
+        workers = workers if workers is not None else self.chosen_workers
+        if workers is not None:
+            check_positive_int(workers, "workers", "Study.run")
+        executor = executor_spec(executor, workers, members, gpus=gpus, trials_per_gpu=trials_per_gpu, fn=self.fn)
 
         store = self.store(storage)
         record = self.record(store, seed)
@@ -150,7 +164,7 @@ class Study:
         searcher_obj = repeated(self._searcher(searcher, seed), seeds)
         return launch(
             store, record, self.fn, searcher=searcher_obj, seed=seed, scheduler=self._scheduler(scheduler, seeds),
-            executor=executor, workers=workers, max_retries=max_retries, n_trials=n_trials,
+            executor=executor, workers=workers or 1, max_retries=max_retries, n_trials=n_trials,
             budget=self.budget.to_dict(), timeout=timeout, callbacks=callbacks, experiment_path=self.experiment_path,
             rules=self.rules, progress=progress,
         )
@@ -168,10 +182,17 @@ class Study:
         """The completed trial with the best objective value."""
         return best_trial(self.trials, self.mode, self.name)
 
+    @property
+    def chosen_workers(self) -> int | None:
+        """The ``workers`` this study was defined with; None when not chosen (a machine with several
+        GPUs then runs one trial on each)."""
+        return self.defaults["workers"] if self._workers_chosen else None
+
     # -- finishing --------------------------------------------------------------------------
     def finalize(self, *, top: int = 3, seeds: int = 5, fit_on: str = "train", epochs: str = "best",
                  per: str | None = None, rounds: str = "this", workers: int | None = None, executor: Any = None,
-                 members: int | None = None, max_retries: int = 1, storage: str | None = None, again: bool = False,
+                 members: int | None = None, gpus: Sequence[int] | None = None, trials_per_gpu: int | None = None,
+                 max_retries: int = 1, storage: str | None = None, again: bool = False,
                  progress: bool = False) -> FinalResult:
         """Retrain the ``top`` configurations (of each value of ``per``; among every round of the
         goal with ``rounds="all"``) over ``seeds`` seeds and test each run once
@@ -180,8 +201,8 @@ class Study:
         from tuneloop.finalize import finalize
 
         return finalize(self, top=top, seeds=seeds, fit_on=fit_on, epochs=epochs, per=per, rounds=rounds, workers=workers,
-                        executor=executor, members=members, max_retries=max_retries, storage=storage, again=again,
-                        progress=progress)
+                        executor=executor, members=members, gpus=gpus, trials_per_gpu=trials_per_gpu,
+                        max_retries=max_retries, storage=storage, again=again, progress=progress)
 
     def ensemble(self, methods: Sequence[str] = ("vote", "average", "stack"), *,
                  storage: str | None = None) -> EnsembleResult:
@@ -211,7 +232,8 @@ class Study:
             name or f"{self.goal}-r{self.round + 1}", space if space is not None else searched_space(self.space, self.roles),
             self.fn, metric=self.metric, mode=self.mode, budget=budget if budget is not None else self.budget,
             storage=self.storage, searcher=searcher, scheduler=scheduler or self.defaults["scheduler"],
-            executor=self.defaults["executor"], workers=self.defaults["workers"], rules=self.rules or None,
+            executor=self.defaults["executor"], workers=self.chosen_workers,
+            rules=self.rules or None,
             scientific=self.roles.scientific if scientific is None else scientific,
             nuisance=self.roles.nuisance if keep_roles and space is None else nuisance,
             fixed=self.roles.fixed if fixed is None else fixed,

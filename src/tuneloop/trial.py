@@ -240,6 +240,22 @@ class Trial:
             self._channel.emit(self._spec, Scalars(self._spec.trial_id, step,
                                                    {k: to_metric(k, v) for k, v in values.items()}))
 
+    def set_attr(self, name: str, value: Any) -> None:
+        """Record a fact about this trial that is not a curve (a git commit, a dataset version, the
+        number of parameters): a string, number, bool or None, shown by ``tuneloop show`` and the
+        dashboard. Setting a name again replaces its value. tuneloop sets ``device`` and ``host``."""
+        from tuneloop.run.events import Attrs
+
+        if not isinstance(name, str) or not 0 < len(name) <= 255:
+            raise ConfigError(f"The name given to Trial.set_attr must be a string of 1 to 255 characters. "
+                              f"Got {name!r:.60} instead.")
+        if hasattr(value, "item") and callable(value.item):  # numpy and 0-d torch scalars
+            value = value.item()
+        if value is not None and not isinstance(value, (str, int, float, bool)):
+            raise ConfigError(f"Trial.set_attr({name!r:.60}, ...) takes a string, number, bool or None; got a "
+                              f"{type(value).__name__}. Store str(value), or log a table with log_sample.")
+        self._channel.emit(self._spec, Attrs(self._spec.trial_id, {name: value}))
+
     def log_histogram(self, step: int, name: str, values: Any, *, bins: int = 32) -> None:
         """Record the distribution of ``values`` (a tensor or array) at ``step`` as bin counts.
 

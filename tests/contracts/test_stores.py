@@ -92,6 +92,24 @@ def test_a_batch_of_points_and_logs_is_written_and_read_back(store, space):
     assert step == 1 and file.read_bytes() == b"state"
 
 
+def test_trial_attributes_are_replaced_by_key_and_read_with_the_trial(store, space):
+    study = new_study(store, space)
+    lease = Lease.mine()
+    a, _, _ = store.claim_trial(study.id, PARAMS, seed_of, lease)
+    b, _, _ = store.claim_trial(study.id, PARAMS, seed_of, lease)
+    batch = LogBatch()
+    batch.attrs(a, {"device": "GPU 1", "n": 3, "ok": True, "none": None})
+    batch.attrs(a, {"n": 4})  # the last value of a key given twice in one batch
+    store.write_batch(batch.take())
+    batch.attrs(a, {"device": "GPU 2 [red]ü"})  # a later batch replaces the stored value
+    batch.attrs(b, {"device": "cpu"})
+    store.write_batch(batch.take())
+    expected = {"device": "GPU 2 [red]ü", "n": 4, "ok": True, "none": None}
+    assert store.trial(study.id, 0).attrs == expected
+    assert [t.attrs for t in store.trials(study.id)] == [expected, {"device": "cpu"}]
+    assert store.trial_attrs([a, b]) == {a: expected, b: {"device": "cpu"}}
+
+
 def test_a_trial_finishes_under_its_lease_only(store, space):
     study = new_study(store, space)
     mine, other = Lease.mine(), Lease.mine()

@@ -1,7 +1,7 @@
 """The dashboard's JSON API and its safety rules, through FastAPI's TestClient on a real store."""
 
 import pytest
-from conftest import HOSTILE
+from shared import HOSTILE
 from fastapi.testclient import TestClient
 
 from tuneloop.dashboard import create_app
@@ -49,7 +49,8 @@ def test_trials_differing_only_by_seed_are_grouped_with_a_band(client):
 def test_trial_view_has_curves_histograms_alerts_slices_samples(client):
     trials = {t["params"]["x"]: t["number"] for t in client.get("/api/studies/logs").json()["trials"]}
     good = client.get(f"/api/studies/logs/trials/{trials[0.5]}").json()
-    assert set(good["curves"]) == {"loss", "grad_norm"}
+    assert set(good["curves"]) == {"loss", "grad_norm"} and good["system"] == {}  # sys/ metrics: a panel of their own
+    assert good["trial"]["attrs"]["host"] and good["trial"]["device"] == good["trial"]["attrs"]["device"]  # where it ran
     assert good["histograms"]["act/fc1"]["step"] == [0] and sum(good["histograms"]["act/fc1"]["counts"][0]) == 100
     assert {s["slice"] for s in good["slices"]} == {"class 0", "class 1"}
     samples = {s["name"]: s for s in good["samples"]}

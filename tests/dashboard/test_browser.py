@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import pytest
 import trial_functions as tf
-from conftest import HOSTILE
+from shared import HOSTILE
 
 import tuneloop as tl
 
@@ -209,4 +209,24 @@ def test_the_isolation_plot_draws_each_scientific_value(page, server, live_db):
     open_page(page, server + "/study/iso/analysis")
     iso = page.locator(".isolation")
     assert iso.count() == 1 and page.evaluate("document.querySelector('.isolation').data[0].x.length") == 2
+    assert page.problems == []
+
+
+def test_the_trial_page_shows_where_it_ran_and_its_system_metrics_apart(page, server, live_db):
+    def sampled(trial):  # logs what the system sampler would, and an attribute with markup in it
+        for second in (0, 5, 10):
+            trial.log(second, **{"sys/cpu_percent": 90.0 + second, "sys/rss_mb": 300.0 + second})
+        trial.set_attr("note", "<b>bold</b>[/x]")
+        trial.report(0, loss=1.0)
+        return {"loss": 1.0}
+
+    tl.Study("system", tl.Space(x=tl.Float(0.0, 1.0)), sampled, metric="loss", mode="min", storage=live_db,
+             executor="inline").run(n_trials=1)
+    open_page(page, server + "/study/system/trial/0")
+    assert page.locator("#device").inner_text().startswith("device ")  # "device cpu on host ..." here
+    assert page.locator("#attrs").get_by_text("<b>bold</b>[/x]", exact=True).count() == 1  # text, not markup
+    system = "document.querySelector('.system-plot').data"
+    assert page.evaluate(f"{system}.map(t => t.name).sort()") == ["sys/cpu_percent", "sys/rss_mb"]
+    assert page.evaluate(f"{system}[0].x") == [0, 5, 10]  # seconds since the trial started
+    assert page.locator(".curve-plot").count() == 1  # the loss alone: sys/ metrics stay in their panel
     assert page.problems == []

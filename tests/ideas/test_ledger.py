@@ -114,7 +114,7 @@ def test_ab_test_on_the_mnist1d_mlp_stores_a_verdict(storage):
 
 
 def test_cli_idea_test_runs_both_arms_and_stores_the_verdict(write_experiment, tmp_path, monkeypatch):
-    from conftest import QUADRATIC_EXPERIMENT
+    from shared import QUADRATIC_EXPERIMENT
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("COLUMNS", "200")

@@ -27,7 +27,7 @@ def test_report_is_one_self_contained_file(dashboard_db, tmp_path):
 
 
 def test_report_escapes_user_text(dashboard_db):
-    from conftest import HOSTILE
+    from shared import HOSTILE
 
     with Store(dashboard_db) as store:
         html = build_report(store, HOSTILE)

@@ -31,6 +31,10 @@ Executor = Annotated[str | None, typer.Option(
     help="inline, processes, population or ray \\[default: processes when workers > 1]")]
 Members = Annotated[int | None, typer.Option(help="Population executor: trials trained together \\[default: 64]")]
 MaxRetries = Annotated[int, typer.Option(help="Runs of a trial again when its worker process dies")]
+Gpus = Annotated[str | None, typer.Option(
+    help="Pin worker processes to these GPUs (0,1,2,3: as torch numbers the visible ones), or none")]
+TrialsPerGpu = Annotated[int | None, typer.Option(
+    help="Worker processes on each GPU of --gpus (every visible GPU without it) \\[default: 1]")]
 
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -9,7 +9,17 @@ from typing import Annotated, Any
 import typer
 
 from tuneloop._text import safe
-from tuneloop.cli._common import Executor, MaxRetries, Members, Storage, StoredExperiment, open_store, out
+from tuneloop.cli._common import (
+    Executor,
+    Gpus,
+    MaxRetries,
+    Members,
+    Storage,
+    StoredExperiment,
+    TrialsPerGpu,
+    open_store,
+    out,
+)
 from tuneloop.cli._tables import ensemble_table, final_table
 from tuneloop.errors import ConfigError
 
@@ -23,6 +33,8 @@ def finalize_cmd(
     per: Annotated[str | None, typer.Option(help="Finalize the --top of each value of this parameter (a scientific one)")] = None,
     rounds: Annotated[str, typer.Option(help="this: this round's trials; all: every round of the goal")] = "this",
     workers: Annotated[int | None, typer.Option(help="Runs at once \\[default: the study's]")] = None,
+    gpus: Gpus = None,
+    trials_per_gpu: TrialsPerGpu = None,
     executor: Executor = None,
     members: Members = None,
     max_retries: MaxRetries = 1,
@@ -33,7 +45,9 @@ def finalize_cmd(
 ) -> None:
     """Retrain the best configurations over seeds and measure each once on the test split."""
     from tuneloop.finalize import final_name, latest_final, read_final
+    from tuneloop.run._gpus import parse_gpus
 
+    pinned = None if gpus is None else parse_gpus(gpus)  # a bad --gpus fails before anything is read
     store = open_store(storage)
     if show:
         latest = latest_final(store, study)
@@ -43,7 +57,8 @@ def finalize_cmd(
         return
     experiment = _experiment(store, study, file)
     result = experiment.finalize(top=top, seeds=seeds, fit_on=fit_on, epochs=epochs, per=per, rounds=rounds,
-                                 workers=workers, executor=executor, members=members, max_retries=max_retries,
+                                 workers=workers, gpus=pinned, trials_per_gpu=trials_per_gpu, executor=executor,
+                                 members=members, max_retries=max_retries,
                                  storage=storage or store.url, again=again, progress=True)
     out.print(final_table(result))
     out.print(f"Stored as study {safe(repr(result.final_study))}. Next: tuneloop ensemble {safe(study)}; "

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.table import Table
 
 from tuneloop._text import safe
 from tuneloop.cli._common import Storage, StudyArg, err, open_store, out, print_best
@@ -81,22 +82,33 @@ def show(
     trial: Annotated[int, typer.Argument(help="Trial number")],
     storage: Storage = None,
 ) -> None:
-    """Everything about one trial: final metrics, curves, alerts, slices, samples, histograms."""
-    from tuneloop.views import curve_summaries, trial_data
+    """Everything about one trial: final metrics, where it ran, curves, system metrics, alerts,
+    slices, samples, histograms."""
+    from tuneloop.views import curve_summaries, system_summaries, trial_data
 
     data = trial_data(open_store(storage), study, trial)
     t, metric = data.trial, data.study.metric
     duration = "-" if t.duration is None else f"{t.duration:.1f}s"
     out.print(f"[bold]Trial {t.number} of {safe(study)}[/]: {safe(t.state)}, {safe(metric)} = "
               f"{fmt(t.value)}, {duration}, attempt {t.attempt}")
+    if "device" in t.attrs or "host" in t.attrs:  # recorded by the process that ran it
+        out.print(f"device {fmt(t.attrs.get('device'))} on host {fmt(t.attrs.get('host'))}", highlight=False)
+    others = {k: v for k, v in t.attrs.items() if k not in ("device", "host")}
+    if others:  # what the trial function set with Trial.set_attr
+        out.print("attributes: " + ", ".join(f"{safe(k)}={fmt(v)}" for k, v in sorted(others.items())),
+                  highlight=False)
     lineage = data.lineage
     if lineage:  # continued by sha or pbt from another trial's checkpoint
         source = "" if lineage["parent"] is None else f" from trial {safe(lineage['parent'])}"
         out.print(f"member {safe(lineage['member'])}, generation {safe(lineage['generation'])}: "
                   f"{safe(lineage['event'])}{source}")
     out.print(trial_detail(t, metric))
-    if data.curves:
-        out.print(curves_table(curve_summaries(data)))
+    curves = curve_summaries(data)
+    if curves:
+        out.print(curves_table(curves))
+    system = system_summaries(data)
+    if system:
+        out.print(_system_table(system))
     if data.alerts:
         out.print(alerts_table(data.alerts))
     if data.slices:
@@ -110,6 +122,21 @@ def show(
                 out.print(sample_table(s))
     if t.error:
         out.print(f"[red]Error[/]: {safe(t.error, lines=True)}", highlight=False)
+
+
+_UNITS = {"sys/cpu_percent": "%", "sys/gpu_util": "%", "sys/rss_mb": " MB", "sys/gpu_mem_mb": " MB"}
+
+
+def _system_table(summaries: list[Any]) -> Table:
+    """The system metrics sampled while the trial ran (docs/gpus.md)."""
+    table = Table(title="System (sampled while it ran)")
+    for col in ("metric", "samples", "mean", "peak", "last", "@ second"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for m in summaries:
+        unit = _UNITS.get(m.name, "")
+        table.add_row(safe(m.name), str(m.samples), f"{m.mean:.4g}{unit}", f"{m.peak:.4g}{unit}", f"{m.last:.4g}{unit}",
+                      str(m.seconds))
+    return table
 
 
 def export(

@@ -9,7 +9,18 @@ import typer
 from rich.table import Table
 
 from tuneloop._text import safe
-from tuneloop.cli._common import Executor, MaxRetries, Members, Storage, StudyName, Workers, out, print_best
+from tuneloop.cli._common import (
+    Executor,
+    Gpus,
+    MaxRetries,
+    Members,
+    Storage,
+    StudyName,
+    TrialsPerGpu,
+    Workers,
+    out,
+    print_best,
+)
 from tuneloop.errors import ConfigError
 
 
@@ -18,7 +29,9 @@ def run(
     trials: Annotated[int | None, typer.Option("--trials", "-n", help="Total finished trials the study should reach")] = None,
     searcher: Annotated[str | None, typer.Option(help="grid, random, sobol, tpe, gp or cmaes \\[default: the study's]")] = None,
     scheduler: Annotated[str | None, typer.Option(help="none, median, asha, hyperband, sha or pbt \\[default: the study's]")] = None,
-    workers: Annotated[int | None, typer.Option(help="Trials at once \\[default: the study's, 1]")] = None,
+    workers: Annotated[int | None, typer.Option(help="Trials at once \\[default: the study's; one per GPU on a machine with several]")] = None,
+    gpus: Gpus = None,
+    trials_per_gpu: TrialsPerGpu = None,
     executor: Executor = None,
     members: Members = None,
     max_retries: MaxRetries = 1,
@@ -30,9 +43,16 @@ def run(
     timeout: Annotated[float | None, typer.Option(help="Stop launching trials after this many seconds")] = None,
     study_name: StudyName = None,
     storage: Storage = None,
+    mirror: Annotated[list[str] | None, typer.Option(help="Mirror each trial to a tracker (repeatable): tensorboard=FOLDER, mlflow=TRACKING_URI or wandb=PROJECT")] = None,
 ) -> None:
     """Run (or resume) the study an experiment file defines."""
     from tuneloop.experiment import load_study
+    from tuneloop.run._gpus import parse_gpus
+
+    pinned = None if gpus is None else parse_gpus(gpus)  # a bad --gpus fails before the file is imported
+    from tuneloop.trackers import from_option
+
+    mirrors = [from_option(m) for m in mirror or ()]  # so do a bad --mirror and a tracker not installed
 
     study = load_study(file, study_name)
     spec: str | dict[str, object] | None = executor
@@ -46,8 +66,9 @@ def run(
         raise ConfigError("--address, --cpus-per-trial and --gpus-per-trial are for --executor ray (per trial) or "
                           "--executor population (per bucket, with --address).")
     summary = study.run(trials, searcher=searcher, scheduler=scheduler, workers=workers, executor=spec,
+                        gpus=pinned, trials_per_gpu=trials_per_gpu,
                         members=members, max_retries=max_retries, seed=seed, seeds=seeds, timeout=timeout,
-                        storage=storage, progress=True)
+                        storage=storage, progress=True, callbacks=mirrors)
     if summary.reason == "nothing to do":
         out.print(f"Study {safe(repr(study.name))} already has {summary.finished_total} finished trials; "
                   f"pass a larger --trials to add more.")

@@ -62,14 +62,17 @@ def studies_table(summaries: Sequence[StudySummary], url: str) -> Table:
 
 
 def trials_table(trials: Sequence[TrialRecord], metric: str, title: str) -> Table:
-    """``title`` is markup the caller made safe; ``metric`` and every trial are stored data."""
+    """``title`` is markup the caller made safe; ``metric`` and every trial are stored data. A device
+    column when the trials ran on more than one device (pinned to GPUs, docs/gpus.md)."""
     table = Table(title=title)
-    for i, col in enumerate(("#", "state", safe(metric), "duration", "params")):
+    devices = len({t.attrs.get("device") for t in trials}) > 1
+    for i, col in enumerate(("#", "state", safe(metric), "duration", "params", *(["device"] if devices else []))):
         table.add_column(col, justify="right" if i in (0, 2, 3) else "left", overflow="fold")
     for t in trials:
         params = ", ".join(f"{safe(k)}={fmt(v)}" for k, v in t.params.items())
         table.add_row(str(t.number), styled(safe(t.state), _STATE_STYLE.get(t.state)), fmt(t.value),
-                      "-" if t.duration is None else f"{t.duration:.1f}s", params)
+                      "-" if t.duration is None else f"{t.duration:.1f}s", params,
+                      *([fmt(t.attrs.get("device"))] if devices else []))
     return table
 
 

@@ -92,6 +92,8 @@ def finalize(
     workers: int | None = None,
     executor: Any = None,
     members: int | None = None,
+    gpus: Sequence[int] | None = None,
+    trials_per_gpu: int | None = None,
     max_retries: int = 1,
     storage: str | None = None,
     again: bool = False,
@@ -102,15 +104,18 @@ def finalize(
     ``per``, when given) over ``seeds`` seeds each and evaluate each run once on the test split.
     ``rounds="all"`` chooses among the completed trials of every round of the study's goal (the same
     trial function and validation split), not this round's alone. Rerunning with the same choices
-    resumes or shows the result. ``executor``, ``members`` and ``max_retries`` work as in
-    :meth:`Study.run`."""
+    resumes or shows the result. ``executor``, ``members``, ``gpus``, ``trials_per_gpu`` and
+    ``max_retries`` work as in :meth:`Study.run`."""
     check_positive_int(top, "top", "finalize")
     check_positive_int(seeds, "seeds", "finalize")
     check_one_of(fit_on, FIT_ON, "fit_on", "finalize")
     check_one_of(epochs, ("best", "budget"), "epochs", "finalize")
     check_one_of(rounds, ("this", "all"), "rounds", "finalize")
-    workers = check_positive_int(workers if workers is not None else study.defaults["workers"], "workers", "finalize")
-    executor = executor_spec(executor or study.defaults["executor"], workers, members, "finalize")
+    workers = workers if workers is not None else study.chosen_workers
+    if workers is not None:
+        check_positive_int(workers, "workers", "finalize")
+    executor = executor_spec(executor or study.defaults["executor"], workers, members, "finalize", gpus=gpus,
+                             trials_per_gpu=trials_per_gpu, fn=study.fn)
     max_retries = check_retries(max_retries, "finalize")
     executors.resolve(executor)
     store = study.store(storage)
@@ -132,7 +137,7 @@ def finalize(
     record, _ = _final_study(store, parent, plan, again)
     by_key = {json.dumps(c["params"], sort_keys=True): c for c in plan["configs"]}
     launch(store, record, study.fn, searcher=Listed([c["params"] for c in plan["configs"] for _ in range(seeds)]),
-           seed=int(record.config["seed"]), executor=executor, workers=workers, max_retries=max_retries,
+           seed=int(record.config["seed"]), executor=executor, workers=workers or 1, max_retries=max_retries,
            n_trials=len(plan["configs"]) * seeds, budget=budget, callbacks=callbacks,
            experiment_path=study.experiment_path, rules=study.rules, phase="final", fit_on=fit_on,
            budget_of=lambda params: by_key[json.dumps(params, sort_keys=True)]["budget"], progress=progress)

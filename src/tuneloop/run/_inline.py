@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tuneloop.run._execute import execute
 from tuneloop.run._executor import InProcessExecutor, executors
+from tuneloop.run._system import run_watched, system_every
 from tuneloop.run.events import TrialSpec
 
 
@@ -28,7 +28,7 @@ class InlineExecutor(InProcessExecutor):
     def submit(self, spec: TrialSpec) -> None:
         self._busy = True
         try:
-            self.handler(execute(self.fn, spec, self))
+            self.handler(run_watched(self.fn, spec, self, every=system_every()))  # device, host, system samples
         finally:
             self._busy = False
             self.forget(spec.trial_id)

@@ -7,7 +7,9 @@ retries, schedulers, planners and progress bar.
 
 The caller opens the store and the stored study and builds the searcher (it knows the space's
 roles, or the list of configurations to run); names of schedulers and executors, dicts with a
-name and options, and instances are all accepted here.
+name and options, and instances are all accepted here. ``gpus``/``trials_per_gpu`` pin worker
+processes to this machine's GPUs; with neither (and no executor or workers chosen) a machine with
+several GPUs runs one trial on each (run/_gpus.py).
 """
 
 from __future__ import annotations
@@ -20,22 +22,31 @@ from tuneloop.alerts import Rule
 from tuneloop.callbacks import Callback
 from tuneloop.errors import ConfigError
 from tuneloop.run._executor import executors
+from tuneloop.run._gpus import plan
+from tuneloop.run._system import system_every
 from tuneloop.run.driver import Driver, RunSummary
 from tuneloop.schedule import schedulers
 from tuneloop.search import Searcher
 from tuneloop.store import StoreProtocol, StudyRecord
 
 
-def executor_spec(executor: Any, workers: int, members: int | None = None, owner: str = "Study.run") -> Any:
+def executor_spec(executor: Any, workers: int | None, members: int | None = None, owner: str = "Study.run", *,
+                  gpus: Sequence[int] | None = None, trials_per_gpu: int | None = None,
+                  fn: Callable[..., Any] | None = None) -> Any:
     """The executor to build: ``executor`` when given, else worker processes for several workers and
-    inline for one; ``members`` sizes the population executor (and needs it)."""
-    executor = executor or ("processes" if workers > 1 else "inline")
+    inline for one; ``members`` sizes the population executor (and needs it). ``gpus`` and
+    ``trials_per_gpu`` pin worker processes to GPUs; ``workers=None`` (not chosen) is one trial per GPU
+    on a machine with several (when workers can load the trial function ``fn``), else one
+    (:func:`tuneloop.run._gpus.plan`)."""
+    if workers is not None:
+        check_positive_int(workers, "workers", owner)
     if members is not None:
         if executor != "population":
             raise ConfigError("members= is the population executor's option; pass executor='population' "
                               "(tuneloop run: --executor population --members M).")
         executor = {"name": "population", "members": check_positive_int(members, "members", owner)}
-    return executor
+    executor = plan(executor, workers, gpus, trials_per_gpu, owner, fn=fn)
+    return executor or ("processes" if (workers or 1) > 1 else "inline")
 
 
 def check_retries(value: Any, owner: str = "Study.run") -> int:
@@ -54,8 +65,10 @@ def launch(
     seed: int,
     scheduler: Any = "none",
     executor: Any = None,
-    workers: int = 1,
+    workers: int | None = 1,
     members: int | None = None,
+    gpus: Sequence[int] | None = None,
+    trials_per_gpu: int | None = None,
     max_retries: int = 1,
     n_trials: int | None = None,
     budget: Mapping[str, Any] | None = None,
@@ -71,11 +84,14 @@ def launch(
     """Run ``fn`` as trials of the stored ``study`` until it holds ``n_trials`` finished ones (or
     ``timeout`` s pass, or the searcher runs out). A planner scheduler (sha, pbt) turns ``searcher``
     into its plan; ``phase``/``fit_on``/``budget_of`` are finalize's (test once, refit, per-config
-    epochs); ``progress`` shows a bar on the terminal."""
+    epochs); ``progress`` shows a bar on the terminal; ``workers=None`` lets the GPUs decide (see
+    :func:`executor_spec`)."""
     budget, max_retries = dict(budget or {}), check_retries(max_retries)
+    system_every()  # a bad $TUNELOOP_SYSTEM_EVERY is refused before any trial starts
     scheduler_obj = schedulers.create(scheduler, mode=study.mode)
     searcher = scheduler_obj.plan(searcher, study.space, budget, seed)
-    executor_obj = executors.create(executor_spec(executor, workers, members), workers=workers)
+    spec = executor_spec(executor, workers, members, gpus=gpus, trials_per_gpu=trials_per_gpu, fn=fn)
+    executor_obj = executors.create(spec, workers=workers or 1)
     callbacks = list(callbacks)
     bar = None
     if progress:

@@ -9,18 +9,27 @@ that never calls ``fit`` still runs (in its thread), just without the speed-up.
 
 To the driver and the store every member is an ordinary trial: the same reports (so
 schedulers stop members), checkpoints, metrics and rows.
+
+With ``gpus`` each bucket of members (equal architecture, optimizer, batch size and data) trains on
+one of those GPUs, dealt round-robin, and each member records that device. Buckets still train one
+after another: training two at once in this process would race on torch's global random generator,
+under which each member's model is built, and share one interpreter lock; on a Ray cluster
+(``address``, ``gpus_per_bucket``) buckets train side by side, each in a task of its own.
+Members share this process, so no system metrics are sampled per member.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from tuneloop._validation import check_positive_int
-from tuneloop.run._execute import execute
+from tuneloop.errors import ConfigError
 from tuneloop.run._executor import InProcessExecutor, executors
+from tuneloop.run._system import run_watched
 from tuneloop.run.events import Event, Failed, TrialSpec
 
 
@@ -61,7 +70,7 @@ class _Session:
 
         set_session(self)
         try:
-            event = execute(self.executor.fn, spec, self.executor)
+            event = run_watched(self.executor.fn, spec, self.executor, sample=False)  # members share the process
         except BaseException as exc:  # noqa: BLE001 - nothing a trial raises may leave the batch waiting
             event = Failed(spec.trial_id, f"{type(exc).__name__}: the trial function stopped its thread ({exc}); "
                                           f"return or raise an exception instead.")
@@ -155,24 +164,56 @@ class PopulationExecutor(InProcessExecutor):
     on the cluster, members still reporting to this driver as they train."""
 
     def __init__(self, members: int = 64, *, address: str | None = None, cpus_per_bucket: float = 1.0,
-                 gpus_per_bucket: float = 0.0) -> None:
+                 gpus_per_bucket: float = 0.0, gpus: Sequence[int] | None = None) -> None:
         super().__init__()
         self.members = check_positive_int(members, "members", "the population executor")
         self._queue: list[TrialSpec] = []
         self._session: _Session | None = None
         self._ray: Any = None
+        self.gpus: list[int] = []
+        self._dealt = 0  # buckets dealt to GPUs so far: the next one goes to the next GPU
+        if gpus:
+            from tuneloop.run._gpus import check_gpus, resolve
+
+            if address is not None:
+                raise ConfigError("On a Ray cluster (address) each bucket reserves gpus_per_bucket (--gpus-per-trial) "
+                                  "GPUs there; drop gpus (--gpus).")
+            self.gpus = check_gpus(gpus, "the population executor")
+            resolve(self.gpus)  # past the visible GPUs: the one-line error now
         if address is not None:
             from tuneloop.run._ray import RayBuckets
 
             self._ray = RayBuckets(address, cpus_per_bucket, gpus_per_bucket)
 
     def train(self, jobs: list[dict[str, Any]], trials: list[Any]) -> list[Any]:
-        """Train parked fit calls: here, or bucket by bucket as Ray tasks."""
+        """Train parked fit calls: here, bucket by bucket on the GPUs, or as Ray tasks."""
         if self._ray is not None:
             return self._ray.train(jobs, trials, self.handler, self.members)
         from tuneloop.torch._population import run_jobs
 
-        return run_jobs(jobs, trials, max_members=self.members)
+        if not self.gpus:
+            return run_jobs(jobs, trials, max_members=self.members)
+        return self._on_gpus(jobs, trials)
+
+    def _on_gpus(self, jobs: list[dict[str, Any]], trials: list[Any]) -> list[Any]:
+        """Each bucket on the next GPU (members whose fit call names a device keep it)."""
+        from tuneloop.run._gpus import gpu_label
+        from tuneloop.torch._population import bucket_groups, run_jobs
+
+        results: list[Any] = [None] * len(jobs)
+        keyed = [job if job.get("device") is not None else {**job, "device": "cpu"} for job in jobs]  # keys, not copies
+        for group in bucket_groups(keyed):
+            gpu = self.gpus[self._dealt % len(self.gpus)]
+            self._dealt += 1
+            placed = [jobs[i] if jobs[i].get("device") is not None else {**jobs[i], "device": f"cuda:{gpu}"}
+                      for i in group]
+            for i, job in zip(group, placed):
+                if trials[i] is not None:
+                    ours = job["device"] == f"cuda:{gpu}"
+                    trials[i].set_attr("device", gpu_label(gpu) if ours else str(job["device"]))
+            for i, result in zip(group, run_jobs(placed, [trials[i] for i in group], max_members=self.members)):
+                results[i] = result
+        return results
 
     @property
     def free_slots(self) -> int:

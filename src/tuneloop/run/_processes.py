@@ -4,18 +4,25 @@ Workers are started with the ``spawn`` method (fork is unsafe once torch has sta
 thread pools) and each gets ``cores // workers`` threads. A worker that dies mid-trial sends the
 driver a retryable failure with the exit code as its cause (the driver runs the trial again up
 to ``max_retries`` times, then fails it), and a fresh worker replaces it.
+
+With ``gpus`` each worker slot is pinned to one GPU: its process starts with that GPU's
+``CUDA_VISIBLE_DEVICES`` (so its torch sees that GPU alone, as ``cuda:0``), ``trials_per_gpu``
+slots per GPU, and a worker that replaces a dead one keeps its slot's GPU (run/_gpus.py).
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from tuneloop._validation import check_positive_int
 from tuneloop.run._executor import Executor, executors
+from tuneloop.run._gpus import check_gpus, check_packed, pin_slots, pinned_environment, resolve, visible_gpus
+from tuneloop.run._system import system_every as _system_every
 from tuneloop.run._worker import main as worker_main
 from tuneloop.run._worker import pickled
 from tuneloop.run.events import Failed, Finished, Report, TrialSpec
@@ -25,14 +32,38 @@ from tuneloop.run.events import Failed, Finished, Report, TrialSpec
 class _Worker:
     process: Any
     conn: Connection
+    slot: int
     spec: TrialSpec | None = None
 
 
 class ProcessesExecutor(Executor):
-    """Run trials in ``workers`` separate processes, several at once."""
+    """Run trials in ``workers`` separate processes, several at once.
 
-    def __init__(self, workers: int = 2, *, start_method: str = "spawn", threads_per_worker: int | None = None) -> None:
-        self.n_workers = check_positive_int(workers, "workers", "the processes executor")
+    ``gpus`` (indices of the visible GPUs, as torch numbers them) pins each worker to one of them:
+    ``trials_per_gpu`` workers on each (``workers`` then defaults to ``len(gpus) * trials_per_gpu``),
+    or ``workers`` dealt round-robin over them. ``system_every``: seconds between samples of each
+    trial's CPU, memory and GPU (default ``$TUNELOOP_SYSTEM_EVERY`` or 5; 0 turns them off)."""
+
+    def __init__(self, workers: int | None = None, *, start_method: str = "spawn",
+                 threads_per_worker: int | None = None, gpus: Sequence[int] | None = None,
+                 trials_per_gpu: int | None = None, system_every: float | None = None) -> None:
+        owner = "the processes executor"
+        if trials_per_gpu is not None:
+            check_positive_int(trials_per_gpu, "trials_per_gpu", owner)
+            if gpus is None:
+                gpus = list(range(len(visible_gpus())))
+        if workers is not None:
+            check_positive_int(workers, "workers", owner)
+        self.pins: list[str | None] = []  # the CUDA_VISIBLE_DEVICES of each worker slot (None: the driver's)
+        if gpus:
+            entries = resolve(check_gpus(gpus, owner))
+            check_packed(workers, len(entries), trials_per_gpu)
+            self.pins = list(pin_slots(entries, range(len(entries)), trials_per_gpu, workers))
+        elif trials_per_gpu is not None:
+            resolve([0], f"trials_per_gpu={trials_per_gpu} (--trials-per-gpu {trials_per_gpu})")  # no GPU: says so
+        self.n_workers = len(self.pins) or workers or 2
+        self.pins = self.pins or [None] * self.n_workers
+        self.every = _system_every(system_every)
         self._ctx: Any = mp.get_context(start_method)
         self._threads = threads_per_worker or max(1, (os.cpu_count() or 1) // self.n_workers)
         self._workers: list[_Worker] = []
@@ -40,19 +71,21 @@ class ProcessesExecutor(Executor):
     def start(self, fn: Any, handler: Any, *, experiment_path: str | None = None) -> None:
         super().start(fn, handler, experiment_path=experiment_path)
         self._fn_blob = pickled(fn, "worker processes")
-        self._workers = [self._spawn() for _ in range(self.n_workers)]
+        self._workers = [self._spawn(slot) for slot in range(self.n_workers)]
 
-    def _spawn(self) -> _Worker:
+    def _spawn(self, slot: int) -> _Worker:
         parent, child = self._ctx.Pipe()
+        pin = self.pins[slot]
         process = self._ctx.Process(
             target=worker_main,
-            args=(child, self._fn_blob, self.experiment_path, self._threads),
+            args=(child, self._fn_blob, self.experiment_path, self._threads, self.every, pin),
             daemon=True,
-            name="tuneloop-worker",
+            name=f"tuneloop-worker-{slot}",
         )
-        process.start()
+        with pinned_environment(pin):  # the child starts with its GPU's CUDA_VISIBLE_DEVICES
+            process.start()
         child.close()
-        return _Worker(process, parent)
+        return _Worker(process, parent, slot)
 
     @property
     def free_slots(self) -> int:
@@ -114,7 +147,7 @@ class ProcessesExecutor(Executor):
         spec, worker.spec = worker.spec, None
         worker.conn.close()
         index = next(i for i, w in enumerate(self._workers) if w is worker)
-        self._workers[index] = self._spawn()
+        self._workers[index] = self._spawn(worker.slot)  # on the same GPU as the one it replaces
         if spec is None:
             return 0
         cause = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
@@ -146,4 +179,6 @@ class ProcessesExecutor(Executor):
 
 @executors.register("processes", ProcessesExecutor)
 def _make_processes(options: dict[str, Any], workers: int = 2, **_: Any) -> ProcessesExecutor:
+    if "workers" not in options and (options.get("gpus") or options.get("trials_per_gpu")):
+        return ProcessesExecutor(**options)  # the GPUs decide how many workers
     return ProcessesExecutor(**{"workers": workers, **options})

@@ -19,6 +19,7 @@ from typing import Any
 
 from tuneloop.errors import ConfigError
 from tuneloop.run._executor import Executor, executors
+from tuneloop.run._system import system_every as _system_every
 from tuneloop.run._worker import pickled
 from tuneloop.run.events import Channel, Event, Failed, Finished, Report, TrialSpec
 
@@ -135,9 +136,10 @@ class _RayChannel(Channel):
 
 
 def _run_trial(fn_blob: bytes, experiment_path: str | None, spec: TrialSpec, mailbox: Any, threads: int,
-               paths: list[str]) -> Any:
-    """The body of a trial's Ray task: load the function as a worker process does, run it."""
-    from tuneloop.run._execute import execute
+               paths: list[str], every: float | None = None) -> Any:
+    """The body of a trial's Ray task: load the function as a worker process does, run it (its node and
+    device recorded, its process sampled every ``every`` seconds)."""
+    from tuneloop.run._system import run_watched
     from tuneloop.run._worker import limit_threads, load_function
 
     _add_paths(paths)
@@ -149,7 +151,7 @@ def _run_trial(fn_blob: bytes, experiment_path: str | None, spec: TrialSpec, mai
                                      f"({type(exc).__name__}: {exc}); define it in an importable module or "
                                      f"an experiment file on every node.")
     limit_threads(threads)
-    event = execute(fn, spec, _RayChannel(mailbox))
+    event = run_watched(fn, spec, _RayChannel(mailbox), every=every)
     _ray().get(mailbox.flush.remote())
     return event
 
@@ -159,12 +161,14 @@ class RayExecutor(Executor):
     None starts a local one (with ``num_cpus`` CPUs, default all)."""
 
     def __init__(self, address: str | None = None, *, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
-                 max_concurrent: int | None = None, num_cpus: int | None = None) -> None:
+                 max_concurrent: int | None = None, num_cpus: int | None = None,
+                 system_every: float | None = None) -> None:
         if cpus_per_trial <= 0 or gpus_per_trial < 0:
             raise ConfigError(f"The ray executor needs cpus_per_trial > 0 and gpus_per_trial >= 0; got "
                               f"{cpus_per_trial} and {gpus_per_trial}.")
         self.address, self.cpus, self.gpus = address, float(cpus_per_trial), float(gpus_per_trial)
         self.max_concurrent, self.num_cpus = max_concurrent, num_cpus
+        self.every = _system_every(system_every)  # seconds between system samples of each trial (None: off)
         self._running: dict[Any, TrialSpec] = {}  # ObjectRef -> spec
         self._started_ray = False
 
@@ -194,7 +198,8 @@ class RayExecutor(Executor):
         return len(self._running)
 
     def submit(self, spec: TrialSpec) -> None:
-        ref = self._task.remote(self._fn_blob, self.experiment_path, spec, self._mailbox, self._threads, self._paths)
+        ref = self._task.remote(self._fn_blob, self.experiment_path, spec, self._mailbox, self._threads, self._paths,
+                                self.every)
         self._running[ref] = spec
 
     def cancel(self, trial_id: int) -> None:

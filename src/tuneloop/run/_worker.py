@@ -1,7 +1,9 @@
 """The worker process: receives trial specs over a pipe, runs them, sends events back.
 
 Messages to the worker: ("run", TrialSpec), ("stop", trial_id), ("exit",).
-Messages from it: Report (then it waits for ("decision", stop)), Finished, Failed.
+Messages from it: Report (then it waits for ("decision", stop)), any other event (Attrs with its
+device and host first, Scalars of system samples from its sampler thread, whatever the trial logs),
+then Finished or Failed.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ import os
 import pickle
 import signal
 import sys
+import threading
 from multiprocessing.connection import Connection
 from typing import Any
 
-from tuneloop.run._execute import execute
+from tuneloop.run._system import run_watched
 from tuneloop.run.events import Channel, Event, Failed, Report, TrialSpec
 
 
@@ -27,9 +30,15 @@ class _PipeChannel(Channel):
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.stops: set[int] = set()
+        self._lock = threading.Lock()  # Connection.send is not thread-safe: the trial and its sampler share it
+
+    def send_from_any_thread(self, message: Any) -> None:
+        """Send ``message`` to the driver, from the trial's thread or its system sampler's."""
+        with self._lock:
+            self.conn.send(message)
 
     def report(self, spec: TrialSpec, step: int, metrics: dict[str, float]) -> bool:
-        self.conn.send(Report(spec.trial_id, step, metrics))
+        self.send_from_any_thread(Report(spec.trial_id, step, metrics))
         while True:  # other messages may arrive before the verdict (a stop request)
             msg = self.conn.recv()
             if msg[0] == "decision":
@@ -37,7 +46,7 @@ class _PipeChannel(Channel):
             self._control(msg)
 
     def emit(self, spec: TrialSpec, event: Event) -> None:
-        self.conn.send(event)
+        self.send_from_any_thread(event)
 
     def stop_requested(self, spec: TrialSpec) -> bool:
         while self.conn.poll():  # only control messages can be waiting while a trial runs
@@ -72,6 +81,19 @@ def pickled(fn: Any, where: str) -> bytes:
         ) from exc
 
 
+def loads_in_workers(fn: Any) -> bool:
+    """Whether worker processes surely load ``fn``: it pickles by reference from a module with a file
+    (an experiment file ``tuneloop run`` loaded, a package). Not from ``__main__``: a notebook's cannot
+    be imported at all, and a script's is run again in each worker (a ``study.run`` outside an
+    ``if __name__ == "__main__":`` block would start workers from a worker)."""
+    try:
+        pickle.dumps(fn)
+    except Exception:  # noqa: BLE001 - lambdas, closures, anything pickle refuses
+        return False
+    name = getattr(fn, "__module__", None) or "__main__"
+    return name not in ("__main__", "__mp_main__") and getattr(sys.modules.get(name), "__file__", None) is not None
+
+
 def load_function(fn_blob: bytes, experiment_path: str | None) -> Any:
     """The trial function in a worker: import the experiment file it came from, then unpickle it."""
     if experiment_path:
@@ -81,10 +103,14 @@ def load_function(fn_blob: bytes, experiment_path: str | None) -> Any:
     return pickle.loads(fn_blob)
 
 
-def main(conn: Connection, fn_blob: bytes, experiment_path: str | None, threads: int) -> None:
-    """Entry point of a worker process."""
+def main(conn: Connection, fn_blob: bytes, experiment_path: str | None, threads: int, every: float | None = None,
+         pin: str | None = None) -> None:
+    """Entry point of a worker process: ``every`` seconds between system samples (None: off), ``pin``
+    the CUDA_VISIBLE_DEVICES of its GPU slot (None: the driver's devices)."""
     # Ctrl-C reaches the whole process group; the driver alone decides what happens then.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if pin is not None:  # set at its start already (spawn, fork); again for start methods that do not pass it on
+        os.environ["CUDA_VISIBLE_DEVICES"] = pin
     limit_threads(threads)
     fn: Any = None
     load_error = ""
@@ -107,9 +133,9 @@ def main(conn: Connection, fn_blob: bytes, experiment_path: str | None, threads:
                 continue  # a stop for a trial that already ended
             spec: TrialSpec = msg[1]
             if load_error:
-                conn.send(Failed(spec.trial_id, load_error))
+                channel.send_from_any_thread(Failed(spec.trial_id, load_error))
                 continue
             channel.stops.clear()
-            conn.send(execute(fn, spec, channel))
+            channel.send_from_any_thread(run_watched(fn, spec, channel, every=every))
     except (EOFError, BrokenPipeError, _Exit):
         return  # the driver is gone, interrupting or done: nothing left to report to

@@ -30,6 +30,7 @@ from tuneloop.callbacks import Callback
 from tuneloop.errors import NotFound
 from tuneloop.run._executor import Executor
 from tuneloop.run.events import (
+    Attrs,
     Checkpoint,
     Event,
     Failed,
@@ -309,11 +310,18 @@ class Driver:
         run = self._running.get(event.trial_id)
         if run is None:
             return False  # a straggler from a trial already ended
+        if isinstance(event, Attrs):
+            self._batch.attrs(event.trial_id, event.values)
+            for cb in self.callbacks:
+                cb.on_attrs(run.spec.number, event.values)
+            return False
         at = (event.trial_id, run.spec.attempt, event.step)
         if isinstance(event, Scalars):
             self._batch.metrics(*at, event.values)
             for name, value in event.values.items():
                 self._alert(run, event.step, self.rulebook.scalar(event.trial_id, name, value))
+            for cb in self.callbacks:
+                cb.on_log(run.spec.number, event.step, event.values)
         elif isinstance(event, Histogram):
             summary = {k: v for k, v in vars(event).items() if k not in ("trial_id", "step")}  # the event is the summary
             self._batch.histogram(*at, **summary)

@@ -117,7 +117,16 @@ class Checkpoint:
     data: bytes
 
 
-Event = Report | Finished | Failed | Scalars | Histogram | SliceMetric | Sample | Checkpoint
+@dataclass(frozen=True)
+class Attrs:
+    """Facts about a trial that are not curves: the device it ran on, its host, what the trial
+    function set with ``Trial.set_attr``. Strings, numbers, bools and None only."""
+
+    trial_id: int
+    values: dict[str, Any]
+
+
+Event = Report | Finished | Failed | Scalars | Histogram | SliceMetric | Sample | Checkpoint | Attrs
 
 
 class Channel(ABC):

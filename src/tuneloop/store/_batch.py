@@ -16,7 +16,7 @@ from typing import Any
 from tuneloop.store._logs import alert_row
 from tuneloop.store.store import Point, point_rows
 
-_TABLES = ("histograms", "slices", "samples", "alerts", "checkpoints")
+_TABLES = ("histograms", "slices", "samples", "alerts", "checkpoints", "trial_attrs")
 
 
 class LogBatch:
@@ -55,6 +55,13 @@ class LogBatch:
     def alert(self, trial_id: int, attempt: int, step: int, *, rule: str, quantity: str, value: float | None,
               action: str, message: str) -> None:
         self._rows["alerts"].append(alert_row(trial_id, attempt, step, rule, quantity, value, action, message))
+
+    def attrs(self, trial_id: int, values: Mapping[str, Any]) -> None:
+        """Attributes of a trial (JSON scalars); a key given twice keeps its last value."""
+        rows = self._rows["trial_attrs"]
+        keys = {(trial_id, str(k)) for k in values}
+        rows[:] = [r for r in rows if (r["trial_id"], r["key"]) not in keys]
+        rows.extend({"trial_id": trial_id, "key": str(k), "value": json.dumps(v)} for k, v in values.items())
 
     def take(self) -> dict[str, list[dict[str, Any]]]:
         """Every waiting row by table (as ``Store.write_batch`` takes them); the batch is empty after."""

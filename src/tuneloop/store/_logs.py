@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select, tuple_
 
 from tuneloop.store import schema
 from tuneloop.store._retry import retrying
@@ -24,7 +24,7 @@ from tuneloop.store.records import AlertRecord, HistogramRecord, SampleRecord, S
 
 TABLES = {"metrics": schema.metrics, "histograms": schema.histograms, "alerts": schema.alerts,
           "slices": schema.slices, "samples": schema.samples, "checks": schema.checks,
-          "checkpoints": schema.checkpoints, "lineage": schema.lineage}
+          "checkpoints": schema.checkpoints, "lineage": schema.lineage, "trial_attrs": schema.trial_attrs}
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _FOLDER_SLUG = 40  # characters of a study's name kept in its folder's name (the id makes it unique)
 _FILE_SLUG = 60  # characters of a sample's name kept in its file's name (a hash keeps it unique)
@@ -129,8 +129,26 @@ class LogsMixin:
                 self.write_batch(batch, c)
             return
         for table, rows in batch.items():
-            if rows:
-                conn.execute(insert(TABLES[table]), list(rows))
+            if not rows:
+                continue
+            if table == "trial_attrs":  # an attribute set again replaces the stored one
+                a = schema.trial_attrs
+                conn.execute(delete(a).where(tuple_(a.c.trial_id, a.c.key).in_([(r["trial_id"], r["key"]) for r in rows])))
+            conn.execute(insert(TABLES[table]), list(rows))
+
+    @retrying
+    def trial_attrs(self, trial_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """The attributes of the trials (device, host, what ``Trial.set_attr`` set): {trial_id: {key: value}}."""
+        from tuneloop.store._rows import loads
+
+        a, ids = schema.trial_attrs, list(trial_ids)
+        out: dict[int, dict[str, Any]] = {i: {} for i in ids}
+        for start in range(0, len(ids), 500):
+            stmt = select(a.c.trial_id, a.c.key, a.c.value).where(a.c.trial_id.in_(ids[start:start + 500]))
+            with self._read() as conn:
+                for trial_id, key, value in conn.execute(stmt):
+                    out[trial_id][key] = loads(value, f"the attribute {key!r:.60} of trial id {trial_id}")
+        return out
 
     def _rows(self, table: Any, trial_id: int, attempt: int | None) -> list[Any]:
         stmt = select(table).where(table.c.trial_id == trial_id).order_by(table.c.id)

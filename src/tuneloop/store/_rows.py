@@ -70,7 +70,7 @@ def point_rows(points: Sequence[Point]) -> list[dict[str, Any]]:
     return [{"trial_id": t, "attempt": a, "step": s, "name": n, "value": finite_or_none(v)} for t, a, s, n, v in points]
 
 
-def trial_record(row: Any) -> TrialRecord:
+def trial_record(row: Any, attrs: dict[str, Any] | None = None) -> TrialRecord:
     """A trials row as a :class:`TrialRecord`, its state and JSON columns checked."""
     what = f"trial {row.number} (id {row.id})"
     return TrialRecord(
@@ -78,5 +78,5 @@ def trial_record(row: Any) -> TrialRecord:
         state=word(TrialState, row.state, f"the state of {what}"),
         params=loads_object(row.params, f"the params of {what}"), seed=row.seed, attempt=row.attempt,
         value=row.value, values=loads_object(row.values, f"the values of {what}"), error=row.error,
-        created_at=row.created_at, started_at=row.started_at, finished_at=row.finished_at,
+        created_at=row.created_at, started_at=row.started_at, finished_at=row.finished_at, attrs=attrs or {},
     )

@@ -104,6 +104,7 @@ class TrialRecord:
     started_at: float | None
     finished_at: float | None
     study_id: int = field(default=0, repr=False)
+    attrs: dict[str, Any] = field(default_factory=dict, repr=False)  # device, host, Trial.set_attr's
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", TrialState.of(self.state))

@@ -20,7 +20,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 6  # 2: histograms, alerts, slices, samples; 3: checks; 4: ideas; 5: checkpoints, lineage; 6: leases
+SCHEMA_VERSION = 7  # 2: histograms, alerts, slices, samples; 3: checks; 4: ideas; 5: checkpoints, lineage; 6: leases;
+# 7: trial_attrs
 # (each only adds tables)
 
 metadata = MetaData()
@@ -165,6 +166,15 @@ leases = Table(
     Column("heartbeat_at", Float, nullable=False),  # renewed every few seconds while the driver lives
 )
 Index("ix_leases_owner", leases.c.owner)
+
+# -- trial attributes (issue 17): where a trial ran (device, host) and what the trial function set ------
+trial_attrs = Table(
+    "trial_attrs",
+    metadata,
+    Column("trial_id", Integer, ForeignKey("trials.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("value", Text, nullable=False),  # JSON: a string, number, bool or null
+)
 
 checks = Table(
     "checks",

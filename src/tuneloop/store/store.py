@@ -292,7 +292,20 @@ class Store(LogsMixin, ChecksMixin, LeasesMixin):
             stmt = stmt.where(t.c.number.in_([n for n in numbers if INT64[0] <= n <= INT64[1]]))
         with self._read() as conn:
             rows = conn.execute(stmt).all()
-        return [trial_record(r) for r in rows]
+            attrs = self._attrs_of(conn, study_id, [r.id for r in rows]) if rows else {}
+        return [trial_record(r, attrs.get(r.id)) for r in rows]
+
+    @staticmethod
+    def _attrs_of(conn: Any, study_id: int, ids: list[int]) -> dict[int, dict[str, Any]]:
+        """The attributes of the study's trials ``ids`` (one query over the study, then filtered)."""
+        a, t = schema.trial_attrs, schema.trials
+        stmt = (select(a.c.trial_id, a.c.key, a.c.value).join(t, t.c.id == a.c.trial_id)
+                .where(t.c.study_id == study_id))
+        wanted, out = set(ids), dict[int, dict[str, Any]]()
+        for trial_id, key, value in conn.execute(stmt):
+            if trial_id in wanted:
+                out.setdefault(trial_id, {})[key] = loads(value, f"the attribute {key!r:.60} of trial id {trial_id}")
+        return out
 
     @retrying
     def trial(self, study_id: int, number: int) -> TrialRecord:

@@ -10,10 +10,12 @@ from tuneloop.views._rounds import RoundRow, final_view, round_rows, rounds_view
 from tuneloop.views._studies import studies_view, trials_of
 from tuneloop.views._study import analysis_view, study_view
 from tuneloop.views._trial import (
+    SystemSummary,
     TrialData,
     compare_view,
     curve_summaries,
     curves_view,
+    system_summaries,
     trial_data,
     trial_row,
     trial_view,
@@ -21,6 +23,7 @@ from tuneloop.views._trial import (
 
 __all__ = [
     "RoundRow",
+    "SystemSummary",
     "TrialData",
     "analysis_view",
     "compare_view",
@@ -34,6 +37,7 @@ __all__ = [
     "rounds_view",
     "studies_view",
     "study_view",
+    "system_summaries",
     "trial_data",
     "trial_row",
     "trial_view",

@@ -4,6 +4,7 @@ and 2-5 trials compared."""
 from __future__ import annotations
 
 import base64
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,12 +16,14 @@ from tuneloop.errors import ConfigError, NotFound
 from tuneloop.export import strict_json
 from tuneloop.store import AlertRecord, HistogramRecord, SampleRecord, SliceRecord, Store, StudyRecord, TrialRecord
 
+SYSTEM = "sys/"  # system metrics (CPU, memory, GPU; run/_system.py): drawn apart from the training curves
+
 
 def trial_row(t: TrialRecord) -> dict[str, Any]:
-    """A trial as a row of a trials list (its error cut to the first line)."""
+    """A trial as a row of a trials list (its error cut to the first line; the device it ran on)."""
     return {"number": t.number, "state": t.state, "value": t.value, "params": t.params, "values": t.values,
             "seed": t.seed, "attempt": t.attempt, "duration": t.duration, "finished_at": t.finished_at,
-            "error": (t.error or "").split("\n", 1)[0] or None}
+            "error": (t.error or "").split("\n", 1)[0] or None, "device": t.attrs.get("device")}
 
 
 @dataclass(frozen=True)
@@ -52,10 +55,34 @@ def trial_data(store: Store, name: str, number: int) -> TrialData:
 
 def curve_summaries(data: TrialData) -> list[CurveSummary]:
     """Each curve summarized (start, best, end, trend): the objective first, then the other epoch
-    metrics, then per-step values and diagnostics."""
+    metrics, then per-step values and diagnostics; system metrics are :func:`system_summaries`'."""
     metric, mode = data.study.metric, data.study.mode
-    order = sorted(data.curves, key=lambda n: (n != metric, "/" in n or n.startswith(("init_", "grad_"))))
+    names = [n for n in data.curves if not n.startswith(SYSTEM) or n == metric]
+    order = sorted(names, key=lambda n: (n != metric, "/" in n or n.startswith(("init_", "grad_"))))
     return [summarize_curve(name, data.curves[name], direction_of(name, metric, mode)) for name in order]
+
+
+@dataclass(frozen=True)
+class SystemSummary:
+    """One system metric over a trial: its samples, mean, peak and last value (at ``seconds``)."""
+
+    name: str
+    samples: int
+    mean: float
+    peak: float
+    last: float
+    seconds: int
+
+
+def system_summaries(data: TrialData) -> list[SystemSummary]:
+    """The system metrics sampled while the trial ran (CPU percent, RSS, GPU memory and utilisation)."""
+    out = []
+    for name in sorted(n for n in data.curves if n.startswith(SYSTEM)):
+        values = [(s, v) for s, v in data.curves[name] if math.isfinite(v)]
+        if values:
+            out.append(SystemSummary(name, len(values), sum(v for _, v in values) / len(values),
+                                     max(v for _, v in values), values[-1][1], values[-1][0]))
+    return out
 
 
 def trial_view(store: Store, name: str, number: int, *, inline_images: bool = False) -> dict[str, Any]:
@@ -81,8 +108,9 @@ def trial_view(store: Store, name: str, number: int, *, inline_images: bool = Fa
         samples.append(item)
     return strict_json({
         "study": {"name": record.name, "metric": record.metric, "mode": record.mode},
-        "trial": {**trial_row(t), "error": t.error, "lineage": data.lineage},
-        "curves": data.curves,
+        "trial": {**trial_row(t), "error": t.error, "lineage": data.lineage, "attrs": t.attrs},
+        "curves": {n: c for n, c in data.curves.items() if not n.startswith(SYSTEM) or n == record.metric},
+        "system": {n: c for n, c in data.curves.items() if n.startswith(SYSTEM) and n != record.metric},
         "histograms": hist,
         "alerts": [a.__dict__ for a in data.alerts],
         "slices": [s.__dict__ for s in data.slices],

@@ -121,15 +121,16 @@ const tuneloop = (() => {
     // checked trials: their curves are overlaid below (the 5 best at first) and can be compared
     const known = new Map(data.curves.map((c) => [String(c.number), c.points]));
     const picked = new Set(data.curves.slice(0, 5).map((c) => String(c.number)));
+    const devices = new Set(data.trials.map((t) => t.device)).size > 1;  // pinned to several GPUs: which one each
     const drawTable = () => {
       const keep = data.trials.filter((t) => filter.value === "all" || t.state === filter.value);
-      holder.replaceChildren(table(["", "#", "state", s.metric, "duration", "params"], keep.map((t) => row([
+      holder.replaceChildren(table(["", "#", "state", s.metric, "duration", "params", ...(devices ? ["device"] : [])], keep.map((t) => row([
         report ? "" : el("input", { type: "checkbox", "data-number": t.number, ...(picked.has(String(t.number)) ? { checked: "" } : {}),
           onchange: (ev) => { ev.target.checked ? picked.add(String(t.number)) : picked.delete(String(t.number)); drawCurves(); } }),
         report ? t.number : el("a", { href: `/study/${enc(s.name)}/trial/${enc(t.number)}`, text: String(t.number) }),
         el("span", { class: `state ${t.state}`, text: t.state }), t.value, t.duration == null ? null : `${t.duration.toFixed(1)}s`,
-        Object.entries(t.params).map(([k, v]) => `${k}=${fmt(v)}`).join(", ")],
-        [null, t.number, t.state, t.value, t.duration, null])), { id: "trials" }));
+        Object.entries(t.params).map(([k, v]) => `${k}=${fmt(v)}`).join(", "), ...(devices ? [t.device] : [])],
+        [null, t.number, t.state, t.value, t.duration, null, ...(devices ? [t.device] : [])])), { id: "trials" }));
     };
     filter.addEventListener("change", drawTable);
     drawTable();
@@ -221,7 +222,12 @@ const tuneloop = (() => {
       `member ${lin.member} · generation ${lin.generation} · ${lin.event}` + (lin.parent == null ? "" : " from trial ")),
       ...(lin.parent == null ? [] : [boot.data ? el("span", { text: String(lin.parent) }) :
         el("a", { href: `/study/${enc(s.name)}/trial/${enc(lin.parent)}`, text: String(lin.parent) })])));
+    const attrs = t.attrs || {};  // where it ran (recorded by the process that ran it), and what the trial set
+    if (attrs.device != null || attrs.host != null) parts.push(el("p", { class: "meta", id: "device",
+      text: `device ${fmt(attrs.device)} on host ${fmt(attrs.host)}` }));
     parts.push(section("Parameters", table(["parameter", "value"], Object.entries(t.params).map(([k, v]) => row([k, v])), { id: "params" })));
+    const own = Object.entries(attrs).filter(([k]) => k !== "device" && k !== "host");
+    if (own.length) parts.push(section("Attributes", table(["attribute", "value"], own.map(([k, v]) => row([k, v])), { id: "attrs" })));
     const names = Object.keys(data.curves);
     const epochwise = (n) => !n.startsWith("step/") && !n.startsWith("init_") && !n.includes("/");
     const families = [["loss", (n) => /loss/.test(n) && epochwise(n)], ["accuracy", (n) => /acc/.test(n) && epochwise(n)],
@@ -233,6 +239,12 @@ const tuneloop = (() => {
       if (chosen.length) parts.push(section(`Curves: ${title}`, plot(plotDiv("plot curve-plot"), chosen.map(trace),
         { yaxis2: { overlaying: "y", side: "right", type: "log", showgrid: false } })));
     }
+    const sys = Object.keys(data.system || {});  // sampled every few seconds: percents on the left, MB on the right
+    if (sys.length) parts.push(section("System", plot(plotDiv("plot system-plot"), sys.map((n) => ({
+      x: data.system[n].map((p) => p[0]), y: data.system[n].map((p) => p[1]), mode: "lines+markers", name: String(n),
+      yaxis: /_mb$/.test(n) ? "y2" : "y" })), { xaxis: { title: { text: "seconds since the trial started" } },
+      yaxis: { title: { text: "percent" }, rangemode: "tozero" },
+      yaxis2: { title: { text: "MB" }, overlaying: "y", side: "right", rangemode: "tozero", showgrid: false } })));
     const hnames = Object.keys(data.histograms);
     if (hnames.length) {
       const pick = el("select", { id: "histogram-pick" }, ...hnames.map((n) => el("option", { value: n, text: n })));

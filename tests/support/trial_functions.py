@@ -336,3 +336,48 @@ def contract_trial(trial: tl.Trial) -> dict:
     for step in range(3):
         trial.report(step, loss=(x - 0.5) ** 2 + 1.0 / (step + 1))
     return {"loss": (x - 0.5) ** 2}
+
+
+def sets_attributes(trial: tl.Trial) -> dict:
+    """Records attributes (one set twice) and where it ran, as its worker sees it."""
+    trial.set_attr("commit", "abc123")
+    trial.set_attr("layers", 2)
+    trial.set_attr("layers", 3)
+    trial.report(0, loss=trial.params.x)
+    return {"loss": trial.params.x}
+
+
+def pinned(trial: tl.Trial) -> dict:
+    """Where it ran, as its worker sees it: CUDA_VISIBLE_DEVICES and pid (0.2 s, long enough for a
+    system sample or two)."""
+    trial.set_attr("cuda_visible", os.environ.get("CUDA_VISIBLE_DEVICES"))
+    trial.set_attr("pid", os.getpid())
+    time.sleep(0.2)
+    return {"loss": trial.params.x}
+
+
+def busy(trial: tl.Trial) -> dict:
+    """Keeps a core busy for x seconds, asking should_stop as a training loop would (an in-process
+    executor's system samples reach the driver there)."""
+    end = time.monotonic() + trial.params.x
+    while time.monotonic() < end:
+        sum(range(20_000))
+        trial.should_stop()
+    trial.report(0, loss=trial.params.x)
+    return {"loss": trial.params.x}
+
+
+def cuda_device(trial: tl.Trial) -> dict:
+    """What torch sees in a pinned worker: how many GPUs, and the UUID and name of cuda:0 (it holds
+    memory there for a second, so the system sampler sees it)."""
+    import torch
+
+    held = torch.zeros(64, 2**20 // 4, device="cuda")  # 64 MB
+    trial.set_attr("cuda_visible", os.environ.get("CUDA_VISIBLE_DEVICES"))
+    trial.set_attr("cuda_count", torch.cuda.device_count())
+    trial.set_attr("cuda_current", torch.cuda.current_device())
+    trial.set_attr("cuda_uuid", str(torch.cuda.get_device_properties(0).uuid))
+    trial.set_attr("cuda_name", torch.cuda.get_device_name(0))
+    time.sleep(1.5)
+    del held
+    return {"loss": trial.params.x}
