@@ -120,3 +120,10 @@ def test_a_stored_space_that_is_not_one_raises_storage_error_naming_it(stored):
     with pytest.raises(tl.StorageError, match=r"^Corrupt space: the space of study 's' is not a valid space \(.+\); "
                                               r"repair or delete that row in the database\.$"):
         space_from_json(stored, "the space of study 's'")
+
+
+def test_a_repr_keeps_bounds_of_zero_and_builds_the_same_parameter():
+    for param in (tl.Float(0.0, 0.5, step=0.1), tl.Int(0, 3), tl.Float(-1.0, 0.0)):
+        text = repr(param)
+        assert "low=" in text and "high=" in text
+        assert eval(text, {type(param).__name__: type(param)}) == param  # noqa: S307 - our own repr

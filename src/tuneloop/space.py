@@ -71,7 +71,8 @@ class Param(ABC):
         return hash(json.dumps(self.to_json(), sort_keys=True))
 
     def __repr__(self) -> str:
-        fields = {k: v for k, v in self.to_json().items() if k != "type" and v not in (None, False)}
+        # `is` and a type check, not `in (None, False)`: 0.0 == False would drop a bound of 0
+        fields = {k: v for k, v in self.to_json().items() if k != "type" and v is not None and v is not False}
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in fields.items())})"
 
 
