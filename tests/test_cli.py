@@ -64,7 +64,7 @@ def test_run_status_trials_best_export(cli, write_experiment, tmp_path):
     "args, message",
     [
         (["best", "nope"], "No study named 'nope'"),
-        (["export", "quad", "--format", "xml"], "The '--format' argument of tuneloop export must be 'json' or 'csv'"),
+        (["export", "quad", "--format", "xml"], "The '--format' argument of tuneloop export must be one of 'json', 'csv', 'optuna'"),
         (["run", "EXP", "--searcher", "bayes"], "Unknown searcher 'bayes'. Valid names:"),
         (["run", "EXP", "--scheduler", "bohb"], "Unknown scheduler 'bohb'"),
         (["run", "EXP", "--executor", "ray2", "--trials", 1], "Unknown executor 'ray2'"),

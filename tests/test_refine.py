@@ -32,7 +32,9 @@ def test_refine_writes_a_round_that_runs_and_chains(write_experiment, tmp_path, 
     compile(text, str(written), "exec")
     ran = runner.invoke(app, ["run", str(written), "--trials", "6", "--seed", "1"])
     assert ran.exit_code == 0, ran.output
+    assert "trials from act fed to sobol" in ran.output  # round 2 learns from round 1 (a warm start)
     record = tl.Store("tuneloop.db").require_study("act-r2")
+    assert 0 < record.config["warm_start"]["act"] <= 24
     assert (record.config["round"], record.config["parent"], record.config["goal"]) == (2, "act", "act")
     assert record.config["experiment"] == str(written.resolve())  # so finalize and refine find this file
     assert record.space["lr"] != tl.LogFloat(1e-4, 1.0) and record.space["lr"].high <= 1.0

@@ -159,7 +159,8 @@ def _roles_code(roles: Roles, space: Space) -> list[str]:
     args.append(f"searcher={searcher}")
     note = ("# scientific values each get their own search over the nuisance parameters; quasi-random explores"
             if scientific else "# no scientific parameter left: this round optimizes, so a model-based searcher")
-    return [note, f"study = previous.next_round({', '.join(args)})"]
+    warm = "# warm start: the searcher first learns from earlier rounds' trials in this space (warm_start=[]: cold)"
+    return [note, warm, f"study = previous.next_round({', '.join(args)})"]
 
 
 def write_next_round(store: Store, name: str, out_path: Path, experiment: str | None = None) -> Path:

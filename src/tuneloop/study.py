@@ -21,18 +21,20 @@ from tuneloop._validation import check_positive_int, fail
 from tuneloop.alerts import Rule, default_rules
 from tuneloop.callbacks import Callback
 from tuneloop.direction import Direction
-from tuneloop.errors import ConfigError, TuneloopError
+from tuneloop.errors import ConfigError, StorageError, TuneloopError
 from tuneloop.experiment import experiment_record
 from tuneloop.rounds import Roles, assign_roles, searched_space
 from tuneloop.run import RunSummary, check_retries, executor_spec, executors, launch
 from tuneloop.schedule import NoScheduler, PerValue, Planner, Scheduler, schedulers
-from tuneloop.search import Searcher, Stratified, repeated, searchers
+from tuneloop.search import Searcher, Stratified, check_partial, repeated, searchers
+from tuneloop.search._warm import describe, feed, load_priors, searcher_name
 from tuneloop.space import Param, Space
 from tuneloop.store import Store, StudyRecord, TrialRecord, TrialState, resolve_url
 from tuneloop.trial import Budget, Trial
 
 if TYPE_CHECKING:
     from tuneloop.finalize import EnsembleResult, FinalResult
+    from tuneloop.run._asktell import AskTell
 
 TrialFunction = Callable[[Trial], Any]
 
@@ -44,7 +46,7 @@ class Study:
         self,
         name: str,
         space: Space | Mapping[str, Param],
-        fn: TrialFunction,
+        fn: TrialFunction | None = None,
         *,
         metric: str,
         mode: str,
@@ -62,11 +64,12 @@ class Study:
         goal: str | None = None,
         round: int = 1,
         parent: str | None = None,
+        warm_start: Sequence[str] | str | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise fail("name", "Study", "a non-empty string", name)
-        if not callable(fn):
-            raise fail("fn", "Study", "a function that takes a tl.Trial", fn)
+        if fn is not None and not callable(fn):  # None: a study run only through ask/tell
+            raise fail("fn", "Study", "a function that takes a tl.Trial (or None to run it with ask/tell)", fn)
         if not isinstance(metric, str) or not metric:
             raise fail("metric", "Study", "the name of a reported metric, e.g. 'val_loss'", metric)
         self.name = name
@@ -75,9 +78,13 @@ class Study:
         self.goal = goal or name
         self.round = check_positive_int(round, "round", "Study")
         self.parent = parent
+        # earlier studies whose trials the searcher learns from first (search/_warm.py)
+        self.warm_start = check_warm_start(warm_start)
+        self._warm_optional = False  # next_round's parent chain: a parent missing from the store is skipped
+        self.warm_note: str | None = None  # what the last run's warm start fed, as `tuneloop run` prints it
         if searcher is None:  # a round that compares values explores evenly; one that optimizes models
             searcher = "sobol" if self.roles.scientific else "tpe"
-        self.fn = fn
+        self.fn: TrialFunction = fn or _asked_only
         self.metric = metric
         self.mode = Direction.of(mode, "Study")
         self.budget = budget if isinstance(budget, Budget) else Budget(budget)
@@ -93,10 +100,29 @@ class Study:
         self.rules: list[Rule] = list(rules or [])
         self.experiment_path: str | None = None  # set when loaded from a file (workers re-import it)
         self._stores: dict[str, Store] = {}
+        self._askers: dict[str, tuple[AskTell, tuple[Any, ...]]] = {}  # ask/tell sessions by store URL
         self._last_url: str | None = None
 
     def __repr__(self) -> str:
         return f"Study({self.name!r}, metric={self.metric!r}, mode={self.mode.value!r})"
+
+    @classmethod
+    def stored(cls, name: str, storage: str | None = None) -> Study:
+        """The study ``name`` as stored (space, objective, roles, budget, seed, searcher), without a
+        trial function: for :meth:`ask`, :meth:`tell` and :meth:`enqueue` from any process."""
+        from tuneloop.rounds import round_info
+
+        store = Store(storage)
+        record = store.require_study(name)
+        info, config = round_info(record), record.config  # checked: the database may come from elsewhere
+        budget = config.get("budget")
+        study = cls(name, searched_space(record.space, info.roles), metric=record.metric, mode=record.mode,
+                    budget=budget if isinstance(budget, dict) else None, storage=store.url,
+                    searcher=config.get("searcher"), scheduler=config.get("scheduler") or "none",
+                    scientific=info.roles.scientific, nuisance=info.roles.nuisance, fixed=info.roles.fixed,
+                    goal=info.goal, round=info.round, parent=info.parent)
+        study._stores[store.url], study._last_url = store, store.url
+        return study
 
     # -- running ----------------------------------------------------------------------------
     def run(
@@ -134,6 +160,8 @@ class Study:
         ``workers`` or ``executor`` chosen, a machine with several GPUs runs one trial on each
         (docs/gpus.md).
         """
+        if self.fn is _asked_only:
+            _asked_only(None)  # raises: there is no trial function to run
         searcher = searcher if searcher is not None else self.defaults["searcher"]
         scheduler = scheduler if scheduler is not None else self.defaults["scheduler"]
         executor = executor or self.defaults["executor"]
@@ -160,6 +188,9 @@ class Study:
         store = self.store(storage)
         record = self.record(store, seed)
         seed = seed if seed is not None else int(record.config["seed"])
+        if n_trials is not None and record.config.get("n_trials") != n_trials:  # the target `tuneloop worker` reads
+            record.config["n_trials"] = n_trials
+            store.update_study_config(record.id, record.config)
         # build every plug-in before any trial starts, so a bad name fails fast
         searcher_obj = repeated(self._searcher(searcher, seed), seeds)
         return launch(
@@ -168,6 +199,70 @@ class Study:
             budget=self.budget.to_dict(), timeout=timeout, callbacks=callbacks, experiment_path=self.experiment_path,
             rules=self.rules, progress=progress,
         )
+
+    # -- ask and tell: trials run by the caller ----------------------------------------------------
+    def ask(self, *, n_trials: int | None = None, seeds: int | None = None, lease_seconds: float | None = None,
+            max_retries: int = 1, storage: str | None = None) -> Trial | None:
+        """A trial to run yourself, stored as running: its ``params``, ``seed`` and ``budget`` come from
+        the study's searcher (an enqueued configuration first; a trial whose client or driver died,
+        again, up to ``max_retries`` times). Report through ``trial.report`` (the study's scheduler
+        decides ``trial.should_stop()``) and end it with :meth:`tell`. None when the searcher has run
+        out (a grid) or, with ``n_trials``, once the study's first ``n_trials`` numbers are taken (every
+        trial below it handed out, by this or any client or driver). ``seeds=K`` asks each
+        configuration K times.
+
+        While this process holds asked trials a heartbeat keeps them its own; with ``lease_seconds``
+        each is held that long after its ask and each report instead (a client that exits before it
+        tells, as ``tuneloop ask`` does). See docs/ask-tell.md."""
+        if n_trials is not None:
+            check_positive_int(n_trials, "n_trials", "Study.ask")
+        return self._asker(storage, seeds, lease_seconds, max_retries).ask(n_trials)
+
+    def tell(self, trial: Trial | int, values: Mapping[str, Any] | float | None = None, *, state: str = "completed",
+             error: str | None = None, storage: str | None = None) -> TrialRecord:
+        """End an asked trial (the Trial, or its number): ``values`` holds its metrics (a bare number is
+        the objective); ``state="pruned"`` or ``"failed"`` (with ``error``) ends it otherwise. The
+        searcher and scheduler learn from it; the stored record is returned."""
+        return self._asker(storage).tell(trial, values, state, error)
+
+    def enqueue(self, params: Mapping[str, Any], *, storage: str | None = None) -> int:
+        """Run ``params`` (some or all parameters; the searcher chooses the rest) before the searcher's
+        own proposals, in whichever run, worker or ask comes next; its trial number."""
+        from tuneloop.run.driver import trial_seed
+
+        fixed = check_partial(self.space, params)
+        store = self.store(storage)
+        record = self.record(store)
+        seed = int(record.config["seed"])
+        return store.enqueue_trial(record.id, fixed, lambda number: trial_seed(seed, number))[1]
+
+    def _asker(self, storage: str | None, seeds: int | None = None, lease_seconds: float | None = None,
+               max_retries: int | None = None) -> AskTell:
+        """This process's ask/tell session on the store: one per store, so the searcher keeps what it
+        learned between asks; asking with other options starts a new one once no asked trial runs."""
+        from tuneloop.run._asktell import AskTell
+        from tuneloop.run.driver import trial_seed
+
+        store = self.store(storage)
+        options = (check_positive_int(seeds or 1, "seeds", "Study.ask"), lease_seconds,
+                   check_retries(1 if max_retries is None else max_retries, "Study.ask"))
+        session, held = self._askers.get(store.url, (None, options))
+        if session is not None and (max_retries is None or held == options):
+            return session
+        if session is not None and session._running:
+            raise ConfigError("Study.ask: tell the trials already asked before asking with other options "
+                              "(seeds, lease_seconds, max_retries).")
+        record = self.record(store)
+        seed = int(record.config["seed"])
+        # the searcher's seed moves on with the trials stored: each `tuneloop ask` is a fresh process, and
+        # one seeded alike would propose the same first configurations again
+        searcher = self._searcher(self.defaults["searcher"], trial_seed(seed, 2**40 + len(store.trials(record.id))))
+        session = AskTell(store=store, study=record, searcher=searcher,
+                          scheduler=self._scheduler(self.defaults["scheduler"], options[0]), seed=seed,
+                          budget=self.budget.to_dict(), rules=self.rules, seeds=options[0], lease_seconds=options[1],
+                          max_retries=options[2])
+        self._askers[store.url] = (session, options)
+        return session
 
     # -- reading ----------------------------------------------------------------------------
     @property
@@ -224,9 +319,12 @@ class Study:
         searcher: Any = None,
         scheduler: Any = None,
         budget: Budget | Mapping[str, Any] | None = None,
+        warm_start: Sequence[str] | None = None,
     ) -> Study:
         """The next round of this study's goal: the same trial function and objective, a new
-        space or new roles (each left as None keeps this round's), named ``<goal>-r<N>``."""
+        space or new roles (each left as None keeps this round's), named ``<goal>-r<N>``. Its
+        searcher is warm-started from this round and the rounds before it (the parent chain; those
+        not in the store are skipped); ``warm_start=[]`` starts it cold."""
         keep_roles = scientific is None and nuisance is None
         study = Study(
             name or f"{self.goal}-r{self.round + 1}", space if space is not None else searched_space(self.space, self.roles),
@@ -238,14 +336,34 @@ class Study:
             nuisance=self.roles.nuisance if keep_roles and space is None else nuisance,
             fixed=self.roles.fixed if fixed is None else fixed,
             goal=self.goal, round=self.round + 1, parent=self.name,
+            warm_start=[self.name, *self.warm_start] if warm_start is None else warm_start,
         )
+        study._warm_optional = warm_start is None
         study.experiment_path = self.experiment_path
         return study
 
     # -- what a run is built from -------------------------------------------------------------
     def _searcher(self, spec: Any, seed: int) -> Searcher:
         """The searcher ``spec`` names: over the whole space, or one per scientific value over its
-        nuisance space."""
+        nuisance space; warm-started from the studies in ``warm_start`` (in the store in use)."""
+        searcher = self._new_searcher(spec, seed)
+        if self.warm_start:
+            self._warm(searcher, spec)
+        return searcher
+
+    def _warm(self, searcher: Searcher, spec: Any) -> None:
+        """Feed the earlier studies' trials that fit this space to ``searcher`` as priors; record
+        how many each gave in the study's config (they are never this study's trials)."""
+        store = self.store()
+        record = self.record(store)
+        priors = load_priors(store, record, self.warm_start, self.space, optional=self._warm_optional)
+        fed = feed(searcher, priors)
+        self.warm_note = describe(fed, priors, searcher_name(spec))
+        if record.config.get("warm_start") != fed:
+            record.config["warm_start"] = fed
+            store.update_study_config(record.id, record.config)
+
+    def _new_searcher(self, spec: Any, seed: int) -> Searcher:
         if not self.roles.scientific:
             return searchers.create(spec, space=self.space, seed=seed, mode=self.mode)
         if not isinstance(spec, (str, dict)):
@@ -284,8 +402,15 @@ class Study:
                 "budget": self.budget.to_dict(),
                 **experiment_record(self.experiment_path),  # path, content hash, this user's signature
                 "goal": self.goal, "round": self.round, "parent": self.parent, "roles": self.roles.to_json(),
+                # what `tuneloop ask` uses when it has no experiment file (names and plain options only)
+                "searcher": _plain(self.defaults["searcher"]), "scheduler": _plain(self.defaults["scheduler"]),
             }
-            return store.create_study(self.name, self.metric, self.mode.value, self.space, config)
+            try:
+                return store.create_study(self.name, self.metric, self.mode.value, self.space, config)
+            except StorageError:  # drivers started together: another one created it first, and it is checked below
+                record = store.get_study(self.name)
+                if record is None:
+                    raise
         for what, stored, now in (("metric", record.metric, self.metric), ("mode", record.mode, self.mode)):
             if stored != now:
                 raise ConfigError(
@@ -307,6 +432,32 @@ class Study:
             record.config.update(stamp)  # resumed from an edited or moved file: vouch for the one that runs now
             store.update_study_config(record.id, record.config)
         return record
+
+
+def check_warm_start(value: Any) -> tuple[str, ...]:
+    """``warm_start`` as a tuple of study names (one name alone is one study)."""
+    names = () if value is None else (value,) if isinstance(value, str) else value
+    if not isinstance(names, (list, tuple)) or any(not isinstance(n, str) or not n.strip() for n in names):
+        raise fail("warm_start", "Study", "a list of earlier study names in the same store, e.g. ['mlp']", value)
+    return tuple(names)
+
+
+def _asked_only(trial: Trial | None) -> None:
+    name = "This study" if trial is None else f"Study {trial.study_name!r}"
+    raise ConfigError(f"{name} has no trial function (it was made without one, or loaded from the "
+                      f"store); run it with study.ask()/tell(), or give it one (tuneloop worker STUDY --file FILE).")
+
+
+def _plain(spec: Any) -> Any:
+    """A plug-in spec as JSON can store it (a name, or a dict of plain options); None for an instance."""
+    import json
+
+    if isinstance(spec, str):
+        return spec
+    try:
+        return json.loads(json.dumps(spec)) if isinstance(spec, dict) else None
+    except (TypeError, ValueError):
+        return None
 
 
 def best_trial(trials: Sequence[TrialRecord], mode: Direction | str, name: str = "") -> TrialRecord:

@@ -2,6 +2,8 @@
 ``--members`` and ``--max-retries`` on run, finalize and probe lr|batch reach the function that
 runs the trials; and ``tuneloop run`` says when another live driver holds some of the study's trials."""
 
+import time
+
 import pytest
 from typer.testing import CliRunner
 
@@ -106,16 +108,37 @@ def test_finalize_checks_max_retries_like_study_run(cli, write_experiment):
     assert result.exit_code == 1 and "max_retries" in result.output and "Traceback" not in result.output
 
 
-def test_run_says_which_trials_another_live_driver_holds(cli, write_experiment, tmp_path):
+def test_a_run_leaves_another_live_drivers_trial_alone_and_waits_for_it(cli, write_experiment, tmp_path):
+    """Issue 18: a run that has started its share waits for the other live driver's trial (never
+    re-running it), so the study ends at exactly --trials finished; a run with nothing to start says
+    which trials another driver holds."""
+    import threading
+
     exp = write_experiment(QUICK)
     first = cli("run", exp, "--trials", 1)
     assert first.exit_code == 0 and "left alone" not in first.output  # said only when there are such trials
-    with Store(tmp_path / "tuneloop.db") as store:  # a driver on another machine, its heartbeat fresh
+    other = Lease("other-run", "another-machine", 1)  # a driver on another machine, its heartbeat fresh
+    with Store(tmp_path / "tuneloop.db") as store:
         study = store.require_study("quick")
-        store.claim_trial(study.id, {"x": 0.5}, lambda n: n, Lease("other-run", "another-machine", 1))
+        held, _, _ = store.claim_trial(study.id, {"x": 0.5}, lambda n: n, other)
+
+    def the_other_driver_finishes_once_trial_2_has() -> None:  # an event in the store, not a timer
+        with Store(tmp_path / "tuneloop.db") as s:
+            deadline = time.monotonic() + 60
+            while s.count_finished(study.id) < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            s.finish_leased_trial(held, other.owner, "completed", 0.5, {"loss": 0.5})
+
+    helper = threading.Thread(target=the_other_driver_finishes_once_trial_2_has)
+    helper.start()
     result = cli("run", exp, "--trials", 3)
+    helper.join()
     assert result.exit_code == 0, result.output
-    assert "Ran 1 trials" in result.output
-    assert "1 trial is running under another live driver; it was left alone." in result.output
-    done = cli("run", exp, "--trials", 2)  # nothing left to start: said there too
-    assert "already has 2 finished trials" in done.output and "1 trial is running under another" in done.output
+    assert "Ran 1 trials" in result.output and "3 finished in total" in result.output
+    with Store(tmp_path / "tuneloop.db", read_only=True) as store:
+        trial = store.trial(study.id, 1)
+    assert (trial.value, trial.attempt) == (0.5, 0)  # the other driver's result: never re-run here
+    with Store(tmp_path / "tuneloop.db") as store:
+        store.claim_trial(study.id, {"x": 0.25}, lambda n: n, other)
+    done = cli("run", exp, "--trials", 3)  # nothing left to start: says who runs the rest
+    assert "already has 3 finished trials" in done.output and "1 trial is running under another" in done.output

@@ -124,3 +124,14 @@ def test_unknown_name_lists_the_valid_ones(space):
 def test_bad_options_name_the_searcher(space):
     with pytest.raises(tl.ConfigError, match="Bad options for searcher 'tpe'"):
         searchers.create({"name": "tpe", "no_such_option": 1}, space=space)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_an_enqueued_partial_configuration_is_completed_inside_the_space(name, space):
+    from tuneloop.search import check_partial, fill
+
+    searcher = make(name, space)
+    p = fill(searcher, space, check_partial(space, {"momentum": 0.45}), seed=0)  # implies opt="sgd"
+    assert space.validate(p.params) == p.params and (p.params["opt"], p.params["momentum"]) == ("sgd", 0.45)
+    searcher.tell(Outcome(p.params, TrialState.COMPLETED, 0.1, [(0, 0.1)], p.token))
+    assert len(searcher.ask(2)) == 2  # and it goes on proposing

@@ -158,8 +158,8 @@ def test_a_killed_drivers_trials_are_taken_over_once_its_lease_is_stale(drivers,
     a.communicate()
     (tmp_path / "gate").touch()
 
-    fresh = start("B1", 4, stale=600.0, wait=True)  # A's leases are still fresh for this driver
-    assert fresh.returncode == 0, fresh.stderr
+    fresh = start("B1", 4, stale=600.0)  # A's leases are still fresh for this driver: it waits for them
+    _wait_for(lambda: sum(s == ("completed", 0) for s in _trials(db).values()) == 2, "B1's own trials to end")
     trials = _trials(db)
     assert {n: trials[n] for n in a_numbers} == dict.fromkeys(a_numbers, ("running", 0))  # left alone
     assert {n: s for n, s in trials.items() if n not in a_numbers} == dict.fromkeys(range(2, 4), ("completed", 0))
@@ -171,6 +171,9 @@ def test_a_killed_drivers_trials_are_taken_over_once_its_lease_is_stale(drivers,
     assert taker.returncode == 0, taker.stderr
     assert _trials(db) == {n: ("completed", 1 if n in a_numbers else 0) for n in range(4)}  # re-run: next attempt
     assert _ran(tmp_path, "B2") == {(n, 1, "B2") for n in a_numbers}
+    _, stderr = fresh.communicate(timeout=60)  # B1 waited for the study's last trials, then ended with it
+    assert fresh.returncode == 0, stderr
+    assert not {(n, who) for n, _, who in _ran(tmp_path, "B1")} & {(n, "B1") for n in a_numbers}
     assert _leases(db) == {}
 
 
@@ -289,3 +292,32 @@ def test_a_finish_racing_a_take_over_waits_for_it_and_records_nothing(url):
         assert finish.result(timeout=30) is False
     assert store.trials(study.id)[0].state == "interrupted" and store.leases(study.id)[trial_id]["owner"] == "taker"
     store.close()
+
+
+def _dead_pid() -> int:
+    """The pid of a process of this machine that has exited (its leases are free at once)."""
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(done.stdout)
+
+
+def test_a_dead_drivers_trial_runs_again_up_to_max_retries_and_a_ctrl_c_one_always(storage):
+    """Issue 18: a trial whose driver died while running it is re-run by the next driver unless it
+    already ran max_retries times again (then it fails with the cause); one interrupted by Ctrl-C
+    (state interrupted) always resumes."""
+    import trial_functions as tf
+
+    study = tl.Study("worn", tl.Space(x=tl.Float(0.0, 1.0)), tf.quadratic, metric="loss", mode="min", storage=storage)
+    study.run(n_trials=1)
+    dead = Lease("dead-driver", Lease.mine().host, _dead_pid())
+    with Store(storage) as store:
+        record = store.require_study("worn")
+        ids = [store.claim_trial(record.id, {"x": 0.1 * (i + 1)}, lambda n: n, dead)[0] for i in range(3)]
+        with store.engine.begin() as conn:  # trial 2 died once before; trial 3 was Ctrl-C'd twice
+            conn.execute(text("UPDATE trials SET attempt = 1 WHERE id = :i"), {"i": ids[1]})
+            conn.execute(text("UPDATE trials SET attempt = 2, state = 'interrupted' WHERE id = :i"), {"i": ids[2]})
+    study.run(n_trials=4, max_retries=1)
+    by_number = {t.number: t for t in study.trials}
+    assert [by_number[n].state for n in range(4)] == ["completed", "completed", "failed", "completed"]
+    assert by_number[1].attempt == 1  # died once: run again
+    assert "died 2 times" in by_number[2].error and "max_retries=1" in by_number[2].error
+    assert by_number[3].attempt == 3  # Ctrl-C'd twice: resumed regardless

@@ -225,3 +225,25 @@ def test_a_bare_path_with_url_characters_names_that_very_file(tmp_path, space):
         assert [x.name for x in s.studies()] == ["s"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["odd ?#%25 ünï"]  # nothing beside it, under a cut name
     assert path.exists()
+
+
+def test_processes_creating_one_new_sqlite_file_at_once_all_open_it(tmp_path):
+    """Four drivers started together on a fresh database file (issue 18): none fails with 'table
+    already exists' or a duplicate version row. Separate processes, released together by a file."""
+    import subprocess
+    import sys
+
+    db, go = tmp_path / "fresh.db", tmp_path / "go"
+    script = (
+        "import pathlib, sys, time\n"
+        "from tuneloop.store import Store\n"
+        "go = pathlib.Path(sys.argv[2])\n"
+        "while not go.exists(): time.sleep(0.001)\n"
+        "with Store(sys.argv[1]) as s: print(len(s.studies()))\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(db), str(go)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    go.touch()
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [err for _, err in results]
+    assert [out.strip() for out, _ in results] == ["0"] * 4

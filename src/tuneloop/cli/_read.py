@@ -141,21 +141,27 @@ def _system_table(summaries: list[Any]) -> Table:
 
 def export(
     study: StudyArg,
-    format: Annotated[str, typer.Option("--format", "-f", help="json or csv")] = "json",
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout")] = None,
+    format: Annotated[str, typer.Option("--format", "-f", help="json, csv or optuna")] = "json",
+    output: Annotated[str | None, typer.Option(
+        "--output", "-o", help="Write here instead of stdout (optuna: a database URL, a .db or a journal file)")] = None,
     storage: Storage = None,
 ) -> None:
-    """Export a study (space, trials, metric series) as JSON or CSV; see docs/export.md."""
+    """Export a study (space, trials, metric series) as JSON or CSV, or into an Optuna storage; see docs/export.md."""
     from tuneloop._validation import check_one_of
     from tuneloop.export import study_data, to_csv, to_json
 
-    check_one_of(format, ["json", "csv"], "--format", "tuneloop export")
+    check_one_of(format, ["json", "csv", "optuna"], "--format", "tuneloop export")
+    if format == "optuna":
+        from tuneloop.cli._interop import export_optuna_cmd
+
+        export_optuna_cmd(study, output, storage)
+        return
     data = study_data(open_store(storage), study, with_metrics=format == "json")
     text = to_json(data) if format == "json" else to_csv(data)
     if output is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     else:
-        output.write_text(text)
+        Path(output).write_text(text)
         err.print(f"Wrote {len(data['trials'])} trials to {safe(output)}")
 
 

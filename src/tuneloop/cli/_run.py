@@ -74,6 +74,8 @@ def run(
                   f"pass a larger --trials to add more.")
         _left_alone(summary.elsewhere)
         return
+    if study.warm_note:  # priors: what the searcher learned from earlier studies, not trials of this one
+        out.print(safe(study.warm_note))
     outcomes = ", ".join(f"{n} {s}" for s, n in sorted(summary.outcomes.items())) or "none"
     out.print(f"Ran {summary.launched} trials in {summary.elapsed:.1f}s ({outcomes}); "
               f"{summary.finished_total} finished in total ({summary.reason}).")

@@ -10,7 +10,9 @@ study reaches exactly ``n_trials`` finished trials.
 Several drivers may run one study at once (by accident, or on purpose against one database): each
 holds a lease on every trial it runs, renewed by a heartbeat thread, and a driver starting takes
 over only trials whose lease is stale (their driver died), never a live driver's. Trial numbers,
-and the ``n_trials`` cap, are claimed in the database, so no number is used twice.
+and the ``n_trials`` cap, are claimed in the database, so no number is used twice. A driver with
+nothing left to start waits for the other drivers' last trials and re-runs any whose driver dies,
+so the study ends with exactly ``n_trials`` finished.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numpy as np
 
 from tuneloop.alerts import Fired, Rule, RuleBook
 from tuneloop.callbacks import Callback
-from tuneloop.errors import NotFound
+from tuneloop.errors import ConfigError, NotFound
 from tuneloop.run._executor import Executor
 from tuneloop.run.events import (
     Attrs,
@@ -43,7 +45,7 @@ from tuneloop.run.events import (
     TrialSpec,
 )
 from tuneloop.schedule import Decision, Scheduler
-from tuneloop.search import Lineage, Outcome, Proposal, Searcher
+from tuneloop.search import Lineage, Outcome, Proposal, Searcher, check_partial, fill
 from tuneloop.store import Lease, LogBatch, StoreProtocol, StudyRecord, TrialRecord, TrialState
 
 _FLUSH_SECONDS = 1.0  # metric points reach the store at least this often (live dashboards)
@@ -51,6 +53,10 @@ _FLUSH_POINTS = 2000
 _FILE_KINDS = {"image": "png", "predictions": "npz"}  # samples stored as files, by extension
 LEASE_HEARTBEAT_SECONDS = 5.0  # how often a driver renews the leases of the trials it runs
 LEASE_STALE_SECONDS = 30.0  # a lease not renewed for this long is a dead driver's: its trials are taken over
+_ADOPT_SECONDS = 0.5  # how often a driver with nothing left to start looks for trials a dead driver left
+_TAKEABLE = (TrialState.RUNNING.value, TrialState.INTERRUPTED.value)  # what a dead driver can leave unfinished
+SYNC_SECONDS = 2.0  # how often a driver looks for trials other drivers finished (its searcher learns from them)
+QUEUE_SECONDS = 1.0  # how often a running driver looks for newly enqueued trials (it always does at its start)
 
 
 def trial_seed(study_seed: int, number: int) -> int:
@@ -149,6 +155,11 @@ class Driver:
         self.lease = Lease.mine()  # this run's claim on the trials it runs
         self.lease_every = LEASE_HEARTBEAT_SECONDS if lease_every is None else lease_every
         self.lease_stale = LEASE_STALE_SECONDS if lease_stale is None else lease_stale
+        self._queue_checked = -math.inf  # when the queue of enqueued trials was last found empty
+        self._mine: set[int] = set()  # the trial numbers this run launched
+        self._told: set[int] = set()  # ids of the finished trials the searcher has been told
+        self._synced = time.monotonic()  # when other drivers' finished trials were last looked for
+        self._sequence_checked = False  # whether this run's first proposal has been checked (_own_sequence)
 
     # -- the loop -------------------------------------------------------------------------
     def run(self) -> RunSummary:
@@ -196,6 +207,12 @@ class Driver:
                     if new_needed is not None and new_launched >= new_needed:
                         launching = False
                         break
+                    queued = self._claim_queued()  # enqueued configurations run before the searcher's own
+                    if queued is not None:
+                        self._launch(*queued)
+                        new_launched += 1
+                        continue
+                    self._learn_from_others()
                     proposals = self.searcher.ask(1)
                     if not proposals:
                         if self.searcher.waiting and self.executor.running > 0:
@@ -206,16 +223,27 @@ class Driver:
                     claimed = self.store.claim_trial(self.study.id, p.params, self._seed_of, self.lease,
                                                      limit=self.n_trials, number=next_number)
                     if claimed is None:  # other drivers of the study have started the rest of its trials
-                        launching = False
-                        break
+                        queued = self._claim_queued(force=True)  # or one enqueued below the cap still waits
+                        if queued is None:
+                            launching = False
+                            break
+                        self._launch(*queued)
+                        new_launched += 1
+                        continue
                     trial_id, number, seed = claimed
                     next_number = number + 1
+                    if not self._sequence_checked:
+                        p = self._own_sequence(trial_id, number, p)
                     placed = self._place(trial_id, p)
                     self._launch(self._spec(trial_id, number, 0, p.params, seed, p.resume_from, p.budget), p.token,
                                  placed)
                     new_launched += 1
                 if not launching and self.executor.running == 0 and not self._retries:
-                    break
+                    reruns = [] if self.summary.reason == "timeout" else self._adopt(start)
+                    if not reruns:
+                        break
+                    launching = True  # a dead driver's trials: run here, then stop again
+                    continue
                 if self._retries and not launching and self.executor.free_slots > 0:
                     self._launch(*self._retries.pop(0))
                 self.executor.poll(0.05)
@@ -247,6 +275,30 @@ class Driver:
                          resume=None if resume is None else str(resume[1]), resume_step=None if resume is None else resume[0],
                          resume_error=refused)
 
+    def _claim_queued(self, force: bool = False) -> tuple[TrialSpec, Any, None] | None:
+        """The first enqueued trial (below ``n_trials``), its missing parameters chosen by the searcher,
+        claimed with this run's lease: (spec, token, None) to launch; None when none waits (looked up at
+        most every QUEUE_SECONDS unless ``force``). Planners plan their own generations: not with them."""
+        now = time.monotonic()
+        if self.checkpoints or (not force and now - self._queue_checked < QUEUE_SECONDS):
+            return None
+        for record in self.store.trials(self.study.id, states=[TrialState.QUEUED.value]):
+            if self.n_trials is not None and record.number >= self.n_trials:
+                break
+            try:  # the stored values are checked again: the database may have been edited since
+                fixed = check_partial(self.study.space, record.params, f"Enqueued trial {record.number}")
+            except ConfigError as e:
+                if self.store.claim_queued(record.id, record.params, self.lease):
+                    self.store.finish_leased_trial(record.id, self.lease.owner, TrialState.FAILED.value, None, {}, str(e))
+                continue
+            p = fill(self.searcher, self.study.space, fixed, self._seed_of(record.number))
+            if self.store.claim_queued(record.id, p.params, self.lease):
+                return self._spec(record.id, record.number, 0, p.params, record.seed, None, p.budget), p.token, None
+            # another driver claimed it first: this searcher's copy of the configuration runs there
+            self.searcher.tell(Outcome(p.params, TrialState.FAILED, token=p.token, number=record.number))
+        self._queue_checked = now
+        return None
+
     def _place(self, trial_id: int, p: Proposal) -> _Placed | None:
         """Where a planner's trial sits (member, generation, parent, event), stored with it."""
         if p.lineage is None:
@@ -257,7 +309,24 @@ class Driver:
         self._placed[trial_id] = _Placed(lin, p.resume_from, p.budget)
         return self._placed[trial_id]
 
+    def _own_sequence(self, trial_id: int, number: int, p: Proposal) -> Proposal:
+        """This run's first proposal, just claimed as trial ``number``. Every driver builds its searcher
+        from the study's seed, so a driver that is not the study's only one (trials below ``number``
+        that it did not run: another driver's, or a past run's) would propose what the first driver
+        proposed: it reseeds its searcher and proposes this trial again. A lone driver on a fresh study
+        keeps the seed's sequence (a fixed seed reproduces its configurations)."""
+        self._sequence_checked = True
+        if all(n in self._mine for n in range(number)) or not self.searcher.reseed():
+            return p
+        fresh = self.searcher.ask(1)
+        if not fresh or fresh[0].lineage is not None or not self.store.repropose(trial_id, self.lease.owner,
+                                                                                  fresh[0].params):
+            return p  # the searcher had nothing else (the trial runs as claimed; a pending proposal is dropped)
+        self.searcher.tell(Outcome(p.params, TrialState.FAILED, token=p.token, number=number))  # never run
+        return fresh[0]
+
     def _launch(self, spec: TrialSpec, token: Any, placed: _Placed | None = None) -> None:
+        self._mine.add(spec.number)
         self._running[spec.trial_id] = _Running(spec, token, placed=placed)
         self.scheduler.on_launch(spec.trial_id, spec.params)
         self.summary.launched += 1
@@ -268,10 +337,23 @@ class Driver:
     def _recover(self) -> tuple[list[TrialRecord], int]:
         """Take over the trials no live driver holds (a dead driver's running ones become interrupted)
         to run them again; replay finished ones. A live driver's trials are left alone and not counted."""
+        died = {r.id for r in self.store.trials(self.study.id, states=[TrialState.RUNNING.value])}
         taken = set(self.store.take_over(self.study.id, self.lease, self.lease_stale))
+        taken -= self._fail_worn_out(taken & died)
         records = self.store.trials(self.study.id)
         self._placed = {i: _Placed.from_row(row) for i, row in self.store.lineage(self.study.id).items()}
         finished = [r for r in records if TrialState.of(r.state).finished]
+        self._replay(finished)
+        reruns = [r for r in records if r.id in taken]
+        self.summary.elsewhere = sum(r.state in (TrialState.RUNNING, TrialState.INTERRUPTED) and r.id not in taken
+                                     for r in records)  # queued ones are this run's to claim
+        for r in reruns:
+            self.searcher.tell(Outcome(r.params, TrialState.INTERRUPTED, number=r.number, lineage=self._lineage(r.id)))
+        return reruns, len(finished)
+
+    def _replay(self, finished: list[TrialRecord]) -> None:
+        """Tell the searcher and scheduler trials that finished outside this run (before it started,
+        or under another driver), curves included."""
         curves = self.store.series([r.id for r in finished], names=[self.metric]) if finished else {}
         for r in finished:
             curve = curves.get(r.id, {}).get(self.metric, [])
@@ -280,11 +362,64 @@ class Driver:
             for step, value in curve:
                 self.scheduler.on_report(r.id, step, value)
             self.scheduler.on_result(r.id, r.state, r.value)
-        reruns = [r for r in records if r.id in taken]
-        self.summary.elsewhere = sum(not TrialState.of(r.state).finished and r.id not in taken for r in records)
-        for r in reruns:
-            self.searcher.tell(Outcome(r.params, TrialState.INTERRUPTED, number=r.number, lineage=self._lineage(r.id)))
-        return reruns, len(finished)
+            self._told.add(r.id)
+
+    def _learn_from_others(self) -> None:
+        """Before a proposal, at most every SYNC_SECONDS: replay the trials other drivers of the study
+        finished meanwhile, so every driver's searcher (and scheduler) learns from the whole study.
+        One COUNT when none did (a lone driver); planners plan from their own generations."""
+        now = time.monotonic()
+        if self.checkpoints or now - self._synced < SYNC_SECONDS:
+            return
+        self._synced = now
+        if self.store.count_finished(self.study.id) <= len(self._told):
+            return
+        new = [n for i, n in self.store.finished_numbers(self.study.id).items()
+               if i not in self._told and i not in self._running]
+        if new:
+            self._replay([r for r in self.store.trials(self.study.id, numbers=new) if TrialState.of(r.state).finished])
+
+    def _adopt(self, start: float) -> list[TrialRecord]:
+        """Nothing left to start: wait while other live drivers still run trials below ``n_trials``,
+        and take over any whose driver dies meanwhile (returned, to run again here), so the study ends
+        with exactly ``n_trials`` finished however many drivers die; [] once none is left (or on timeout)."""
+        if self.n_trials is None:
+            return []  # a run without a total ends on its timeout, not with the study
+        below = self.n_trials
+        while True:
+            died = {r.id for r in self.store.trials(self.study.id, states=[TrialState.RUNNING.value])}
+            taken = set(self.store.take_over(self.study.id, self.lease, self.lease_stale))
+            taken -= self._fail_worn_out(taken & died)
+            left = [r for r in self.store.trials(self.study.id, states=_TAKEABLE) if r.number < below]
+            adopted = [r for r in left if r.id in taken]
+            if taken - {r.id for r in adopted}:  # past this run's total: not ours to run
+                self.store.release_leases(self.lease.owner, taken - {r.id for r in adopted})
+            if adopted:
+                self._placed.update({i: _Placed.from_row(row) for i, row in self.store.lineage(self.study.id).items()
+                                     if i in taken})
+                for r in adopted:  # the searcher hears the configuration is taken (its result comes)
+                    self.searcher.tell(Outcome(r.params, TrialState.INTERRUPTED, number=r.number,
+                                               lineage=self._lineage(r.id)))
+                return adopted
+            if not left or (self.timeout is not None and time.monotonic() - start >= self.timeout):
+                self.summary.elsewhere = len(left)  # what other live drivers still run as this one ends
+                return []
+            time.sleep(min(self.lease_every, _ADOPT_SECONDS))  # live drivers' trials: look again soon
+
+    def _fail_worn_out(self, ids: set[int]) -> set[int]:
+        """Of the trials just taken over from a driver that died while running them (``ids``), fail
+        those that already ran ``max_retries`` times again, as a worker's death does; their ids. A
+        trial interrupted by Ctrl-C is not among them: it always resumes."""
+        if not ids:
+            return set()
+        worn = [r for r in self.store.trials(self.study.id, states=[TrialState.INTERRUPTED.value])
+                if r.id in ids and r.attempt >= self.max_retries]
+        for r in worn:
+            error = (f"WorkerDied: the driver running this trial died {r.attempt + 1} times (its lease went stale); "
+                     f"not run again (max_retries={self.max_retries}). Look for what kills it (memory, time "
+                     f"limits), or raise --max-retries.")
+            self.store.finish_leased_trial(r.id, self.lease.owner, TrialState.FAILED.value, None, r.values, error)
+        return {r.id for r in worn}
 
     def _lineage(self, trial_id: int) -> Lineage | None:
         placed = self._placed.get(trial_id)
@@ -385,6 +520,8 @@ class Driver:
         recorded = self.store.finish_leased_trial(event.trial_id, self.lease.owner, state.value, value, values, error,
                                                   self._batch.take())
         self._last_flush = time.monotonic()
+        if recorded:
+            self._told.add(event.trial_id)
         if not recorded:  # this driver stalled past the stale limit and another one took the trial over
             self.searcher.tell(Outcome(run.spec.params, TrialState.INTERRUPTED, None, run.curve, run.token,
                                        run.spec.number, run.lineage))

@@ -1,6 +1,7 @@
 """Searchers: where the next configurations come from (grid, random, sobol, tpe, gp, cmaes)."""
 
 from tuneloop.search._base import Lineage, Outcome, Proposal, Searcher, searchers
+from tuneloop.search._fill import check_partial, complete, fill, parse_assignments
 from tuneloop.search._grid import GridSearcher
 from tuneloop.search._listed import Listed
 from tuneloop.search._optuna import OptunaSearcher
@@ -8,4 +9,4 @@ from tuneloop.search._repeat import Repeated, repeated
 from tuneloop.search._stratified import Stratified, nuisance_space, scientific_levels
 
 __all__ = ["GridSearcher", "Lineage", "Listed", "OptunaSearcher", "Outcome", "Proposal", "Repeated", "Searcher", "Stratified",
-           "nuisance_space", "repeated", "scientific_levels", "searchers"]
+           "check_partial", "complete", "fill", "nuisance_space", "parse_assignments", "repeated", "scientific_levels", "searchers"]

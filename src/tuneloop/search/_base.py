@@ -78,10 +78,28 @@ class Searcher(ABC):
     def tell(self, outcome: Outcome) -> None:
         """Learn from a finished (or replayed) trial."""
 
+    def ask_with(self, fixed: dict[str, Any]) -> Proposal | None:
+        """One configuration holding the ``fixed`` values (an enqueued one, maybe partial) with the rest
+        chosen by this searcher; None (the default) lets :func:`tuneloop.search.fill` complete it."""
+        return None
+
     @property
     def waiting(self) -> bool:
         """True when ``ask`` has nothing now but will once running trials end (a generation of
         PBT, a rung of successive halving): the driver waits instead of stopping."""
+        return False
+
+    def reseed(self) -> bool:
+        """Draw from a fresh random state from now on: another driver of the study built its searcher
+        from the same seed, and the two must not propose the same configurations. True when the next
+        proposal may now differ (the driver then proposes its first trial again); False (the default)
+        for searchers without randomness to change (a grid, a list, a plan)."""
+        return False
+
+    def observe(self, prior: Outcome) -> bool:
+        """Learn from an earlier study's finished trial (a warm start): a prior observation, never
+        one of this study's trials. False when this searcher does not learn from observations (a
+        grid or a list runs what it runs); model-based searchers override it."""
         return False
 
 

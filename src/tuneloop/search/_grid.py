@@ -41,6 +41,15 @@ class GridSearcher(Searcher):
                 out.append(Proposal(dict(point)))
         return out
 
+    def ask_with(self, fixed: dict[str, Any]) -> Proposal | None:
+        """The next point not yet taken that holds the ``fixed`` values; None when none does (a value
+        off the grid), which leaves every grid point to run."""
+        for point in self.points:
+            if _key(point) not in self._taken and all(point.get(k) == v for k, v in fixed.items()):
+                self._taken.add(_key(point))
+                return Proposal(dict(point))
+        return None
+
     def tell(self, outcome: Outcome) -> None:
         self._taken.add(_key(outcome.params))
 

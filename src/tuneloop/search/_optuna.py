@@ -10,6 +10,7 @@ constant liar), so the searchers need no count of workers.
 from __future__ import annotations
 
 import math
+import secrets
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -37,6 +38,7 @@ class OptunaSearcher(Searcher):
         self._study = optuna.create_study(
             sampler=sampler, direction="maximize" if direction is Direction.MAX else "minimize"
         )
+        self._learns = not isinstance(sampler, optuna.samplers.RandomSampler)  # random draws ignore the history
 
     def ask(self, n: int = 1) -> list[Proposal]:
         proposals = []
@@ -49,9 +51,15 @@ class OptunaSearcher(Searcher):
             proposals.append(Proposal(params, optuna_trial))
         return proposals
 
+    def ask_with(self, fixed: dict[str, Any]) -> Proposal | None:
+        """Optuna's own ``enqueue_trial``: the sampler chooses the other parameters."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # enqueue_trial is experimental in some Optuna versions
+            self._study.enqueue_trial(dict(fixed), skip_if_exists=False)
+        return self.ask(1)[0]
+
     def tell(self, outcome: Outcome) -> None:
         from optuna.trial import TrialState as OptunaState
-        from optuna.trial import create_trial
 
         state_name = _STATES.get(outcome.state)
         if state_name is None:
@@ -62,13 +70,9 @@ class OptunaSearcher(Searcher):
             state = OptunaState.FAIL
         token = outcome.token
         if token is None:
-            self._study.add_trial(create_trial(
-                state=state,
-                value=value if state == OptunaState.COMPLETE else None,
-                params=outcome.params,
-                distributions=self.space.distributions(outcome.params),
-                intermediate_values={s: v for s, v in outcome.curve if math.isfinite(v)},
-            ))
+            if not self._learns:
+                return  # a sampler that never reads the history: replaying another driver's trial costs for nothing
+            self._add(outcome, state, value)
             return
         for step, v in dict(outcome.curve).items():  # pruned trials are ranked by their last report
             if math.isfinite(v):
@@ -77,6 +81,42 @@ class OptunaSearcher(Searcher):
             self._study.tell(token, value)
         else:
             self._study.tell(token, state=state)
+
+    def reseed(self) -> bool:
+        self.sampler.reseed_rng()
+        if type(self.sampler).__name__ == "QMCSampler" and hasattr(self.sampler, "_seed"):
+            # Optuna's QMC keeps its scramble on reseed (its processes share one sequence through their
+            # storage); each tuneloop driver holds its own in-memory study, so it needs a scramble of its own
+            self.sampler._seed = secrets.randbelow(2**31)
+        return True
+
+    def observe(self, prior: Outcome) -> bool:
+        """An earlier study's completed or pruned trial, added to the Optuna study as a finished
+        trial marked ``tuneloop_prior`` (the sampler models it; tuneloop never counts it)."""
+        from optuna.trial import TrialState as OptunaState
+
+        if prior.state not in (TrialState.COMPLETED, TrialState.PRUNED):
+            return False
+        value = prior.value if prior.value is not None and math.isfinite(prior.value) else None
+        if prior.state == TrialState.COMPLETED and value is None:
+            return False
+        state = OptunaState.COMPLETE if prior.state == TrialState.COMPLETED else OptunaState.PRUNED
+        self._add(prior, state, value, {"tuneloop_prior": prior.number if prior.number is not None else True})
+        return True
+
+    def _add(self, outcome: Outcome, state: Any, value: float | None, attrs: dict[str, Any] | None = None) -> None:
+        """A finished trial the sampler did not propose (replayed from the store, or a prior)."""
+        from optuna.trial import TrialState as OptunaState
+        from optuna.trial import create_trial
+
+        self._study.add_trial(create_trial(
+            state=state,
+            value=value if state == OptunaState.COMPLETE else None,
+            params=outcome.params,
+            distributions=self.space.distributions(outcome.params),
+            intermediate_values={s: v for s, v in outcome.curve if math.isfinite(v)},
+            user_attrs=attrs,
+        ))
 
 
 def _optuna_searcher(make_sampler: Callable[..., Any]) -> Callable[..., OptunaSearcher]:

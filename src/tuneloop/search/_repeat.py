@@ -8,6 +8,8 @@ reach it as extra observations of the same configuration.
 
 from __future__ import annotations
 
+from typing import Any
+
 from tuneloop._validation import check_positive_int
 from tuneloop.search._base import Outcome, Proposal, Searcher
 
@@ -32,8 +34,22 @@ class Repeated(Searcher):
             out.append(self._pending.pop(0))
         return out
 
+    def ask_with(self, fixed: dict[str, Any]) -> Proposal | None:
+        """The inner searcher's completion of ``fixed``; its other seeds are the next proposals."""
+        first = self.inner.ask_with(fixed)
+        if first is not None:
+            self._pending = [Proposal(dict(first.params)) for _ in range(self.seeds - 1)] + self._pending
+        return first
+
     def tell(self, outcome: Outcome) -> None:
         self.inner.tell(outcome)
+
+    def observe(self, prior: Outcome) -> bool:
+        return self.inner.observe(prior)
+
+    def reseed(self) -> bool:
+        # the other seeds of a configuration already proposed stay that configuration
+        return self.inner.reseed() and not self._pending
 
     @property
     def ends_by_itself(self) -> bool:  # type: ignore[override]  # the base's class constant, computed here

@@ -86,6 +86,21 @@ class Stratified(Searcher):
             self.counts[i] += 1
         return out
 
+    def ask_with(self, fixed: dict[str, Any]) -> Proposal | None:
+        """``fixed`` at the scientific value it names (the one with the fewest trials among those it
+        fits), the rest from that value's searcher."""
+        fits = [i for i, level in enumerate(self.levels) if all(fixed.get(n, v) == v for n, v in level.items())]
+        if not fits:
+            return None
+        i = min(fits, key=lambda j: (self.counts[j], j))
+        inner, rest = self.inner[i], {k: v for k, v in fixed.items() if k not in self.scientific}
+        got = None if inner is None else (inner.ask_with(rest) if rest else next(iter(inner.ask(1)), None))
+        if inner is not None and got is None:
+            return None
+        self.counts[i] += 1
+        return Proposal({**self.levels[i], **({} if got is None else got.params)},
+                        token=(i, None if got is None else got.token))
+
     @property
     def ends_by_itself(self) -> bool:  # type: ignore[override]  # the base's class constant, computed here
         """Every value's searcher runs out (a value with nothing to tune is proposed again and again)."""
@@ -104,6 +119,19 @@ class Stratified(Searcher):
         if inner is not None:
             rest = {k: v for k, v in outcome.params.items() if k not in self.scientific}
             inner.tell(Outcome(rest, outcome.state, outcome.value, outcome.curve, inner_token))
+
+    def reseed(self) -> bool:
+        reseeded = [inner.reseed() for inner in self.inner if inner is not None]  # every one, not the first only
+        return any(reseeded)
+
+    def observe(self, prior: Outcome) -> bool:
+        """A prior goes to its scientific value's searcher; it takes none of that value's turns."""
+        i = self._level_of(prior.params)
+        inner = None if i is None else self.inner[i]
+        if inner is None:
+            return False
+        rest = {k: v for k, v in prior.params.items() if k not in self.scientific}
+        return inner.observe(Outcome(rest, prior.state, prior.value, prior.curve, number=prior.number))
 
     def _level_of(self, params: Mapping[str, Any]) -> int | None:
         key = _key({n: params.get(n) for n in self.scientific})

@@ -42,6 +42,7 @@ from tuneloop.store.records import TrialState
 
 ACTIVE_STATES = (TrialState.RUNNING.value, TrialState.QUEUED.value)  # a driver may still be running these
 UNFINISHED_STATES = (*ACTIVE_STATES, TrialState.INTERRUPTED.value)
+_TAKEABLE = (TrialState.RUNNING.value, TrialState.INTERRUPTED.value)  # queued trials wait for claim_queued
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,10 @@ class LeasesMixin:
         transaction: (id, number, seed), or None when numbers 0 to ``limit`` - 1 are all taken (numbers
         are dense: each is the last one plus one, so that is ``limit`` trials). ``number``: the one to
         try first (the caller's last plus one), which saves reading the last one when it is free."""
-        for _ in range(1000):  # each turn lost to another driver's insert means a new trial exists
-            with self._write() as conn:
+        # one transaction for every try: a number another driver took costs one statement (the insert does
+        # nothing), not a new transaction; PostgreSQL reads each statement afresh, SQLite holds the write lock
+        with self._write() as conn:
+            for _ in range(1000):  # each turn lost to another driver's insert means a new trial exists
                 if number is None:
                     top = conn.execute(_LAST_NUMBER, {"study_id": study_id}).scalar()
                     number = 0 if top is None else int(top) + 1
@@ -93,12 +96,34 @@ class LeasesMixin:
                 trial_id = _insert_leased(conn, trial, lease.row(now))
                 if trial_id is not None:
                     return int(trial_id), number, seed
-            number = None  # taken (all below the last one are): read the last one
+                number = None  # taken (all below the last one are): read the last one
         raise StorageError(f"Cannot claim a trial number in {self.url}: other drivers kept taking them.")
 
     @retrying
+    def finished_numbers(self, study_id: int) -> dict[int, int]:
+        """{trial id: number} of the study's finished trials, in one narrow query: how a driver finds
+        the trials other drivers finished without reading every trial again."""
+        t = schema.trials
+        with self._read() as conn:
+            rows = conn.execute(select(t.c.id, t.c.number).where(t.c.study_id == study_id,
+                                                                 t.c.state.not_in(UNFINISHED_STATES))).all()
+        return {int(i): int(n) for i, n in rows}
+
+    @retrying
+    def repropose(self, trial_id: int, owner: str, params: dict[str, Any]) -> bool:
+        """The trial ``owner`` just claimed (running, attempt 0, leased to it) holds ``params`` instead:
+        a driver's first configuration proposed again from a reseeded searcher, before the trial
+        starts. False when the trial is not that (nothing changed)."""
+        t, lt = schema.trials, schema.leases
+        held = select(lt.c.trial_id).where(lt.c.trial_id == trial_id, lt.c.owner == owner).exists()
+        with self._write() as conn:
+            return conn.execute(update(t).where(t.c.id == trial_id, t.c.state == TrialState.RUNNING.value,
+                                                t.c.attempt == 0, held)
+                                .values(params=dumps(params))).rowcount == 1
+
+    @retrying
     def take_over(self, study_id: int, lease: Lease, stale_after: float) -> list[int]:
-        """Lease to ``lease`` every unfinished trial of the study (running, queued, interrupted) that
+        """Lease to ``lease`` every running or interrupted trial of the study (queued ones wait to be claimed) that
         no live driver holds, marking running ones interrupted; their ids, by number. A lease is live
         while its heartbeat is younger than ``stale_after`` s and, on this machine, its process lives."""
         t, lt = schema.trials, schema.leases
@@ -107,7 +132,7 @@ class LeasesMixin:
         with self._read() as conn:
             rows = conn.execute(select(t.c.id, lt.c.owner, lt.c.host, lt.c.pid, lt.c.heartbeat_at)
                                 .select_from(t.outerjoin(lt, lt.c.trial_id == t.c.id))
-                                .where(t.c.study_id == study_id, t.c.state.in_(UNFINISHED_STATES))
+                                .where(t.c.study_id == study_id, t.c.state.in_(_TAKEABLE))  # queued: claimed
                                 .order_by(t.c.number)).all()
         now = time.time()
         return [r.id for r in rows if not _live(r, now, stale_after, lease) and self._claim(r, lease, now)]

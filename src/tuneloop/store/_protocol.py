@@ -33,8 +33,20 @@ class StoreProtocol(Protocol):
         """Lease the unfinished trials no live driver holds (running ones become interrupted); their ids."""
         ...
 
+    def claim_queued(self, trial_id: int, params: Mapping[str, Any], lease: Lease) -> bool:
+        """An enqueued trial running with its complete ``params``, leased; False when another driver got it."""
+        ...
+
     def restart_trial(self, trial_id: int) -> int:
         """An interrupted trial running again as its next attempt; returns the attempt."""
+        ...
+
+    def finished_numbers(self, study_id: int) -> dict[int, int]:
+        """{trial id: number} of the study's finished trials (one narrow query)."""
+        ...
+
+    def repropose(self, trial_id: int, owner: str, params: dict[str, Any]) -> bool:
+        """A trial just claimed by ``owner`` (not started yet) with other ``params``; False when it is not that."""
         ...
 
     def renew_leases(self, owner: str) -> int: ...

@@ -26,12 +26,13 @@ from typing import Any, Self
 
 from sqlalchemy import bindparam, event, func, insert, inspect, select, text, update
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from tuneloop.direction import Direction
 from tuneloop.errors import NotFound, NotTuneloopDatabase, SchemaVersionError, StorageError, TuneloopError
 from tuneloop.space import Space, space_from_json
 from tuneloop.store import schema
+from tuneloop.store._import import ImportMixin
 from tuneloop.store._leases import ACTIVE_STATES, Lease, LeasesMixin
 from tuneloop.store._logs import ChecksMixin, LogsMixin
 from tuneloop.store._open import (
@@ -47,6 +48,7 @@ from tuneloop.store._open import (
     schema_version,
     sqlite_pragmas,
 )
+from tuneloop.store._queue import QueueMixin
 from tuneloop.store._retry import retrying
 from tuneloop.store._rows import (
     INT64,
@@ -64,7 +66,7 @@ from tuneloop.store.records import FINISHED_STATES, StudyRecord, StudySummary, T
 __all__ = ["DEFAULT_URL", "Lease", "Point", "Store", "point_rows", "resolve_url"]  # what other modules import from here
 
 
-class Store(LogsMixin, ChecksMixin, LeasesMixin):
+class Store(LogsMixin, ChecksMixin, LeasesMixin, ImportMixin, QueueMixin):
     """Studies, trials, metric points and everything else trials log, in one SQL database."""
 
     def __init__(self, url: str | os.PathLike[str] | None = None, *, retry_seconds: float = 60.0,
@@ -104,23 +106,38 @@ class Store(LogsMixin, ChecksMixin, LeasesMixin):
             if self.is_sqlite:  # WAL and the other pragmas only once the file is known to be ours (or new)
                 self.engine.dispose()
                 event.listen(self.engine, "connect", sqlite_pragmas)
-            with self.engine.begin() as conn:  # one transaction: DDL is transactional on both back ends
-                if not self.is_sqlite:  # drivers opening a fresh shared database at once take turns
-                    conn.execute(text("SELECT pg_advisory_xact_lock(7262017)"))
-                version = self._check_schema(conn)  # again, under the lock: another driver may have created it
-                # every migration so far only adds tables, which create_all does; then record the version
-                schema.metadata.create_all(conn)
-                if version is None:
-                    conn.execute(insert(schema.meta).values(key="schema_version", value=str(schema.SCHEMA_VERSION)))
-                elif version < schema.SCHEMA_VERSION:
-                    conn.execute(update(schema.meta).where(schema.meta.c.key == "schema_version")
-                                 .values(value=str(schema.SCHEMA_VERSION)))
+            for turn in range(5):
+                try:
+                    self._create_tables()
+                    break
+                except (OperationalError, IntegrityError) as exc:
+                    # SQLite has no advisory lock, and its DDL is not in the transaction: two processes
+                    # creating one new file at once meet a table or version row the other just wrote.
+                    # Another look sees them (create_all skips what exists).
+                    if not self.is_sqlite or turn == 4 or not ("already exists" in str(exc) or
+                                                               isinstance(exc, IntegrityError)):
+                        raise
+                    time.sleep(0.05 * (turn + 1))
         except TuneloopError:
             self.engine.dispose()
             raise
         except SQLAlchemyError as exc:
             self.engine.dispose()
             raise StorageError(f"Cannot open the store {self.url}: {cause(exc)}.") from None
+
+    def _create_tables(self) -> None:
+        """Create the missing tables and record the schema version, in one transaction."""
+        with self.engine.begin() as conn:  # one transaction: DDL is transactional on PostgreSQL
+            if not self.is_sqlite:  # drivers opening a fresh shared database at once take turns
+                conn.execute(text("SELECT pg_advisory_xact_lock(7262017)"))
+            version = self._check_schema(conn)  # again, under the lock: another driver may have created it
+            # every migration so far only adds tables, which create_all does; then record the version
+            schema.metadata.create_all(conn)
+            if version is None:
+                conn.execute(insert(schema.meta).values(key="schema_version", value=str(schema.SCHEMA_VERSION)))
+            elif version < schema.SCHEMA_VERSION:
+                conn.execute(update(schema.meta).where(schema.meta.c.key == "schema_version")
+                             .values(value=str(schema.SCHEMA_VERSION)))
 
     def _check_schema(self, conn: Any) -> int | None:
         """The stored schema version (None for a new, empty database), after refusing a database that
