@@ -113,34 +113,11 @@ def bench_lightning(repeats: int, folder: Path) -> dict[str, Any]:
                 "callback_s": timed.spent / epochs if timed else 0.0,
                 "val_acc": float(trainer.callback_metrics["val_acc"])}
 
-    runs: dict[str, list[dict[str, float]]] = {"anchor": [], "callback": []}
-    for r in range(repeats):
-        runs["anchor"].append(fit(None))
-        kept: list[dict[str, float]] = []
-
-        def train(trial: tl.Trial, kept: list[dict[str, float]] = kept) -> None:
-            kept.append(fit(trial))
-
-        study = tl.Study(f"bench-lightning-{r}", tl.Space(run=tl.Choice([r])), train, metric="val_acc", mode="max",
-                         budget={"epochs": epochs}, storage=f"sqlite:///{folder / 'lightning.db'}")
-        study.run(searcher="grid", executor="inline", scheduler={"name": "asha", "min_resource": 2})
-        if not kept or study.trials[0].state != "completed":
-            raise RuntimeError(f"the benchmark's trial did not complete: {study.trials[0].error}")
-        runs["callback"].append(kept[0])
-        print(f"[{r + 1}/{repeats}] lightning epoch: anchor {1e3 * runs['anchor'][-1]['epoch_s']:.1f} ms, with the "
-              f"callback {1e3 * kept[0]['epoch_s']:.1f} ms (in its hooks {1e3 * kept[0]['callback_s']:.2f} ms)",
-              flush=True)
-    anchor = statistics.median(run["epoch_s"] for run in runs["anchor"])
-    with_cb = statistics.median(run["epoch_s"] for run in runs["callback"])
-    spent = statistics.median(run["callback_s"] for run in runs["callback"])
     import lightning
 
-    return {"example": "examples/lightning_mnist1d.py", "epochs": epochs, "steps_per_epoch": 25,
-            "repeats": repeats, "anchor_epoch_ms": 1e3 * anchor, "callback_epoch_ms": 1e3 * with_cb,
-            "callback_hooks_ms_per_epoch": 1e3 * spent, "callback_share": spent / anchor,
-            "wall_overhead": with_cb / anchor - 1, "within_target": spent / anchor < TARGET,
-            "same_result": all(a["val_acc"] == c["val_acc"] for a, c in zip(runs["anchor"], runs["callback"])),
-            "runs": runs, "versions": {"lightning": lightning.__version__}}
+    return _measure("lightning", fit, "val_acc", "max", epochs, repeats, folder,
+                    {"example": "examples/lightning_mnist1d.py", "steps_per_epoch": 25,
+                     "versions": {"lightning": lightning.__version__}})
 
 
 def bench_transformers(repeats: int, folder: Path) -> dict[str, Any]:
@@ -213,6 +190,15 @@ def bench_transformers(repeats: int, folder: Path) -> dict[str, Any]:
         return {"epoch_s": statistics.median(_epoch_times(clock.starts, clock.end)),
                 "callback_s": timed.spent / epochs if timed else 0.0, "eval_loss": float(last["eval_loss"])}
 
+    return _measure("transformers", fit, "eval_loss", "min", epochs, repeats, folder,
+                    {"example": "examples/hf_tiny_classifier.py", "steps_per_epoch": 16,
+                     "versions": {"transformers": transformers.__version__}})
+
+
+def _measure(name: str, fit: Callable[[tl.Trial | None], dict[str, float]], metric: str, mode: str, epochs: int,
+             repeats: int, folder: Path, about: dict[str, Any]) -> dict[str, Any]:
+    """``fit`` without the callback (the anchor) and with it inside a real one-trial study, alternating
+    ``repeats`` times; medians of the epoch time and of the time spent in the callback's hooks."""
     runs: dict[str, list[dict[str, float]]] = {"anchor": [], "callback": []}
     for r in range(repeats):
         runs["anchor"].append(fit(None))
@@ -221,24 +207,22 @@ def bench_transformers(repeats: int, folder: Path) -> dict[str, Any]:
         def train(trial: tl.Trial, kept: list[dict[str, float]] = kept) -> None:
             kept.append(fit(trial))
 
-        study = tl.Study(f"bench-transformers-{r}", tl.Space(run=tl.Choice([r])), train, metric="eval_loss",
-                         mode="min", budget={"epochs": epochs}, storage=f"sqlite:///{folder / 'transformers.db'}")
+        study = tl.Study(f"bench-{name}-{r}", tl.Space(run=tl.Choice([r])), train, metric=metric, mode=mode,
+                         budget={"epochs": epochs}, storage=f"sqlite:///{folder / f'{name}.db'}")
         study.run(searcher="grid", executor="inline", scheduler={"name": "asha", "min_resource": 2})
         if not kept or study.trials[0].state != "completed":
             raise RuntimeError(f"the benchmark's trial did not complete: {study.trials[0].error}")
         runs["callback"].append(kept[0])
-        print(f"[{r + 1}/{repeats}] transformers epoch: anchor {1e3 * runs['anchor'][-1]['epoch_s']:.1f} ms, with "
-              f"the callback {1e3 * kept[0]['epoch_s']:.1f} ms (in its hooks {1e3 * kept[0]['callback_s']:.2f} ms)",
+        print(f"[{r + 1}/{repeats}] {name} epoch: anchor {1e3 * runs['anchor'][-1]['epoch_s']:.1f} ms, with the "
+              f"callback {1e3 * kept[0]['epoch_s']:.1f} ms (in its hooks {1e3 * kept[0]['callback_s']:.2f} ms)",
               flush=True)
     anchor = statistics.median(run["epoch_s"] for run in runs["anchor"])
     with_cb = statistics.median(run["epoch_s"] for run in runs["callback"])
     spent = statistics.median(run["callback_s"] for run in runs["callback"])
-    return {"example": "examples/hf_tiny_classifier.py", "epochs": epochs, "steps_per_epoch": 16,
-            "repeats": repeats, "anchor_epoch_ms": 1e3 * anchor, "callback_epoch_ms": 1e3 * with_cb,
-            "callback_hooks_ms_per_epoch": 1e3 * spent, "callback_share": spent / anchor,
-            "wall_overhead": with_cb / anchor - 1, "within_target": spent / anchor < TARGET,
-            "same_result": all(a["eval_loss"] == c["eval_loss"] for a, c in zip(runs["anchor"], runs["callback"])),
-            "runs": runs, "versions": {"transformers": transformers.__version__}}
+    return {**about, "epochs": epochs, "repeats": repeats, "anchor_epoch_ms": 1e3 * anchor,
+            "callback_epoch_ms": 1e3 * with_cb, "callback_hooks_ms_per_epoch": 1e3 * spent,
+            "callback_share": spent / anchor, "wall_overhead": with_cb / anchor - 1, "within_target": spent / anchor < TARGET,
+            "same_result": all(a[metric] == c[metric] for a, c in zip(runs["anchor"], runs["callback"])), "runs": runs}
 
 
 BENCHES: dict[str, Callable[[int, Path], dict[str, Any]]] = {"lightning": bench_lightning,
