@@ -107,7 +107,6 @@ def test_trial_attributes_are_replaced_by_key_and_read_with_the_trial(store, spa
     expected = {"device": "GPU 2 [red]ü", "n": 4, "ok": True, "none": None}
     assert store.trial(study.id, 0).attrs == expected
     assert [t.attrs for t in store.trials(study.id)] == [expected, {"device": "cpu"}]
-    assert store.trial_attrs([a, b]) == {a: expected, b: {"device": "cpu"}}
 
 
 def test_a_trial_finishes_under_its_lease_only(store, space):

@@ -136,20 +136,6 @@ class LogsMixin:
                 conn.execute(delete(a).where(tuple_(a.c.trial_id, a.c.key).in_([(r["trial_id"], r["key"]) for r in rows])))
             conn.execute(insert(TABLES[table]), list(rows))
 
-    @retrying
-    def trial_attrs(self, trial_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-        """The attributes of the trials (device, host, what ``Trial.set_attr`` set): {trial_id: {key: value}}."""
-        from tuneloop.store._rows import loads
-
-        a, ids = schema.trial_attrs, list(trial_ids)
-        out: dict[int, dict[str, Any]] = {i: {} for i in ids}
-        for start in range(0, len(ids), 500):
-            stmt = select(a.c.trial_id, a.c.key, a.c.value).where(a.c.trial_id.in_(ids[start:start + 500]))
-            with self._read() as conn:
-                for trial_id, key, value in conn.execute(stmt):
-                    out[trial_id][key] = loads(value, f"the attribute {key!r:.60} of trial id {trial_id}")
-        return out
-
     def _rows(self, table: Any, trial_id: int, attempt: int | None) -> list[Any]:
         stmt = select(table).where(table.c.trial_id == trial_id).order_by(table.c.id)
         if attempt is not None:

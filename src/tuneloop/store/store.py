@@ -314,10 +314,14 @@ class Store(LogsMixin, ChecksMixin, LeasesMixin, ImportMixin, QueueMixin):
 
     @staticmethod
     def _attrs_of(conn: Any, study_id: int, ids: list[int]) -> dict[int, dict[str, Any]]:
-        """The attributes of the study's trials ``ids`` (one query over the study, then filtered)."""
+        """The attributes of the study's trials ``ids``: by id for a few (one trial, the running ones),
+        in one query over the study for many (then filtered)."""
         a, t = schema.trial_attrs, schema.trials
-        stmt = (select(a.c.trial_id, a.c.key, a.c.value).join(t, t.c.id == a.c.trial_id)
-                .where(t.c.study_id == study_id))
+        stmt = select(a.c.trial_id, a.c.key, a.c.value)
+        if len(ids) <= 500:
+            stmt = stmt.where(a.c.trial_id.in_(ids))
+        else:
+            stmt = stmt.join(t, t.c.id == a.c.trial_id).where(t.c.study_id == study_id)
         wanted, out = set(ids), dict[int, dict[str, Any]]()
         for trial_id, key, value in conn.execute(stmt):
             if trial_id in wanted:
