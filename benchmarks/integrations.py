@@ -44,6 +44,17 @@ def _epoch_times(starts: list[float], end: float) -> list[float]:
     return [b - a for a, b in itertools.pairwise(stamps)][1:]
 
 
+def _adding_time(owner: Any, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn``, adding the seconds each call takes to ``owner.spent``."""
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            owner.spent += time.perf_counter() - start
+    return timed
+
+
 def _timed_hook(base: Callable[..., Any]) -> Callable[..., Any]:
     def hook(self: Any, *args: Any, **kwargs: Any) -> Any:
         return self._timed(base)(self, *args, **kwargs)
@@ -88,13 +99,7 @@ def bench_lightning(repeats: int, folder: Path) -> dict[str, Any]:
             self._logger.log_metrics = self._timed(self._logger.log_metrics)  # type: ignore[method-assign]
 
         def _timed(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-            def timed(*args: Any, **kwargs: Any) -> Any:
-                start = time.perf_counter()
-                try:
-                    return fn(*args, **kwargs)
-                finally:
-                    self.spent += time.perf_counter() - start
-            return timed
+            return _adding_time(self, fn)
 
     for hook in ("setup", "on_fit_start", "on_train_epoch_start", "on_validation_start", "on_validation_end",
                  "on_train_epoch_end", "on_train_end"):
@@ -161,13 +166,7 @@ def bench_transformers(repeats: int, folder: Path) -> dict[str, Any]:
         spent = 0.0
 
         def _timed(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-            def timed(*args: Any, **kwargs: Any) -> Any:
-                start = time.perf_counter()
-                try:
-                    return fn(*args, **kwargs)
-                finally:
-                    self.spent += time.perf_counter() - start
-            return timed
+            return _adding_time(self, fn)
 
     for hook in ("on_train_begin", "on_evaluate", "on_log", "on_train_end"):
         setattr(Timed, hook, _timed_hook(getattr(TuneloopCallback, hook)))
