@@ -54,9 +54,13 @@ def postgres_server(tmp_path_factory):
 
 
 @pytest.fixture
-def postgres(postgres_server, request) -> str:
-    """A fresh database on the session's PostgreSQL server: its SQLAlchemy URL."""
+def postgres(postgres_server, request, tmp_path, monkeypatch) -> str:
+    """A fresh database on the session's PostgreSQL server: its SQLAlchemy URL. Its artifacts go to
+    this test's folder (a server URL has no folder of its own: the default is ./tuneloop-artifacts,
+    which would be the checkout's)."""
     import re
+
+    monkeypatch.setenv("TUNELOOP_ARTIFACTS", str(tmp_path / "artifacts"))
 
     name = f"t{next(_DATABASES)}_" + re.sub(r"\W", "_", request.node.name.lower())[:40]
     return postgres_server.create_database(name)
