@@ -23,6 +23,7 @@ from tuneloop.callbacks import Callback
 from tuneloop.direction import Direction
 from tuneloop.errors import ConfigError, StorageError, TuneloopError
 from tuneloop.experiment import experiment_record
+from tuneloop.objectives import Objectives
 from tuneloop.rounds import Roles, assign_roles, searched_space
 from tuneloop.run import RunSummary, check_retries, executor_spec, executors, launch
 from tuneloop.schedule import NoScheduler, PerValue, Planner, Scheduler, schedulers
@@ -48,8 +49,11 @@ class Study:
         space: Space | Mapping[str, Param],
         fn: TrialFunction | None = None,
         *,
-        metric: str,
-        mode: str,
+        metric: str | None = None,
+        mode: str | None = None,
+        objectives: Mapping[str, str] | None = None,
+        constraints: Mapping[str, tuple[str, float]] | None = None,
+        prune_on: str | Mapping[str, float] | None = None,
         budget: Budget | Mapping[str, Any] | None = None,
         storage: str | None = None,
         seed: int | None = None,
@@ -70,8 +74,8 @@ class Study:
             raise fail("name", "Study", "a non-empty string", name)
         if fn is not None and not callable(fn):  # None: a study run only through ask/tell
             raise fail("fn", "Study", "a function that takes a tl.Trial (or None to run it with ask/tell)", fn)
-        if not isinstance(metric, str) or not metric:
-            raise fail("metric", "Study", "the name of a reported metric, e.g. 'val_loss'", metric)
+        # what it optimizes: one metric and mode, or several objectives; constraints; what schedulers judge
+        self.objectives = Objectives.of(metric, mode, objectives, constraints, prune_on, "Study")
         self.name = name
         self.space, self.roles = assign_roles(space if isinstance(space, Space) else Space(space), scientific,
                                               nuisance, fixed)
@@ -85,8 +89,8 @@ class Study:
         if searcher is None:  # a round that compares values explores evenly; one that optimizes models
             searcher = "sobol" if self.roles.scientific else "tpe"
         self.fn: TrialFunction = fn or _asked_only
-        self.metric = metric
-        self.mode = Direction.of(mode, "Study")
+        self.metric = self.objectives.primary.name  # the first objective: curves, pruned trials' ranking
+        self.mode = self.objectives.primary.direction
         self.budget = budget if isinstance(budget, Budget) else Budget(budget)
         self.storage = storage
         self.seed = seed
@@ -104,6 +108,8 @@ class Study:
         self._last_url: str | None = None
 
     def __repr__(self) -> str:
+        if self.objectives.multi:
+            return f"Study({self.name!r}, objectives={ {o.name: o.direction.value for o in self.objectives.items}!r})"
         return f"Study({self.name!r}, metric={self.metric!r}, mode={self.mode.value!r})"
 
     @classmethod
@@ -116,7 +122,7 @@ class Study:
         record = store.require_study(name)
         info, config = round_info(record), record.config  # checked: the database may come from elsewhere
         budget = config.get("budget")
-        study = cls(name, searched_space(record.space, info.roles), metric=record.metric, mode=record.mode,
+        study = cls(name, searched_space(record.space, info.roles), **objective_arguments(record.objectives),
                     budget=budget if isinstance(budget, dict) else None, storage=store.url,
                     searcher=config.get("searcher"), scheduler=config.get("scheduler") or "none",
                     scientific=info.roles.scientific, nuisance=info.roles.nuisance, fixed=info.roles.fixed,
@@ -177,9 +183,6 @@ class Study:
                                                          or schedulers.declared(scheduler, "ends_by_itself")):
             raise ConfigError("Study.run needs n_trials or timeout (tuneloop run: --trials N or --timeout SECONDS); "
                               "only the grid searcher and the sha and pbt schedulers end by themselves.")
-        if self.metric.startswith("sys/"):
-            raise ConfigError(f"metric={self.metric!r}: names starting with 'sys/' are the system metrics tuneloop "
-                              f"samples, never an objective; optimize a metric the trial reports.")
         workers = workers if workers is not None else self.chosen_workers
         if workers is not None:
             check_positive_int(workers, "workers", "Study.run")
@@ -274,8 +277,22 @@ class Study:
 
     @property
     def best(self) -> TrialRecord:
-        """The completed trial with the best objective value."""
-        return best_trial(self.trials, self.mode, self.name)
+        """The feasible completed trial with the best objective value; with several objectives, the
+        best by the first one (the whole trade-off is :attr:`front`)."""
+        return best_trial(self.trials, self.objectives, self.name)
+
+    @property
+    def front(self) -> list[TrialRecord]:
+        """The Pareto front: feasible completed trials that no other one beats on every objective
+        (with one objective, the trials tied at the best value)."""
+        return self.objectives.front(self.trials)
+
+    def pick(self, rule: str | Callable[[list[TrialRecord]], Any]) -> TrialRecord:
+        """The front member ``rule`` chooses: ``"max val_acc where latency_ms <= 2"`` or a callable
+        taking the front and returning one of its trials (see :func:`tuneloop.picking.pick`)."""
+        from tuneloop.picking import pick
+
+        return pick(self.front, rule, self.name)
 
     @property
     def chosen_workers(self) -> int | None:
@@ -328,7 +345,7 @@ class Study:
         keep_roles = scientific is None and nuisance is None
         study = Study(
             name or f"{self.goal}-r{self.round + 1}", space if space is not None else searched_space(self.space, self.roles),
-            self.fn, metric=self.metric, mode=self.mode, budget=budget if budget is not None else self.budget,
+            self.fn, **objective_arguments(self.objectives), budget=budget if budget is not None else self.budget,
             storage=self.storage, searcher=searcher, scheduler=scheduler or self.defaults["scheduler"],
             executor=self.defaults["executor"], workers=self.chosen_workers,
             rules=self.rules or None,
@@ -365,23 +382,24 @@ class Study:
 
     def _new_searcher(self, spec: Any, seed: int) -> Searcher:
         if not self.roles.scientific:
-            return searchers.create(spec, space=self.space, seed=seed, mode=self.mode)
+            return searchers.create(spec, space=self.space, seed=seed, mode=self.mode, objectives=self.objectives)
         if not isinstance(spec, (str, dict)):
             raise ConfigError("With scientific parameters, give the searcher by name (or a dict with a name and "
                               "options): each scientific value gets its own searcher over the nuisance parameters.")
         return Stratified(self.space, self.roles.scientific, lambda sub, i: searchers.create(
-            spec, space=sub, seed=seed + 7919 * i, mode=self.mode))
+            spec, space=sub, seed=seed + 7919 * i, mode=self.mode, objectives=self.objectives))
 
     def _scheduler(self, spec: Any, seeds: int | None = None) -> Scheduler:
         """The scheduler ``spec`` names; with scientific parameters, one per value (ASHA compares
         like with like). A planner plans whole generations, so it refuses scientific values and seeds."""
-        scheduler = schedulers.create(spec, mode=self.mode)
+        judge = self.objectives.judged  # one metric (the first objective) or a weighted sum of objectives
+        scheduler = schedulers.create(spec, mode=judge.direction)
         if isinstance(scheduler, Planner):
             if self.roles.scientific or (seeds or 1) > 1:
                 raise ConfigError(f"The {type(scheduler).__name__} scheduler plans whole generations; it cannot "
                                   f"be combined with scientific parameters or --seeds. Use asha (per value) there.")
         elif self.roles.scientific and not isinstance(scheduler, NoScheduler):
-            scheduler = PerValue(self.roles.scientific, lambda: schedulers.create(spec, mode=self.mode))
+            scheduler = PerValue(self.roles.scientific, lambda: schedulers.create(spec, mode=judge.direction))
         return scheduler
 
     def store(self, storage: str | None = None) -> Store:
@@ -405,6 +423,8 @@ class Study:
                 # what `tuneloop ask` uses when it has no experiment file (names and plain options only)
                 "searcher": _plain(self.defaults["searcher"]), "scheduler": _plain(self.defaults["scheduler"]),
             }
+            if self.objectives != Objectives.of(self.metric, self.mode):  # one plain objective: metric and mode say it
+                config.update(self.objectives.to_config())
             try:
                 return store.create_study(self.name, self.metric, self.mode.value, self.space, config)
             except StorageError:  # drivers started together: another one created it first, and it is checked below
@@ -417,6 +437,12 @@ class Study:
                     f"Study {self.name!r} in {store.url} has {what} {str(stored)!r}, not {str(now)!r}; use a new "
                     f"study name for a different objective."
                 )
+        if record.objectives != self.objectives:
+            raise ConfigError(
+                f"Study {self.name!r} in {store.url} optimizes {record.objectives.describe()} (prune_on "
+                f"{record.objectives.judged}), not {self.objectives.describe()} (prune_on {self.objectives.judged}); "
+                f"use a new study name for different objectives or constraints."
+            )
         if record.space != self.space:
             raise ConfigError(
                 f"Study {self.name!r} in {store.url} was run with a different search space; give the "
@@ -460,10 +486,32 @@ def _plain(spec: Any) -> Any:
         return None
 
 
-def best_trial(trials: Sequence[TrialRecord], mode: Direction | str, name: str = "") -> TrialRecord:
-    """The completed trial with the best value; TuneloopError when there is none."""
-    done = [t for t in trials if t.state == TrialState.COMPLETED and t.value is not None]
-    if not done:
+def best_trial(trials: Sequence[TrialRecord], objectives: Objectives | Direction | str, name: str = "") -> TrialRecord:
+    """The feasible completed trial with the best (first) objective; TuneloopError when there is none.
+    A bare direction ranks by each trial's stored value alone (one objective, no constraints)."""
+    if not isinstance(objectives, Objectives):
+        done = [t for t in trials if t.state == TrialState.COMPLETED and t.value is not None]
+        if not done:
+            raise TuneloopError(f"Study {name!r} has no completed trial yet; run it first (tuneloop run FILE).")
+        return Direction.of(objectives).best(done, key=lambda t: t.value)
+    best = objectives.best(trials)
+    if best is None:
+        if objectives.constraints and objectives.completed(trials):
+            raise TuneloopError(f"Study {name!r} has no feasible trial yet: every completed one breaks "
+                                f"{', '.join(str(c) for c in objectives.constraints)}; run more trials or loosen them.")
         raise TuneloopError(f"Study {name!r} has no completed trial yet; run it first (tuneloop run FILE).")
-    return Direction.of(mode).best(done, key=lambda t: t.value)
+    return best
+
+
+def objective_arguments(objectives: Objectives) -> dict[str, Any]:
+    """The Study keywords that define ``objectives`` again."""
+    judge = objectives.judged
+    prune_on: Any = ({n: abs(w) for n, w in judge.weights} if judge.scalarized
+                     else None if judge.names[0] == objectives.primary.name else judge.names[0])
+    constraints = {c.metric: (c.op, c.bound) for c in objectives.constraints} or None
+    if objectives.multi:
+        return {"objectives": {o.name: o.direction.value for o in objectives.items}, "constraints": constraints,
+                "prune_on": prune_on}
+    return {"metric": objectives.primary.name, "mode": objectives.primary.direction.value,
+            "constraints": constraints, "prune_on": prune_on}
 

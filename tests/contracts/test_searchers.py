@@ -6,6 +6,7 @@ A new searcher is tested by registering it."""
 import pytest
 
 import tuneloop as tl
+from tuneloop.objectives import Objectives
 from tuneloop.search import Outcome, Searcher, searchers
 from tuneloop.store import TrialState
 
@@ -118,7 +119,7 @@ def test_grid_skips_points_already_taken(space):
 def test_unknown_name_lists_the_valid_ones(space):
     with pytest.raises(tl.ConfigError) as info:
         searchers.create("tpee", space=space)
-    assert str(info.value) == "Unknown searcher 'tpee'. Valid names: cmaes, gp, grid, random, sobol, tpe."
+    assert str(info.value) == "Unknown searcher 'tpee'. Valid names: cmaes, gp, grid, nsga2, nsga3, random, sobol, tpe."
 
 
 def test_bad_options_name_the_searcher(space):
@@ -135,3 +136,34 @@ def test_an_enqueued_partial_configuration_is_completed_inside_the_space(name, s
     assert space.validate(p.params) == p.params and (p.params["opt"], p.params["momentum"]) == ("sgd", 0.45)
     searcher.tell(Outcome(p.params, TrialState.COMPLETED, 0.1, [(0, 0.1)], p.token))
     assert len(searcher.ask(2)) == 2  # and it goes on proposing
+
+
+TWO = Objectives.of(objectives={"err": "min", "cost": "min"}, constraints={"cost": ("<=", 0.8)})
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_several_objectives_and_constraints_are_learned_from_or_refused_in_one_line(name, space):
+    """With two objectives and a constraint a searcher either takes every kind of outcome (each
+    finished one with both values and its violation; replayed ones too) or refuses when built, in one
+    line naming the searchers that can."""
+    try:
+        searcher = searchers.create(name, space=space, seed=3, mode="min", objectives=TWO)
+    except tl.ConfigError as e:
+        assert "one objective" in str(e) and "nsga2" in str(e) and "\n" not in str(e)
+        return
+    asked = []
+    for i in range(10):
+        proposals = searcher.ask(1)
+        assert proposals, f"{name} ran out after {i} proposals"
+        p = proposals[0]
+        asked.append(p.params)
+        err, cost = objective(p.params), abs(p.params.get("x", 0.0))
+        values = {"err": err, "cost": cost}
+        state = (TrialState.PRUNED, TrialState.FAILED, TrialState.COMPLETED)[i % 3]
+        searcher.tell(Outcome(p.params, state, err, [(0, err)], p.token, number=i, values=TWO.vector(values),
+                              violations=TWO.violations(values)))
+    for params in asked[:3]:  # another driver's trials, replayed without a token
+        values = {"err": 0.1}  # its cost is missing: infeasible by far, and no vector
+        searcher.tell(Outcome(params, TrialState.COMPLETED, 0.1, [], None, values=TWO.vector(values),
+                              violations=TWO.violations(values)))
+    assert all(space.validate(p) == p for p in [q.params for q in searcher.ask(2)])

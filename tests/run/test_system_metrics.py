@@ -76,9 +76,10 @@ def test_each_trial_is_sampled_as_metrics_never_as_its_result(storage, monkeypat
 
 
 def test_system_metrics_are_never_an_objective_and_the_interval_is_checked(storage, monkeypatch):
-    study = tl.Study("sys", tl.Space(x=tl.Float(0, 1)), tf.noop, metric="sys/cpu_percent", mode="min", storage=storage)
-    with pytest.raises(ConfigError, match="system metrics tuneloop samples, never an objective"):
-        study.run(1)
+    for what in ({"metric": "sys/cpu_percent", "mode": "min"}, {"objectives": {"loss": "min", "sys/rss_mb": "min"}},
+                 {"metric": "loss", "mode": "min", "constraints": {"sys/rss_mb": ("<=", 100)}}):
+        with pytest.raises(ConfigError, match="system metric tuneloop samples .*never an objective or constraint"):
+            tl.Study("sys", tl.Space(x=tl.Float(0, 1)), tf.noop, storage=storage, **what)
     monkeypatch.setenv("TUNELOOP_SYSTEM_EVERY", "soon")
     study = tl.Study("every", tl.Space(x=tl.Float(0, 1)), tf.noop, metric="loss", mode="min", storage=storage)
     with pytest.raises(ConfigError, match="TUNELOOP_SYSTEM_EVERY='soon' must be a number of seconds"):

@@ -32,7 +32,7 @@ from typing import Any
 from tuneloop.alerts import Rule
 from tuneloop.errors import ConfigError
 from tuneloop.run._executor import InProcessExecutor
-from tuneloop.run.driver import LEASE_HEARTBEAT_SECONDS, Driver, _Heartbeat, _Running
+from tuneloop.run.driver import LEASE_HEARTBEAT_SECONDS, Driver, _Heartbeat, _Running, judged_curve
 from tuneloop.run.events import Failed, Finished, TrialSpec
 from tuneloop.schedule import Planner, Scheduler
 from tuneloop.search import Outcome, Searcher
@@ -190,9 +190,10 @@ class AskTell(Driver):
                               f"{state!r:.60} instead (a trial still running is not told).")
         metrics = self._values(values)
         run, owner = self._running_of(target)
-        if state == "completed" and self.metric not in metrics and self.metric not in run.last:
-            raise ConfigError(f"Telling trial {run.spec.number} completed needs its objective {self.metric!r}: "
-                              f"study.tell(trial, {{{self.metric!r}: value}}) (tuneloop tell: --value V), or tell it "
+        missing = [m for m in self.objectives.names if m not in metrics and m not in run.last]
+        if state == "completed" and missing:
+            raise ConfigError(f"Telling trial {run.spec.number} completed needs its objective {missing[0]!r}: "
+                              f"study.tell(trial, {{{missing[0]!r}: value, ...}}) (tuneloop tell: --value V --metric NAME=V), or tell it "
                               f"state='pruned' or 'failed'.")
         event: Finished | Failed = (Failed(run.spec.trial_id, error or "Its ask/tell client told it failed.")
                                     if state == "failed" else Finished(run.spec.trial_id, metrics, state == "pruned"))
@@ -252,9 +253,10 @@ class AskTell(Driver):
         if not owner.startswith(CLIENT_PREFIX):
             raise ConfigError(f"Trial {number} of {self.study.name!r} is being run by a driver (tuneloop run or "
                               f"study.run), not handed out by ask; only asked trials are told.")
-        curve = self.store.series([record.id], names=[self.metric]).get(record.id, {}).get(self.metric, [])
+        series = self.store.series([record.id], names=self.objectives.metrics).get(record.id, {})
         spec = self._spec(record.id, record.number, record.attempt, record.params, record.seed)
-        run = _Running(spec, None, curve=list(curve), last={} if not curve else {self.metric: curve[-1][1]})
+        run = _Running(spec, None, curve=judged_curve(self.judge, series),
+                       last={name: points[-1][1] for name, points in series.items() if points})
         self._running[record.id] = run
         self.scheduler.on_launch(record.id, record.params)
         return run, owner

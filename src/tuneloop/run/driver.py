@@ -30,6 +30,7 @@ import numpy as np
 from tuneloop.alerts import Fired, Rule, RuleBook
 from tuneloop.callbacks import Callback
 from tuneloop.errors import ConfigError, NotFound
+from tuneloop.objectives import Judge
 from tuneloop.run._executor import Executor
 from tuneloop.run.events import (
     Attrs,
@@ -57,6 +58,19 @@ _ADOPT_SECONDS = 0.5  # how often a driver with nothing left to start looks for 
 _TAKEABLE = (TrialState.RUNNING.value, TrialState.INTERRUPTED.value)  # what a dead driver can leave unfinished
 SYNC_SECONDS = 2.0  # how often a driver looks for trials other drivers finished (its searcher learns from them)
 QUEUE_SECONDS = 1.0  # how often a running driver looks for newly enqueued trials (it always does at its start)
+
+
+def judged_curve(judge: Judge, series: dict[str, list[tuple[int, float]]]) -> list[tuple[int, float]]:
+    """A stored trial's judged curve: the one metric's points, or the weighted sum at each step where
+    every weighed objective was reported."""
+    if not judge.scalarized:
+        return list(series.get(judge.names[0], []))
+    by_step: dict[int, dict[str, float]] = {}
+    for name in judge.names:
+        for step, value in series.get(name, []):
+            by_step.setdefault(step, {})[name] = value
+    scored = ((step, judge.score(metrics)) for step, metrics in sorted(by_step.items()))
+    return [(step, v) for step, v in scored if v is not None]
 
 
 def trial_seed(study_seed: int, number: int) -> int:
@@ -142,6 +156,8 @@ class Driver:
         self.n_trials, self.seed, self.budget = n_trials, seed, dict(budget or {})
         self.timeout, self.callbacks, self.experiment_path = timeout, list(callbacks), experiment_path
         self.metric = study.metric
+        self.objectives = study.objectives  # what the searcher optimizes, its constraints
+        self.judge = self.objectives.judged  # what the scheduler compares: a metric or a weighted sum
         self.phase, self.fit_on, self.budget_of = phase, fit_on, budget_of  # finalize's runs differ here
         self.checkpoints = scheduler.checkpoints  # planners continue trials from them
         self._placed: dict[int, _Placed] = {}  # trial id -> where a planner put it
@@ -354,14 +370,14 @@ class Driver:
     def _replay(self, finished: list[TrialRecord]) -> None:
         """Tell the searcher and scheduler trials that finished outside this run (before it started,
         or under another driver), curves included."""
-        curves = self.store.series([r.id for r in finished], names=[self.metric]) if finished else {}
+        curves = self.store.series([r.id for r in finished], names=self.judge.names) if finished else {}
         for r in finished:
-            curve = curves.get(r.id, {}).get(self.metric, [])
-            self.searcher.tell(Outcome(r.params, r.state, r.value, curve, number=r.number, lineage=self._lineage(r.id)))
+            curve = judged_curve(self.judge, curves.get(r.id, {}))
+            self.searcher.tell(self._outcome(r.params, r.state, r.values, curve, None, r.number, self._lineage(r.id)))
             self.scheduler.on_launch(r.id, r.params)
             for step, value in curve:
                 self.scheduler.on_report(r.id, step, value)
-            self.scheduler.on_result(r.id, r.state, r.value)
+            self.scheduler.on_result(r.id, r.state, self.judge.score(r.values))
             self._told.add(r.id)
 
     def _learn_from_others(self) -> None:
@@ -494,7 +510,7 @@ class Driver:
             return True  # a straggler from a trial already ended
         self._batch.metrics(event.trial_id, run.spec.attempt, event.step, event.metrics)
         run.last.update(event.metrics)
-        objective = event.metrics.get(self.metric)
+        objective = self.judge.score(event.metrics)  # the judged metric, or the weighted sum of objectives
         if objective is not None and not (run.pruned or run.diverged):
             run.curve.append((event.step, objective))
             if not math.isfinite(objective):
@@ -526,8 +542,9 @@ class Driver:
             self.searcher.tell(Outcome(run.spec.params, TrialState.INTERRUPTED, None, run.curve, run.token,
                                        run.spec.number, run.lineage))
             return
-        self.searcher.tell(Outcome(run.spec.params, state, value, run.curve, run.token, run.spec.number, run.lineage))
-        self.scheduler.on_result(event.trial_id, state, value)
+        self.searcher.tell(self._outcome(run.spec.params, state, values, run.curve, run.token, run.spec.number,
+                                         run.lineage))
+        self.scheduler.on_result(event.trial_id, state, self.judge.score(values))
         self.summary.outcomes[state.value] = self.summary.outcomes.get(state.value, 0) + 1
         record = TrialRecord(
             id=event.trial_id, number=run.spec.number, state=state, params=run.spec.params, seed=run.spec.seed,
@@ -536,6 +553,14 @@ class Driver:
         )
         for cb in self.callbacks:
             cb.on_trial_end(record)
+
+    def _outcome(self, params: dict[str, Any], state: TrialState, values: dict[str, float], curve: list[tuple[int, float]],
+                 token: Any, number: int, lineage: Lineage | None) -> Outcome:
+        """What the searcher hears of a finished trial: its primary objective, every objective and how
+        far it breaks each constraint."""
+        vector = self.objectives.vector(values)
+        return Outcome(params, state, values.get(self.metric), curve, token, number, lineage, values=vector,
+                       violations=self.objectives.violations(values))
 
     def _verdict(self, run: _Running, event: Finished | Failed) -> tuple[TrialState, dict[str, float], str | None]:
         """How a trial ended: its state, final values and error."""
@@ -546,15 +571,19 @@ class Driver:
         if "" in returned:  # the function returned a bare number: it is the objective
             returned[self.metric] = returned.pop("")
         values.update(returned)
-        value = values.get(self.metric)
-        if run.diverged or run.rule_stop is TrialState.DIVERGED or (value is not None and not math.isfinite(value)):
+        finals = [values.get(name) for name in self.objectives.names]
+        if run.diverged or run.rule_stop is TrialState.DIVERGED or any(
+                v is not None and not math.isfinite(v) for v in finals):
             return TrialState.DIVERGED, values, None
         if run.pruned or event.pruned or run.rule_stop is TrialState.PRUNED:
             return TrialState.PRUNED, values, None
-        if value is None:
+        missing = [name for name in self.objectives.metrics if values.get(name) is None]
+        if missing:
+            name = missing[0]
+            what = "objective" if name in self.objectives.names else "constrained metric"
             return TrialState.FAILED, values, (
-                f"MissingObjective: the trial function finished without reporting {self.metric!r}; "
-                f"report it with trial.report(step, {self.metric}=...) or return {{{self.metric!r}: ...}}.")
+                f"MissingObjective: the trial function finished without reporting {name!r} (the study's {what}); "
+                f"report it with trial.report(step, {name}=...) or return {{{name!r}: ...}}.")
         return TrialState.COMPLETED, values, None
 
     def _retry(self, run: _Running, event: Failed) -> None:

@@ -14,6 +14,7 @@ import math
 import random
 from abc import abstractmethod
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from tuneloop._validation import check_positive_int, fail
@@ -75,7 +76,7 @@ class Generations(Searcher):
         self.launched[key] = None if outcome.pending else outcome
         if key[1] == 0 and not outcome.pending:
             token = outcome.token[1] if isinstance(outcome.token, tuple) else None
-            self.inner.tell(Outcome(outcome.params, outcome.state, outcome.value, outcome.curve, token))
+            self.inner.tell(replace(outcome, token=token, number=None, lineage=None))
 
     @property
     def waiting(self) -> bool:

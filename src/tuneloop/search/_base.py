@@ -57,6 +57,8 @@ class Outcome:
     token: Any = None
     number: int | None = None  # the trial's number in its study
     lineage: Lineage | None = None  # the proposal's lineage (replayed from the store on resume)
+    values: tuple[float, ...] | None = None  # every objective, in order (None: one missing or not finite)
+    violations: tuple[float, ...] = ()  # how far each constraint is broken (0 or less: kept)
 
     @property
     def pending(self) -> bool:

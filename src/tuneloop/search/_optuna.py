@@ -16,6 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 from tuneloop.direction import Direction
+from tuneloop.errors import ConfigError
+from tuneloop.objectives import Objectives
 from tuneloop.search._base import Outcome, Proposal, Searcher, searchers
 from tuneloop.space import Space
 from tuneloop.store import TrialState
@@ -25,19 +27,39 @@ _STATES: dict[str, str] = {TrialState.COMPLETED: "COMPLETE", TrialState.PRUNED: 
            TrialState.DIVERGED: "FAIL"}
 
 
-class OptunaSearcher(Searcher):
-    """Adapter from any ``optuna.samplers.BaseSampler`` to the Searcher interface."""
+_SINGLE_ONLY = {"CmaEsSampler": "cmaes"}  # Optuna samplers that model one objective only
+_VIOLATIONS = "tuneloop_violations"  # the user attribute a told trial's constraint violations travel in
+_WORST = 1e12  # a constraint whose metric is missing: violated by far (Optuna wants finite numbers)
 
-    def __init__(self, space: Space, sampler: Any, mode: Direction | str = Direction.MIN) -> None:
+
+class OptunaSearcher(Searcher):
+    """Adapter from any ``optuna.samplers.BaseSampler`` to the Searcher interface.
+
+    With several ``objectives`` the in-memory study has one direction each and the sampler is told
+    every objective's value; with constraints, each finished trial carries its violations for the
+    samplers built with a ``constraints_func`` (:func:`violations_of`)."""
+
+    def __init__(self, space: Space, sampler: Any, mode: Direction | str = Direction.MIN,
+                 objectives: Objectives | None = None) -> None:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.space = space
         self.sampler = sampler
         direction = Direction.of(mode, "OptunaSearcher")
-        self._study = optuna.create_study(
-            sampler=sampler, direction="maximize" if direction is Direction.MAX else "minimize"
-        )
+        self.objectives = objectives if objectives is not None and objectives.multi else None
+        self._constrained = bool(objectives is not None and objectives.constraints)
+        if self.objectives is not None:
+            name = type(sampler).__name__
+            if name in _SINGLE_ONLY:
+                raise ConfigError(f"The {_SINGLE_ONLY[name]} searcher optimizes one objective; with several "
+                                  f"({', '.join(self.objectives.names)}) use tpe, nsga2, nsga3, gp, random or sobol.")
+            self._study = optuna.create_study(sampler=sampler, directions=[
+                "maximize" if d is Direction.MAX else "minimize" for d in self.objectives.directions])
+        else:
+            self._study = optuna.create_study(
+                sampler=sampler, direction="maximize" if direction is Direction.MAX else "minimize"
+            )
         self._learns = not isinstance(sampler, optuna.samplers.RandomSampler)  # random draws ignore the history
 
     def ask(self, n: int = 1) -> list[Proposal]:
@@ -65,7 +87,7 @@ class OptunaSearcher(Searcher):
         if state_name is None:
             return  # interrupted or running: its result comes later
         state = OptunaState[state_name]
-        value = outcome.value if outcome.value is not None and math.isfinite(outcome.value) else None
+        value = self._value(outcome)
         if state == OptunaState.COMPLETE and value is None:
             state = OptunaState.FAIL
         token = outcome.token
@@ -74,13 +96,22 @@ class OptunaSearcher(Searcher):
                 return  # a sampler that never reads the history: replaying another driver's trial costs for nothing
             self._add(outcome, state, value)
             return
-        for step, v in dict(outcome.curve).items():  # pruned trials are ranked by their last report
-            if math.isfinite(v):
-                token.report(v, step)
+        if self.objectives is None:  # Optuna keeps no intermediate values with several objectives
+            for step, v in dict(outcome.curve).items():  # pruned trials are ranked by their last report
+                if math.isfinite(v):
+                    token.report(v, step)
+        if self._constrained:
+            token.set_user_attr(_VIOLATIONS, _finite_violations(outcome))
         if state == OptunaState.COMPLETE:
             self._study.tell(token, value)
         else:
             self._study.tell(token, state=state)
+
+    def _value(self, outcome: Outcome) -> float | list[float] | None:
+        """What Optuna is told: the objective, or every objective (None when one is missing)."""
+        if self.objectives is not None:
+            return None if outcome.values is None else list(outcome.values)
+        return outcome.value if outcome.value is not None and math.isfinite(outcome.value) else None
 
     def reseed(self) -> bool:
         self.sampler.reseed_rng()
@@ -97,35 +128,58 @@ class OptunaSearcher(Searcher):
 
         if prior.state not in (TrialState.COMPLETED, TrialState.PRUNED):
             return False
-        value = prior.value if prior.value is not None and math.isfinite(prior.value) else None
+        value = self._value(prior)
         if prior.state == TrialState.COMPLETED and value is None:
             return False
         state = OptunaState.COMPLETE if prior.state == TrialState.COMPLETED else OptunaState.PRUNED
         self._add(prior, state, value, {"tuneloop_prior": prior.number if prior.number is not None else True})
         return True
 
-    def _add(self, outcome: Outcome, state: Any, value: float | None, attrs: dict[str, Any] | None = None) -> None:
+    def _add(self, outcome: Outcome, state: Any, value: float | list[float] | None,
+             attrs: dict[str, Any] | None = None) -> None:
         """A finished trial the sampler did not propose (replayed from the store, or a prior)."""
+        from optuna.samplers._base import _CONSTRAINTS_KEY
         from optuna.trial import TrialState as OptunaState
         from optuna.trial import create_trial
 
+        done = state == OptunaState.COMPLETE
+        system = {}
+        if self._constrained and state in (OptunaState.COMPLETE, OptunaState.PRUNED):
+            # where Optuna's after_trial would have put them: a trial added directly never passes through it
+            system[_CONSTRAINTS_KEY] = _finite_violations(outcome)
         self._study.add_trial(create_trial(
             state=state,
-            value=value if state == OptunaState.COMPLETE else None,
+            value=value if done and not isinstance(value, list) else None,
+            values=value if done and isinstance(value, list) else None,
             params=outcome.params,
             distributions=self.space.distributions(outcome.params),
-            intermediate_values={s: v for s, v in outcome.curve if math.isfinite(v)},
+            intermediate_values={} if self.objectives is not None else
+            {s: v for s, v in outcome.curve if math.isfinite(v)},
             user_attrs=attrs,
+            system_attrs=system or None,
         ))
 
 
-def _optuna_searcher(make_sampler: Callable[..., Any]) -> Callable[..., OptunaSearcher]:
+def violations_of(trial: Any) -> list[float]:
+    """Optuna's ``constraints_func``: the violations the searcher attached to a finished trial."""
+    return list(trial.user_attrs.get(_VIOLATIONS, []))
+
+
+def _finite_violations(outcome: Outcome) -> list[float]:
+    return [v if math.isfinite(v) else _WORST for v in outcome.violations]
+
+
+def _optuna_searcher(make_sampler: Callable[..., Any], constrains: bool = False) -> Callable[..., OptunaSearcher]:
+    """A registry factory for one sampler; ``constrains``: it models feasibility (a ``constraints_func``)."""
+
     def factory(options: dict[str, Any], space: Space, seed: int | None = None, mode: Direction | str = Direction.MIN,
-                **_: Any) -> OptunaSearcher:
+                objectives: Objectives | None = None, **_: Any) -> OptunaSearcher:
+        if constrains and objectives is not None and objectives.constraints:
+            options = {"constraints_func": violations_of, **options}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ExperimentalWarning for some samplers
             sampler = make_sampler(seed=seed, space=space, **options)
-        return OptunaSearcher(space, sampler, mode)
+        return OptunaSearcher(space, sampler, mode, objectives)
 
     return factory
 
@@ -162,6 +216,18 @@ def _gp(seed: int | None, space: Space, **options: Any) -> Any:
     return GPSampler(seed=seed, **{"warn_independent_sampling": False, **options})
 
 
+def _nsga2(seed: int | None, space: Space, **options: Any) -> Any:
+    from optuna.samplers import NSGAIISampler
+
+    return NSGAIISampler(seed=seed, **options)
+
+
+def _nsga3(seed: int | None, space: Space, **options: Any) -> Any:
+    from optuna.samplers import NSGAIIISampler
+
+    return NSGAIIISampler(seed=seed, **options)
+
+
 def _cmaes(seed: int | None, space: Space, **options: Any) -> Any:
     from optuna.samplers import CmaEsSampler
 
@@ -170,6 +236,8 @@ def _cmaes(seed: int | None, space: Space, **options: Any) -> Any:
 
 searchers.register("random", OptunaSearcher)(_optuna_searcher(_random))
 searchers.register("sobol", OptunaSearcher)(_optuna_searcher(_sobol))
-searchers.register("tpe", OptunaSearcher)(_optuna_searcher(_tpe))
-searchers.register("gp", OptunaSearcher)(_optuna_searcher(_gp))
+searchers.register("tpe", OptunaSearcher)(_optuna_searcher(_tpe, constrains=True))
+searchers.register("gp", OptunaSearcher)(_optuna_searcher(_gp, constrains=True))
+searchers.register("nsga2", OptunaSearcher)(_optuna_searcher(_nsga2, constrains=True))
+searchers.register("nsga3", OptunaSearcher)(_optuna_searcher(_nsga3, constrains=True))
 searchers.register("cmaes", OptunaSearcher)(_optuna_searcher(_cmaes))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from tuneloop.errors import ConfigError
@@ -118,7 +119,7 @@ class Stratified(Searcher):
         inner = self.inner[i]
         if inner is not None:
             rest = {k: v for k, v in outcome.params.items() if k not in self.scientific}
-            inner.tell(Outcome(rest, outcome.state, outcome.value, outcome.curve, inner_token))
+            inner.tell(replace(outcome, params=rest, token=inner_token))
 
     def reseed(self) -> bool:
         reseeded = [inner.reseed() for inner in self.inner if inner is not None]  # every one, not the first only
@@ -131,7 +132,7 @@ class Stratified(Searcher):
         if inner is None:
             return False
         rest = {k: v for k, v in prior.params.items() if k not in self.scientific}
-        return inner.observe(Outcome(rest, prior.state, prior.value, prior.curve, number=prior.number))
+        return inner.observe(replace(prior, params=rest, token=None, lineage=None))
 
     def _level_of(self, params: Mapping[str, Any]) -> int | None:
         key = _key({n: params.get(n) for n in self.scientific})

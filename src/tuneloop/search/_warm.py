@@ -46,14 +46,14 @@ def load_priors(store: Store, study: StudyRecord, names: Sequence[str], space: S
                 continue
             raise ConfigError(f"warm_start names {name!r}, which is not a study in {store.url}; tuneloop status "
                               f"lists the studies there.")
-        if (source.metric, source.mode) != (study.metric, study.mode):
-            raise ConfigError(f"warm_start study {name!r} {source.mode.value}imizes {source.metric!r}, this study "
-                              f"{study.mode.value}imizes {study.metric!r}; only trials of the same objective help.")
-        out.append(_priors(store, source, study.metric, space))
+        if source.objectives.items != study.objectives.items:
+            raise ConfigError(f"warm_start study {name!r} optimizes {source.objectives.describe()}, this study "
+                              f"{study.objectives.describe()}; only trials of the same objectives help.")
+        out.append(_priors(store, source, study, space))
     return out
 
 
-def _priors(store: Store, source: StudyRecord, metric: str, space: Space) -> Priors:
+def _priors(store: Store, source: StudyRecord, study: StudyRecord, space: Space) -> Priors:
     priors = Priors(source.name)
     done = store.trials(source.id, states=_LEARNED)
     fits = []
@@ -64,10 +64,12 @@ def _priors(store: Store, source: StudyRecord, metric: str, space: Space) -> Pri
             priors.outside += 1
             continue
         fits.append(t)
+    metric, objectives = study.metric, study.objectives  # this study's constraints judge the earlier trials
     curves = store.series([t.id for t in fits], names=[metric]) if fits else {}
     for t in fits:
         priors.outcomes.append(Outcome(dict(t.params), TrialState.of(t.state).value, t.value,
-                                       curves.get(t.id, {}).get(metric, []), number=t.number))
+                                       curves.get(t.id, {}).get(metric, []), number=t.number,
+                                       values=objectives.vector(t.values), violations=objectives.violations(t.values)))
     return priors
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tuneloop.direction import Direction
+from tuneloop.errors import StorageError
+from tuneloop.objectives import Objectives
 from tuneloop.space import Space
 
 
@@ -65,6 +67,19 @@ class StudyRecord:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", Direction.of(self.mode, "StudyRecord"))
+
+    @property
+    def objectives(self) -> Objectives:
+        """Its objectives, constraints and judge (a study stored before them: its metric and mode).
+        A ValueError naming the study when the stored ones are malformed (the database may come from anyone)."""
+        cached = self.__dict__.get("_objectives")
+        if cached is None:
+            try:
+                cached = Objectives.from_config(self.config, self.metric, self.mode, f"study {self.name[:80]!r}")
+            except ValueError as e:
+                raise StorageError(f"Corrupt row: {e}; repair or delete that row in the database.") from None
+            object.__setattr__(self, "_objectives", cached)
+        return cached
 
 
 @dataclass(frozen=True)

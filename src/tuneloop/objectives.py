@@ -1,0 +1,427 @@
+"""What a study optimizes: one or more objectives, constraints on metrics, and what a scheduler judges.
+
+    objectives = Objectives.of(objectives={"val_acc": "max", "latency_ms": "min"},
+                               constraints={"params_m": ("<=", 1.0)})
+    objectives.front(trials)        # the feasible completed trials no other one dominates
+    objectives.feasible(trial.values)
+
+A study with one objective is the old ``metric=``/``mode=`` pair: ``Objectives.of("val_loss", "min")``.
+Every objective is a metric the trial reports (or returns); a constraint bounds a metric (an objective
+or any other) and a trial that breaks one, or never reports it, is infeasible: it is never on a front,
+never ``best``, and ranks after every feasible trial.
+
+What a scheduler judges (``prune_on``) is one metric, the first objective by default, or a weighted sum
+of objectives (each turned so that higher is better): ASHA, median and Hyperband compare one number.
+
+This is a bottom module: it knows directions and errors, never the store or a run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from tuneloop._validation import fail
+from tuneloop.direction import Direction
+from tuneloop.errors import ConfigError
+
+_OPS = ("<=", ">=")
+_SYSTEM = "sys/"  # the metrics tuneloop samples itself (run/_system.py) are never optimized
+
+
+class Scored(Protocol):
+    """What the ranking functions read of a trial: its state and its final values."""
+
+    @property
+    def state(self) -> Any: ...
+
+    @property
+    def values(self) -> dict[str, float]: ...
+
+
+S = TypeVar("S", bound=Scored)
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A metric and the way it improves."""
+
+    name: str
+    direction: Direction
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.direction})"
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """``metric <= bound`` or ``metric >= bound``; a trial breaking it is infeasible."""
+
+    metric: str
+    op: str
+    bound: float
+
+    def violation(self, values: Mapping[str, Any]) -> float:
+        """How far ``values`` break it: 0 or less when kept (Optuna's ``constraints_func`` convention),
+        infinity when the metric is missing or not a finite number."""
+        value = _finite(values.get(self.metric))
+        if value is None:
+            return math.inf
+        return value - self.bound if self.op == "<=" else self.bound - value
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.bound:g}"
+
+
+@dataclass(frozen=True)
+class Judge:
+    """What a scheduler compares between trials: one metric, or a weighted sum of objectives
+    (each weight times the objective turned so that higher is better)."""
+
+    weights: tuple[tuple[str, float], ...]
+    direction: Direction
+    scalarized: bool = False
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.weights]
+
+    def score(self, metrics: Mapping[str, Any]) -> float | None:
+        """The judged number for a report or a trial's final values; None when a metric it needs is
+        not there (that report is not judged). A non-finite metric gives a non-finite score."""
+        if not self.scalarized:
+            value = metrics.get(self.weights[0][0])
+            return None if value is None else float(value)
+        total = 0.0
+        for name, weight in self.weights:
+            value = metrics.get(name)
+            if value is None:
+                return None
+            total += weight * float(value)
+        return total
+
+    def __str__(self) -> str:
+        if not self.scalarized:
+            return f"{self.weights[0][0]} ({self.direction})"
+        terms = " ".join(f"{'-' if w < 0 else '+'} {abs(w):g}·{n}" for n, w in self.weights).lstrip("+ ")
+        return f"{terms} (higher is better)"
+
+
+@dataclass(frozen=True)
+class Objectives:
+    """A study's objectives (the first one is the primary: ``study.metric``), its constraints and
+    what its scheduler judges."""
+
+    items: tuple[Objective, ...]
+    constraints: tuple[Constraint, ...] = ()
+    judge: Judge | None = None
+
+    def __post_init__(self) -> None:
+        if self.judge is None:
+            first = self.items[0]
+            object.__setattr__(self, "judge", Judge(((first.name, 1.0),), first.direction))
+
+    # -- building ----------------------------------------------------------------------------
+    @classmethod
+    def of(cls, metric: str | None = None, mode: Any = None, objectives: Any = None, constraints: Any = None,
+           prune_on: Any = None, owner: str = "Study") -> Objectives:
+        """From what a user writes: ``metric``/``mode`` (one objective) or ``objectives`` (a dict of
+        name -> "min"/"max", in order), ``constraints`` (a dict of metric -> ("<=", bound)) and
+        ``prune_on`` (an objective's name, or a dict of objective -> weight). Every mistake is a
+        one-line ConfigError saying what to write instead."""
+        if objectives is not None:
+            if metric is not None or mode is not None:
+                raise ConfigError(f"{owner}: give objectives={{...}} or metric=/mode=, not both (the first "
+                                  f"objective is the study's metric).")
+            if not isinstance(objectives, Mapping) or not objectives:
+                raise ConfigError(f"{owner}: objectives= takes a dict of metric name -> 'min' or 'max', e.g. "
+                                  f"{{'val_acc': 'max', 'latency_ms': 'min'}}; got {_short(objectives)}.")
+            items = tuple(Objective(_name(name, owner, "objectives"), Direction.of(d, owner, f"objectives[{name!r}]"))
+                          for name, d in objectives.items())
+        else:
+            if metric is None or mode is None:
+                raise ConfigError(f"{owner} needs what to optimize: metric='val_loss', mode='min' (one objective) "
+                                  f"or objectives={{'val_acc': 'max', 'latency_ms': 'min'}}.")
+            items = (Objective(_name(metric, owner, "metric"), Direction.of(mode, owner)),)
+        result = cls(items, _constraints(constraints, owner))
+        judge = _judge(prune_on, result, owner)
+        return result if judge is None else cls(items, result.constraints, judge)
+
+    # -- reading -------------------------------------------------------------------------------
+    @property
+    def primary(self) -> Objective:
+        return self.items[0]
+
+    @property
+    def names(self) -> list[str]:
+        return [o.name for o in self.items]
+
+    @property
+    def directions(self) -> list[Direction]:
+        return [o.direction for o in self.items]
+
+    @property
+    def multi(self) -> bool:
+        """Whether there is more than one objective (a front, not one best trial)."""
+        return len(self.items) > 1
+
+    @property
+    def judged(self) -> Judge:
+        assert self.judge is not None  # set in __post_init__
+        return self.judge
+
+    @property
+    def metrics(self) -> list[str]:
+        """Every metric the objectives, constraints and judge read, each once."""
+        seen = dict.fromkeys([*self.names, *(c.metric for c in self.constraints), *self.judged.names])
+        return list(seen)
+
+    def vector(self, values: Mapping[str, Any]) -> tuple[float, ...] | None:
+        """The objectives' values in order; None when one is missing or not finite."""
+        out = tuple(_finite(values.get(name)) for name in self.names)
+        return None if any(v is None for v in out) else out  # type: ignore[return-value]
+
+    def violations(self, values: Mapping[str, Any]) -> tuple[float, ...]:
+        """Each constraint's violation (0 or less: kept)."""
+        return tuple(c.violation(values) for c in self.constraints)
+
+    def feasible(self, values: Mapping[str, Any]) -> bool:
+        return all(v <= 0 for v in self.violations(values))
+
+    def broken(self, values: Mapping[str, Any]) -> list[Constraint]:
+        """The constraints ``values`` break (missing metrics included)."""
+        return [c for c in self.constraints if c.violation(values) > 0]
+
+    def loss(self, values: Mapping[str, Any]) -> tuple[float, ...] | None:
+        """The objectives turned into quantities to minimize (max objectives negated)."""
+        vec = self.vector(values)
+        return None if vec is None else tuple(o.direction.sign * v for o, v in zip(self.items, vec, strict=True))
+
+    # -- ranking -------------------------------------------------------------------------------
+    def completed(self, trials: Iterable[S]) -> list[S]:
+        """Completed trials with every objective finite."""
+        return [t for t in trials if _state(t) == "completed" and self.vector(t.values) is not None]
+
+    def front(self, trials: Iterable[S]) -> list[S]:
+        """The feasible completed trials that no other feasible completed trial dominates (with one
+        objective: every trial tied at the best value), in their input order."""
+        pool = [t for t in self.completed(trials) if self.feasible(t.values)]
+        return [pool[i] for i in pareto_indices([self.loss(t.values) for t in pool])]  # type: ignore[misc]
+
+    def ranked(self, trials: Iterable[S]) -> list[S]:
+        """Completed trials best first: feasible ones before infeasible ones (those by how far they
+        break their constraints); among feasible ones, by Pareto layer (the front first), then by the
+        primary objective."""
+        done = self.completed(trials)
+        feasible = [t for t in done if self.feasible(t.values)]
+        infeasible = sorted((t for t in done if not self.feasible(t.values)),
+                            key=lambda t: sum(max(v, 0.0) for v in self.violations(t.values)))
+        layer = layers([self.loss(t.values) for t in feasible])  # type: ignore[misc]
+        sign = self.primary.direction.sign
+        order = sorted(range(len(feasible)), key=lambda i: (layer[i], sign * self.vector(feasible[i].values)[0]))  # type: ignore[index]
+        return [feasible[i] for i in order] + infeasible
+
+    def best(self, trials: Iterable[S]) -> S | None:
+        """The feasible completed trial with the best primary objective; None when there is none."""
+        ranked = [t for t in self.ranked(trials) if self.feasible(t.values)]
+        if not ranked:
+            return None
+        sign = self.primary.direction.sign
+        return min(ranked, key=lambda t: sign * self.vector(t.values)[0])  # type: ignore[index]
+
+    def hypervolume(self, trials: Iterable[S], reference: Sequence[float]) -> float:
+        """The volume the feasible completed trials dominate up to ``reference`` (a point in the
+        objectives' own units and directions, worse than every trial that counts)."""
+        ref = [o.direction.sign * float(r) for o, r in zip(self.items, reference, strict=True)]
+        points = [self.loss(t.values) for t in self.front(trials)]
+        return hypervolume([p for p in points if p is not None], ref)
+
+    def reference(self, trials: Iterable[S], margin: float = 0.1) -> list[float] | None:
+        """A reference point for hypervolumes: each objective's worst feasible completed value, moved
+        a ``margin`` of its range further (in the objectives' own units); None without such trials."""
+        losses = [self.loss(t.values) for t in self.completed(trials) if self.feasible(t.values)]
+        if not losses:
+            return None
+        worst = [max(col) for col in zip(*losses, strict=True)]
+        best = [min(col) for col in zip(*losses, strict=True)]
+        ref = [w + margin * max(w - b, abs(w) * 1e-9, 1e-12) for w, b in zip(worst, best, strict=True)]
+        return [o.direction.sign * r for o, r in zip(self.items, ref, strict=True)]
+
+    # -- stored form -----------------------------------------------------------------------------
+    def to_config(self) -> dict[str, Any]:
+        """The JSON a study's config keeps (its metric/mode columns keep the primary objective)."""
+        return {
+            "objectives": [[o.name, o.direction.value] for o in self.items],
+            "constraints": [[c.metric, c.op, c.bound] for c in self.constraints],
+            "prune_on": ([[n, abs(w)] for n, w in self.judged.weights] if self.judged.scalarized
+                         else self.judged.weights[0][0]),
+        }
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], metric: str, mode: Any, what: str = "this study") -> Objectives:
+        """A stored study's objectives (an older study holds only its metric and mode). The database
+        may come from anyone: a malformed entry is a ValueError naming it."""
+        try:
+            stored = config.get("objectives")
+            objectives = None if stored is None else {str(n): d for n, d in _pairs(stored)}
+            constraints = {str(m): (op, b) for m, op, b in config.get("constraints") or []}
+            prune_on = config.get("prune_on")
+            if isinstance(prune_on, list):
+                prune_on = {str(n): w for n, w in _pairs(prune_on)}
+            if objectives is None:
+                return cls.of(metric, mode, None, constraints, prune_on, what)
+            return cls.of(None, None, objectives, constraints, prune_on, what)
+        except (ConfigError, TypeError, ValueError) as e:
+            raise ValueError(f"the objectives stored for {what} are malformed ({e})") from None
+
+    def describe(self) -> str:
+        """One line: the objectives, constraints and judge, as the CLI prints them."""
+        text = ", ".join(str(o) for o in self.items)
+        if self.constraints:
+            text += "; subject to " + ", ".join(str(c) for c in self.constraints)
+        return text
+
+
+# -- Pareto fronts and hypervolume, on points to minimize ------------------------------------------
+def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Whether ``a`` is no worse than ``b`` in every coordinate and better in one (minimizing)."""
+    return all(x <= y for x, y in zip(a, b, strict=True)) and any(x < y for x, y in zip(a, b, strict=True))
+
+
+def pareto_indices(points: Sequence[Sequence[float]]) -> list[int]:
+    """Indices of the points no other point dominates, in order (duplicates all kept)."""
+    import numpy as np
+
+    if not points:
+        return []
+    p = np.asarray(points, dtype=float)
+    keep = []
+    for i in range(len(p)):
+        no_worse = (p <= p[i]).all(axis=1)
+        better = (p < p[i]).any(axis=1)
+        if not (no_worse & better).any():
+            keep.append(i)
+    return keep
+
+
+def layers(points: Sequence[Sequence[float]]) -> list[int]:
+    """Each point's non-domination layer: 0 for the front, 1 for the front once it is removed..."""
+    layer = [-1] * len(points)
+    left = list(range(len(points)))
+    depth = 0
+    while left:
+        front = pareto_indices([points[i] for i in left])
+        for j in front:
+            layer[left[j]] = depth
+        chosen = {left[j] for j in front}
+        left = [i for i in left if i not in chosen]
+        depth += 1
+    return layer
+
+
+def hypervolume(points: Sequence[Sequence[float]], reference: Sequence[float]) -> float:
+    """The volume dominated by ``points`` up to ``reference`` (minimizing; points not better than
+    the reference in every coordinate add nothing). Optuna's WFG implementation does the work."""
+    import numpy as np
+    from optuna._hypervolume import compute_hypervolume
+
+    ref = np.asarray(reference, dtype=float)
+    inside = [p for p in points if all(x < r for x, r in zip(p, ref, strict=True))]
+    if not inside:
+        return 0.0
+    return float(compute_hypervolume(np.asarray(inside, dtype=float), ref))
+
+
+def hypervolume_history(objectives: Objectives, trials: Sequence[S], reference: Sequence[float],
+                        order: Callable[[S], Any] | None = None) -> list[float]:
+    """The hypervolume after each trial (in ``order``, by default as given): how the front grew."""
+    seq = sorted(trials, key=order) if order is not None else list(trials)
+    ref = [o.direction.sign * float(r) for o, r in zip(objectives.items, reference, strict=True)]
+    out: list[float] = []
+    front: list[tuple[float, ...]] = []
+    for t in seq:
+        if _state(t) == "completed" and objectives.feasible(t.values):
+            point = objectives.loss(t.values)
+            if point is not None and not any(dominates(f, point) or tuple(f) == point for f in front):
+                front = [f for f in front if not dominates(point, f)] + [point]
+        out.append(hypervolume(front, ref) if front else 0.0)
+    return out
+
+
+# -- checking what users write -------------------------------------------------------------------------
+def _constraints(value: Any, owner: str) -> tuple[Constraint, ...]:
+    if value is None:
+        return ()
+    example = "{'latency_ms': ('<=', 2.0), 'params_m': ('<=', 1.0)}"
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{owner}: constraints= takes a dict of metric -> ('<=' or '>=', bound), e.g. {example}; "
+                          f"got {_short(value)}.")
+    out = []
+    for metric, rule in value.items():
+        name = _name(metric, owner, "constraints")
+        if (not isinstance(rule, (tuple, list)) or len(rule) != 2 or rule[0] not in _OPS
+                or _finite(rule[1]) is None or isinstance(rule[1], bool)):
+            raise ConfigError(f"{owner}: constraints[{name!r}] must be ('<=', bound) or ('>=', bound) with a "
+                              f"finite number, e.g. {example}; got {_short(rule)}.")
+        out.append(Constraint(name, str(rule[0]), float(rule[1])))
+    return tuple(out)
+
+
+def _judge(value: Any, objectives: Objectives, owner: str) -> Judge | None:
+    if value is None:
+        return None
+    names = objectives.names
+    if isinstance(value, str):
+        name = _name(value, owner, "prune_on")
+        match = [o for o in objectives.items if o.name == name]
+        if not match:
+            raise ConfigError(f"{owner}: prune_on={name!r} is not an objective; name one of {', '.join(names)} "
+                              f"(or weights over them, e.g. {{{names[0]!r}: 1.0}}).")
+        return Judge(((name, 1.0),), match[0].direction)
+    if not isinstance(value, Mapping) or not value:
+        raise ConfigError(f"{owner}: prune_on= takes an objective's name or a dict of objective -> weight, e.g. "
+                          f"{{{names[0]!r}: 1.0}}; got {_short(value)}.")
+    weights = []
+    for name, weight in value.items():
+        match = [o for o in objectives.items if o.name == name]
+        if not match:
+            raise ConfigError(f"{owner}: prune_on weighs {str(name)[:80]!r}, which is not an objective; weigh "
+                              f"{', '.join(names)}.")
+        if isinstance(weight, bool) or _finite(weight) is None or float(weight) <= 0:
+            raise ConfigError(f"{owner}: prune_on[{name!r}] must be a positive number (how much that objective "
+                              f"counts; its direction is the objective's own); got {_short(weight)}.")
+        weights.append((str(name), -match[0].direction.sign * float(weight)))  # higher is better
+    return Judge(tuple(weights), Direction.MAX, scalarized=True)
+
+
+def _name(value: Any, owner: str, argument: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise fail(argument, owner, "the name of a reported metric, e.g. 'val_loss'", value)
+    if value.startswith(_SYSTEM):
+        raise ConfigError(f"{owner}: {value[:80]!r} is a system metric tuneloop samples (names starting with 'sys/'), "
+                          f"never an objective or constraint; use a metric the trial reports.")
+    return value
+
+
+def _pairs(value: Any) -> list[tuple[Any, Any]]:
+    if not isinstance(value, list) or any(not isinstance(p, list) or len(p) != 2 for p in value):
+        raise ValueError("expected a list of [name, value] pairs")
+    return [(p[0], p[1]) for p in value]
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _state(trial: Any) -> str:
+    state = trial.state
+    return str(getattr(state, "value", state))
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
