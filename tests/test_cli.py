@@ -172,9 +172,12 @@ def small_db(tmp_path):
     ("update trials set params = '\"x\"'", ["best", "quad"], "is not a JSON object but a str"),
     ("""update studies set space = '{"x": {"type": "float", "low": 0.0}}'""", ["best", "quad"],
      "Corrupt space: the space of study 'quad' is not a valid space (parameter 'x': it has no 'high'"),
+    ("""update studies set config = '{"objectives": "[red]x"}'""", ["best", "quad"],
+     "Corrupt row: the objectives stored for study 'quad' are malformed"),
     (None, ["status", "--storage", "sqlite://:::x"], "'sqlite://:::x' is not a database URL"),
     (None, ["status", "--storage", "sqlite://host/x.db"], "'sqlite://host/x.db' is not a database URL"),
-], ids=["trial-past-64-bit", "schema-5.0", "params-list", "params-str", "space-missing-bound", "bad-url", "sqlite-host"])
+], ids=["trial-past-64-bit", "schema-5.0", "params-list", "params-str", "space-missing-bound", "objectives", "bad-url",
+        "sqlite-host"])
 def test_corrupt_or_extreme_input_is_one_line_not_a_traceback(cli, small_db, tamper, args, message):
     if tamper:
         _tamper(small_db, tamper)
@@ -185,6 +188,12 @@ def test_corrupt_or_extreme_input_is_one_line_not_a_traceback(cli, small_db, tam
     assert not isinstance(result.exception, Exception), repr(result.exception)  # a clean exit, not a crash
     assert message in " ".join(result.output.split())
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) <= 3
+
+
+def test_status_lists_a_study_whose_stored_objectives_are_malformed_as_stored(cli, small_db):
+    _tamper(small_db, """update studies set config = '{"objectives": [["[red]x", "max"], 3]}'""")
+    result = cli("status", "--storage", small_db)
+    assert result.exit_code == 0 and "min loss" in result.output, result.output
 
 
 def _count(db, state=None):
@@ -225,7 +234,7 @@ def test_a_driver_killed_with_sigkill_resumes_with_nothing_lost_or_duplicated(wr
     con.close()
     assert [r[0] for r in rows] == list(range(12))
     assert all(r[1] == "completed" for r in rows)
-    assert all(dict((r[0], r[2]) for r in rows)[n] == p for n, p in before.items())  # kept as they were
+    assert all({r[0]: r[2] for r in rows}[n] == p for n, p in before.items())  # kept as they were
     time.sleep(0.5)
     orphans = subprocess.run(["pgrep", "-f", "tuneloop-worker|multiprocessing.spawn"], capture_output=True, text=True)
     mine = [pid for pid in orphans.stdout.split() if _parent_was(pid, driver.pid)]

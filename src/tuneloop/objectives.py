@@ -138,7 +138,7 @@ class Objectives:
             if not isinstance(objectives, Mapping) or not objectives:
                 raise ConfigError(f"{owner}: objectives= takes a dict of metric name -> 'min' or 'max', e.g. "
                                   f"{{'val_acc': 'max', 'latency_ms': 'min'}}; got {_short(objectives)}.")
-            items = tuple(Objective(_name(name, owner, "objectives"), Direction.of(d, owner, f"objectives[{name!r}]"))
+            items = tuple(Objective(_name(name, owner, "objectives"), Direction.of(d, owner, f"objectives[{_short(name)}]"))
                           for name, d in objectives.items())
         else:
             if metric is None or mode is None:
@@ -265,11 +265,14 @@ class Objectives:
         may come from anyone: a malformed entry is a ValueError naming it."""
         try:
             stored = config.get("objectives")
-            objectives = None if stored is None else {str(n): d for n, d in _pairs(stored)}
-            constraints = {str(m): (op, b) for m, op, b in config.get("constraints") or []}
+            objectives = None if stored is None else dict(_pairs(stored))
+            rows = config.get("constraints") or []
+            if not isinstance(rows, list) or any(not isinstance(r, list) or len(r) != 3 for r in rows):
+                raise ValueError("constraints must be a list of [metric, op, bound]")
+            constraints = dict(_pairs([[m, [op, b]] for m, op, b in rows]))
             prune_on = config.get("prune_on")
             if isinstance(prune_on, list):
-                prune_on = {str(n): w for n, w in _pairs(prune_on)}
+                prune_on = dict(_pairs(prune_on))
             if objectives is None:
                 return cls.of(metric, mode, None, constraints, prune_on, what)
             return cls.of(None, None, objectives, constraints, prune_on, what)
@@ -363,7 +366,7 @@ def _constraints(value: Any, owner: str) -> tuple[Constraint, ...]:
         name = _name(metric, owner, "constraints")
         if (not isinstance(rule, (tuple, list)) or len(rule) != 2 or rule[0] not in _OPS
                 or _finite(rule[1]) is None or isinstance(rule[1], bool)):
-            raise ConfigError(f"{owner}: constraints[{name!r}] must be ('<=', bound) or ('>=', bound) with a "
+            raise ConfigError(f"{owner}: constraints[{_short(name)}] must be ('<=', bound) or ('>=', bound) with a "
                               f"finite number, e.g. {example}; got {_short(rule)}.")
         out.append(Constraint(name, str(rule[0]), float(rule[1])))
     return tuple(out)
@@ -373,24 +376,25 @@ def _judge(value: Any, objectives: Objectives, owner: str) -> Judge | None:
     if value is None:
         return None
     names = objectives.names
+    listed = ", ".join(_short(n) for n in names)  # stored or hostile names: quoted, cut, one line
     if isinstance(value, str):
         name = _name(value, owner, "prune_on")
         match = [o for o in objectives.items if o.name == name]
         if not match:
-            raise ConfigError(f"{owner}: prune_on={name!r} is not an objective; name one of {', '.join(names)} "
-                              f"(or weights over them, e.g. {{{names[0]!r}: 1.0}}).")
+            raise ConfigError(f"{owner}: prune_on={_short(name)} is not an objective; name one of {listed} "
+                              f"(or weights over them, e.g. {{{_short(names[0])}: 1.0}}).")
         return Judge(((name, 1.0),), match[0].direction)
     if not isinstance(value, Mapping) or not value:
         raise ConfigError(f"{owner}: prune_on= takes an objective's name or a dict of objective -> weight, e.g. "
-                          f"{{{names[0]!r}: 1.0}}; got {_short(value)}.")
+                          f"{{{_short(names[0])}: 1.0}}; got {_short(value)}.")
     weights = []
     for name, weight in value.items():
         match = [o for o in objectives.items if o.name == name]
         if not match:
-            raise ConfigError(f"{owner}: prune_on weighs {str(name)[:80]!r}, which is not an objective; weigh "
-                              f"{', '.join(names)}.")
+            raise ConfigError(f"{owner}: prune_on weighs {_short(name)}, which is not an objective; weigh "
+                              f"{listed}.")
         if isinstance(weight, bool) or _finite(weight) is None or float(weight) <= 0:
-            raise ConfigError(f"{owner}: prune_on[{name!r}] must be a positive number (how much that objective "
+            raise ConfigError(f"{owner}: prune_on[{_short(name)}] must be a positive number (how much that objective "
                               f"counts; its direction is the objective's own); got {_short(weight)}.")
         weights.append((str(name), -match[0].direction.sign * float(weight)))  # higher is better
     return Judge(tuple(weights), Direction.MAX, scalarized=True)
@@ -398,16 +402,21 @@ def _judge(value: Any, objectives: Objectives, owner: str) -> Judge | None:
 
 def _name(value: Any, owner: str, argument: str) -> str:
     if not isinstance(value, str) or not value:
-        raise fail(argument, owner, "the name of a reported metric, e.g. 'val_loss'", value)
+        raise fail(argument, owner, "the name of a reported metric, e.g. 'val_loss'", _Shown(value))
     if value.startswith(_SYSTEM):
         raise ConfigError(f"{owner}: {value[:80]!r} is a system metric tuneloop samples (names starting with 'sys/'), "
                           f"never an objective or constraint; use a metric the trial reports.")
     return value
 
 
-def _pairs(value: Any) -> list[tuple[Any, Any]]:
-    if not isinstance(value, list) or any(not isinstance(p, list) or len(p) != 2 for p in value):
-        raise ValueError("expected a list of [name, value] pairs")
+def _pairs(value: Any) -> list[tuple[str, Any]]:
+    """Stored [name, value] pairs: each name a string, each once."""
+    if not isinstance(value, list) or any(not isinstance(p, list) or len(p) != 2 or not isinstance(p[0], str)
+                                          for p in value):
+        raise ValueError("expected a list of [name, value] pairs with string names")
+    names = [p[0] for p in value]
+    if len(set(names)) != len(names):
+        raise ValueError("a name appears twice")
     return [(p[0], p[1]) for p in value]
 
 
@@ -423,5 +432,16 @@ def _state(trial: Any) -> str:
 
 
 def _short(value: Any) -> str:
+    """``repr(value)`` cut to 80 characters: a message stays one readable line whatever a name holds."""
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+class _Shown:
+    """A value whose repr is cut (for ``fail``, which shows ``repr(got)``)."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return _short(self.value)

@@ -54,7 +54,7 @@ def _best(study: Study, storage: str | None, param: str) -> tuple[Any, Any, Any,
     """(store, study record, best trial, budget) of a study that has run, its best using ``param``."""
     store = study.store(storage)
     record = store.require_study(study.name)
-    best = best_trial(store.trials(record.id), record.mode, record.name)
+    best = best_trial(store.trials(record.id), record.objectives, record.name)
     if param not in best.params:
         raise ConfigError(f"The best trial of {study.name!r} has no parameter {param!r}: the trial function must read "
                           f"it from trial.params; pass --param NAME (its parameters: {', '.join(best.params)}).")

@@ -12,14 +12,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from tuneloop._text import safe
 from tuneloop.callbacks import Callback
 from tuneloop.direction import Direction
+from tuneloop.objectives import Objectives, dominates
 from tuneloop.store.records import TrialState
 
 
 class RichProgress(Callback):
     """Shows the run's progress in the terminal (used by ``study.run(progress=True)`` and the CLI)."""
 
-    def __init__(self, metric: str, mode: str, console: Console | None = None, timeout: float | None = None) -> None:
+    def __init__(self, metric: str, mode: str, console: Console | None = None, timeout: float | None = None,
+                 objectives: Objectives | None = None) -> None:
         self.metric, self.mode, self.timeout = metric, Direction.of(mode, "RichProgress"), timeout
+        self.objectives = objectives or Objectives.of(metric, mode)
+        self._points: list[tuple[float, ...]] = []  # the front so far (several objectives), minimizing
         self.console = console or Console(stderr=True)
         self.best: float | None = None
         self.running = 0
@@ -64,7 +68,13 @@ class RichProgress(Callback):
         self.running -= 1
         self.counts[trial.state] = self.counts.get(trial.state, 0) + 1
         finite = trial.value is not None and math.isfinite(trial.value)
-        if trial.state == TrialState.COMPLETED and finite and (self.best is None or self.mode.better(trial.value, self.best)):
+        values = getattr(trial, "values", None) or {}  # a TrialRecord's final metrics
+        counts = trial.state == TrialState.COMPLETED and finite and self.objectives.feasible(values)
+        if counts and self.objectives.multi:
+            point = self.objectives.loss(values)
+            if point is not None and not any(dominates(p, point) or p == point for p in self._points):
+                self._points = [p for p in self._points if not dominates(point, p)] + [point]
+        elif counts and (self.best is None or self.mode.better(trial.value, self.best)):
             self.best = trial.value
         self._done += 1
         if self._progress is not None and not self._by_time:
@@ -79,8 +89,11 @@ class RichProgress(Callback):
                               ("alerts", "yellow")):
             if self.counts.get(state):
                 parts.append(f"[{colour}]{state} {self.counts[state]}[/]")
+        if self._points:
+            parts.append(f"front [green]{len(self._points)}[/]")
         if self.best is not None:
-            parts.append(f"best {safe(self.metric)} [green]{self.best:.4g}[/]")
+            feasible = " (feasible)" if self.objectives.constraints else ""
+            parts.append(f"best {safe(self.metric)}{feasible} [green]{self.best:.4g}[/]")
         update: dict[str, Any] = {"status": " | ".join(parts), "done": self._done}
         if self._by_time:
             update["completed"] = min(time.monotonic() - self._start, self.timeout or 0.0)

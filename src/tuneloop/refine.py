@@ -92,7 +92,8 @@ def next_round_source(store: Store, name: str, experiment: str, out_path: Path) 
                           f"{MIN_TRIALS} says more about luck than about the space. Run more first.")
     info = round_info(record)
     space = searched_space(record.space, info.roles)
-    new_space, changes = refine_space(space, trials, record.mode, keep=info.roles.scientific)
+    new_space, changes = refine_space(space, trials, record.mode, keep=info.roles.scientific,
+                                      objectives=record.objectives)  # feasible trials and the front first
     relative = os.path.relpath(Path(experiment).resolve(), out_path.resolve().parent)
     command = shlex.quote(out_path.name) if out_path.name.isprintable() else literal(out_path.name)
     lines = [

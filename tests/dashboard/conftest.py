@@ -29,6 +29,7 @@ MARKUP = f"{LINK}<b>bold</b>[/x][bold]"  # Plotly markup, HTML, Rich markup
 COMMENT = "<!--<script>"  # inside an unescaped <script> element this keeps it open: a blank page
 METRIC = "<b>m</b>[/b]"
 CHOICES = [LINK, "<b>b</b>", IMG]
+FRONT = f"front {IMG}"  # a multi-objective study whose objective and constraint names hold markup
 NAMES = [MARKUP, COMMENT, "..", ".", "%2e%2e", "../..", "a/b/../../c", "ünï 研究 🎉 \u202eevil", "x" * 10_000,
          "[/x]", "  spaced  ", "?q=1#frag", "'\"\\"]
 
@@ -46,6 +47,7 @@ class Hostile:
     comment: str = COMMENT
     metric: str = METRIC
     choices: list[str] = field(default_factory=lambda: list(CHOICES))
+    front: str = FRONT
 
 
 def _markup_trial(trial: tl.Trial) -> dict:
@@ -65,6 +67,13 @@ def _markup_trial(trial: tl.Trial) -> dict:
     return {METRIC: values[trial.number % 6], "<i>other</i>": math.nan}
 
 
+def _front_trial(trial: tl.Trial) -> dict:
+    """Objectives and a constraint named with markup: every trial is on the front, x > 0.5 breaks the constraint."""
+    x = trial.params.x
+    trial.report(0, **{METRIC: x})
+    return {METRIC: x, LINK: x, IMG: x}
+
+
 def _plain_trial(trial: tl.Trial) -> dict:
     trial.report(0, loss=trial.params.x)
     return {"loss": trial.params.x}
@@ -79,6 +88,8 @@ def build_hostile(folder: Path) -> Hostile:
     for name in NAMES[1:]:
         tl.Study(name, tl.Space(x=tl.Float(0.0, 1.0)), _plain_trial, metric="loss", mode="min",
                  storage=storage).run(n_trials=2, seed=0)
+    tl.Study(FRONT, tl.Space(x=tl.Float(0.0, 1.0)), _front_trial, objectives={METRIC: "min", LINK: "max"},
+             constraints={IMG: ("<=", 0.5)}, storage=storage, searcher="random").run(n_trials=6, seed=0)
     from tuneloop.ideas import Ledger
     from tuneloop.store import Store
 
@@ -98,13 +109,21 @@ def build_hostile(folder: Path) -> Hostile:
         for name, path in ((f"up {LINK}", "../tuneloop.db"), ("absolute", str(db)), ("page", "evil.html")):
             conn.execute("INSERT INTO samples (trial_id, attempt, step, name, kind, payload, path) "
                          "VALUES (?, ?, 1, ?, 'predictions', ?, ?)", (trial_id, attempt, name, json.dumps(None), path))
-    return Hostile(storage=storage, folder=folder, db=db, artifacts=artifacts)
+    return Hostile(storage=storage, folder=folder, db=db, artifacts=artifacts, names=[*NAMES, FRONT])
 
 
 @pytest.fixture(scope="session")
 def hostile(tmp_path_factory) -> Hostile:
     """The hostile store, built once per session."""
     return build_hostile(tmp_path_factory.mktemp("hostile"))
+
+
+@pytest.fixture(scope="session")
+def fronts_db(tmp_path_factory) -> str:
+    """Two multi-objective studies (tests/support/fronts.py): "mo", two objectives and a constraint; "mo3", three."""
+    from fronts import build_fronts
+
+    return build_fronts(f"sqlite:///{tmp_path_factory.mktemp('fronts') / 'fronts.db'}")
 
 
 def free_port() -> int:

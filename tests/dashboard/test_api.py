@@ -164,3 +164,43 @@ def test_analysis_endpoint_lists_every_finding(client):
     assert checks[:4] == ["importance", "boundaries", "infeasible", "sampling"] and "next round" in checks
     assert all(f["verdict"] in ("ok", "info", "warn", "problem") for f in data["findings"])
     assert client.get("/api/studies/nope/analysis").status_code == 404
+
+
+@pytest.fixture(scope="module")
+def fronts(fronts_db):
+    return TestClient(create_app(fronts_db), base_url="http://localhost")
+
+
+def test_a_multi_objective_study_carries_its_front_feasibility_and_hypervolume(fronts):
+    from fronts import FRONT, INFEASIBLE
+
+    data = fronts.get("/api/studies/mo").json()
+    assert [o["name"] for o in data["objectives"]] == ["val_acc", "latency_ms"] and data["front"] == FRONT
+    assert data["constraints"] == [{"metric": "latency_ms", "op": "<=", "bound": 3.0}]
+    assert [t["number"] for t in data["trials"] if t["feasible"] is False] == INFEASIBLE
+    assert data["study"]["best"] == 6  # not 8, the most accurate: it breaks latency_ms <= 3
+    hv = data["hypervolume"]
+    assert len(hv["reference"]) == 2 and len(hv["points"]) == 10 and hv["numbers"] == list(range(10))
+    trial = fronts.get("/api/studies/mo/trials/8").json()
+    assert trial["feasible"] is False and trial["broken"] == ["latency_ms <= 3"] and trial["on_front"] is False
+    assert [o["name"] for o in fronts.get("/api/studies").json()["studies"][0]["objectives"]] == ["val_acc", "latency_ms"]
+
+
+def test_malformed_stored_objectives_answer_503_with_one_line(fronts_db, tmp_path):
+    import json
+    import sqlite3
+    from pathlib import Path
+
+    copy = tmp_path / "forged.db"
+    with sqlite3.connect(Path(fronts_db.removeprefix("sqlite:///"))) as a, sqlite3.connect(copy) as b:
+        a.backup(b)
+        b.execute("UPDATE studies SET config = ? WHERE name = 'mo'",
+                  (json.dumps({"objectives": {"<b>x</b>": 1}, "prune_on": [["a", "b", "c"]]}),))
+    client = TestClient(create_app(f"sqlite:///{copy}"), base_url="http://localhost")
+    for path in ("/api/studies/mo", "/api/studies/mo/trials/0"):
+        response = client.get(path)
+        assert response.status_code == 503, response.text
+        detail = response.json()["detail"]
+        assert "malformed" in detail and "repair or delete that row" in detail and "\n" not in detail
+        assert "Traceback" not in response.text
+    assert client.get("/api/studies").status_code == 200 and client.get("/study/mo").status_code == 200

@@ -230,3 +230,64 @@ def test_the_trial_page_shows_where_it_ran_and_its_system_metrics_apart(page, se
     assert page.evaluate(f"{system}[0].x") == [0, 5, 10]  # seconds since the trial started
     assert page.locator(".curve-plot").count() == 1  # the loss alone: sys/ metrics stay in their panel
     assert page.problems == []
+
+
+@pytest.fixture(scope="module")
+def fronts_server(fronts_db, serving):
+    from tuneloop.dashboard import create_app
+
+    with serving(create_app(fronts_db)) as port:
+        yield f"http://127.0.0.1:{port}"
+
+
+def test_the_front_plot_draws_and_a_click_on_a_front_point_opens_its_trial(page, fronts_server):
+    from fronts import FRONT, INFEASIBLE
+
+    open_page(page, fronts_server + "/study/mo")
+    traces = {t["name"]: t for t in page.evaluate(
+        "document.querySelector('.front-plot').data.map((t) => ({name: t.name, numbers: t.customdata, "
+        "symbol: t.marker.symbol, shape: t.line && t.line.shape}))")}
+    assert traces["Pareto front"]["numbers"] == sorted(FRONT)  # along val_acc: the staircase's order
+    assert traces["Pareto front"]["shape"] == "vh"  # val_acc is maximized: up, then across
+    assert sorted(traces["infeasible"]["numbers"]) == INFEASIBLE and traces["infeasible"]["symbol"] == "circle-open"
+    assert page.evaluate("document.querySelector('.hypervolume').data[0].x.length") == 10
+    assert page.locator("#trials th").all_inner_texts()[3:6] == ["val_acc", "latency_ms", "feasible"]
+    assert page.locator("#trials tr.infeasible").count() == 3 and page.locator("#front tbody tr").count() == 4
+    page.locator(".front-plot").scroll_into_view_if_needed()
+    x, y = page.evaluate("""() => {  // where Plotly drew trial 4's point
+        const gd = document.querySelector('.front-plot'), L = gd._fullLayout, box = gd.getBoundingClientRect();
+        const t = gd.data.find((d) => d.name === 'Pareto front'), i = t.customdata.indexOf(4);
+        return [box.left + L._size.l + L.xaxis.l2p(t.x[i]), box.top + L._size.t + L.yaxis.l2p(t.y[i])]; }""")
+    page.mouse.move(x, y)
+    page.mouse.click(x, y)
+    page.wait_for_url("**/study/mo/trial/4", timeout=10_000)
+    page.wait_for_selector("body[data-loaded=true]", timeout=30_000)
+    assert page.locator("#feasibility").inner_text() == "feasible · on the Pareto front"
+    assert page.locator("#objectives tbody tr").count() == 2
+    assert page.problems == []
+
+
+@pytest.mark.slow  # three more pages (two with WebGL parallel coordinates): .ci/run runs it in its second pytest call
+def test_infeasible_trials_three_objectives_and_the_report_draw_their_fronts(page, fronts_server, fronts_db, tmp_path):
+    from fronts import FRONT3
+
+    from tuneloop.report import write_report
+    from tuneloop.store import Store
+
+    open_page(page, fronts_server + "/study/mo/trial/8")
+    assert page.locator("#feasibility").inner_text() == "infeasible: breaks latency_ms <= 3"
+    assert page.locator("#constraints tbody td").all_inner_texts() == ["latency_ms <= 3", "4.24", "no"]
+    open_page(page, fronts_server + "/study/mo3")
+    front = page.evaluate("document.querySelector('.front-plot').data[0]")
+    assert [d["label"] for d in front["dimensions"]] == ["val_acc (max)", "latency_ms (min)", "params_m (min)"]
+    assert front["line"]["color"].count(2) == len(FRONT3)  # the front in its own colour
+    assert page.locator("#front tbody tr").count() == len(FRONT3)
+    with Store(fronts_db) as store:
+        report = write_report(store, "mo", tmp_path / "report.html")
+    page.route("**/*", lambda route: route.abort() if not route.request.url.startswith(("file:", "data:"))
+               else route.continue_())  # offline
+    open_page(page, report.as_uri())
+    assert page.evaluate("document.querySelector('.front-plot').data.find((t) => t.name === 'Pareto front').x.length") == 4
+    assert page.evaluate("document.querySelector('.hypervolume').data[0].x.length") == 10
+    assert page.locator("#feasibility").inner_text() == "feasible · on the Pareto front"  # the best trial: 6
+    assert page.problems == []

@@ -79,6 +79,22 @@ def test_hover_text_of_a_choice_value_is_text(page, server, hostile):
     assert_rendered_as_text(page)
 
 
+@pytest.mark.slow  # the same escaping as every page above; test_fuzz sends this study's routes by default
+def test_a_front_whose_objectives_and_constraint_hold_markup_renders_text(page, server, hostile):
+    link, img = hostile.choices[0], hostile.choices[2]
+    open_page(page, study_url(server, hostile.front))
+    svg = texts(page, ".front-plot svg text")
+    assert f"{hostile.metric} (min)" in svg and f"{link} (max)" in svg  # the axis titles
+    assert f"min {hostile.metric}, max {link} subject to {img} <= 0.5" in page.locator(".meta").first.text_content()
+    assert {hostile.metric, link} <= set(texts(page, "#trials th"))
+    assert f"no: breaks {img} <= 0.5" in texts(page, "#trials td")
+    plot = page.locator(".front-plot")
+    plot.evaluate("(d) => Plotly.Fx.hover(d, [{curveNumber: 1, pointNumber: 0}])")  # an infeasible point
+    page.wait_for_selector(".hoverlayer .hovertext", timeout=5_000)
+    assert f"breaks {img} <= 0.5" in " ".join(texts(page, ".hoverlayer .hovertext text"))
+    assert_rendered_as_text(page)
+
+
 def test_a_study_named_like_a_comment_opener_renders(page, server, hostile):
     open_page(page, study_url(server, hostile.comment))
     assert page.locator("h1 .name").text_content() == hostile.comment

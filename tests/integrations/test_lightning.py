@@ -40,6 +40,9 @@ def lit():
             self.model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 1))
             self.lr = lr
 
+        def forward(self, x):  # what latency_ms times
+            return self.model(x)
+
         def training_step(self, batch, batch_idx):
             x, y = batch
             loss = nn.functional.mse_loss(self.model(x), y)
@@ -117,6 +120,13 @@ def test_each_validated_epoch_is_reported_and_steps_are_logged_beside_lightnings
     assert series["step/loss"] == csv_steps and len(csv_steps) == 6  # 12 steps, every 2nd
     assert "step/val_loss" not in series  # epoch values are reported once, not logged again
     assert trial.values["epochs_trained"] == 3
+    # cost metrics, measured by the callback: the module's size, training time per epoch, latency once
+    assert series["params_m"] == [(e, (8 * 16 + 16 + 16 + 1) / 1e6) for e in (1, 2, 3)]
+    times = [v for _, v in series["train_time_s"]]
+    assert times == sorted(times) and len(set(times)) == 3
+    assert times[-1] == pytest.approx(sum(v for _, v in series["epoch_time_s"]))  # validation excluded
+    latencies = {v for _, v in series["latency_ms"]}
+    assert len(latencies) == 1 and 0 < latencies.pop() == trial.values["latency_ms"]
 
 
 def test_a_stop_verdict_stops_the_trainer_and_the_trial_ends_pruned(lit, storage, tmp_path):
@@ -201,3 +211,33 @@ def test_the_example_prunes_with_asha_and_finalizes(storage):
     assert [s for s, _ in series[best.id]["val_acc"]] == [1, 2, 3, 4] and "step/train_loss" in series[best.id]
     result = study.finalize(top=1, seeds=1, storage=storage)
     assert result.metric == "test_acc" and 0.1 < result.configs[0].values[0] <= 1.0
+
+
+def test_latency_needs_a_forward_and_x_inputs_and_a_forward_that_fails_only_warns(lit):
+    import lightning.pytorch as pl
+    import torch
+    from torch import nn
+
+    from tuneloop.integrations.lightning import TuneloopCallback
+
+    class NoForward(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = nn.Linear(4, 1)
+
+    class Broken(NoForward):
+        def forward(self, x):
+            raise RuntimeError("needs a mask")
+
+    batch = (torch.ones(3, 4), torch.zeros(3))
+
+    def costs(module: pl.LightningModule, first_batch) -> dict:
+        callback = TuneloopCallback(SimpleNamespace(), monitor="val_loss")
+        callback.on_validation_batch_start(None, module, first_batch, 0)  # the hook, as Lightning calls it
+        return callback._costs(module)
+
+    assert "latency_ms" not in costs(NoForward(), batch)  # no forward(x) to time: left out, silently
+    assert "latency_ms" not in costs(Broken(), {"x": batch[0]})  # not (x, y) or x: left out
+    with pytest.warns(UserWarning, match=r"latency_ms is not measured: .*RuntimeError: needs a mask"):
+        assert "latency_ms" not in costs(Broken(), batch)
+    assert costs(NoForward(), batch)["params_m"] == 5 / 1e6

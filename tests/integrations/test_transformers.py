@@ -121,6 +121,14 @@ def test_each_evaluation_is_reported_at_its_epoch_and_training_logs_are_mirrored
     assert "eval_runtime" not in series and "train_runtime" not in series  # speed figures are not results
     assert series["train_loss"] == [(8, pytest.approx(trainer.state.log_history[-1]["train_loss"]))]
     assert callback.reported and not callback.stopped
+    # cost metrics, measured by the callback with each evaluation
+    model = trainer.model
+    assert series["params_m"] == [(e, sum(p.numel() for p in model.parameters()) / 1e6) for e in (1, 2)]
+    times, epochs = [v for _, v in series["train_time_s"]], [v for _, v in series["epoch_time_s"]]
+    assert 0 < times[0] < times[1] and all(e > 0 for e in epochs)
+    assert times[1] <= trainer.state.log_history[-1]["train_runtime"]  # less its evaluations and our timing
+    latencies = {v for _, v in series["latency_ms"]}
+    assert len(latencies) == 1 and 0 < latencies.pop() == trial.values["latency_ms"]
 
 
 def test_a_stop_verdict_stops_the_trainer_and_the_trial_ends_pruned(hf, storage):

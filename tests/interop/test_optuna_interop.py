@@ -186,15 +186,89 @@ def test_a_file_that_is_not_optuna_is_refused_in_one_line_and_left_alone(tmp_pat
     assert Store(storage).get_study("x") is None
 
 
-def test_multi_objective_and_a_taken_name_are_refused(storage, optuna_journal):
-    study = optuna.create_study(study_name="two", directions=["minimize", "maximize"])
-    study.optimize(lambda t: (t.suggest_float("x", 0, 1), 1.0), n_trials=1)
-    with pytest.raises(ConfigError, match="2 objectives"):
-        import_optuna(Store(storage), "two", _into_file(study, storage))
+def test_a_taken_name_is_refused(storage, optuna_journal):
     store = Store(storage)
     import_optuna(store, "taken", optuna_journal.source)
     with pytest.raises(ConfigError, match="already exists"):
         import_optuna(store, "taken", optuna_journal.source)
+
+
+def _trade_off(trial):
+    """Accuracy grows with width, so do latency and size: a front, and trials breaking the constraints."""
+    w, lr = trial.params.width, trial.params.lr
+    acc = 1 - 1 / (1 + w / 16) - abs(lr - 0.01)
+    return {"val_acc": acc, "latency_ms": w / 50, "params_m": w * w / 20000}
+
+
+def _by_params(trials) -> set:
+    return {tuple(sorted(t.params.items())) for t in trials}
+
+
+def test_a_multi_objective_constrained_study_goes_to_optuna_and_back(storage, tmp_path):
+    study = tl.Study("mo", tl.Space(width=tl.Int(4, 256, log=True), lr=tl.LogFloat(1e-3, 1e-1)), _trade_off,
+                     objectives={"val_acc": "max", "latency_ms": "min"},
+                     constraints={"latency_ms": ("<=", 2.0), "params_m": ("<=", 1.0)}, storage=storage,
+                     searcher="random", seed=0, executor="inline")
+    study.run(n_trials=16)
+    front, trials = study.front, study.trials
+    infeasible = [t for t in trials if not study.objectives.feasible(t.values)]
+    assert len(front) >= 2 and infeasible  # the test needs both
+
+    store = Store(storage)
+    target = str(tmp_path / "mo.log")  # a journal file: an SQLite one costs a second more (the round trip above has one)
+    assert export_optuna(store, "mo", target) == (16, 0)
+    back = optuna.load_study(study_name="mo", storage=_journal(target))
+    assert back.directions == [optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE]
+    assert back.metric_names == ["val_acc", "latency_ms"]
+    assert _by_params(back.best_trials) == _by_params(front)  # Optuna's own Pareto front, feasibility included
+    for ours, theirs in zip(trials, back.get_trials(deepcopy=False), strict=True):
+        assert theirs.values == [ours.values["val_acc"], ours.values["latency_ms"]]
+        assert (max(theirs.constraints.values()) <= 0) == study.objectives.feasible(ours.values)
+
+    summary = import_optuna(store, "mo-again", target)
+    record = summary.study
+    assert record.objectives == study.objectives  # names, directions, constraints with their bounds
+    again = store.trials(record.id)
+    assert [t.number for t in record.objectives.front(again)] == [t.number for t in front]
+    for ours, theirs in zip(trials, again, strict=True):  # params_m is no objective: read back from its constraint
+        assert theirs.values["params_m"] == pytest.approx(ours.values["params_m"], abs=1e-12)
+    assert "constraints" not in str(again[0].attrs)  # Optuna's constraint attributes became values, not attributes
+    assert export_optuna(store, "mo-again", str(tmp_path / "again.log")) == (16, 0)
+
+
+def test_an_optuna_multi_objective_study_with_constraints_imports_with_its_front(storage, tmp_path):
+    def objective(trial):
+        x, y = trial.suggest_float("x", 0, 1), trial.suggest_float("y", 0, 1)
+        trial.set_constraint("budget", x + y - 1.2)  # feasible when x + y <= 1.2
+        return x, (1 - x) ** 2 + y
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(study_name="nsga", directions=["maximize", "minimize"],
+                                sampler=optuna.samplers.NSGAIISampler(seed=0))
+    study.optimize(objective, n_trials=20)
+    source = _into_file(study, storage)
+    store = Store(storage)
+    record = import_optuna(store, "nsga", source).study
+    objectives = record.objectives
+    assert [(o.name, o.direction.value) for o in objectives.items] == [("objective_0", "max"), ("objective_1", "min")]
+    assert [str(c) for c in objectives.constraints] == ["constraint_budget <= 0"]
+    trials = store.trials(record.id)
+    assert _by_params(objectives.front(trials)) == _by_params(study.best_trials)
+    assert sum(not objectives.feasible(t.values) for t in trials) == sum(
+        t.constraints["budget"] > 0 for t in study.trials)
+    named = import_optuna(store, "named", source, metric=["acc", "cost"]).study
+    assert named.objectives.names == ["acc", "cost"]
+    with pytest.raises(ConfigError, match="has 2 objectives; name each with --metric NAME"):
+        import_optuna(store, "short", source, metric="acc")
+    result = _cli("import", "optuna", "cli", "--from", source, "--metric", "acc", "--metric", "cost",
+                  "--storage", storage)
+    assert result.exit_code == 0, result.output
+    assert "max acc, min cost; subject to constraint_budget <= 0" in result.output
+    assert "objectives={'acc': 'max', 'cost': 'min'}, constraints={'constraint_budget': ('<=', 0.0)}" in result.output
+    back = tmp_path / "nsga.log"
+    export_optuna(store, "nsga", str(back))
+    (again,) = [t for t in _optuna_trials(str(back), "nsga") if t.number == 0]
+    assert again.constraints == study.trials[0].constraints  # Optuna's own key, written back
 
 
 

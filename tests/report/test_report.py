@@ -32,3 +32,19 @@ def test_report_escapes_user_text(dashboard_db):
     with Store(dashboard_db) as store:
         html = build_report(store, HOSTILE)
     assert HOSTILE not in html
+
+
+def test_report_of_a_multi_objective_study_carries_the_front_and_hypervolume(tmp_path):
+    from fronts import FRONT, build_fronts
+
+    storage = build_fronts(f"sqlite:///{tmp_path / 'fronts.db'}", three=False)
+    with Store(storage) as store:
+        html = build_report(store, "mo")
+    boot = json.loads(re.search(r"<script type='application/json' id='boot'>(.*?)</script>", html, re.S).group(1))
+    study = boot["data"]["study"]
+    assert study["front"] == FRONT and len(study["hypervolume"]["points"]) == 10
+    assert [t["number"] for t in study["trials"] if t["feasible"] is False] == [7, 8, 9]
+    best = boot["data"]["best"]  # the best feasible trial's page, with every objective
+    assert best["trial"]["number"] == 6 and best["on_front"] is True
+    assert [o["name"] for o in best["objectives"]] == ["val_acc", "latency_ms"]
+    assert "frontSections" in html  # the drawing code travels with the data

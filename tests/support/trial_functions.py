@@ -381,3 +381,89 @@ def cuda_device(trial: tl.Trial) -> dict:
     time.sleep(1.5)
     del held
     return {"loss": trial.params.x}
+
+
+def accuracy_latency(trial: tl.Trial) -> dict:
+    """A deterministic trade-off: a wider model is more accurate and slower; padding only makes it
+    worse on both, so trials with padding > 0 are dominated. params_m grows with both (a third objective)."""
+    x, y = trial.params.width, trial.params.padding
+    val_acc = 0.5 + 0.45 * x - 0.1 * y
+    for step in range(2):
+        trial.report(step, val_acc=val_acc - 0.1 / (step + 1))
+    return {"val_acc": val_acc, "latency_ms": 1.0 + 4.0 * x * x + y, "params_m": 0.1 + x + y * y}
+
+
+# -- multi-objective problems with known fronts (tests/search/test_multi_objective.py) ---------------
+def _zdt(trial: tl.Trial, shape: float) -> dict:
+    """ZDT-style: f1 = x0; g = 1 + 9 * mean(x1..); f2 = g * (1 - (f1 / g) ** shape). The front is
+    x1.. = 0 (g = 1): f2 = 1 - f1 ** shape; convex for shape 0.5 (ZDT1), concave for 2 (ZDT2)."""
+    xs = [float(trial.params[f"x{i}"]) for i in range(len(trial.params))]
+    f1 = xs[0]
+    g = 1.0 + 9.0 * sum(xs[1:]) / max(len(xs) - 1, 1)
+    return {"f1": f1, "f2": g * (1.0 - (f1 / g) ** shape)}
+
+
+def zdt1(trial: tl.Trial) -> dict:
+    return _zdt(trial, 0.5)
+
+
+def zdt2(trial: tl.Trial) -> dict:
+    return _zdt(trial, 2.0)
+
+
+def bnh(trial: tl.Trial) -> dict:
+    """Binh and Korn's constrained problem (x in [0, 5], y in [0, 3]): minimize f1, f2 subject to
+    c1 <= 25 and c2 >= 7.7 (the constraints are metrics the trial returns)."""
+    x, y = float(trial.params["x"]), float(trial.params["y"])
+    return {"f1": 4 * x * x + 4 * y * y, "f2": (x - 5) ** 2 + (y - 5) ** 2, "c1": (x - 5) ** 2 + y * y,
+            "c2": (x - 8) ** 2 + (y + 3) ** 2}
+
+
+def mostly_infeasible(trial: tl.Trial) -> dict:
+    """acc grows with x, cost with x too; the constraint cost <= 0.1 keeps only x <= 0.1, and the
+    best acc of all (x near 1) is infeasible."""
+    x = float(trial.params["x"])
+    return {"acc": x + 0.01 * float(trial.params.get("y", 0.0)), "cost": x}
+
+
+def acc_cost_curve(trial: tl.Trial) -> dict:
+    """Reports acc and cost for 6 steps; both rise with x. acc - 2 * cost = x * (step / 6 - 1) - 0.02 * step
+    falls with x before the last step: pruning on that sum stops large x, pruning on acc would stop small x."""
+    x = float(trial.params["x"])
+    acc = cost = 0.0
+    for step in range(1, 7):
+        acc, cost = x * step / 6, 0.5 * x + 0.01 * step
+        trial.report(step, acc=acc, cost=cost)
+        if trial.should_stop():
+            return {}
+    return {"acc": acc, "cost": cost, "pid": float(os.getpid())}
+
+
+def heldout_tradeoff(trial: tl.Trial) -> dict:
+    """For finalize: two objectives that trade off, deterministically: a wider model is more accurate and slower
+    (``{heldout}_acc = 0.6 + 0.1 * width``, a little lower per seed, and 0.06 lower on test;
+    ``latency_ms = width``). Every width is on the front."""
+    width = trial.params["width"]
+    acc = 0.6 + 0.1 * width - 0.001 * (trial.seed % 3) - (0.06 if trial.heldout == "test" else 0.0)
+    trial.report(0, **{f"{trial.heldout}_acc": acc, "latency_ms": float(width)})
+    return {f"{trial.heldout}_acc": acc, "latency_ms": float(width), "params_m": 0.5 * width}
+
+
+def member_with_latency(trial: tl.Trial) -> dict:
+    """:func:`ensemble_member` with a second objective it trades against: ``latency_ms = 3 - k``
+    (a worse member is faster), so every k is on the front."""
+    return {**ensemble_member(trial), "latency_ms": 3.0 - trial.params["k"]}
+
+
+def mnist1d_width(trial: tl.Trial) -> dict:
+    """A one-hidden-layer MLP on a small MNIST-1D: only its width varies, so accuracy is bought with
+    parameters (fit reports params_m beside val_acc)."""
+    from tuneloop.datasets import mnist1d
+    from tuneloop.torch import MLP, fit
+
+    data = mnist1d(num_samples=2000, seed=3)
+    fit_on, heldout = trial.splits(data)
+    result = fit(lambda: MLP(data.n_features, data.n_classes, width=trial.params["width"], depth=1), fit_on, heldout,
+                 trial=trial, optimizer="adamw", lr=1e-2, batch_size=64, epochs=trial.budget["epochs"], seed=trial.seed,
+                 inspect_every=0, predictions=False)
+    return result.metrics

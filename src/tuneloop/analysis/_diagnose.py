@@ -12,10 +12,12 @@ import math
 import random
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from tuneloop.analysis._curves import summarize_curve
+from tuneloop.analysis._findings import VERDICTS, Finding
+from tuneloop.analysis._front import front_findings
 from tuneloop.analysis._probes import BatchResult, ProbeResult, stored_probes
 from tuneloop.analysis._refine import infeasible, infeasible_regions
 from tuneloop.analysis._study import _all_params, importance, param_effects
@@ -23,22 +25,9 @@ from tuneloop.direction import Direction
 from tuneloop.space import Choice
 from tuneloop.store import Store, StudyRecord, TrialRecord, TrialState
 
-VERDICTS = ("ok", "info", "warn", "problem")
+__all__ = ["VERDICTS", "Finding", "StudyData", "analyze", "classify_curve", "expected_best", "load"]
+
 TOP = 5  # the best trials whose curves are read
-
-
-@dataclass
-class Finding:
-    """One check's verdict, the evidence and what to do."""
-
-    check: str
-    verdict: str
-    summary: str
-    recommendation: str = ""
-    evidence: list[dict[str, Any]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -52,15 +41,30 @@ class StudyData:
         return [t for t in self.trials if t.state == TrialState.COMPLETED and t.value is not None
                 and math.isfinite(t.value)]
 
+    @property
+    def feasible(self) -> list[TrialRecord]:
+        """The completed trials that keep the study's constraints (all of ``done`` without any)."""
+        objectives = self.record.objectives
+        return [t for t in self.done if objectives.feasible(t.values)]
+
     def ranked(self) -> list[TrialRecord]:
-        return self.record.mode.sorted(self.done, key=lambda t: t.value)
+        """Completed trials best first: by the objective; with constraints or several objectives,
+        feasible ones first, the front first, then the first objective (Objectives.ranked)."""
+        return ranked(self.record, self.done)
+
+
+def ranked(record: StudyRecord, trials: Sequence[TrialRecord]) -> list[TrialRecord]:
+    objectives = record.objectives
+    if objectives.multi or objectives.constraints:
+        return objectives.ranked(trials)
+    return record.mode.sorted((t for t in trials if t.state == TrialState.COMPLETED and t.value is not None),
+                              key=lambda t: t.value)
 
 
 def load(store: Store, name: str) -> StudyData:
     record = store.require_study(name)
     trials = store.trials(record.id)
-    best = record.mode.sorted((t for t in trials if t.state == TrialState.COMPLETED and t.value is not None),
-                              key=lambda t: t.value)[:TOP]
+    best = ranked(record, trials)[:TOP]
     return StudyData(record, trials, store.series([t.id for t in best]) if best else {})
 
 
@@ -87,13 +91,15 @@ def check_importance(data: StudyData, resamples: int = 8) -> Finding:
     weak = [r["parameter"] for r in rows if r["importance"] < 0.05]
     rec = (f"Spend the next round on {top['parameter']}" + (f"; consider fixing {', '.join(weak)} (under 5% each)"
                                                              if weak else "") + ".")
+    of = f" of {data.record.metric}, the first objective" if data.record.objectives.multi else ""  # trade-offs: all
     return Finding("importance", "info", f"{top['parameter']} explains {top['importance']:.0%} (±{top['sd']:.0%}) "
-                   f"of the variance (fANOVA, bootstrap sd over {resamples} resamples).", rec, rows)
+                   f"of the variance{of} (fANOVA, bootstrap sd over {resamples} resamples).", rec, rows)
 
 
 # -- 2. boundaries -------------------------------------------------------------------------
 def check_boundaries(data: StudyData) -> Finding:
-    crowded = [e for e in param_effects(data.record.space, data.trials, data.record.mode) if e["warning"]]
+    crowded = [e for e in param_effects(data.record.space, data.trials, data.record.mode,
+                                        objectives=data.record.objectives) if e["warning"]]
     if len(data.done) < 10:
         return Finding("boundaries", "info", "Fewer than 10 completed trials: bounds cannot be judged yet.")
     if not crowded:
@@ -139,7 +145,7 @@ def expected_best(values: Sequence[float], k: int, mode: str) -> float:
 
 
 def check_sampling(data: StudyData) -> Finding:
-    values = [t.value for t in data.done if t.value is not None]  # done trials all have one: narrows the type
+    values = [t.value for t in data.feasible if t.value is not None]  # done trials all have one: narrows the type
     n, mode = len(values), data.record.mode
     if n < 4:
         return Finding("sampling", "problem", f"Only {n} completed trials: no conclusion rests on so few.",
@@ -171,7 +177,7 @@ def check_isolation(data: StudyData, top: int = 3) -> Finding:
     if not scientific:
         return Finding("isolation", "info", "No scientific parameters: this round optimizes, it asks no question.")
     groups: dict[str, list[TrialRecord]] = {}
-    for t in data.done:
+    for t in data.feasible:  # a value's best must be usable: trials breaking a constraint do not count
         groups.setdefault(", ".join(f"{n}={t.params.get(n)}" for n in scientific), []).append(t)
     mode = data.record.mode
     rows: list[dict[str, Any]] = []
@@ -362,7 +368,8 @@ def check_next_round(data: StudyData) -> Finding:
     if len(data.done) < 8:
         return Finding("next round", "info", "Fewer than 8 completed trials: too few to propose a narrower space.")
     roles = round_info(data.record).roles
-    _, changes = refine_space(data.record.space, data.trials, data.record.mode, keep=roles.scientific)
+    _, changes = refine_space(data.record.space, data.trials, data.record.mode, keep=roles.scientific,
+                              objectives=data.record.objectives)
     rows = [{"parameter": c.name, "change": c.reason} for c in changes if c.changed]
     return Finding("next round", "info", f"A next round would change {len(rows)} parameter(s).",
                    f"tuneloop refine {data.record.name} -o NEXT.py writes it, with these reasons as comments.", rows)
@@ -373,8 +380,12 @@ CHECKS: list[Callable[[StudyData], Finding]] = [check_importance, check_boundari
                                                 check_next_round]
 
 
-def analyze(store: Store, name: str) -> list[Finding]:
-    """Every check on stored study ``name``."""
+def analyze(store: Store, name: str, last: int | None = None) -> list[Finding]:
+    """Every check on stored study ``name``; with several objectives or constraints, the front's and
+    the constraints' checks after the sampling one (``last``: how many of the latest trials the
+    front's growth is read over; a quarter of them by default)."""
     data = load(store, name)
     findings = [check(data) for check in CHECKS]
-    return findings[:-2] + probe_findings(store, name) + findings[-2:]  # in the issue's order: 8, 9 before 10
+    # in the issue's order: 8, 9 before 10; a front's checks beside "sampled enough?"
+    return (findings[:4] + front_findings(data, last) + findings[4:-2] + probe_findings(store, name)
+            + findings[-2:])

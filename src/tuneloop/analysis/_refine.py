@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuneloop.direction import Direction
+from tuneloop.objectives import Objectives
 from tuneloop.space import Choice, Float, Int, LogFloat, Param, Space
 from tuneloop.store import TrialRecord, TrialState
 
@@ -102,19 +103,23 @@ def infeasible_regions(space: Space, trials: Sequence[TrialRecord], mode: str = 
 
 
 def refine_space(space: Space, trials: Sequence[TrialRecord], mode: str, keep: Sequence[str] = (),
-                 top_fraction: float = TOP_FRACTION) -> tuple[Space, list[Change]]:
+                 top_fraction: float = TOP_FRACTION, objectives: Objectives | None = None) -> tuple[Space, list[Change]]:
     """The proposed space and one Change per parameter (children included). Parameters in
-    ``keep`` (the round's scientific ones: its question) stay as they are."""
-    way = Direction.of(mode, "refine_space")
+    ``keep`` (the round's scientific ones: its question) stay as they are. With ``objectives``
+    holding constraints or several objectives, the top trials are ranked by them: feasible first,
+    the front first (a constrained study's good region is where the feasible best trials are)."""
+    from tuneloop.analysis._study import _ranked
+
+    Direction.of(mode, "refine_space")  # a wrong mode fails even without trials
     done = [t for t in trials if t.state == TrialState.COMPLETED and t.value is not None and math.isfinite(t.value)]
     groups: dict[str, list[TrialRecord]] = {}
     for t in done:  # with scientific parameters, each value's own best: its nuisance optimum may differ
         groups.setdefault(json.dumps([t.params.get(n) for n in keep], default=str), []).append(t)
     top: list[TrialRecord] = []
     for group in groups.values():
-        ranked = way.sorted(group, key=lambda t: t.value)
+        ranked = _ranked(group, mode, objectives, "refine_space")
         top.extend(ranked[:max(3, math.ceil(top_fraction * len(ranked)))])
-    top = way.sorted(top, key=lambda t: t.value)
+    top = _ranked(top, mode, objectives, "refine_space")
     new, changes = _refine(space, done, top, set(keep))
     return _cut(new, changes, infeasible_regions(space, trials, mode))
 

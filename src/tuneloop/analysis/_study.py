@@ -14,14 +14,16 @@ from typing import Any, TypedDict
 
 from tuneloop.analysis._seeds import mean_ci
 from tuneloop.direction import Direction
+from tuneloop.objectives import Objectives
 from tuneloop.space import Choice, Int, LogFloat, Space
 from tuneloop.store import TrialRecord, TrialState
 
 EDGE = 0.10  # "crowding a bound": within the outer 10% of the range, in the parameter's own scale
 
 
-def history(trials: Sequence[TrialRecord], mode: str) -> dict[str, list[Any]]:
-    """Each finished trial's value in number order, and the best so far."""
+def history(trials: Sequence[TrialRecord], mode: str, objectives: Objectives | None = None) -> dict[str, list[Any]]:
+    """Each finished trial's value in number order, and the best so far (with ``objectives``
+    holding constraints: the best feasible so far, since an infeasible trial is never best)."""
     way = Direction.of(mode, "history")
     numbers, values, best, states = [], [], [], []
     current: float | None = None
@@ -31,7 +33,8 @@ def history(trials: Sequence[TrialRecord], mode: str) -> dict[str, list[Any]]:
         numbers.append(t.number)
         values.append(t.value)
         states.append(t.state)
-        if t.state == TrialState.COMPLETED and (current is None or way.better(t.value, current)):
+        usable = objectives is None or objectives.feasible(t.values)  # no constraints: every trial is feasible
+        if t.state == TrialState.COMPLETED and usable and (current is None or way.better(t.value, current)):
             current = t.value
         best.append(current)
     return {"number": numbers, "value": values, "best": best, "state": states}
@@ -45,11 +48,14 @@ def _position(param: Any, value: float) -> float:
     return (value - low) / (high - low)
 
 
-def param_effects(space: Space, trials: Sequence[TrialRecord], mode: str) -> list[dict[str, Any]]:
+def param_effects(space: Space, trials: Sequence[TrialRecord], mode: str,
+                  objectives: Objectives | None = None) -> list[dict[str, Any]]:
     """Per parameter: (value, objective) of completed trials, its bounds, and a warning when the
-    best trials crowd a bound (the best 10%, at least 3, all in the outer 10% of the range)."""
+    best trials crowd a bound (the best 10%, at least 3, all in the outer 10% of the range). With
+    ``objectives`` holding constraints or several objectives, "best" is their ranking: feasible
+    trials first, the front first."""
     done = _done(trials)
-    ranked = Direction.of(mode, "param_effects").sorted(done, key=lambda t: t.value)
+    ranked = _ranked(done, mode, objectives, "param_effects")
     top = ranked[:max(3, len(ranked) // 10)]
     out = []
     for name, param in _all_params(space).items():
@@ -70,6 +76,14 @@ def param_effects(space: Space, trials: Sequence[TrialRecord], mode: str) -> lis
                     entry["warning"] = f"the best trials crowd the lower bound: expand {name} below {param.low:g}"
         out.append(entry)
     return out
+
+
+def _ranked(done: list[TrialRecord], mode: str, objectives: Objectives | None, owner: str) -> list[TrialRecord]:
+    """``done`` best first: by value; by ``objectives.ranked`` (feasible first) when it has constraints
+    or several objectives."""
+    if objectives is not None and (objectives.multi or objectives.constraints):
+        return objectives.ranked(done)
+    return Direction.of(mode, owner).sorted(done, key=lambda t: t.value)
 
 
 def _done(trials: Sequence[TrialRecord]) -> list[TrialRecord]:

@@ -23,13 +23,17 @@ def analyze_cmd(
     study: StudyArg,
     output: Annotated[Path | None, typer.Option("--json", help="Also write every finding (with evidence) as JSON")] = None,
     evidence: Annotated[bool, typer.Option("--evidence", help="Print each finding's evidence table too")] = False,
+    last: Annotated[int | None, typer.Option(min=1, help="Several objectives: read the front's growth over the "
+                                                         "last N trials \\[default: the last quarter]")] = None,
     storage: Storage = None,
 ) -> None:
     """Check a study the way the tuning playbook asks: importance, bounds, infeasible regions,
-    enough trials, training curves, step budget, optimizer budget, the next round."""
+    enough trials, training curves, step budget, optimizer budget, the next round; with several
+    objectives, whether the front still moves and which parameters trade one objective for another;
+    with constraints, which one breaks most."""
     from tuneloop.analysis import analyze
 
-    findings = analyze(open_store(storage), study)
+    findings = analyze(open_store(storage), study, last=last)
     table = Table(title=f"Analysis of {safe(study)}")
     for col in ("check", "verdict", "what it saw", "recommendation"):
         table.add_column(col, overflow="fold")

@@ -61,21 +61,25 @@ def ask(
                           "budget": trial.budget.to_dict()}))
         return
     params = " ".join(f"{k}={v!r}" for k, v in trial.params.items())
+    objectives = the_study.objectives
+    told = (" ".join(f"--metric {name}=V" for name in objectives.names) if objectives.multi else "--value V")
     out.print(f"Trial {trial.number} of {safe(repr(study))}: {safe(params)} (seed {trial.seed}). When it ends: "
-              f"tuneloop tell {safe(study)} {trial.number} --value V", highlight=False)
+              f"tuneloop tell {safe(study)} {trial.number} {safe(told)}", highlight=False)
 
 
 def tell(
     study: StudyArg,
     number: Annotated[int, typer.Argument(help="The trial's number (from tuneloop ask)")],
-    value: Annotated[str | None, typer.Option(help="The objective's final value")] = None,
+    value: Annotated[str | None, typer.Option(help="The (first) objective's final value")] = None,
     state: Annotated[str, typer.Option(help="completed, pruned or failed")] = "completed",
-    metric: Annotated[list[str] | None, typer.Option(help="Another final metric, NAME=VALUE (repeatable)")] = None,
+    metric: Annotated[list[str] | None, typer.Option(
+        help="A final metric, NAME=VALUE (repeatable): every objective of a study with several, other metrics")] = None,
     error: Annotated[str | None, typer.Option(help="Why it failed (with --state failed)")] = None,
     file: Annotated[Path | None, typer.Option("--file", help="The experiment file that defines the study")] = None,
     storage: Storage = None,
 ) -> None:
-    """End a trial handed out by tuneloop ask: its objective (--value) or --state pruned|failed."""
+    """End a trial handed out by tuneloop ask: its objective (--value; several: --metric NAME=V each) or
+    --state pruned|failed."""
     the_study = _study(study, file, storage)
     values: dict[str, Any] = {}
     for item in metric or ():
@@ -86,8 +90,22 @@ def tell(
     if value is not None:
         values[the_study.metric] = value.strip()
     record = the_study.tell(number, {k: _number(k, v) for k, v in values.items()}, state=state, error=error)
-    shown = "" if record.value is None else f" ({safe(the_study.metric)} {record.value:g})"
-    out.print(f"Trial {record.number} of {safe(repr(study))}: {record.state}{shown}.", highlight=False)
+    out.print(f"Trial {record.number} of {safe(repr(study))}: {record.state}{_told(the_study.objectives, record)}.",
+              highlight=False)
+
+
+def _told(objectives: Any, record: Any) -> str:
+    """`` (loss 0.3)``; several objectives: each one; with constraints, whether it is feasible."""
+    from tuneloop.cli._fronts import feasibility
+
+    if objectives.multi:
+        shown = ", ".join(f"{safe(n)} {record.values[n]:g}" for n in objectives.names
+                          if isinstance(record.values.get(n), (int, float)))
+    else:
+        shown = "" if record.value is None else f"{safe(objectives.primary.name)} {record.value:g}"
+    if objectives.constraints and record.state == "completed":
+        shown += f"; feasible: {feasibility(objectives, record)}"
+    return f" ({shown})" if shown else ""
 
 
 def _number(name: str, text: str) -> float:

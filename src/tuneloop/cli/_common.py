@@ -14,6 +14,7 @@ from rich.console import Console
 from tuneloop._text import safe
 from tuneloop.cli._tables import trial_detail
 from tuneloop.errors import TuneloopError
+from tuneloop.objectives import Objectives
 
 out = Console()
 err = Console(stderr=True)
@@ -66,14 +67,23 @@ def open_store(storage: str | None, *, read_only: bool = True) -> Any:
     return Store(storage, read_only=read_only)
 
 
-def print_best(trials: Sequence[Any], metric: str, mode: str, name: str) -> None:
-    """The best completed trial's value, seed and parameters; a yellow line when there is none."""
+def print_best(trials: Sequence[Any], objectives: Objectives, name: str) -> None:
+    """The best feasible completed trial's values, seed and parameters; with several objectives, the
+    Pareto front (one row per trial, sorted by the first objective); a yellow line when there is none."""
+    from tuneloop.cli._fronts import infeasible_note, summary
+    from tuneloop.cli._tables import front_table
     from tuneloop.study import best_trial
 
     try:
-        best = best_trial(trials, mode, name)
+        best = best_trial(trials, objectives, name)  # the clear error when no trial is completed (or feasible)
     except TuneloopError as exc:
         err.print(f"[yellow]{safe(exc)}[/]")
         return
-    out.print(f"[bold]Best trial of {safe(name)}[/] ({safe(mode)} {safe(metric)}):")
-    out.print(trial_detail(best, metric))
+    if objectives.multi:
+        out.print(front_table(objectives, trials, name))
+        return
+    out.print(f"[bold]Best trial of {safe(name)}[/] ({summary(objectives)}):")
+    out.print(trial_detail(best, objectives))
+    note = infeasible_note(objectives, trials)
+    if note:
+        out.print(f"{note}.", highlight=False)

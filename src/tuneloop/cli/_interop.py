@@ -17,14 +17,15 @@ def optuna_cmd(
     source: Annotated[str, typer.Option(
         "--from", help="Optuna's storage: a database URL (sqlite:///optuna.db), an SQLite file or a journal file")],
     optuna_study: Annotated[str | None, typer.Option(help="Which Optuna study, if the storage holds several")] = None,
-    metric: Annotated[str | None, typer.Option(help="The metric's name \\[default: Optuna's metric name, or value]")] = None,
+    metric: Annotated[list[str] | None, typer.Option(help="The objective's name; several objectives: once each, in order \\[default: Optuna's metric names, else value or objective_0, objective_1...]")] = None,
     storage: Storage = None,
 ) -> None:
-    """Import an Optuna study (space, trials, states, values, intermediate values, user attributes)."""
+    """Import an Optuna study (space, trials, states, values, intermediate values, user attributes; every
+    objective and Optuna's constraints)."""
     from tuneloop.interop import import_optuna
 
     summary = import_optuna(open_store(storage, read_only=False), study, source, optuna_study=optuna_study,
-                            metric=metric)
+                            metric=metric or None)
     _report(summary, f"Optuna study {summary.study.config['imported_from']['study']!r}")
 
 
@@ -48,12 +49,14 @@ def csv_cmd(
 
 
 def _report(summary: Any, what: str) -> None:
+    from tuneloop.cli._fronts import summary as described
     from tuneloop.interop._common import space_code
+    from tuneloop.study import objective_arguments
 
     record = summary.study
     counts = ", ".join(f"{n} {state}" for state, n in sorted(summary.counts.items())) or "no trials"
     out.print(f"Imported {sum(summary.counts.values())} trials of {safe(what)} into study {safe(record.name)} "
-              f"({counts}); {safe(record.mode.value)} {safe(record.metric)}.", highlight=False, soft_wrap=True)
+              f"({counts}); {described(record.objectives)}.", highlight=False, soft_wrap=True)
     for why, n in summary.skipped.items():
         err.print(f"[yellow]Skipped {n} trial{'s' if n != 1 else ''}:[/] {safe(why)}.", highlight=False)
     if summary.renamed:
@@ -62,8 +65,9 @@ def _report(summary: Any, what: str) -> None:
                   highlight=False)
     if summary.dropped_attrs:
         err.print(f"[yellow]Left out {summary.dropped_attrs} attributes[/] that were not strings, numbers or bools.")
-    out.print(safe(f"Continue it with: tl.Study({record.name!r}, {space_code(record.space)}, objective, "
-                   f"metric={record.metric!r}, mode={record.mode.value!r})"), highlight=False, soft_wrap=True)
+    keywords = ", ".join(f"{k}={v!r}" for k, v in objective_arguments(record.objectives).items() if v is not None)
+    out.print(safe(f"Continue it with: tl.Study({record.name!r}, {space_code(record.space)}, objective, {keywords})"),
+              highlight=False, soft_wrap=True)
 
 
 def export_optuna_cmd(study: str, output: str | None, storage: str | None) -> None:

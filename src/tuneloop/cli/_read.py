@@ -28,23 +28,51 @@ from tuneloop.cli._tables import (
 
 
 def status(storage: Storage = None) -> None:
-    """List the studies in a store: trials by state, best value, last activity."""
+    """List the studies in a store: trials by state, best value (with several objectives, the
+    Pareto front's size), last activity."""
     store = open_store(storage)  # read-only: a missing or foreign database is a one-line error, left as it was
     summaries = store.studies()
     if not summaries:
         out.print(f"No studies in {safe(store.url)} yet; start one with: tuneloop demo, or tuneloop run FILE.")
         return
-    out.print(studies_table(summaries, store.url))
+    out.print(studies_table(summaries, store.url, _standings(store, summaries)))
+
+
+def _standings(store: Any, summaries: list[Any]) -> dict[str, tuple[str, str]]:
+    """The objective and best cells of the studies a summary's one metric and best value do not
+    describe: several objectives (the front's size) or constraints (the best feasible value)."""
+    from tuneloop.cli._fronts import summary
+    from tuneloop.errors import TuneloopError
+
+    shown: dict[str, tuple[str, str]] = {}
+    for s in summaries:
+        try:
+            record = store.get_study(s.name)
+            objectives = record.objectives
+        except TuneloopError:  # a malformed row: the listing still shows the others, and this one as stored
+            continue
+        if not objectives.multi and not objectives.constraints:
+            continue
+        trials = store.trials(record.id)
+        if objectives.multi:
+            n = len(objectives.front(trials))
+            best = f"front of {n}" if n else "-"
+        else:
+            found = objectives.best(trials)
+            best = "-" if found is None else fmt(found.value)
+        shown[s.name] = (summary(objectives), best)
+    return shown
 
 
 def trials(
     study: StudyArg,
     state: Annotated[str | None, typer.Option(help="Only trials in this state")] = None,
-    sort: Annotated[str, typer.Option(help="number or value (best first)")] = "number",
+    sort: Annotated[str, typer.Option(help="number, or value: best first (feasible trials first, then by Pareto "
+                                           "layer and the first objective)")] = "number",
     limit: Annotated[int | None, typer.Option(help="Show at most this many")] = None,
     storage: Storage = None,
 ) -> None:
-    """List a study's trials."""
+    """List a study's trials: one column per objective, and whether each is feasible when the study has constraints."""
     from tuneloop._validation import check_one_of
     from tuneloop.store import TrialState
     from tuneloop.views import trials_of
@@ -52,29 +80,33 @@ def trials(
     check_one_of(sort, ["number", "value"], "--sort", "tuneloop trials")
     if state is not None:
         check_one_of(state, [s.value for s in TrialState], "--state", "tuneloop trials")
-    record, rows = trials_of(open_store(storage), study, state=state, sort=sort)
-    out.print(trials_table(rows[:limit] if limit else rows, record.metric, f"Trials of {safe(study)} ({len(rows)})"))
+    record, rows = trials_of(open_store(storage), study, state=state, sort=sort)  # value: Objectives.ranked first
+    out.print(trials_table(rows[:limit] if limit else rows, record.objectives, f"Trials of {safe(study)} ({len(rows)})"))
 
 
 def best(
     study: StudyArg,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the best trial as JSON")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the best trial (several objectives: the front) as JSON")] = False,
     storage: Storage = None,
 ) -> None:
-    """Show a study's best trial: its value, parameters and seed."""
+    """Show a study's best feasible trial: its value, parameters and seed; with several objectives,
+    the Pareto front (the trials no other one beats on every objective)."""
     import json
 
+    from tuneloop.cli._fronts import front_json
     from tuneloop.export import strict_json
     from tuneloop.study import best_trial
     from tuneloop.views import trials_of
 
     record, rows = trials_of(open_store(storage), study)
-    b = best_trial(rows, record.mode, study)  # raises the clear error when there is none
+    objectives = record.objectives
+    b = best_trial(rows, objectives, study)  # raises the clear error when none is completed (or feasible)
     if as_json:
-        print(json.dumps(strict_json({"number": b.number, "value": b.value, "params": b.params, "seed": b.seed,
-                                      "values": b.values}), indent=2))
+        data = front_json(objectives, rows) if objectives.multi else {
+            "number": b.number, "value": b.value, "params": b.params, "seed": b.seed, "values": b.values}
+        print(json.dumps(strict_json(data), indent=2))
         return
-    print_best(rows, record.metric, record.mode, study)
+    print_best(rows, objectives, study)
 
 
 def show(
@@ -84,13 +116,19 @@ def show(
 ) -> None:
     """Everything about one trial: final metrics, where it ran, curves, system metrics, alerts,
     slices, samples, histograms."""
+    from tuneloop.cli._fronts import feasibility
     from tuneloop.views import curve_summaries, system_summaries, trial_data
 
     data = trial_data(open_store(storage), study, trial)
-    t, metric = data.trial, data.study.metric
+    t, objectives = data.trial, data.study.objectives
     duration = "-" if t.duration is None else f"{t.duration:.1f}s"
-    out.print(f"[bold]Trial {t.number} of {safe(study)}[/]: {safe(t.state)}, {safe(metric)} = "
-              f"{fmt(t.value)}, {duration}, attempt {t.attempt}")
+    shown = ([f"{safe(o.name)} = {fmt(t.values.get(o.name))}" for o in objectives.items] if objectives.multi
+             else [f"{safe(objectives.primary.name)} = {fmt(t.value)}"])
+    out.print(f"[bold]Trial {t.number} of {safe(study)}[/]: {safe(t.state)}, {', '.join(shown)}, {duration}, "
+              f"attempt {t.attempt}")
+    if objectives.constraints:
+        out.print(f"feasible: {feasibility(objectives, t)} ({safe(', '.join(map(str, objectives.constraints)))})",
+                  highlight=False)
     if "device" in t.attrs or "host" in t.attrs:  # recorded by the process that ran it
         out.print(f"device {fmt(t.attrs.get('device'))} on host {fmt(t.attrs.get('host'))}", highlight=False)
     others = {k: v for k, v in t.attrs.items() if k not in ("device", "host")}
@@ -102,7 +140,7 @@ def show(
         source = "" if lineage["parent"] is None else f" from trial {safe(lineage['parent'])}"
         out.print(f"member {safe(lineage['member'])}, generation {safe(lineage['generation'])}: "
                   f"{safe(lineage['event'])}{source}")
-    out.print(trial_detail(t, metric))
+    out.print(trial_detail(t, objectives))
     curves = curve_summaries(data)
     if curves:
         out.print(curves_table(curves))

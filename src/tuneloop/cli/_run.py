@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -65,6 +65,7 @@ def run(
     elif address is not None or cpus_per_trial != 1.0 or gpus_per_trial != 0.0:
         raise ConfigError("--address, --cpus-per-trial and --gpus-per-trial are for --executor ray (per trial) or "
                           "--executor population (per bucket, with --address).")
+    _say_objectives(study, scheduler)
     summary = study.run(trials, searcher=searcher, scheduler=scheduler, workers=workers, executor=spec,
                         gpus=pinned, trials_per_gpu=trials_per_gpu,
                         members=members, max_retries=max_retries, seed=seed, seeds=seeds, timeout=timeout,
@@ -79,8 +80,21 @@ def run(
     outcomes = ", ".join(f"{n} {s}" for s, n in sorted(summary.outcomes.items())) or "none"
     out.print(f"Ran {summary.launched} trials in {summary.elapsed:.1f}s ({outcomes}); "
               f"{summary.finished_total} finished in total ({summary.reason}).")
-    print_best(study.trials, study.metric, study.mode, study.name)
+    print_best(study.trials, study.objectives, study.name)
     _left_alone(summary.elsewhere)
+
+
+def _say_objectives(study: Any, scheduler: str | None) -> None:
+    """With several objectives or constraints, one line saying them; with several objectives and a
+    scheduler, which metric (or weighted sum) it judges trials on."""
+    from tuneloop.cli._fronts import judge_line, summary
+
+    objectives = study.objectives
+    if objectives.multi or objectives.constraints:
+        out.print(f"Objectives: {summary(objectives)}", highlight=False)
+    line = judge_line(objectives, scheduler if scheduler is not None else study.defaults["scheduler"])
+    if line:
+        out.print(line, highlight=False)
 
 
 def _left_alone(elsewhere: int) -> None:
@@ -110,7 +124,7 @@ def demo(
     d.study.run(timeout=minutes * 60, workers=workers, seed=seed, storage=storage, progress=True)
     trials = d.study.trials
     best_record = d.study.best
-    print_best(trials, d.study.metric, d.study.mode, d.study.name)
+    print_best(trials, d.study.objectives, d.study.name)
     out.print("Finalizing: the best configuration retrained over 3 seeds, each measured once on the test split...")
     try:
         final = d.study.finalize(top=1, seeds=3, workers=workers, storage=storage, progress=True)

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 
 from tuneloop._text import plain, safe
+from tuneloop.cli._fronts import extra_metrics, feasibility, front_sorted, infeasible_note, label, summary
+from tuneloop.objectives import Objectives
 from tuneloop.store import StudySummary, TrialRecord
 
 if TYPE_CHECKING:
@@ -49,46 +51,96 @@ def ago(timestamp: float | None) -> str:
     return f"{s:.0f}s ago"
 
 
-def studies_table(summaries: Sequence[StudySummary], url: str) -> Table:
-    """The studies of a store: objective, trials by state, best value, last activity."""
+def studies_table(summaries: Sequence[StudySummary], url: str,
+                  shown: Mapping[str, tuple[str, str]] | None = None) -> Table:
+    """The studies of a store: objective, trials by state, best value, last activity. ``shown`` maps
+    a study's name to its objective and best cells (markup made safe) where the summary's single
+    metric and best value do not say it: several objectives (the front's size) or constraints."""
     table = Table(title=f"Studies in {safe(url)}")
     for col in ("study", "objective", "trials", "by state", "best", "last activity"):
         table.add_column(col, justify="right" if col in ("trials", "best", "last activity") else "left", overflow="fold")
     for s in summaries:
         states = ", ".join(styled(f"{n} {safe(k)}", _STATE_STYLE.get(k)) for k, n in sorted(s.counts.items()))
-        table.add_row(safe(s.name), f"{safe(s.mode)} {safe(s.metric)}", str(s.n_trials), states or "-",
-                      fmt(s.best_value), ago(s.last_activity))
+        objective, best = (shown or {}).get(s.name, (f"{safe(s.mode)} {safe(s.metric)}", fmt(s.best_value)))
+        table.add_row(safe(s.name), objective, str(s.n_trials), states or "-", best, ago(s.last_activity))
     return table
 
 
-def trials_table(trials: Sequence[TrialRecord], metric: str, title: str) -> Table:
-    """``title`` is markup the caller made safe; ``metric`` and every trial are stored data. A device
-    column when the trials ran on more than one device (pinned to GPUs, docs/gpus.md)."""
+def trials_table(trials: Sequence[TrialRecord], objectives: Objectives, title: str) -> Table:
+    """``title`` is markup the caller made safe; the objectives and every trial are stored data. One
+    column per objective, a feasible column when the study has constraints, a device column when the
+    trials ran on more than one device (pinned to GPUs, docs/gpus.md)."""
     table = Table(title=title)
     devices = len({t.attrs.get("device") for t in trials}) > 1
-    for i, col in enumerate(("#", "state", safe(metric), "duration", "params", *(["device"] if devices else []))):
-        table.add_column(col, justify="right" if i in (0, 2, 3) else "left", overflow="fold")
+    multi, constrained = objectives.multi, bool(objectives.constraints)
+    heads = [label(o) for o in objectives.items] if multi else [safe(objectives.primary.name)]
+    table.add_column("#", justify="right")
+    table.add_column("state")
+    for head in heads:
+        table.add_column(head, justify="right", overflow="fold")
+    if constrained:
+        table.add_column("feasible", overflow="fold")
+    table.add_column("duration", justify="right")
+    table.add_column("params", overflow="fold")
+    if devices:
+        table.add_column("device", overflow="fold")
     for t in trials:
         params = ", ".join(f"{safe(k)}={fmt(v)}" for k, v in t.params.items())
-        table.add_row(str(t.number), styled(safe(t.state), _STATE_STYLE.get(t.state)), fmt(t.value),
+        values = [fmt(t.values.get(n)) for n in objectives.names] if multi else [fmt(t.value)]
+        table.add_row(str(t.number), styled(safe(t.state), _STATE_STYLE.get(t.state)), *values,
+                      *([_feasible_cell(feasibility(objectives, t))] if constrained else []),
                       "-" if t.duration is None else f"{t.duration:.1f}s", params,
                       *([fmt(t.attrs.get("device"))] if devices else []))
     return table
 
 
-def trial_detail(trial: TrialRecord, metric: str) -> Table:
+def _feasible_cell(text: str) -> str:
+    return styled(text, "green" if text == "yes" else None if text == "-" else "red")
+
+
+def trial_detail(trial: TrialRecord, objectives: Objectives) -> Table:
+    """One trial: its number, every objective's value, whether it is feasible (with constraints),
+    its seed, parameters and other final values."""
     table = Table(show_header=False, box=None)
     table.add_column(style="bold")
     table.add_column()
     table.add_row("trial", str(trial.number))
-    table.add_row(safe(metric), fmt(trial.value))
+    if objectives.multi:
+        for o in objectives.items:
+            table.add_row(label(o), fmt(trial.values.get(o.name)))
+    else:
+        table.add_row(safe(objectives.primary.name), fmt(trial.value))
+    if objectives.constraints:
+        table.add_row("feasible", _feasible_cell(feasibility(objectives, trial)))
     table.add_row("seed", fmt(trial.seed))
     for k, v in trial.params.items():
         table.add_row(f"  {safe(k)}", fmt(v))
-    others = {k: v for k, v in trial.values.items() if k != metric}
+    others = {k: v for k, v in trial.values.items() if k not in objectives.names}
     if others:
         table.add_row("values", safe(json.dumps({k: round(v, 6) if isinstance(v, float) and math.isfinite(v) else v
                                                  for k, v in others.items()})))
+    return table
+
+
+def front_table(objectives: Objectives, trials: Sequence[Any], name: str) -> Table:
+    """The feasible completed trials no other one dominates: one column per objective (and per
+    constrained metric that is not one), then the parameters; sorted by the first objective."""
+    front = front_sorted(objectives, trials)
+    done = len(objectives.completed(trials))
+    table = Table(title=f"Pareto front of {safe(name)}: {len(front)} of {done} completed trials "
+                        f"({summary(objectives)})", caption=infeasible_note(objectives, trials))
+    extra = extra_metrics(objectives)
+    table.add_column("#", justify="right")
+    for o in objectives.items:
+        table.add_column(label(o), justify="right")
+    for m in extra:
+        table.add_column(safe(m), justify="right")
+    table.add_column("params", overflow="fold")
+    table.add_column("seed", justify="right")
+    for t in front:
+        params = ", ".join(f"{safe(k)}={fmt(v)}" for k, v in t.params.items())
+        table.add_row(str(t.number), *(fmt(t.values.get(n)) for n in [*objectives.names, *extra]), params,
+                      fmt(t.seed))
     return table
 
 
@@ -201,29 +253,6 @@ def _differing(configs: Sequence[dict[str, Any]]) -> list[str]:
     if len(configs) < 2:
         return names
     return [n for n in names if len({json.dumps(c.get(n)) for c in configs}) > 1]
-
-
-def final_table(result: Any) -> Table:
-    """One row per finalized configuration: tuned value, test mean +/- CI over seeds."""
-    per = f"the best of each {result.per}, " if result.per else ""
-    per += "chosen among every round, " if result.rounds == "all" else ""
-    per = safe(per)
-    title = (f"{safe(result.study)}: {per}finalized on {safe(result.fit_on)}, test once over {result.seeds} seeds "
-             f"({safe(result.final_study)}{', look ' + str(result.look) if result.look > 1 else ''})")
-    table = Table(title=title)
-    shown = _differing([c.params for c in result.configs])
-    rounds = result.rounds == "all"
-    for col in ("rank", *(["from"] if rounds else []), *shown, "epochs", f"tuned {result.tuned_metric}", f"{result.metric} (95% CI)",
-                "vs rank 1 (95% CI, p)", "per seed"):
-        table.add_column(safe(col), justify="right" if col not in shown else "left", overflow="fold")
-    for c in result.configs:
-        test = "-" if c.test is None else format(c.test, ".4f")
-        d = c.versus_first
-        versus = "-" if d is None else f"{d.diff:+.4f} [{d.low:+.4f}, {d.high:+.4f}], p={d.p_value:.2g}"
-        where = [f"{safe(c.study)} #{', '.join(map(str, c.source))}"] if rounds else []
-        table.add_row(str(c.rank), *where, *(fmt(c.params.get(n)) for n in shown), fmt(c.epochs) if c.epochs else "budget",
-                      format(c.tuned, ".4f"), test, versus, " ".join(f"{v:.4f}" for v in c.values) or "-")
-    return table
 
 
 def ensemble_table(result: Any) -> Table:

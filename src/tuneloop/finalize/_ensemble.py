@@ -1,6 +1,6 @@
 """Ensembles of finalized (or top) trials: majority vote, probability averaging, stacking.
 
-    result = tl.ensemble("mlp")      # or: tuneloop ensemble mlp
+    result = study.ensemble()        # or: tuneloop ensemble mlp; tuneloop.finalize.ensemble(store, "mlp")
 
 Members are the finalized configurations: for each seed, the K configurations' models trained
 with that seed form one ensemble, compared with the best single configuration (ranked by its
@@ -78,6 +78,12 @@ def ensemble(store: Store, name: str, methods: Sequence[str] = METHODS, top: int
                    f"validation, which also chose them: the gains are optimistic. Run `tuneloop finalize {name}` "
                    f"for figures on the test split.")
     result = _score(groups, methods, split)
+    objectives = record.objectives
+    if objectives.multi:  # the members were chosen on a front; an ensemble's cost is not on one
+        note = (f"{record.name!r} has several objectives ({', '.join(objectives.names)}): ensembles are scored on "
+                f"{result.metric} alone, and an ensemble of {len(labels)} models costs about {len(labels)} times "
+                f"one member's size, latency and training time.")
+        warning = f"{warning} {note}" if warning else note
     result.study, result.members, result.warning = (final or record).name, labels, warning
     return result
 
@@ -130,9 +136,12 @@ def _final_members(store: Store, final: StudyRecord) -> tuple[list[dict[str, Any
 
 def _tuning_members(store: Store, record: StudyRecord, top: int) -> tuple[list[dict[str, Any]], list[str], str]:
     done = [t for t in store.trials(record.id, states=[TrialState.COMPLETED]) if t.value is not None]
-    members = record.mode.sorted(done, key=lambda t: t.value)[:top]
+    objectives = record.objectives  # by the primary objective, among the trials that keep the constraints
+    members = record.mode.sorted([t for t in done if objectives.feasible(t.values)], key=lambda t: t.value)[:top]
     if len(members) < 2:
-        raise TuneloopError(f"{record.name!r} needs at least 2 completed trials to build an ensemble.")
+        raise TuneloopError(f"{record.name!r} needs at least 2 completed trials that keep its constraints to build "
+                            f"an ensemble." if objectives.constraints else
+                            f"{record.name!r} needs at least 2 completed trials to build an ensemble.")
     preds = [_predictions(store, t, "val") for t in members]
     for t, p in zip(members, preds, strict=True):
         if p is None:

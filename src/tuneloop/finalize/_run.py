@@ -1,7 +1,9 @@
 """Finalize: retrain the best configurations over fresh seeds and measure them once on test.
 
-    result = tl.finalize(study, top=3, seeds=5)            # or: tuneloop finalize STUDY
+    result = study.finalize(top=3, seeds=5)                 # or: tuneloop finalize STUDY
     result.configs[0].test                                  # MeanCI over 5 seeds
+    study.finalize(top=1, pick="max val_acc where latency_ms <= 2")   # several objectives: a front member
+    result.configs[0].objectives["latency_ms"]              # every objective on test, MeanCI over seeds
 
 The retraining runs are the trials of a study of their own, ``<study>-final``, linked to the
 tuned one, so they are stored, resumable and shown like any other. Each run gets
@@ -10,11 +12,17 @@ with ``fit_on="train+val"``. With ``epochs="best"`` a configuration trains for t
 that retrospective selection picked while tuning (its median over seeds), since the test split
 cannot pick an epoch. The test split is looked at once: finalizing again with other choices is
 refused unless ``again=True``, which records a second look (``<study>-final-2``).
+
+A study with several objectives finalizes members of its front (``pick="max val_acc where
+latency_ms <= 2"`` chooses which); the final study carries every objective (``val_`` names measured
+as ``test_``) and the constraints, so each objective is reported with its interval over seeds and
+each configuration says whether it kept the constraints on test.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -22,11 +30,12 @@ from typing import TYPE_CHECKING, Any
 from tuneloop._validation import check_one_of, check_positive_int
 from tuneloop.analysis import Difference, MeanCI, mean_ci, welch
 from tuneloop.errors import ConfigError
-from tuneloop.finalize._select import Candidate, top_configs
+from tuneloop.finalize._select import Candidate, Pick, top_configs
+from tuneloop.objectives import Constraint, Judge, Objective, Objectives
 from tuneloop.rounds import chain
 from tuneloop.run import check_retries, executor_spec, executors, launch
 from tuneloop.search import Listed
-from tuneloop.store import Store, StudyRecord, TrialState
+from tuneloop.store import Store, StudyRecord, TrialRecord, TrialState
 
 if TYPE_CHECKING:
     from tuneloop.callbacks import Callback
@@ -49,6 +58,14 @@ class FinalConfig:
     values: list[float] = field(default_factory=list)  # test values, one per seed
     test: MeanCI | None = None
     versus_first: Difference | None = None  # this minus rank 1 on test, Welch's t over seeds
+    objectives: dict[str, MeanCI] = field(default_factory=dict)  # every objective on test, over seeds
+    tuned_objectives: dict[str, MeanCI] = field(default_factory=dict)  # and while tuning (several objectives)
+    feasible: list[bool] = field(default_factory=list)  # per completed run: kept every constraint on test
+
+    @property
+    def kept(self) -> bool | None:
+        """Whether every completed run kept the constraints on test (None: no constraint or no run)."""
+        return all(self.feasible) if self.feasible else None
 
 
 @dataclass
@@ -66,6 +83,10 @@ class FinalResult:
     configs: list[FinalConfig]
     per: str | None = None  # the parameter whose every value was finalized (its best configurations)
     rounds: str = "this"  # "all": chosen among every round of the goal
+    objectives: list[str] = field(default_factory=list)  # the final study's objectives (test names), in order
+    directions: list[str] = field(default_factory=list)
+    constraints: list[str] = field(default_factory=list)  # as on test, e.g. "latency_ms <= 2"
+    pick: str | None = None  # the rule that chose among the front
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,6 +95,15 @@ class FinalResult:
 def test_metric(metric: str) -> str:
     """The final study's objective: ``val_acc`` is measured as ``test_acc``; other names stay."""
     return "test_" + metric[len("val_"):] if metric.startswith("val_") else metric
+
+
+def final_objectives(objectives: Objectives) -> Objectives:
+    """The final study's objectives: the tuned ones, constraints and judge under :func:`test_metric`
+    names (``val_acc`` is measured as ``test_acc``; ``latency_ms`` stays)."""
+    judge = objectives.judged
+    return Objectives(tuple(Objective(test_metric(o.name), o.direction) for o in objectives.items),
+                      tuple(Constraint(test_metric(c.metric), c.op, c.bound) for c in objectives.constraints),
+                      Judge(tuple((test_metric(n), w) for n, w in judge.weights), judge.direction, judge.scalarized))
 
 
 def final_name(study: str, look: int) -> str:
@@ -89,6 +119,7 @@ def finalize(
     epochs: str = "best",
     per: str | None = None,
     rounds: str = "this",
+    pick: Pick | None = None,
     workers: int | None = None,
     executor: Any = None,
     members: int | None = None,
@@ -105,12 +136,23 @@ def finalize(
     ``rounds="all"`` chooses among the completed trials of every round of the study's goal (the same
     trial function and validation split), not this round's alone. Rerunning with the same choices
     resumes or shows the result. ``executor``, ``members``, ``gpus``, ``trials_per_gpu`` and
-    ``max_retries`` work as in :meth:`Study.run`."""
+    ``max_retries`` work as in :meth:`Study.run`.
+
+    Which configurations: with one objective, the best by mean tuning value (a constrained study's
+    feasible ones only: a configuration that broke a constraint in any run is never finalized); with
+    several, the members of the front of configurations, best first by the first objective. ``pick``
+    orders the front instead: a rule such as ``"max val_acc where latency_ms <= 2"`` (the members it
+    keeps, best first; see :mod:`tuneloop.picking`) or a function taking the front (a list of
+    TrialRecords; a configuration repeated over seeds appears once, with its mean values) and
+    returning one of them or a list of them best first. The ``top`` first are retrained. The result
+    reports every objective on test with its interval over seeds (:attr:`FinalConfig.objectives`)
+    and whether each configuration kept the constraints there (:attr:`FinalConfig.feasible`)."""
     check_positive_int(top, "top", "finalize")
     check_positive_int(seeds, "seeds", "finalize")
     check_one_of(fit_on, FIT_ON, "fit_on", "finalize")
     check_one_of(epochs, ("best", "budget"), "epochs", "finalize")
     check_one_of(rounds, ("this", "all"), "rounds", "finalize")
+    pick_text = _pick_text(pick)  # a malformed rule fails before anything is read or run
     workers = workers if workers is not None else study.chosen_workers
     if workers is not None:
         check_positive_int(workers, "workers", "finalize")
@@ -131,9 +173,10 @@ def finalize(
             where[t.id] = source.name
         budgets[source.name] = dict(source.config.get("budget") or {})
     curves = {i: c.get(parent.metric, []) for i, c in store.series([t.id for t in trials], [parent.metric]).items()}
-    chosen = top_configs(trials, parent.mode, top, curves, parent.name, per, where)
+    chosen = top_configs(trials, parent.mode, top, curves, parent.name, per, where, parent.objectives, pick)
     budget = dict(parent.config.get("budget") or study.budget.to_dict())
-    plan = {**_plan(parent, chosen, seeds, fit_on, epochs, budget, budgets), "per": per, "rounds": rounds}
+    plan = {**_plan(parent, chosen, seeds, fit_on, epochs, budget, budgets), "per": per, "rounds": rounds,
+            "pick": pick_text}
     record, _ = _final_study(store, parent, plan, again)
     by_key = {json.dumps(c["params"], sort_keys=True): c for c in plan["configs"]}
     launch(store, record, study.fn, searcher=Listed([c["params"] for c in plan["configs"] for _ in range(seeds)]),
@@ -152,6 +195,21 @@ def latest_final(store: Store, name: str) -> StudyRecord | None:
     return found
 
 
+def _pick_text(pick: Pick | None) -> str | None:
+    """How ``pick`` is stored with the final study (and compared on a rerun): a rule in its parsed
+    form, a function by its name."""
+    from tuneloop.picking import Rule
+
+    if pick is None:
+        return None
+    if callable(pick):
+        return f"function {getattr(pick, '__qualname__', type(pick).__name__)}"
+    if not isinstance(pick, str):
+        raise ConfigError(f"finalize: pick= takes a rule such as 'max val_acc where latency_ms <= 2' or a function "
+                          f"of the front; got {type(pick).__name__}.")
+    return str(Rule.parse(pick))
+
+
 def _plan(parent: StudyRecord, chosen: list[Candidate], seeds: int, fit_on: str, epochs: str,
           budget: dict[str, Any], budgets: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """What this finalize will do, stored with the final study (and compared on a rerun)."""
@@ -161,8 +219,11 @@ def _plan(parent: StudyRecord, chosen: list[Candidate], seeds: int, fit_on: str,
         run_epochs = c.best_step if epochs == "best" and "epochs" in budget and c.best_step else None
         if run_epochs is None and own.get("epochs") != budget.get("epochs"):
             run_epochs = own.get("epochs")
-        configs.append({"rank": c.rank, "params": c.params, "source": c.source, "study": c.study,
-                        "tuned": c.tuned.to_dict(), "budget": {"epochs": run_epochs} if run_epochs else {}})
+        entry = {"rank": c.rank, "params": c.params, "source": c.source, "study": c.study,
+                 "tuned": c.tuned.to_dict(), "budget": {"epochs": run_epochs} if run_epochs else {}}
+        if c.objectives:  # several objectives or constraints: every objective's tuning values
+            entry["objectives"] = {n: ci.to_dict() for n, ci in c.objectives.items()}
+        configs.append(entry)
     return {"kind": "final", "parent": parent.name, "fit_on": fit_on, "seeds": seeds, "epochs": epochs,
             "tuned_metric": parent.metric, "configs": configs}
 
@@ -178,7 +239,8 @@ def _final_study(store: Store, parent: StudyRecord, plan: dict[str, Any], again:
         if not again:
             raise ConfigError(
                 f"{parent.name!r} was already finalized in {latest.name!r} (top {len(latest.config['configs'])}, "
-                f"{latest.config['seeds']} seeds, fit on {latest.config['fit_on']}), so the test split has been "
+                f"{latest.config['seeds']} seeds, fit on {latest.config['fit_on']}"
+                f"{', pick ' + repr(latest.config['pick']) if latest.config.get('pick') else ''}), so the test split has been "
                 f"seen; choosing again by test results would make it a validation split. Repeat those options "
                 f"to show or resume it, or pass --again to record a second look."
             )
@@ -186,6 +248,9 @@ def _final_study(store: Store, parent: StudyRecord, plan: dict[str, Any], again:
     import random
 
     config = {**plan, "seed": random.randrange(2**31), "look": look}
+    objectives = final_objectives(parent.objectives)
+    if objectives != Objectives.of(objectives.primary.name, objectives.primary.direction):
+        config.update(objectives.to_config())  # several objectives or constraints: each final run is judged on all
     record = store.create_study(final_name(parent.name, look), test_metric(parent.metric), parent.mode,
                                 parent.space, config)
     return record, look
@@ -198,6 +263,8 @@ def read_final(store: Store, name: str) -> FinalResult:
         raise ConfigError(f"{name!r} is not a finalize run; its finalize runs are in {final_name(name, 1)!r}.")
     cfg = record.config
     trials = store.trials(record.id)
+    objectives = record.objectives
+    several = objectives.multi or bool(objectives.constraints)
     rows = []
     for c in cfg["configs"]:
         key = json.dumps(c["params"], sort_keys=True)
@@ -209,9 +276,25 @@ def read_final(store: Store, name: str) -> FinalResult:
             tuned=MeanCI(**c["tuned"]),
             epochs=c["budget"].get("epochs"), trials=[t.number for t in done], values=values,
             test=mean_ci(values) if values else None,
+            objectives=_scores(done, objectives.names) if several else {},
+            tuned_objectives={n: MeanCI(**ci) for n, ci in (c.get("objectives") or {}).items()},
+            feasible=[objectives.feasible(t.values) for t in done] if objectives.constraints else [],
         ))
     for row in rows[1:]:
         row.versus_first = welch(rows[0].values, row.values)
     return FinalResult(study=cfg["parent"], final_study=name, metric=record.metric, tuned_metric=cfg["tuned_metric"],
                        mode=record.mode, fit_on=cfg["fit_on"], seeds=cfg["seeds"], look=cfg.get("look", 1),
-                       configs=rows, per=cfg.get("per"), rounds=cfg.get("rounds", "this"))
+                       configs=rows, per=cfg.get("per"), rounds=cfg.get("rounds", "this"),
+                       objectives=objectives.names, directions=[d.value for d in objectives.directions],
+                       constraints=[str(c) for c in objectives.constraints], pick=cfg.get("pick"))
+
+
+def _scores(runs: Sequence[TrialRecord], names: Sequence[str]) -> dict[str, MeanCI]:
+    """Each objective's mean and interval over the runs that reported it finitely."""
+    out = {}
+    for name in names:
+        values = [float(v) for t in runs if isinstance(v := t.values.get(name), (int, float))
+                  and not isinstance(v, bool) and math.isfinite(v)]
+        if values:
+            out[name] = mean_ci(values)
+    return out

@@ -17,6 +17,16 @@ The callback, at the end of each training epoch that ran a validation (never the
 - sets ``trainer.should_stop`` when the scheduler stops the trial, so ``fit`` returns and the trial
   ends *pruned*, not failed.
 
+Each report also holds the cost metrics (``cost_metrics=False`` leaves them out), which a study can
+take as objectives or constraints: ``params_m`` (the module's trainable parameters, in millions),
+``train_time_s`` (seconds of training epochs so far, validation excluded; continued across
+``sha``/``pbt`` checkpoints), ``epoch_time_s`` (the last epoch's) and ``latency_ms`` (milliseconds
+per example of ``pl_module(x)``, eval mode, no gradients, warm, median of several passes, in the
+module's own precision: no autocast), measured once on ``x``, the inputs of the first validation
+batch (at most 256 examples). That needs batches shaped ``(x, y)`` or ``x`` and a module that
+defines ``forward(x)``; otherwise ``latency_ms`` is left out (with a warning when ``forward(x)``
+raises). A value the module logs under one of these names is reported instead of the measured one.
+
 It also logs every per-step value Lightning sends to its loggers (every ``log_every_n_steps``) with
 ``trial.log`` as ``step/<name>``, through a logger added beside the user's own (TensorBoard, CSV...).
 When the scheduler continues trials from checkpoints (``sha``, ``pbt``) it saves the model,
@@ -26,6 +36,7 @@ when the trial starts from one: training goes on from that epoch up to ``max_epo
 
 from __future__ import annotations
 
+import time
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -61,10 +72,11 @@ class TuneloopCallback(pl.Callback):
     log per-step values, and save/restore checkpoints for ``sha`` and ``pbt``.
 
     ``monitor`` names a value the module logs with ``self.log`` (the study's objective, usually):
-    an epoch without it fails the trial with the names that were logged.
+    an epoch without it fails the trial with the names that were logged. ``cost_metrics``: report
+    params_m, train_time_s, epoch_time_s and latency_ms too (see the module's docs).
     """
 
-    def __init__(self, trial: Trial, monitor: str = "val_loss") -> None:
+    def __init__(self, trial: Trial, monitor: str = "val_loss", cost_metrics: bool = True) -> None:
         if not isinstance(monitor, str) or not monitor:
             raise ConfigError(f"The 'monitor' argument of TuneloopCallback must be the name of a logged metric, "
                               f"e.g. 'val_loss'. Got {monitor!r} instead.")
@@ -77,6 +89,15 @@ class TuneloopCallback(pl.Callback):
         self._in_epoch = False  # inside a training epoch's steps...
         self._in_validation = False  # ...and not in a validation: what our logger receives then is per step
         self._validated = False  # a validation (not the sanity check) ran during this epoch
+        from tuneloop.torch._cost import TrainClock
+
+        self.cost_metrics = cost_metrics
+        self._clock = TrainClock()
+        self._validation_s = 0.0  # seconds of validation inside this epoch: not training time
+        self._validation_since: float | None = None
+        self._inputs: Any = None  # the first validation batch's inputs, for latency_ms
+        self._inputs_seen = False
+        self._latency: float | None = None
 
     # -- setting up: our logger beside the user's, the checkpoint read before anything trains
 
@@ -100,25 +121,59 @@ class TuneloopCallback(pl.Callback):
                                   f"TuneloopCallback restores itself; fit was also given ckpt_path="
                                   f"{str(trainer.ckpt_path)!r:.80}. Leave ckpt_path out under these schedulers.")
             _restore(trainer, self._resume, self._configured)
+            from tuneloop.torch._cost import seconds
+
+            self._clock.total = seconds(self._resume.get("train_time_s"))  # the training that led here
             self._resume = None
 
     # -- each epoch
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._in_epoch, self._validated = True, False
+        self._validation_s = 0.0
+        self._clock.start()
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._in_validation = True
+        self._validation_since = time.perf_counter()
+
+    def on_validation_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                                  batch_idx: int, dataloader_idx: int = 0) -> None:
+        if self.cost_metrics and not self._inputs_seen:
+            from tuneloop.torch._cost import first_inputs
+
+            self._inputs_seen = True
+            if type(pl_module).forward is not pl.LightningModule.forward:  # no forward: nothing to time
+                self._inputs = first_inputs(batch)  # None unless (x, y) or x
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._in_validation = False
+        if self._in_epoch and self._validation_since is not None:
+            self._validation_s += time.perf_counter() - self._validation_since
+        self._validation_since = None
         if not trainer.sanity_checking:
             self._validated = True
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._in_epoch = False  # the epoch-level values Lightning logs next are in this report
+        self._clock.stop(pl_module.device, excluded=self._validation_s)
         if self._validated or not trainer.enable_validation:
             self._report(trainer)
+
+    def _costs(self, pl_module: pl.LightningModule) -> dict[str, float]:
+        """params_m, train_time_s, epoch_time_s and (measured at the first report) latency_ms."""
+        from tuneloop.torch._cost import latency_ms, params_m
+
+        if self._latency is None and self._inputs is not None:
+            x, self._inputs = self._inputs.to(pl_module.device), None
+            try:
+                self._latency = latency_ms(pl_module, x)
+            except Exception as exc:  # noqa: BLE001 - a module whose forward is not model(x) still trains
+                warnings.warn(f"TuneloopCallback: latency_ms is not measured: pl_module(x) on the first validation "
+                              f"batch's inputs raised {type(exc).__name__}: {str(exc)[:200]}. Let forward(x) take "
+                              f"those inputs to measure it, or pass cost_metrics=False.", stacklevel=2)
+        out = {"params_m": params_m(pl_module), **self._clock.metrics()}
+        return out if self._latency is None else {**out, "latency_ms": self._latency}
 
     def _report(self, trainer: pl.Trainer) -> None:
         metrics = trainer.callback_metrics
@@ -131,6 +186,8 @@ class TuneloopCallback(pl.Callback):
         stop = False
         if trainer.is_global_zero:
             values = _epoch_values(metrics)
+            if self.cost_metrics:  # what the module logs under these names wins
+                values = {**self._costs(trainer.lightning_module), **values}
             if self.trial.phase == "final":  # the validation loader holds the test split: name it so
                 values = {("test_" + k[4:] if k.startswith("val_") else k): v for k, v in values.items()}
             self.trial.report(trainer.current_epoch + 1, **values)
@@ -143,7 +200,7 @@ class TuneloopCallback(pl.Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self.trial.checkpointing or trainer.current_epoch == 0:
             return
-        state = _plain(_state(trainer, self._configured))
+        state = _plain({**_state(trainer, self._configured), "train_time_s": self._clock.total})
         if trainer.is_global_zero:
             self.trial.save_checkpoint(trainer.current_epoch, state)
 

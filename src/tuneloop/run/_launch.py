@@ -97,7 +97,7 @@ def launch(
     if progress:
         from tuneloop.progress import RichProgress
 
-        bar = RichProgress(study.metric, study.mode, timeout=timeout)
+        bar = RichProgress(study.metric, study.mode, timeout=timeout, objectives=study.objectives)
         callbacks.append(bar)
     driver = Driver(
         store=store, study=study, fn=fn, searcher=searcher, scheduler=scheduler_obj, executor=executor_obj,

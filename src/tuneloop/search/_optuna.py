@@ -28,7 +28,6 @@ _STATES: dict[str, str] = {TrialState.COMPLETED: "COMPLETE", TrialState.PRUNED: 
 
 
 _SINGLE_ONLY = {"CmaEsSampler": "cmaes"}  # Optuna samplers that model one objective only
-_VIOLATIONS = "tuneloop_violations"  # the user attribute a told trial's constraint violations travel in
 _WORST = 1e12  # a constraint whose metric is missing: violated by far (Optuna wants finite numbers)
 
 
@@ -36,8 +35,8 @@ class OptunaSearcher(Searcher):
     """Adapter from any ``optuna.samplers.BaseSampler`` to the Searcher interface.
 
     With several ``objectives`` the in-memory study has one direction each and the sampler is told
-    every objective's value; with constraints, each finished trial carries its violations for the
-    samplers built with a ``constraints_func`` (:func:`violations_of`)."""
+    every objective's value; with constraints, each finished trial carries its violations as Optuna's
+    own per-trial constraints (``Trial.set_constraint``), which TPE, NSGA-II/III and GP model."""
 
     def __init__(self, space: Space, sampler: Any, mode: Direction | str = Direction.MIN,
                  objectives: Objectives | None = None) -> None:
@@ -48,7 +47,7 @@ class OptunaSearcher(Searcher):
         self.sampler = sampler
         direction = Direction.of(mode, "OptunaSearcher")
         self.objectives = objectives if objectives is not None and objectives.multi else None
-        self._constrained = bool(objectives is not None and objectives.constraints)
+        self._constraints = [] if objectives is None else [c.metric for c in objectives.constraints]
         if self.objectives is not None:
             name = type(sampler).__name__
             if name in _SINGLE_ONLY:
@@ -100,12 +99,20 @@ class OptunaSearcher(Searcher):
             for step, v in dict(outcome.curve).items():  # pruned trials are ranked by their last report
                 if math.isfinite(v):
                     token.report(v, step)
-        if self._constrained:
-            token.set_user_attr(_VIOLATIONS, _finite_violations(outcome))
+        for key, violation in self._violations(outcome).items():
+            token.set_constraint(key, violation)
         if state == OptunaState.COMPLETE:
             self._study.tell(token, value)
         else:
             self._study.tell(token, state=state)
+
+    def _violations(self, outcome: Outcome) -> dict[str, float]:
+        """Each constraint's violation by its metric's name, for a trial with a result (Optuna wants
+        finite numbers: a missing metric is violated by far)."""
+        if not self._constraints or outcome.state not in (TrialState.COMPLETED, TrialState.PRUNED):
+            return {}
+        return {key: v if math.isfinite(v) else _WORST
+                for key, v in zip(self._constraints, outcome.violations, strict=False)}
 
     def _value(self, outcome: Outcome) -> float | list[float] | None:
         """What Optuna is told: the objective, or every objective (None when one is missing)."""
@@ -138,15 +145,12 @@ class OptunaSearcher(Searcher):
     def _add(self, outcome: Outcome, state: Any, value: float | list[float] | None,
              attrs: dict[str, Any] | None = None) -> None:
         """A finished trial the sampler did not propose (replayed from the store, or a prior)."""
-        from optuna.samplers._base import _CONSTRAINTS_KEY
         from optuna.trial import TrialState as OptunaState
         from optuna.trial import create_trial
 
         done = state == OptunaState.COMPLETE
-        system = {}
-        if self._constrained and state in (OptunaState.COMPLETE, OptunaState.PRUNED):
-            # where Optuna's after_trial would have put them: a trial added directly never passes through it
-            system[_CONSTRAINTS_KEY] = _finite_violations(outcome)
+        # where Trial.set_constraint puts them (a trial added whole has no Trial to call it on)
+        system = {f"constraints:{key}": v for key, v in self._violations(outcome).items()}
         self._study.add_trial(create_trial(
             state=state,
             value=value if done and not isinstance(value, list) else None,
@@ -160,22 +164,14 @@ class OptunaSearcher(Searcher):
         ))
 
 
-def violations_of(trial: Any) -> list[float]:
-    """Optuna's ``constraints_func``: the violations the searcher attached to a finished trial."""
-    return list(trial.user_attrs.get(_VIOLATIONS, []))
 
 
-def _finite_violations(outcome: Outcome) -> list[float]:
-    return [v if math.isfinite(v) else _WORST for v in outcome.violations]
 
-
-def _optuna_searcher(make_sampler: Callable[..., Any], constrains: bool = False) -> Callable[..., OptunaSearcher]:
-    """A registry factory for one sampler; ``constrains``: it models feasibility (a ``constraints_func``)."""
+def _optuna_searcher(make_sampler: Callable[..., Any]) -> Callable[..., OptunaSearcher]:
+    """A registry factory for one sampler."""
 
     def factory(options: dict[str, Any], space: Space, seed: int | None = None, mode: Direction | str = Direction.MIN,
                 objectives: Objectives | None = None, **_: Any) -> OptunaSearcher:
-        if constrains and objectives is not None and objectives.constraints:
-            options = {"constraints_func": violations_of, **options}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ExperimentalWarning for some samplers
             sampler = make_sampler(seed=seed, space=space, **options)
@@ -236,8 +232,8 @@ def _cmaes(seed: int | None, space: Space, **options: Any) -> Any:
 
 searchers.register("random", OptunaSearcher)(_optuna_searcher(_random))
 searchers.register("sobol", OptunaSearcher)(_optuna_searcher(_sobol))
-searchers.register("tpe", OptunaSearcher)(_optuna_searcher(_tpe, constrains=True))
-searchers.register("gp", OptunaSearcher)(_optuna_searcher(_gp, constrains=True))
-searchers.register("nsga2", OptunaSearcher)(_optuna_searcher(_nsga2, constrains=True))
-searchers.register("nsga3", OptunaSearcher)(_optuna_searcher(_nsga3, constrains=True))
+searchers.register("tpe", OptunaSearcher)(_optuna_searcher(_tpe))
+searchers.register("gp", OptunaSearcher)(_optuna_searcher(_gp))
+searchers.register("nsga2", OptunaSearcher)(_optuna_searcher(_nsga2))
+searchers.register("nsga3", OptunaSearcher)(_optuna_searcher(_nsga3))
 searchers.register("cmaes", OptunaSearcher)(_optuna_searcher(_cmaes))

@@ -9,6 +9,10 @@ The reported result is the best validation epoch (retrospective checkpoint selec
 ``result.model`` holds that epoch's weights. Each epoch reports train_loss, val_loss (and
 val_acc for classification); every ``log_every`` steps it logs ``step/train_loss`` and
 ``step/lr``, and every ``inspect_every`` steps the Inspector's histograms and health numbers.
+Each epoch's report also holds the cost metrics (``cost_metrics=False`` leaves them out):
+``params_m`` (trainable parameters, millions), ``train_time_s`` (seconds of training so far,
+evaluation excluded), ``epoch_time_s`` (the last epoch's) and ``latency_ms`` (inference time per
+example on a held-out batch, measured once after the first epoch); see :mod:`tuneloop.torch._cost`.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import torch
 from torch import nn
 
 from tuneloop._validation import check_one_of, check_positive_int
+from tuneloop.torch._cost import COST_METRICS, TrainClock, latency_ms, params_m, seconds
 from tuneloop.torch._data import Batches, batches
 from tuneloop.torch._inspect import Inspector
 
@@ -125,6 +130,7 @@ def fit(
     inspect_every: int = 200,
     slices: Any = None,
     predictions: bool = True,
+    cost_metrics: bool = True,
 ) -> FitResult:
     """Train ``model`` on ``train`` and select the best epoch on ``val``.
 
@@ -136,6 +142,10 @@ def fit(
     class) for per-slice metrics of the best epoch. ``inspect_every=0`` turns the Inspector off.
     ``predictions``: save the selected epoch's outputs on ``val`` with the trial (for ensembles).
     ``init_scale`` multiplies the initial weights (not the biases).
+    ``cost_metrics``: report ``params_m``, ``train_time_s``, ``epoch_time_s`` and ``latency_ms``
+    every epoch (latency is measured once, after the first epoch, on up to 256 examples of ``val``);
+    in ``result.metrics`` they are the whole run's (what training cost), beside the selected epoch's
+    other metrics.
 
     Under the population executor (``executor="population"``) this call does not train at once:
     it joins the other trials' ``fit`` calls and trains with them in one vectorized pass
@@ -167,7 +177,9 @@ def fit(
     horizon = _horizon(trial, train_batches.per_epoch, total)
     opt = make_optimizer(optimizer, net.parameters(), lr, weight_decay, momentum, betas, eps)
     sched = make_schedule(schedule, opt, horizon, warmup, "max" if classify else "min")
-    first_epoch, step = _resume(trial, net, opt, sched, lr, weight_decay, momentum)
+    first_epoch, step, trained_s = _resume(trial, net, opt, sched, lr, weight_decay, momentum)
+    clock = TrainClock(trained_s)
+    cost = {"params_m": params_m(net)} if cost_metrics else None
     autocast, scaler = _mixed_precision(dev, amp)
     inspector = Inspector(net, trial, inspect_every)
     select = f"{prefix}acc" if classify else f"{prefix}loss"
@@ -180,6 +192,7 @@ def fit(
     for epoch in range(first_epoch, n_epochs + 1):
         net.train()
         total_loss, seen, diverged = 0.0, 0, False
+        clock.start()
         for x, y in train_batches.epoch(epoch):
             if step >= total:
                 break
@@ -206,11 +219,18 @@ def fit(
             total_loss += value * len(y)
             seen += len(y)
             step += 1
+        clock.stop(dev)
         if diverged:
             metrics = {"train_loss": math.nan, f"{prefix}loss": math.nan, **({select: math.nan} if classify else {})}
         else:
             metrics = {"train_loss": total_loss / max(seen, 1),
                        **evaluate(net, val_batches, loss_fn, classify, prefix=prefix)}
+        if cost is not None:
+            if epoch == first_epoch:  # the architecture's latency, not the weights': once is enough
+                held_out = next(iter(val_batches.epoch(0)), None)
+                if held_out is not None:
+                    cost["latency_ms"] = latency_ms(net, held_out[0])
+            metrics.update(cost, **clock.metrics())
         history.append({"epoch": float(epoch), **metrics})
         if trial is not None:
             trial.report(epoch, **metrics)
@@ -233,7 +253,14 @@ def fit(
     if best[3] is not None:
         net.load_state_dict(best[3])
     finish(trial, net, best[1], classify, slices, predictions, prefix, val_batches, seed)
-    return FitResult(net, best[1], dict(best[2]), history, stopped_early=stopped)
+    return FitResult(net, best[1], run_costs(best[2], history), history, stopped_early=stopped)
+
+
+def run_costs(selected: dict[str, float], history: list[dict[str, float]]) -> dict[str, float]:
+    """The selected epoch's metrics with the cost metrics of the last epoch: what the run cost,
+    not what it had cost when the selected epoch ended."""
+    last = history[-1] if history else {}
+    return {**selected, **{k: last[k] for k in COST_METRICS if k in last}}
 
 
 def build_model(model: nn.Module | Callable[[], nn.Module], dev: torch.device, init_scale: float) -> nn.Module:
@@ -250,9 +277,13 @@ def build_model(model: nn.Module | Callable[[], nn.Module], dev: torch.device, i
 
 def save_checkpoint(trial: Any, history: list[dict[str, float]], model: dict[str, Any], optimizer: dict[str, Any],
                     step: int, rng: torch.Tensor) -> None:
-    """The last epoch's state, so a scheduler can continue training from it."""
+    """The last epoch's state, so a scheduler can continue training from it (and the training time
+    so far, so a continued run's ``train_time_s`` counts the whole training)."""
     epoch = int(history[-1]["epoch"])
-    trial.save_checkpoint(epoch, {"model": model, "optimizer": optimizer, "epoch": epoch, "step": step, "rng": rng})
+    state = {"model": model, "optimizer": optimizer, "epoch": epoch, "step": step, "rng": rng}
+    if "train_time_s" in history[-1]:
+        state["train_time_s"] = float(history[-1]["train_time_s"])
+    trial.save_checkpoint(epoch, state)
 
 
 def finish(trial: Any, net: nn.Module, epoch: int, classify: bool, slices: Any, predictions: bool, prefix: str,
@@ -286,12 +317,13 @@ def _horizon(trial: Any, per_epoch: int, total: int) -> int:
 
 
 def _resume(trial: Any, net: nn.Module, opt: torch.optim.Optimizer, sched: Any, lr: float, weight_decay: float,
-            momentum: float | None) -> tuple[int, int]:
+            momentum: float | None) -> tuple[int, int, float]:
     """Load the checkpoint the trial starts from (if any): weights, optimizer state and random state,
-    then this trial's own hyperparameters (PBT may have changed them); return (first epoch, step)."""
+    then this trial's own hyperparameters (PBT may have changed them); return (first epoch, step,
+    seconds trained before)."""
     found = trial.load_checkpoint() if trial is not None and hasattr(trial, "load_checkpoint") else None
     if found is None:
-        return 1, 0
+        return 1, 0, 0.0
     state = _checked_state(found[1])
     net.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
@@ -312,7 +344,7 @@ def _resume(trial: Any, net: nn.Module, opt: torch.optim.Optimizer, sched: Any, 
         for group in opt.param_groups:
             group["lr"] = lr
     torch.set_rng_state(state["rng"])
-    return int(state["epoch"]) + 1, int(state["step"])
+    return int(state["epoch"]) + 1, int(state["step"]), seconds(state.get("train_time_s"))
 
 
 def _checked_state(state: Any) -> dict[str, Any]:

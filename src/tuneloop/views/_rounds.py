@@ -8,6 +8,7 @@ from typing import Any
 
 from tuneloop.analysis import MeanCI, mean_ci
 from tuneloop.store import Store, StudyRecord, TrialState
+from tuneloop.views._front import best as best_trial
 
 
 def rounds_view(store: Store, record: StudyRecord) -> dict[str, Any]:
@@ -65,7 +66,8 @@ def round_rows(store: Store, name: str) -> list[RoundRow]:
         record = store.require_study(r.study)
         trials = store.trials(record.id)
         done = [t.value for t in trials if t.state == TrialState.COMPLETED and t.value is not None]
-        best = (max if record.mode == "max" else min)(done) if done else None
+        leader = best_trial(record.objectives, trials)  # feasible: never one breaking a constraint
+        best = None if leader is None else leader.value
         final = latest_final(store, r.study)
         test = None
         if final is not None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 from tuneloop.analysis import band, history, importance, param_effects, seed_groups
 from tuneloop.export import strict_json
 from tuneloop.store import Store, StudyRecord, TrialRecord, TrialState
+from tuneloop.views._front import best as best_trial
+from tuneloop.views._front import feasibility, objectives_view, ranked
 from tuneloop.views._rounds import final_view, rounds_view
 from tuneloop.views._trial import trial_row
 
@@ -19,45 +21,46 @@ TOP_CURVES = 10  # learning curves shown by default: the best trials
 def study_view(store: Store, name: str) -> dict[str, Any]:
     """One study: its trials and the data of every study plot."""
     record = store.require_study(name)
+    objectives = record.objectives  # a StorageError when the stored ones are malformed (a forged database)
     trials = store.trials(record.id)
     done = [t for t in trials if t.state == TrialState.COMPLETED and t.value is not None and math.isfinite(t.value)]
-    best = sorted(done, key=_value, reverse=record.mode == "max")[:TOP_CURVES]
+    best = ranked(objectives, trials)[:TOP_CURVES]  # feasible trials first
+    top = best_trial(objectives, trials)
     groups = seed_groups(trials)
     ids = {t.id for t in best} | {i for g in groups for i in g["ids"]}
     curves = store.series(sorted(ids), names=[record.metric]) if ids else {}
     for g in groups:
         g["band"] = band([curves.get(i, {}).get(record.metric, []) for i in g.pop("ids")])
+    key = _key(store, record, done)
+    steps = history(trials, record.mode, objectives)  # the best so far counts feasible trials only
     return strict_json({
         "study": {"name": record.name, "metric": record.metric, "mode": record.mode,
                   "seed": record.config.get("seed"), "space": record.space.to_json(),
-                  "best": best[0].number if best else None},
-        "trials": [trial_row(t) for t in trials],
-        "history": history(trials, record.mode),
-        "effects": param_effects(record.space, trials, record.mode),
-        "importance": _importance(store, record, trials, done),
+                  "best": top.number if top else None},
+        **objectives_view(record, trials, _key(store, record, trials)),
+        "trials": [{**trial_row(t), **feasibility(objectives, t)} for t in trials],
+        "history": steps,
+        "effects": param_effects(record.space, trials, record.mode, objectives),  # "best trials": feasible ones first
+        "importance": _importance(store, record, trials, done, key),
         # the best trials first (a list: JavaScript would reorder number-like keys)
         "curves": [{"number": t.number, "points": curves.get(t.id, {}).get(record.metric, [])} for t in best],
         "groups": groups,
-        "checks": _checks_view(store, record, done),
+        "checks": _checks_view(store, record, done, top),
         "rounds": rounds_view(store, record),
         "final": final_view(store, record),
     })
 
 
-def _value(trial: TrialRecord) -> float:
-    """The value of a completed trial (the callers keep only those with one)."""
-    return cast(float, trial.value)
-
-
-def _checks_view(store: Store, record: StudyRecord, done: Sequence[TrialRecord]) -> dict[str, Any]:
+def _checks_view(store: Store, record: StudyRecord, done: Sequence[TrialRecord],
+                 top: TrialRecord | None) -> dict[str, Any]:
     """The latest check ladder and baselines, and how far the study's best is above the best baseline."""
     found = store.latest_checks(record.id)
     scores = found["baselines"]
     found["versus"] = None
-    if scores and done:
+    if scores and done and top is not None and top.value is not None:
         lower_is_better = (found["metric"] or "").endswith("mse")
         name, score = (min if lower_is_better else max)(scores.items(), key=lambda kv: kv[1])
-        best = (min if record.mode == "min" else max)(_value(t) for t in done)
+        best = top.value  # the best feasible trial's
         found["versus"] = {"baseline": name, "baseline_score": score, "study_best": best, "margin": best - score}
     return found
 
@@ -65,10 +68,15 @@ def _checks_view(store: Store, record: StudyRecord, done: Sequence[TrialRecord])
 _IMPORTANCE: dict[tuple[str, int, int, float], dict[str, float]] = {}
 
 
+def _key(store: Store, record: StudyRecord, trials: Sequence[TrialRecord]) -> tuple[str, int, int, float]:
+    """What changes when the study's finished trials do: the page polls, the costly panels are
+    recomputed only then."""
+    return store.url, record.id, len(trials), max((t.finished_at or 0.0 for t in trials), default=0.0)
+
+
 def _importance(store: Store, record: StudyRecord, trials: Sequence[TrialRecord],
-                done: Sequence[TrialRecord]) -> dict[str, float]:
+                done: Sequence[TrialRecord], key: tuple[str, int, int, float]) -> dict[str, float]:
     """fANOVA importance, recomputed only when the completed trials change (the page polls)."""
-    key = (store.url, record.id, len(done), max((t.finished_at or 0.0 for t in done), default=0.0))
     if key not in _IMPORTANCE:
         if len(_IMPORTANCE) > 64:
             _IMPORTANCE.clear()

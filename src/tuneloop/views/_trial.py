@@ -15,6 +15,7 @@ from tuneloop.analysis import CurveSummary, direction_of, summarize_curve
 from tuneloop.errors import ConfigError, NotFound
 from tuneloop.export import strict_json
 from tuneloop.store import AlertRecord, HistogramRecord, SampleRecord, SliceRecord, Store, StudyRecord, TrialRecord
+from tuneloop.views._front import trial_objectives_view
 
 SYSTEM = "sys/"  # system metrics (CPU, memory, GPU; run/_system.py): drawn apart from the training curves
 
@@ -106,9 +107,11 @@ def trial_view(store: Store, name: str, number: int, *, inline_images: bool = Fa
             else:
                 item["url"] = _image_data(file) if inline_images else _artifact_url(s.path, file)
         samples.append(item)
+    front_of = store.trials(record.id, states=["completed"]) if record.objectives.multi else None
     return strict_json({
         "study": {"name": record.name, "metric": record.metric, "mode": record.mode},
         "trial": {**trial_row(t), "error": t.error, "lineage": data.lineage, "attrs": t.attrs},
+        **trial_objectives_view(record, t, front_of),
         "curves": {n: c for n, c in data.curves.items() if not n.startswith(SYSTEM) or n == record.metric},
         "system": {n: c for n, c in data.curves.items() if n.startswith(SYSTEM) and n != record.metric},
         "histograms": hist,

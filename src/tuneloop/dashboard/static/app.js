@@ -38,13 +38,21 @@ const tuneloop = (() => {
   }
   // Plots are drawn once their element is in the page, so they take its full width.
   const pending = [];
-  function plot(div, traces, layout = {}) {
+  // click(point): called with the clicked point (its customdata: a trial number); attached once Plotly drew the plot
+  function plot(div, traces, layout = {}, click = null) {
     const base = { margin: { t: 36, r: 12, b: 40, l: 56 }, height: 300, legend: { orientation: "h" } };
     const args = [div, escapeAll(traces), escapeAll(Object.assign(base, layout)), { displaylogo: false, responsive: true }];
-    if (div.isConnected) Plotly.react(...args); else pending.push(args);
+    if (click) div.tlClick = click;
+    if (div.isConnected) draw(args); else pending.push(args);
     return div;
   }
-  function flushPlots() { while (pending.length) { const a = pending.shift(); if (a[0].isConnected) Plotly.react(...a); } }
+  function draw(args) {
+    const div = args[0];
+    Plotly.react(...args).then(() => {
+      if (div.tlClick && !div.tlClickOn) { div.tlClickOn = true; div.on("plotly_click", (ev) => ev.points.length && div.tlClick(ev.points[0])); }
+    });
+  }
+  function flushPlots() { while (pending.length) { const a = pending.shift(); if (a[0].isConnected) draw(a); } }
   const plotDiv = (cls = "plot") => el("div", { class: cls });
   const section = (title, ...kids) => el("section", {}, el("h2", { text: title }), ...kids);
 
@@ -73,10 +81,67 @@ const tuneloop = (() => {
   const row = (cells, keys = null, cls = null) =>
     ({ cells, keys: (keys ?? cells).map((k) => k instanceof Node ? k.textContent : k), cls });
 
+  // -- objectives: one or several, and constraints -------------------------------------------------
+  const objectiveText = (objs) => objs.map((o) => `${o.direction} ${o.name}`).join(", ");
+  const constraintText = (c) => `${c.metric} ${c.op} ${fmt(c.bound)}`;
+  const paramText = (params) => Object.entries(params).map(([k, v]) => `${k}=${fmt(v)}`).join(", ");
+  const num = (v) => typeof v === "number" && Number.isFinite(v);
+  // a trial's feasibility as a cell: "yes", or the constraints it breaks; "-" before it completes
+  const feasibleCell = (t) => t.feasible == null ? "-" : t.feasible ? el("span", { class: "feasible yes", text: "yes" })
+    : el("span", { class: "feasible no", text: `no: breaks ${t.broken.join(", ")}` });
+
+  // A multi-objective study's front (2 objectives: a scatter with the front as a staircase; 3 or more:
+  // parallel coordinates with the front in red) and its hypervolume over time. A click opens the trial.
+  function frontSections(data, s, report) {
+    const objs = data.objectives || [], out = [];
+    if (objs.length < 2) return out;
+    const open = report ? null : (p) => { if (p.customdata != null) location.href = `/study/${enc(s.name)}/trial/${enc(p.customdata)}`; };
+    const done = data.trials.filter((t) => t.state === "completed" && objs.every((o) => num(t.values[o.name])));
+    const onFront = new Set(data.front);
+    const front = data.front.map((n) => done.find((t) => t.number === n)).filter(Boolean);
+    const feasible = done.filter((t) => t.feasible !== false && !onFront.has(t.number));
+    const infeasible = done.filter((t) => t.feasible === false);
+    const label = (o) => `${o.name} (${o.direction})`;
+    let chart;
+    if (objs.length === 2) {
+      const [a, b] = objs;
+      const group = (ts, extra) => Object.assign({ x: ts.map((t) => t.values[a.name]), y: ts.map((t) => t.values[b.name]),
+        mode: "markers", customdata: ts.map((t) => t.number), hoverinfo: "x+y+text",
+        text: ts.map((t) => `#${t.number}` + (t.feasible === false ? ` · breaks ${t.broken.join(", ")}` : "")) }, extra);
+      // the staircase bounding what the front dominates: across then up/down when the first objective is minimized
+      const line = front.slice().sort((p, q) => p.values[a.name] - q.values[a.name]);
+      chart = plot(plotDiv("plot front-plot"), [
+        group(feasible, { name: "feasible", marker: { color: "#1f77b4", size: 8, opacity: 0.75 } }),
+        group(infeasible, { name: "infeasible", marker: { color: "#9e9e9e", size: 9, symbol: "circle-open", line: { width: 1.5 } } }),
+        group(line, { name: "Pareto front", mode: "lines+markers", line: { shape: a.direction === "min" ? "hv" : "vh", color: "#d62728" },
+          marker: { color: "#d62728", size: 11, symbol: "diamond" } })],
+        { height: 420, hovermode: "closest", xaxis: { title: { text: label(a) } }, yaxis: { title: { text: label(b) } } }, open);
+    } else {  // drawn in this order, so the front lies on top
+      const order = [...infeasible, ...feasible, ...front];
+      chart = plot(plotDiv("plot front-plot"), [{ type: "parcoords",
+        dimensions: objs.map((o) => ({ label: label(o), values: order.map((t) => t.values[o.name]) })),
+        line: { color: order.map((t) => onFront.has(t.number) ? 2 : t.feasible === false ? 0 : 1), cmin: 0, cmax: 2,
+          colorscale: [[0, "#d9d9d9"], [0.5, "#9ecae1"], [1, "#d62728"]] } }], { height: 380 });
+    }
+    const link = (n) => report ? n : el("a", { href: `/study/${enc(s.name)}/trial/${enc(n)}`, text: String(n) });
+    const members = table(["#", ...objs.map(label), "params"], front.map((t) => row(
+      [link(t.number), ...objs.map((o) => t.values[o.name]), paramText(t.params)],
+      [t.number, ...objs.map((o) => t.values[o.name]), null])), { id: "front" });
+    const key = objs.length === 2 ? "red: the front; blue: feasible; hollow grey: infeasible" : "red: the front; blue: feasible; grey: infeasible";
+    out.push(section(`Pareto front: ${front.length} of ${done.length} completed trials (${key}${report || objs.length > 2 ? "" : "; click a point to open its trial"})`,
+      chart, el("div", { class: "scroll" }, members)));
+    const hv = data.hypervolume;
+    if (hv) out.push(section(`Hypervolume over finished trials (reference point: ${objs.map((o, i) => `${o.name} ${fmt(hv.reference[i])}`).join(", ")})`,
+      plot(plotDiv("plot hypervolume"), [{ x: hv.points.map((p) => p[0]), y: hv.points.map((p) => p[1]), customdata: hv.numbers,
+        text: hv.numbers.map((n) => `#${n}`), hoverinfo: "x+y+text", mode: "lines+markers", line: { shape: "hv" }, name: "hypervolume" }],
+        { xaxis: { title: { text: "trials finished" } }, yaxis: { title: { text: "hypervolume" }, rangemode: "tozero" } }, open)));
+    return out;
+  }
+
   // -- pages -----------------------------------------------------------------------------------
   function studiesPage(app, data) {
     const rows = data.studies.map((s) => row(
-      [el("a", { href: `/study/${enc(s.name)}`, text: s.name }), `${s.mode} ${s.metric}`, s.n_trials,
+      [el("a", { href: `/study/${enc(s.name)}`, text: s.name }), objectiveText(s.objectives || [{ name: s.metric, direction: s.mode }]), s.n_trials,
        Object.entries(s.counts).map(([k, n]) => `${n} ${k}`).join(", "), s.best, ago(s.last_activity)],
       [s.name, s.metric, s.n_trials, null, s.best, s.last_activity]));
     app.replaceChildren(el("h1", { text: "Studies" }),
@@ -86,8 +151,11 @@ const tuneloop = (() => {
 
   function studyPage(app, data, { report = false } = {}) {
     const s = data.study;
+    const objs = data.objectives || [], cons = data.constraints || [], multi = objs.length > 1;
+    const what = multi || cons.length ? objectiveText(objs) + (cons.length ? ` subject to ${cons.map(constraintText).join(", ")}` : "")
+      + (multi ? ` · schedulers judge ${data.judge}` : "") : `${s.mode} ${s.metric}`;
     const parts = [el("h1", {}, document.createTextNode("Study "), el("span", { class: "name", text: s.name })),
-      el("p", { class: "meta" }, document.createTextNode(`${s.mode} ${s.metric} · ${data.trials.length} trials · seed ${fmt(s.seed)}`),
+      el("p", { class: "meta" }, document.createTextNode(`${what} · ${data.trials.length} trials · seed ${fmt(s.seed)}`),
         ...(report ? [] : [document.createTextNode(" · "), el("a", { id: "analysis-link", href: `/study/${enc(s.name)}/analysis`, text: "analysis" })]))];
     const r = data.rounds, link = (name) => report ? el("span", { text: name }) : el("a", { href: `/study/${enc(name)}`, text: name });
     if (r.items.length > 1 || (r.roles && (r.roles.scientific.length || Object.keys(r.roles.fixed).length))) {
@@ -124,18 +192,24 @@ const tuneloop = (() => {
     const devices = new Set(data.trials.map((t) => t.device)).size > 1;  // pinned to several GPUs: which one each
     const drawTable = () => {
       const keep = data.trials.filter((t) => filter.value === "all" || t.state === filter.value);
-      holder.replaceChildren(table(["", "#", "state", s.metric, "duration", "params", ...(devices ? ["device"] : [])], keep.map((t) => row([
+      // one column per objective (several) or the study's value (one); feasibility when there are constraints
+      const valueColumns = multi ? objs.map((o) => o.name) : [s.metric];
+      const valuesOf = (t) => multi ? objs.map((o) => t.values[o.name]) : [t.value];
+      const feasibility = cons.length ? ["feasible"] : [];
+      holder.replaceChildren(table(["", "#", "state", ...valueColumns, ...feasibility, "duration", "params", ...(devices ? ["device"] : [])], keep.map((t) => row([
         report ? "" : el("input", { type: "checkbox", "data-number": t.number, ...(picked.has(String(t.number)) ? { checked: "" } : {}),
           onchange: (ev) => { ev.target.checked ? picked.add(String(t.number)) : picked.delete(String(t.number)); drawCurves(); } }),
         report ? t.number : el("a", { href: `/study/${enc(s.name)}/trial/${enc(t.number)}`, text: String(t.number) }),
-        el("span", { class: `state ${t.state}`, text: t.state }), t.value, t.duration == null ? null : `${t.duration.toFixed(1)}s`,
-        Object.entries(t.params).map(([k, v]) => `${k}=${fmt(v)}`).join(", "), ...(devices ? [t.device] : [])],
-        [null, t.number, t.state, t.value, t.duration, null, ...(devices ? [t.device] : [])])), { id: "trials" }));
+        el("span", { class: `state ${t.state}`, text: t.state }), ...valuesOf(t), ...(cons.length ? [feasibleCell(t)] : []),
+        t.duration == null ? null : `${t.duration.toFixed(1)}s`, paramText(t.params), ...(devices ? [t.device] : [])],
+        [null, t.number, t.state, ...valuesOf(t), ...(cons.length ? [t.feasible == null ? null : t.feasible ? 0 : 1] : []),
+          t.duration, null, ...(devices ? [t.device] : [])], t.feasible === false ? "infeasible" : null)), { id: "trials" }));
     };
     filter.addEventListener("change", drawTable);
     drawTable();
     const compare = report ? null : el("button", { id: "compare", text: "compare checked", onclick: () => {
       const n = [...picked].slice(0, 5); if (n.length >= 2) location.href = `/study/${enc(s.name)}/compare?trials=${n.join(",")}`; } });
+    parts.push(...frontSections(data, s, report));
     parts.push(section("Trials", el("div", { class: "bar" }, el("label", { text: "state " }), filter, compare),
       el("div", { class: "scroll" }, holder)));
     if (data.checks.checks.length || Object.keys(data.checks.baselines).length) {
@@ -165,6 +239,7 @@ const tuneloop = (() => {
         return { label: String(e.name), values: vals.map((v) => v == null ? NaN : (e.log ? Math.log10(v) : v)) };
       });
       dims.push({ label: String(s.metric), values: done.map((t) => t.value) });
+      for (const o of objs.slice(1)) dims.push({ label: String(o.name), values: done.map((t) => num(t.values[o.name]) ? t.values[o.name] : NaN) });
       parts.push(section("Parallel coordinates", plot(plotDiv(), [{ type: "parcoords", dimensions: dims,
         line: { color: done.map((t) => t.value), colorscale: "Viridis", reversescale: s.mode === "min" } }], { height: 360 })));
     }
@@ -213,10 +288,19 @@ const tuneloop = (() => {
   }
 
   function trialPage(app, data) {
-    const t = data.trial, s = data.study;
+    const t = data.trial, s = data.study, objs = data.objectives || [], cons = data.constraints || [];
     const parts = [el("h1", {}, document.createTextNode("Trial " + t.number + " of "),
       el("a", { href: boot.data ? null : `/study/${enc(s.name)}`, class: "name", text: s.name })),
-      el("p", { class: "meta", text: `${t.state} · ${s.metric} = ${fmt(t.value)} · seed ${t.seed} · attempt ${t.attempt}` })];
+      el("p", { class: "meta", text: `${t.state} · ${objs.length > 1 ? objs.map((o) => `${o.name} = ${fmt(o.value)}`).join(", ")
+        : `${s.metric} = ${fmt(t.value)}`} · seed ${t.seed} · attempt ${t.attempt}` })];
+    if (objs.length > 1 || cons.length) {  // every objective, each constraint with the trial's value, and its verdict
+      if (data.feasible != null) parts.push(el("p", { class: "meta", id: "feasibility", text: (data.feasible ? "feasible"
+        : `infeasible: breaks ${data.broken.join(", ")}`) + (data.on_front ? " · on the Pareto front" : "") }));
+      parts.push(section("Objectives", table(["objective", "direction", "value"], objs.map((o) => row([o.name, o.direction, o.value])),
+        { id: "objectives", sortable: false })));
+      if (cons.length) parts.push(section("Constraints", table(["constraint", "value", "kept"], cons.map((c) => row([constraintText(c), c.value,
+        el("span", { class: c.kept ? "feasible yes" : "feasible no", text: c.kept ? "yes" : "no" })])), { id: "constraints", sortable: false })));
+    }
     const lin = t.lineage;  // a trial that sha or pbt continued from another's checkpoint
     if (lin) parts.push(el("p", { class: "meta", id: "lineage" }, document.createTextNode(
       `member ${lin.member} · generation ${lin.generation} · ${lin.event}` + (lin.parent == null ? "" : " from trial ")),

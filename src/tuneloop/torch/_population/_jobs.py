@@ -71,6 +71,8 @@ class Member:
     final_row: torch.Tensor | None = None
     best_row: torch.Tensor | None = None
     reported: bool = False
+    trained_s: float = 0.0  # seconds trained before this run (a checkpoint's): train_time_s counts them
+    cost: dict[str, float] | None = None  # params_m and latency_ms, measured on this member's own model
 
     @property
     def select(self) -> str:
@@ -126,7 +128,7 @@ def prepare(job: int, a: dict[str, Any], fingerprints: dict[Any, Any], pad: bool
     opt = make_optimizer(a["optimizer"], net.parameters(), a["lr"], a["weight_decay"], a["momentum"], a["betas"],
                          a["eps"])
     sched = make_schedule(a["schedule"], opt, horizon, a["warmup"], "max" if classify else "min")
-    first_epoch, step = _resume(trial, net, opt, sched, a["lr"], a["weight_decay"], a["momentum"])
+    first_epoch, step, trained_s = _resume(trial, net, opt, sched, a["lr"], a["weight_decay"], a["momentum"])
     if trial is not None and classify:
         _log_init_loss(net, train, loss_fn, trial)  # in train mode: dropout draws from the seeded stream
     rng = torch.get_rng_state()
@@ -136,7 +138,7 @@ def prepare(job: int, a: dict[str, Any], fingerprints: dict[Any, Any], pad: bool
            _fingerprint(a["val"], val, fingerprints), loss_key, str(dev), a["amp"], first_epoch, step, final)
     return Member(job, a, trial, net, opt, sched, train, val, classify, final,
                    f"{getattr(trial, 'heldout', 'val')}_", total, math.ceil(total / train.per_epoch), horizon,
-                   first_epoch, step, rng, key)
+                   first_epoch, step, rng, key, trained_s=trained_s)
 
 def _source_key(source: Any) -> Any:
     return tuple(id(part) for part in source) if isinstance(source, (tuple, list)) else id(source)

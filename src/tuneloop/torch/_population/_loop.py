@@ -9,7 +9,8 @@ from typing import Any, cast
 import torch
 
 from tuneloop.errors import ConfigError
-from tuneloop.torch._fit import FitResult, _mixed_precision, finish, save_checkpoint
+from tuneloop.torch._cost import LATENCY_BATCH, TrainClock, latency_ms, params_m
+from tuneloop.torch._fit import FitResult, _mixed_precision, finish, run_costs, save_checkpoint
 from tuneloop.torch._population._jobs import Member, fit_defaults, prepare
 from tuneloop.torch._population._memory import fitting_members, peak_memory_mb
 from tuneloop.torch._population._state import Population
@@ -89,10 +90,12 @@ def _train(members: list[Member], results: list[Any], **options: Any) -> None:
     per_epoch, size = first.train.per_epoch, first.args["batch_size"]
     start_members = len(members)
     epoch = first.first_epoch
+    clock = TrainClock()  # the population's wall time: every member trained during all of it
     while pop.members:
         orders = torch.stack([m.train.order(epoch) for m in pop.members])
         loss_sum = torch.zeros(len(pop.members), dtype=torch.float64, device=dev)
         seen = [0] * len(pop.members)
+        clock.start()
         for i in range(per_epoch):
             for j, m in enumerate(pop.members):
                 if m.frozen is None and m.step >= m.total:
@@ -131,8 +134,9 @@ def _train(members: list[Member], results: list[Any], **options: Any) -> None:
             for j in bad:
                 pop.members[j].diverged = True
                 pop.freeze(j)
+        clock.stop(dev)
         pop.thaw()
-        _end_epoch(pop, epoch, loss_sum.tolist(), seen, results, start_members)
+        _end_epoch(pop, epoch, loss_sum.tolist(), seen, results, start_members, clock)
         epoch += 1
 
 def _one_cycle_hyper(pop: Population) -> None:
@@ -159,7 +163,7 @@ def _quiet_step(sched: Any, *args: Any) -> None:
         sched.step(*args)
 
 def _end_epoch(pop: Population, epoch: int, loss_sums: list[float], seen: list[int], results: list[Any],
-               start_members: int) -> None:
+               start_members: int, clock: TrainClock) -> None:
     """Report each member's epoch, select and stop as ``fit`` does; members that ended leave."""
     evaluated = pop.evaluate()
     leaving = []
@@ -170,6 +174,8 @@ def _end_epoch(pop: Population, epoch: int, loss_sums: list[float], seen: list[i
                        **({m.select: math.nan} if m.classify else {})}
         else:
             metrics = {"train_loss": loss_sums[j] / max(seen[j], 1), **evaluated[j]}
+        if m.args["cost_metrics"]:
+            metrics.update(_member_cost(m), train_time_s=m.trained_s + clock.total, epoch_time_s=clock.last or 0.0)
         m.history.append({"epoch": float(epoch), **metrics})
         if m.trial is not None:
             m.trial.report(epoch, **metrics)
@@ -226,4 +232,12 @@ def _leave(pop: Population, j: int, results: list[Any], start_members: int) -> N
     outputs = None if kept is None else (kept[j].cpu(), m.val.y.cpu())
     finish(trial, m.net, m.best[1], m.classify, m.args["slices"], m.args["predictions"], m.prefix, m.val,
            m.args["seed"], outputs)
-    results[m.job] = FitResult(m.net, m.best[1], dict(m.best[2]), m.history, stopped_early=m.stopped)
+    results[m.job] = FitResult(m.net, m.best[1], run_costs(m.best[2], m.history), m.history, stopped_early=m.stopped)
+
+
+def _member_cost(m: Member) -> dict[str, float]:
+    """params_m and latency_ms of the member's own model (its architecture at its width; latency does
+    not depend on the weights, so the model ``prepare`` built times it), measured once."""
+    if m.cost is None:
+        m.cost = {"params_m": params_m(m.net), "latency_ms": latency_ms(m.net, m.val.x[:LATENCY_BATCH])}
+    return m.cost

@@ -1,0 +1,84 @@
+"""The screenshot of a two-objective study's Pareto front in docs/images/multi-objective-front.png.
+
+Regenerate it (Debian's chromium and Playwright, as the browser tests use them):
+
+    python tests/support/screenshot_front.py              # writes docs/images/multi-objective-front.png
+    python tests/support/screenshot_front.py out.png      # or anywhere else
+
+It runs a 60-trial random search trading val_acc (max) against latency_ms (min) with latency_ms <= 3 into a
+temporary store, serves the dashboard on it and photographs the study page's front and hypervolume.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # trial_functions: the worker processes import it by name
+
+import trial_functions as tf  # noqa: E402
+
+import tuneloop as tl  # noqa: E402
+
+OUT = HERE.parents[1] / "docs" / "images" / "multi-objective-front.png"
+
+
+@contextlib.contextmanager
+def serve_dashboard(storage: str) -> Iterator[str]:
+    """The dashboard over ``storage`` on a free local port; yields its URL."""
+    import uvicorn
+
+    from tuneloop.dashboard import create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(storage), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the dashboard server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def main(out: Path = OUT) -> Path:
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory() as folder:
+        storage = f"sqlite:///{folder}/tuneloop.db"
+        tl.Study("accuracy-vs-latency", tl.Space(width=tl.Float(0.0, 1.0), padding=tl.Float(0.0, 1.0)),
+                 tf.accuracy_latency, objectives={"val_acc": "max", "latency_ms": "min"},
+                 constraints={"latency_ms": ("<=", 3.0)}, storage=storage, searcher="random").run(n_trials=60, seed=0)
+        with serve_dashboard(storage) as url, sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                        args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": 1100, "height": 900}, device_scale_factor=1.5)
+            page.goto(f"{url}/study/accuracy-vs-latency")
+            page.wait_for_selector("body[data-loaded=true]", timeout=30_000)
+            page.wait_for_selector(".front-plot .main-svg", timeout=30_000)
+            page.wait_for_timeout(500)  # Plotly's last layout pass
+            box = page.locator(".front-plot").bounding_box()
+            section = page.locator("section", has=page.locator(".front-plot")).bounding_box()
+            assert box is not None and section is not None
+            page.screenshot(path=str(out), clip={"x": section["x"], "y": section["y"], "width": section["width"],
+                                                 "height": box["y"] + box["height"] - section["y"]})
+            browser.close()
+    return out
+
+
+if __name__ == "__main__":
+    print(main(Path(sys.argv[1]) if len(sys.argv) > 1 else OUT))
