@@ -138,6 +138,7 @@ def test_a_study_stored_before_objectives_reads_its_metric_and_mode():
     {"objectives": [[HOSTILE + "\n" + "y" * 10_000, "up"]]},
     {"objectives": [["a", "max"], ["a", "min"]]}, {"objectives": [[1, "max"]]}, {"objectives": [[None, "max"]]},
     {"objectives": [["acc", "max"]], "constraints": [["acc", "<=", 1], ["acc", ">=", 0]]},
+    {"objectives": [["other", "max"], ["acc", "max"]]}, {"objectives": [["acc", "min"]]},  # not the metric, mode columns
 ])
 def test_a_malformed_stored_config_is_a_one_line_storage_error(config):
     """The database may come from anyone: whatever it holds, reading the objectives is a StorageError
@@ -316,7 +317,7 @@ def test_judge_scores_one_metric_or_a_weighted_sum_with_higher_better():
 
 def test_describe_lists_objectives_and_constraints():
     o = Objectives.of(objectives={"acc": "max", "ms": "min"}, constraints={"mb": ("<=", 1.5)})
-    assert o.describe() == "acc (max), ms (min); subject to mb <= 1.5"
+    assert o.describe() == "max acc, min ms; subject to mb <= 1.5"
     assert o.metrics == ["acc", "ms", "mb"] and o.multi and o.primary.name == "acc"
 
 

@@ -25,7 +25,6 @@ import json
 import math
 from typing import Any
 
-from tuneloop.objectives import Objectives
 from tuneloop.store import Store, TrialState
 
 FORMAT = "tuneloop.study/1"
@@ -53,7 +52,7 @@ def study_data(store: Store, name: str, *, with_metrics: bool = True) -> dict[st
         "format": FORMAT,
         "study": {"name": record.name, "metric": record.metric, "mode": record.mode.value,
                   "seed": record.config.get("seed"), "budget": record.config.get("budget", {}),
-                  "created_at": record.created_at, **objectives_data(objectives)},
+                  "created_at": record.created_at, **objectives.to_json()},
         "space": record.space.to_json(),
         "trials": [{
             "number": t.number, "state": t.state.value, "params": t.params, "seed": t.seed, "value": t.value,
@@ -65,17 +64,6 @@ def study_data(store: Store, name: str, *, with_metrics: bool = True) -> dict[st
             "metrics": {k: [[s, v] for s, v in pts] for k, pts in series.get(t.id, {}).items()},
         } for t in trials],
     })
-
-
-def objectives_data(objectives: Objectives) -> dict[str, Any]:
-    """A study's objectives, constraints and ``prune_on`` (as ``Study(prune_on=)`` takes it: a name,
-    or a dict of objective -> weight) as the export shows them."""
-    judge = objectives.judged
-    return {
-        "objectives": [{"name": o.name, "direction": o.direction.value} for o in objectives.items],
-        "constraints": [{"metric": c.metric, "op": c.op, "bound": c.bound} for c in objectives.constraints],
-        "prune_on": {n: abs(w) for n, w in judge.weights} if judge.scalarized else judge.names[0],
-    }
 
 
 def to_json(data: dict[str, Any]) -> str:

@@ -52,7 +52,7 @@ class Objective:
     direction: Direction
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.direction})"
+        return f"{_cut(self.name)} ({self.direction})"
 
 
 @dataclass(frozen=True)
@@ -66,13 +66,13 @@ class Constraint:
     def violation(self, values: Mapping[str, Any]) -> float:
         """How far ``values`` break it: 0 or less when kept (Optuna's ``constraints_func`` convention),
         infinity when the metric is missing or not a finite number."""
-        value = _finite(values.get(self.metric))
+        value = finite(values.get(self.metric))
         if value is None:
             return math.inf
         return value - self.bound if self.op == "<=" else self.bound - value
 
     def __str__(self) -> str:
-        return f"{self.metric} {self.op} {self.bound:g}"
+        return f"{_cut(self.metric)} {self.op} {self.bound:g}"
 
 
 @dataclass(frozen=True)
@@ -90,22 +90,22 @@ class Judge:
 
     def score(self, metrics: Mapping[str, Any]) -> float | None:
         """The judged number for a report or a trial's final values; None when a metric it needs is
-        not there (that report is not judged). A non-finite metric gives a non-finite score."""
-        if not self.scalarized:
-            value = metrics.get(self.weights[0][0])
-            return None if value is None else float(value)
+        not there or not a number (that report is not judged: stored values may come from anyone). A
+        NaN or infinite metric gives a non-finite score."""
         total = 0.0
         for name, weight in self.weights:
             value = metrics.get(name)
-            if value is None:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
                 return None
+            if not self.scalarized:
+                return float(value)
             total += weight * float(value)
         return total
 
     def __str__(self) -> str:
         if not self.scalarized:
-            return f"{self.weights[0][0]} ({self.direction})"
-        terms = " ".join(f"{'-' if w < 0 else '+'} {abs(w):g}·{n}" for n, w in self.weights).lstrip("+ ")
+            return f"{_cut(self.weights[0][0])} ({self.direction})"
+        terms = " ".join(f"{'-' if w < 0 else '+'} {abs(w):g}·{_cut(n)}" for n, w in self.weights).lstrip("+ ")
         return f"{terms} (higher is better)"
 
 
@@ -137,8 +137,8 @@ class Objectives:
                                   f"objective is the study's metric).")
             if not isinstance(objectives, Mapping) or not objectives:
                 raise ConfigError(f"{owner}: objectives= takes a dict of metric name -> 'min' or 'max', e.g. "
-                                  f"{{'val_acc': 'max', 'latency_ms': 'min'}}; got {_short(objectives)}.")
-            items = tuple(Objective(_name(name, owner, "objectives"), Direction.of(d, owner, f"objectives[{_short(name)}]"))
+                                  f"{{'val_acc': 'max', 'latency_ms': 'min'}}; got {short(objectives)}.")
+            items = tuple(Objective(_name(name, owner, "objectives"), Direction.of(d, owner, f"objectives[{short(name)}]"))
                           for name, d in objectives.items())
         else:
             if metric is None or mode is None:
@@ -180,7 +180,7 @@ class Objectives:
 
     def vector(self, values: Mapping[str, Any]) -> tuple[float, ...] | None:
         """The objectives' values in order; None when one is missing or not finite."""
-        out = tuple(_finite(values.get(name)) for name in self.names)
+        out = tuple(finite(values.get(name)) for name in self.names)
         return None if any(v is None for v in out) else out  # type: ignore[return-value]
 
     def violations(self, values: Mapping[str, Any]) -> tuple[float, ...]:
@@ -213,23 +213,26 @@ class Objectives:
     def ranked(self, trials: Iterable[S]) -> list[S]:
         """Completed trials best first: feasible ones before infeasible ones (those by how far they
         break their constraints); among feasible ones, by Pareto layer (the front first), then by the
-        primary objective."""
+        primary objective. With one objective the layers are the values themselves: a plain sort."""
         done = self.completed(trials)
         feasible = [t for t in done if self.feasible(t.values)]
         infeasible = sorted((t for t in done if not self.feasible(t.values)),
                             key=lambda t: sum(max(v, 0.0) for v in self.violations(t.values)))
-        layer = layers([self.loss(t.values) for t in feasible])  # type: ignore[misc]
-        sign = self.primary.direction.sign
-        order = sorted(range(len(feasible)), key=lambda i: (layer[i], sign * self.vector(feasible[i].values)[0]))  # type: ignore[index]
+        losses = [self.loss(t.values) for t in feasible]
+        layer = layers(losses) if self.multi else [0] * len(feasible)  # type: ignore[arg-type]
+        order = sorted(range(len(feasible)), key=lambda i: (layer[i], losses[i][0]))  # type: ignore[index]
         return [feasible[i] for i in order] + infeasible
 
     def best(self, trials: Iterable[S]) -> S | None:
         """The feasible completed trial with the best primary objective; None when there is none."""
-        ranked = [t for t in self.ranked(trials) if self.feasible(t.values)]
-        if not ranked:
+        pool = [t for t in self.completed(trials) if self.feasible(t.values)]
+        if not pool:
             return None
-        sign = self.primary.direction.sign
-        return min(ranked, key=lambda t: sign * self.vector(t.values)[0])  # type: ignore[index]
+        return min(pool, key=lambda t: self.loss(t.values)[0])  # type: ignore[index]
+
+    def front_sorted(self, trials: Iterable[S]) -> list[S]:
+        """The front best first: by the first objective, then the next ones (one order for every page)."""
+        return sorted(self.front(trials), key=lambda t: self.loss(t.values))  # type: ignore[arg-type,return-value]
 
     def hypervolume(self, trials: Iterable[S], reference: Sequence[float]) -> float:
         """The volume the feasible completed trials dominate up to ``reference`` (a point in the
@@ -275,16 +278,30 @@ class Objectives:
                 prune_on = dict(_pairs(prune_on))
             if objectives is None:
                 return cls.of(metric, mode, None, constraints, prune_on, what)
-            return cls.of(None, None, objectives, constraints, prune_on, what)
+            result = cls.of(None, None, objectives, constraints, prune_on, what)
+            if (result.primary.name, result.primary.direction) != (metric, Direction.of(mode, what)):
+                raise ValueError(f"the first objective {result.primary} is not the study's metric and mode "
+                                 f"({short(metric)}, {mode})")
+            return result
         except (ConfigError, TypeError, ValueError) as e:
             raise ValueError(f"the objectives stored for {what} are malformed ({e})") from None
 
     def describe(self) -> str:
-        """One line: the objectives, constraints and judge, as the CLI prints them."""
-        text = ", ".join(str(o) for o in self.items)
+        """One line, as the CLI and messages say it: ``max val_acc, min latency_ms; subject to latency_ms <= 2``."""
+        text = ", ".join(f"{o.direction.value} {_cut(o.name)}" for o in self.items)
         if self.constraints:
             text += "; subject to " + ", ".join(str(c) for c in self.constraints)
         return text
+
+    def to_json(self) -> dict[str, Any]:
+        """What views, exports and ``--json`` show: the objectives, constraints and ``prune_on`` (as
+        ``Study(prune_on=)`` takes it: a name, or a dict of objective -> weight)."""
+        judge = self.judged
+        return {
+            "objectives": [{"name": o.name, "direction": o.direction.value} for o in self.items],
+            "constraints": [{"metric": c.metric, "op": c.op, "bound": c.bound} for c in self.constraints],
+            "prune_on": {n: abs(w) for n, w in judge.weights} if judge.scalarized else judge.names[0],
+        }
 
 
 # -- Pareto fronts and hypervolume, on points to minimize ------------------------------------------
@@ -293,34 +310,83 @@ def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
     return all(x <= y for x, y in zip(a, b, strict=True)) and any(x < y for x, y in zip(a, b, strict=True))
 
 
-def pareto_indices(points: Sequence[Sequence[float]]) -> list[int]:
-    """Indices of the points no other point dominates, in order (duplicates all kept)."""
+def _dominators(p: Any, rows: Any = None, chunk: int = 1024) -> Any:
+    """For each point of ``p`` (minimizing), how many of ``rows`` (default: all of ``p``) dominate it;
+    in row chunks, so 10,000 points need megabytes, not the n x n matrix at once."""
     import numpy as np
 
-    if not points:
+    rows = p if rows is None else rows
+    count = np.zeros(len(p), dtype=np.int64)
+    for start in range(0, len(rows), chunk):
+        r = rows[start:start + chunk][:, None, :]
+        count += ((r <= p[None, :, :]).all(axis=2) & (r < p[None, :, :]).any(axis=2)).sum(axis=0)
+    return count
+
+
+def pareto_indices(points: Sequence[Sequence[float]]) -> list[int]:
+    """Indices of the points no other point dominates, in order (duplicates all kept). Swept in
+    lexicographic order, where no later point can dominate an earlier one, so each point is compared
+    with the front found so far only: fast while fronts are small, as they are."""
+    import numpy as np
+
+    if not len(points):
         return []
     p = np.asarray(points, dtype=float)
+    order = np.lexsort(p.T[::-1])
+    front = np.empty((0, p.shape[1]))
     keep = []
-    for i in range(len(p)):
-        no_worse = (p <= p[i]).all(axis=1)
-        better = (p < p[i]).any(axis=1)
-        if not (no_worse & better).any():
-            keep.append(i)
-    return keep
+    for i in order:
+        q = p[i]
+        if not ((front <= q).all(axis=1) & (front < q).any(axis=1)).any():
+            front = np.vstack([front, q])
+            keep.append(int(i))
+    return sorted(keep)
 
 
 def layers(points: Sequence[Sequence[float]]) -> list[int]:
-    """Each point's non-domination layer: 0 for the front, 1 for the front once it is removed..."""
-    layer = [-1] * len(points)
-    left = list(range(len(points)))
-    depth = 0
-    while left:
-        front = pareto_indices([points[i] for i in left])
-        for j in front:
-            layer[left[j]] = depth
-        chosen = {left[j] for j in front}
-        left = [i for i in left if i not in chosen]
-        depth += 1
+    """Each point's non-domination layer: 0 for the front, 1 for the front once it is removed...
+    Two objectives: one sweep in sorted order with a binary search per point (O(n log n)); more: Deb's
+    fast non-dominated sort, its dominance counts taken in chunks."""
+    import numpy as np
+
+    if not len(points):
+        return []
+    p = np.asarray(points, dtype=float)
+    if p.shape[1] == 2:
+        return _layers_2d(p)
+    count = _dominators(p)
+    layer = np.full(len(p), -1, dtype=np.int64)
+    current, depth = np.flatnonzero(count == 0), 0
+    while current.size:
+        layer[current] = depth
+        count -= _dominators(p, p[current])
+        count[current] = -1  # placed: never picked again
+        current, depth = np.flatnonzero(count == 0), depth + 1
+    return [int(v) for v in layer]
+
+
+def _layers_2d(p: Any) -> list[int]:
+    """Layers of 2-D points: in order of x (then y), each layer's lowest y so far (with its x) is all
+    that can dominate a later point; those lowest y rise from layer to layer, so a binary search finds
+    the first layer that does not dominate the point."""
+    import bisect
+
+    import numpy as np
+
+    lowest: list[tuple[float, float]] = []  # per layer: (lowest y, the x it came with)
+    ys: list[float] = []
+    layer = [0] * len(p)
+    for i in np.lexsort((p[:, 1], p[:, 0])):
+        x, y = float(p[i, 0]), float(p[i, 1])
+        k = bisect.bisect_left(ys, y)  # layers whose lowest y is below y dominate the point
+        while k < len(ys) and ys[k] == y and lowest[k][1] < x:
+            k += 1  # an equal y with a smaller x dominates too
+        layer[int(i)] = k
+        if k == len(ys):
+            ys.append(y)
+            lowest.append((y, x))
+        elif y < ys[k] or (y == ys[k] and x < lowest[k][1]):
+            ys[k], lowest[k] = y, (y, x)
     return layer
 
 
@@ -338,18 +404,29 @@ def hypervolume(points: Sequence[Sequence[float]], reference: Sequence[float]) -
 
 
 def hypervolume_history(objectives: Objectives, trials: Sequence[S], reference: Sequence[float],
-                        order: Callable[[S], Any] | None = None) -> list[float]:
-    """The hypervolume after each trial (in ``order``, by default as given): how the front grew."""
+                        order: Callable[[S], Any] | None = None, at: Sequence[int] | None = None) -> list[float]:
+    """The hypervolume after each trial (in ``order``, by default as given): how the front grew. With
+    ``at`` (ascending indices), only after those trials: a long study's page draws a hundred points, not
+    one per trial. The front is kept as it grows and measured again only when it changed (each
+    measurement is a full WFG, seconds for a large 3-objective front)."""
+    import numpy as np
+
     seq = sorted(trials, key=order) if order is not None else list(trials)
     ref = [o.direction.sign * float(r) for o, r in zip(objectives.items, reference, strict=True)]
+    wanted = set(range(len(seq))) if at is None else set(at)
+    front = np.empty((0, len(ref)))
     out: list[float] = []
-    front: list[tuple[float, ...]] = []
-    for t in seq:
-        if _state(t) == "completed" and objectives.feasible(t.values):
-            point = objectives.loss(t.values)
-            if point is not None and not any(dominates(f, point) or tuple(f) == point for f in front):
-                front = [f for f in front if not dominates(point, f)] + [point]
-        out.append(hypervolume(front, ref) if front else 0.0)
+    last, changed = 0.0, False
+    for i, t in enumerate(seq):
+        point = objectives.loss(t.values) if _state(t) == "completed" and objectives.feasible(t.values) else None
+        if point is not None and not (front <= np.asarray(point)).all(axis=1).any():  # neither dominated nor a repeat
+            p = np.asarray(point)
+            front = np.vstack([front[~((p <= front).all(axis=1) & (p < front).any(axis=1))], p])
+            changed = True
+        if i in wanted:
+            if changed:
+                last, changed = hypervolume(front.tolist(), ref), False
+            out.append(last)
     return out
 
 
@@ -360,14 +437,14 @@ def _constraints(value: Any, owner: str) -> tuple[Constraint, ...]:
     example = "{'latency_ms': ('<=', 2.0), 'params_m': ('<=', 1.0)}"
     if not isinstance(value, Mapping):
         raise ConfigError(f"{owner}: constraints= takes a dict of metric -> ('<=' or '>=', bound), e.g. {example}; "
-                          f"got {_short(value)}.")
+                          f"got {short(value)}.")
     out = []
     for metric, rule in value.items():
         name = _name(metric, owner, "constraints")
         if (not isinstance(rule, (tuple, list)) or len(rule) != 2 or rule[0] not in _OPS
-                or _finite(rule[1]) is None or isinstance(rule[1], bool)):
-            raise ConfigError(f"{owner}: constraints[{_short(name)}] must be ('<=', bound) or ('>=', bound) with a "
-                              f"finite number, e.g. {example}; got {_short(rule)}.")
+                or finite(rule[1]) is None or isinstance(rule[1], bool)):
+            raise ConfigError(f"{owner}: constraints[{short(name)}] must be ('<=', bound) or ('>=', bound) with a "
+                              f"finite number, e.g. {example}; got {short(rule)}.")
         out.append(Constraint(name, str(rule[0]), float(rule[1])))
     return tuple(out)
 
@@ -376,26 +453,26 @@ def _judge(value: Any, objectives: Objectives, owner: str) -> Judge | None:
     if value is None:
         return None
     names = objectives.names
-    listed = ", ".join(_short(n) for n in names)  # stored or hostile names: quoted, cut, one line
+    listed = ", ".join(short(n) for n in names)  # stored or hostile names: quoted, cut, one line
     if isinstance(value, str):
         name = _name(value, owner, "prune_on")
         match = [o for o in objectives.items if o.name == name]
         if not match:
-            raise ConfigError(f"{owner}: prune_on={_short(name)} is not an objective; name one of {listed} "
-                              f"(or weights over them, e.g. {{{_short(names[0])}: 1.0}}).")
+            raise ConfigError(f"{owner}: prune_on={short(name)} is not an objective; name one of {listed} "
+                              f"(or weights over them, e.g. {{{short(names[0])}: 1.0}}).")
         return Judge(((name, 1.0),), match[0].direction)
     if not isinstance(value, Mapping) or not value:
         raise ConfigError(f"{owner}: prune_on= takes an objective's name or a dict of objective -> weight, e.g. "
-                          f"{{{_short(names[0])}: 1.0}}; got {_short(value)}.")
+                          f"{{{short(names[0])}: 1.0}}; got {short(value)}.")
     weights = []
     for name, weight in value.items():
         match = [o for o in objectives.items if o.name == name]
         if not match:
-            raise ConfigError(f"{owner}: prune_on weighs {_short(name)}, which is not an objective; weigh "
+            raise ConfigError(f"{owner}: prune_on weighs {short(name)}, which is not an objective; weigh "
                               f"{listed}.")
-        if isinstance(weight, bool) or _finite(weight) is None or float(weight) <= 0:
-            raise ConfigError(f"{owner}: prune_on[{_short(name)}] must be a positive number (how much that objective "
-                              f"counts; its direction is the objective's own); got {_short(weight)}.")
+        if isinstance(weight, bool) or finite(weight) is None or float(weight) <= 0:
+            raise ConfigError(f"{owner}: prune_on[{short(name)}] must be a positive number (how much that objective "
+                              f"counts; its direction is the objective's own); got {short(weight)}.")
         weights.append((str(name), -match[0].direction.sign * float(weight)))  # higher is better
     return Judge(tuple(weights), Direction.MAX, scalarized=True)
 
@@ -420,7 +497,9 @@ def _pairs(value: Any) -> list[tuple[str, Any]]:
     return [(p[0], p[1]) for p in value]
 
 
-def _finite(value: Any) -> float | None:
+def finite(value: Any) -> float | None:
+    """``value`` as a float when it is a finite number (not a bool, string or NaN); else None. Stored
+    values may come from anyone, so every reading of a metric goes through it."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value) if math.isfinite(value) else None
@@ -431,7 +510,12 @@ def _state(trial: Any) -> str:
     return str(getattr(state, "value", state))
 
 
-def _short(value: Any) -> str:
+def _cut(name: str) -> str:
+    """A name as messages show it: at most 80 characters."""
+    return name if len(name) <= 80 else name[:77] + "..."
+
+
+def short(value: Any) -> str:
     """``repr(value)`` cut to 80 characters: a message stays one readable line whatever a name holds."""
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
@@ -444,4 +528,4 @@ class _Shown:
         self.value = value
 
     def __repr__(self) -> str:
-        return _short(self.value)
+        return short(self.value)

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from tuneloop.direction import Direction
 from tuneloop.errors import ConfigError, TuneloopError
-from tuneloop.objectives import Scored
+from tuneloop.objectives import Scored, finite, short
 
 S = TypeVar("S", bound=Scored)
 
@@ -62,10 +62,8 @@ class Rule:
     def keeps(self, values: dict[str, Any]) -> bool:
         """Whether ``values`` meet every condition (a metric they lack meets none)."""
         for metric, op, bound in self.conditions:
-            value = values.get(metric)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                return False
-            if not _OPS[op](float(value), bound):
+            value = finite(values.get(metric))
+            if value is None or not _OPS[op](value, bound):
                 return False
         return True
 
@@ -79,7 +77,8 @@ def pick_all(front: Sequence[S], rule: str | Callable[[list[S]], Any], name: str
     A TuneloopError saying why when it keeps none."""
     members = list(front)
     if not members:
-        raise TuneloopError(f"Study {name!r} has no feasible completed trial, so no front to pick from; run it first.")
+        raise TuneloopError(f"Study {short(name)} has no feasible completed trial, so no front to pick from; run it "
+                            f"first.")
     if callable(rule):
         chosen = rule(list(members))
         chosen = list(chosen) if isinstance(chosen, (list, tuple)) else [chosen]
@@ -92,12 +91,12 @@ def pick_all(front: Sequence[S], rule: str | Callable[[list[S]], Any], name: str
     known = {k for m in members for k in m.values}
     for metric in [parsed.metric, *(c[0] for c in parsed.conditions)]:
         if metric not in known:
-            raise ConfigError(f"The pick rule names {metric[:80]!r}, which no front member reported; its metrics are "
-                              f"{', '.join(sorted(known)[:12])}.")
-    kept = [m for m in members if parsed.keeps(m.values) and _finite(m.values.get(parsed.metric))]
+            raise ConfigError(f"The pick rule names {short(metric)}, which no front member reported; its metrics are "
+                              f"{', '.join(short(k) for k in sorted(known)[:12])}.")
+    kept = [m for m in members if parsed.keeps(m.values) and finite(m.values.get(parsed.metric)) is not None]
     if not kept:
-        raise TuneloopError(f"No member of the front of {name!r} meets {parsed}; {len(members)} front members, "
-                            f"none within those bounds: loosen them (tuneloop best {name} lists the front).")
+        raise TuneloopError(f"No member of the front of {short(name)} meets {parsed}; {len(members)} front members, "
+                            f"none within those bounds: loosen them (tuneloop best STUDY lists the front).")
     return parsed.direction.sorted(kept, key=lambda m: float(m.values[parsed.metric]))
 
 
@@ -114,5 +113,3 @@ def _number(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _finite(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)

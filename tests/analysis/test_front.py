@@ -94,3 +94,17 @@ def test_the_best_so_far_skips_trials_that_break_a_constraint():
     data = study([point(0.6, 1.0), point(0.9, 5.0), point(0.7, 1.5)], constraints={"latency_ms": ("<=", 2.0)})
     assert history(data.trials, "max")["best"] == [0.6, 0.9, 0.9]  # without objectives: as before
     assert history(data.trials, "max", data.record.objectives)["best"] == [0.6, 0.6, 0.7]
+
+
+def test_the_cheap_end_of_a_front_is_never_an_outlier_to_cut_but_broken_constraints_are():
+    """With one objective a trial far worse than the median is 'very bad' and refine cuts its region;
+    with several, the low-accuracy, low-latency end of the front is a trade-off, not a failure."""
+    from tuneloop.analysis._refine import infeasible
+
+    cheap = [point(0.2, 0.01 * k) for k in range(1, 4)]
+    accurate = [point(0.9 + 0.001 * k, 1.0 + k) for k in range(12)]
+    data = study(cheap + accurate)
+    assert infeasible(data.trials, "max") == data.trials[:3]  # one objective: the cheap three are outliers
+    assert infeasible(data.trials, "max", data.record.objectives) == []  # a front: none is
+    broken = study(cheap + accurate, constraints={"latency_ms": ("<=", 5.0)})
+    assert infeasible(broken.trials, "max", broken.record.objectives) == broken.trials[8:]  # latency 6 to 12

@@ -41,6 +41,19 @@ def test_successive_halving_promotes_the_best_third_from_their_checkpoints(stora
             assert lin["info"]["budget"] == {"epochs": epochs, "schedule_epochs": 9}
 
 
+@pytest.mark.parametrize("prune_on", ["w", None])
+def test_successive_halving_promotes_by_what_the_study_judges(storage, prune_on):
+    """With several objectives a planner ranks each rung by the judged metric (prune_on), not by the
+    first objective: judging w (min), the three smallest steps go on; judging score (max), the largest."""
+    tl.Study("mo", SPACE, tf.stepper, objectives={"score": "max", "w": "min"}, prune_on=prune_on,
+             budget={"epochs": 9}, storage=storage, searcher="random",
+             scheduler={"name": "sha", "reduction_factor": 3}).run(seed=0)
+    rows = lineage(storage, "mo")
+    rung0 = sorted(t.params["lr"] for t, lin in rows.values() if lin["generation"] == 0)
+    promoted = {t.params["lr"] for t, lin in rows.values() if lin["generation"] == 1}
+    assert promoted == set(rung0[:3] if prune_on == "w" else rung0[-3:])
+
+
 def test_pbt_exploits_better_checkpoints_and_perturbs_within_bounds(storage):
     summary = study(storage, {"name": "pbt", "population": 4, "interval": 3}, epochs=12).run(seed=0)
     assert summary.finished_total == 4 * 4

@@ -205,3 +205,9 @@ def test_ask_tell_with_two_objectives(storage):
     assert again.objectives == study.objectives
     assert [t.number for t in again.front] == [t.number for t in study.front]
     assert all(t.values["ms"] <= 3.0 for t in again.front) and again.best.values["ms"] <= 3.0
+    bounded = tl.Study("bounded", tl.Space(x=tl.Float(0.0, 1.0)), metric="acc", mode="max",
+                       constraints={"mb": ("<=", 1.0)}, storage=storage)
+    trial = bounded.ask()
+    with pytest.raises(tl.ConfigError, match="needs its constrained metric 'mb'"):  # refused before it is stored
+        bounded.tell(trial, {"acc": 0.5})
+    assert bounded.tell(trial, {"acc": 0.5, "mb": 0.5}).state == "completed"

@@ -54,11 +54,7 @@ class StudyData:
 
 
 def ranked(record: StudyRecord, trials: Sequence[TrialRecord]) -> list[TrialRecord]:
-    objectives = record.objectives
-    if objectives.multi or objectives.constraints:
-        return objectives.ranked(trials)
-    return record.mode.sorted((t for t in trials if t.state == TrialState.COMPLETED and t.value is not None),
-                              key=lambda t: t.value)
+    return record.objectives.ranked(trials)
 
 
 def load(store: Store, name: str) -> StudyData:
@@ -112,20 +108,23 @@ def check_boundaries(data: StudyData) -> Finding:
 # -- 3. infeasible trials ---------------------------------------------------------------------
 def check_infeasible(data: StudyData) -> Finding:
     finished = [t for t in data.trials if t.state in (TrialState.COMPLETED, TrialState.FAILED, TrialState.DIVERGED)]
-    bad = infeasible(finished, data.record.mode)
+    objectives = data.record.objectives
+    bad = infeasible(finished, data.record.mode, objectives)
     if not finished:
         return Finding("infeasible", "info", "No finished trials yet.")
     share = len(bad) / len(finished)
     if not bad:
         return Finding("infeasible", "ok", f"No failed, diverged or very bad trials among {len(finished)}.")
-    outliers = sum(t.state == TrialState.COMPLETED for t in bad)
-    regions = infeasible_regions(data.record.space, data.trials, data.record.mode)
+    broke = sum(t.state == TrialState.COMPLETED and not objectives.feasible(t.values) for t in bad)
+    outliers = sum(t.state == TrialState.COMPLETED for t in bad) - broke
+    regions = infeasible_regions(data.record.space, data.trials, data.record.mode, objectives)
     rows = [{"parameter": r.name, "region": f"{r.side} {r.cut:.3g}", "infeasible": r.infeasible,
              "feasible there": r.feasible} for r in regions]
     where = [f"{r.name} {r.side} {r.cut:.3g}" for r in regions]
     verdict = "problem" if share > 0.5 else "warn"
     summary = f"{len(bad)} of {len(finished)} trials ({share:.0%}) failed, diverged" + (
-        f" or were very bad ({outliers} more than 3 interquartile ranges worse than the median)" if outliers else "")
+        f" or were very bad ({outliers} more than 3 interquartile ranges worse than the median)" if outliers else "") + (
+        f" or broke a constraint ({broke})" if broke else "")
     summary += f"; they sit {' and '.join(where)}." if where else ", spread over the space (no region explains them)."
     if where:
         rec = f"Shrink or reparameterize: cut {where[0]} from the range (tuneloop refine cuts it)."

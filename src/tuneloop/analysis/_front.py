@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuneloop.analysis._findings import Finding
 from tuneloop.analysis._study import _all_params
-from tuneloop.objectives import Objectives, hypervolume_history
+from tuneloop.objectives import Objectives, finite, hypervolume_history
 from tuneloop.space import Choice
 from tuneloop.store import TrialRecord, TrialState
 
@@ -136,9 +136,7 @@ def _effect(better: list[str], worse: list[str]) -> str:
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
+    return finite(value)
 
 
 # -- which constraint broke most? ---------------------------------------------------------------
@@ -154,6 +152,7 @@ def check_constraints(data: StudyData) -> Finding:
     rows: list[dict[str, Any]] = [
         {"constraint": str(c), "broken by": counts.get(str(c), 0), "share": counts.get(str(c), 0) / len(done),
          "worst": _worst(c, done)} for c in objectives.constraints]
+    metric_of = {str(c): c.metric for c in objectives.constraints}
     rows.sort(key=lambda r: -r["broken by"])
     if not broken:
         return Finding("constraints", "ok", f"All {len(done)} completed trials kept "
@@ -161,9 +160,9 @@ def check_constraints(data: StudyData) -> Finding:
     share = len(broken) / len(done)
     top = rows[0]
     summary = (f"{len(broken)} of {len(done)} completed trials ({share:.0%}) broke a constraint; "
-               f"{top['constraint']} broke most ({top['broken by']} trials).")
+               f"{top['constraint']} broke most ({top['broken by']} trial{'s' if top['broken by'] != 1 else ''}).")
     verdict = "problem" if len(broken) == len(done) or share > 0.5 else "warn"
-    metric = top["constraint"].split(" ")[0]
+    metric = metric_of[top["constraint"]]
     rec = (f"Most of the budget goes to configurations that cannot be used: narrow the parameters that drive "
            f"{metric} (see trade-offs) or loosen {top['constraint']}" if share > 0.5 else
            f"Infeasible trials never reach the front or finalize; if {top['constraint']} keeps breaking, narrow "

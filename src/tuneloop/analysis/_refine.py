@@ -56,12 +56,18 @@ class Region:
     feasible: int
 
 
-def infeasible(trials: Sequence[TrialRecord], mode: str) -> list[TrialRecord]:
-    """Failed and diverged trials, and completed ones so bad they are outliers: more than three
-    interquartile ranges worse than the median of the completed."""
+def infeasible(trials: Sequence[TrialRecord], mode: str, objectives: Objectives | None = None) -> list[TrialRecord]:
+    """Failed and diverged trials, completed ones that break the study's constraints, and (with one
+    objective) completed ones so bad they are outliers: more than three interquartile ranges worse than
+    the median of the completed. With several objectives no value is an outlier: the cheap end of a
+    front is as wanted as its accurate end."""
     import statistics
 
     way = Direction.of(mode, "infeasible")
+    broken = {t.id for t in trials if objectives is not None and objectives.constraints
+              and t.state == TrialState.COMPLETED and not objectives.feasible(t.values)}
+    if objectives is not None and objectives.multi:
+        return [t for t in trials if t.state in (TrialState.FAILED, TrialState.DIVERGED) or t.id in broken]
     values = sorted(t.value for t in trials if t.state == TrialState.COMPLETED and t.value is not None
                     and math.isfinite(t.value))
     limit = None
@@ -75,15 +81,16 @@ def infeasible(trials: Sequence[TrialRecord], mode: str) -> list[TrialRecord]:
             return False
         return way.better(limit, t.value)
 
-    return [t for t in trials if t.state in (TrialState.FAILED, TrialState.DIVERGED) or very_bad(t)]
+    return [t for t in trials if t.state in (TrialState.FAILED, TrialState.DIVERGED) or very_bad(t) or t.id in broken]
 
 
-def infeasible_regions(space: Space, trials: Sequence[TrialRecord], mode: str = "min") -> list[Region]:
+def infeasible_regions(space: Space, trials: Sequence[TrialRecord], mode: str = "min",
+                       objectives: Objectives | None = None) -> list[Region]:
     """One region per numeric parameter that explains the infeasible trials (:func:`infeasible`):
     every one of them lies on one side of a cut, where at most a quarter as many others lie."""
     from tuneloop.analysis._study import _all_params, _position
 
-    bad_ids = {t.id for t in infeasible(trials, mode)}
+    bad_ids = {t.id for t in infeasible(trials, mode, objectives)}
     bad = [t for t in trials if t.id in bad_ids]
     good = [t for t in trials if t.state == TrialState.COMPLETED and t.id not in bad_ids]
     out = []
@@ -121,7 +128,7 @@ def refine_space(space: Space, trials: Sequence[TrialRecord], mode: str, keep: S
         top.extend(ranked[:max(3, math.ceil(top_fraction * len(ranked)))])
     top = _ranked(top, mode, objectives, "refine_space")
     new, changes = _refine(space, done, top, set(keep))
-    return _cut(new, changes, infeasible_regions(space, trials, mode))
+    return _cut(new, changes, infeasible_regions(space, trials, mode, objectives))
 
 
 def _cut(space: Space, changes: list[Change], regions: list[Region]) -> tuple[Space, list[Change]]:

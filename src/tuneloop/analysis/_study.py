@@ -81,7 +81,7 @@ def param_effects(space: Space, trials: Sequence[TrialRecord], mode: str,
 def _ranked(done: list[TrialRecord], mode: str, objectives: Objectives | None, owner: str) -> list[TrialRecord]:
     """``done`` best first: by value; by ``objectives.ranked`` (feasible first) when it has constraints
     or several objectives."""
-    if objectives is not None and (objectives.multi or objectives.constraints):
+    if objectives is not None:
         return objectives.ranked(done)
     return Direction.of(mode, owner).sorted(done, key=lambda t: t.value)
 

@@ -62,7 +62,9 @@ def ask(
         return
     params = " ".join(f"{k}={v!r}" for k, v in trial.params.items())
     objectives = the_study.objectives
-    told = (" ".join(f"--metric {name}=V" for name in objectives.names) if objectives.multi else "--value V")
+    rest = [m for m in objectives.metrics if m != objectives.primary.name]  # other objectives, constrained metrics
+    told = " ".join(["--value V" if not objectives.multi else f"--metric {objectives.primary.name}=V",
+                     *(f"--metric {name}=V" for name in rest)])
     out.print(f"Trial {trial.number} of {safe(repr(study))}: {safe(params)} (seed {trial.seed}). When it ends: "
               f"tuneloop tell {safe(study)} {trial.number} {safe(told)}", highlight=False)
 

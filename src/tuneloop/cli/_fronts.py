@@ -7,12 +7,11 @@ goes through :func:`tuneloop._text.safe` before it becomes a cell, title or capt
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 from tuneloop._text import safe
-from tuneloop.objectives import Objective, Objectives
+from tuneloop.objectives import Objective, Objectives, finite
 
 
 def label(objective: Objective) -> str:
@@ -22,10 +21,7 @@ def label(objective: Objective) -> str:
 
 def summary(objectives: Objectives) -> str:
     """One line: ``max val_acc, min latency_ms; subject to latency_ms <= 2`` (markup, made safe)."""
-    text = ", ".join(f"{o.direction.value} {o.name}" for o in objectives.items)
-    if objectives.constraints:
-        text += "; subject to " + ", ".join(str(c) for c in objectives.constraints)
-    return safe(text)
+    return safe(objectives.describe())
 
 
 def feasibility(objectives: Objectives, trial: Any) -> str:
@@ -38,8 +34,8 @@ def feasibility(objectives: Objectives, trial: Any) -> str:
         return "yes"
     parts = []
     for c in broken:
-        value = trial.values.get(c.metric)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        value = finite(trial.values.get(c.metric))
+        if value is None:
             parts.append(f"{c.metric} missing")
         else:
             parts.append(f"{c.metric} {value:.4g} {'>' if c.op == '<=' else '<'} {c.bound:g}")
@@ -67,21 +63,14 @@ def extra_metrics(objectives: Objectives) -> list[str]:
     return [m for m in dict.fromkeys(c.metric for c in objectives.constraints) if m not in objectives.names]
 
 
-def front_sorted(objectives: Objectives, trials: Sequence[Any]) -> list[Any]:
-    """The Pareto front of ``trials``, best first by the first objective."""
-    first = objectives.primary
-    return first.direction.sorted(objectives.front(trials), key=lambda t: t.values[first.name])
-
-
 def front_json(objectives: Objectives, trials: Sequence[Any]) -> dict[str, Any]:
     """``tuneloop best --json`` of a multi-objective study: its objectives, constraints and front."""
     bad, done = infeasible_count(objectives, trials)
     return {
-        "objectives": [{"name": o.name, "direction": o.direction.value} for o in objectives.items],
-        "constraints": [{"metric": c.metric, "op": c.op, "bound": c.bound} for c in objectives.constraints],
+        **{k: v for k, v in objectives.to_json().items() if k != "prune_on"},
         "completed": done, "infeasible": bad,
         "front": [{"number": t.number, "value": t.value, "values": t.values, "params": t.params, "seed": t.seed}
-                  for t in front_sorted(objectives, trials)],
+                  for t in objectives.front_sorted(trials)],
     }
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 
 from tuneloop._text import plain, safe
-from tuneloop.cli._fronts import extra_metrics, feasibility, front_sorted, infeasible_note, label, summary
+from tuneloop.cli._fronts import extra_metrics, feasibility, infeasible_note, label, summary
 from tuneloop.objectives import Objectives
 from tuneloop.store import StudySummary, TrialRecord
 
@@ -125,7 +125,7 @@ def trial_detail(trial: TrialRecord, objectives: Objectives) -> Table:
 def front_table(objectives: Objectives, trials: Sequence[Any], name: str) -> Table:
     """The feasible completed trials no other one dominates: one column per objective (and per
     constrained metric that is not one), then the parameters; sorted by the first objective."""
-    front = front_sorted(objectives, trials)
+    front = objectives.front_sorted(trials)
     done = len(objectives.completed(trials))
     table = Table(title=f"Pareto front of {safe(name)}: {len(front)} of {done} completed trials "
                         f"({summary(objectives)})", caption=infeasible_note(objectives, trials))
@@ -150,7 +150,9 @@ def curves_table(summaries: Sequence[Any]) -> Table:
         table.add_column(col, justify="left" if col in ("metric", "trend") else "right")
     colours = {"improving": "green", "worsening": "red", "diverged": "magenta", "flat": "dim"}
     for c in summaries:
-        table.add_row(safe(c.name), str(c.points), fmt(c.start), fmt(c.best), str(c.best_step), fmt(c.end),
+        has_best = math.isfinite(c.best)  # NaN: a quantity with no better direction (lr, grad_norm)
+        table.add_row(safe(c.name), str(c.points), fmt(c.start), fmt(c.best) if has_best else "-",
+                      str(c.best_step) if has_best else "-", fmt(c.end),
                       str(c.end_step), styled(c.trend, colours.get(c.trend)))
     return table
 

@@ -19,7 +19,7 @@ from typing import Any
 from tuneloop.analysis import MeanCI, mean_ci
 from tuneloop.direction import Direction
 from tuneloop.errors import ConfigError, TrialFailed, TuneloopError
-from tuneloop.objectives import Objectives
+from tuneloop.objectives import Objectives, finite
 from tuneloop.store import TrialRecord, TrialState
 
 Pick = str | Callable[[list[TrialRecord]], Any]
@@ -132,7 +132,7 @@ def _key(params: Mapping[str, Any]) -> str:
 
 
 def _finite(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    return finite(value) is not None
 
 
 def _nothing_to_finalize(trials: Sequence[TrialRecord], study: str) -> TuneloopError:

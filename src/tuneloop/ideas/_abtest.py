@@ -88,20 +88,21 @@ def ab_test(ledger: Ledger, idea_id: int, study: Any, *, overrides: dict[str, An
         raise ConfigError(f"Idea {idea_id} changes nothing: give --variant NAME=VALUE overrides, a variant experiment "
                           f"file, or set the idea's config (tuneloop idea edit {idea_id} --config ...).")
     seed_list = [SEED_BASE + k for k in range(seeds)]
-    from tuneloop.study import Study
+    from tuneloop.study import Study, objective_arguments
 
     tests = len(ledger.tests(idea_id))
     arms = Study(f"idea-{idea_id}-test-{tests + 1}", Space(arm=Choice(["baseline", "variant"]),
                                                             seed_index=Choice(list(range(seeds)))),
-                 Arms(study.fn, variant_fn or study.fn, baseline, variant, seed_list), metric=study.metric,
-                 mode=study.mode, budget=study.budget, rules=study.rules, storage=storage or study.storage)
+                 Arms(study.fn, variant_fn or study.fn, baseline, variant, seed_list),
+                 **objective_arguments(study.objectives),  # the same objectives and constraints as the study
+                 budget=study.budget, rules=study.rules, storage=storage or study.storage)
     arms.experiment_path = study.experiment_path
     if idea.state == "proposed":
         ledger.start(idea_id)
     arms.run(searcher={"name": "grid", "steps": 1}, workers=workers)
     values: dict[tuple[str, int], float] = {}
-    for t in arms.trials:
-        ok = t.state == TrialState.COMPLETED
+    for t in arms.trials:  # compared on the first objective; a run that breaks a constraint counts as failed
+        ok = t.state == TrialState.COMPLETED and study.objectives.feasible(t.values)
         values[(t.params["arm"], t.params["seed_index"])] = t.value if ok and t.value is not None else math.nan
     base = [values.get(("baseline", k), math.nan) for k in range(seeds)]
     var = [values.get(("variant", k), math.nan) for k in range(seeds)]

@@ -190,9 +190,10 @@ class AskTell(Driver):
                               f"{state!r:.60} instead (a trial still running is not told).")
         metrics = self._values(values)
         run, owner = self._running_of(target)
-        missing = [m for m in self.objectives.names if m not in metrics and m not in run.last]
+        missing = [m for m in self.objectives.metrics if m not in metrics and m not in run.last]
         if state == "completed" and missing:
-            raise ConfigError(f"Telling trial {run.spec.number} completed needs its objective {missing[0]!r}: "
+            what = "objective" if missing[0] in self.objectives.names else "constrained metric"
+            raise ConfigError(f"Telling trial {run.spec.number} completed needs its {what} {missing[0]!r}: "
                               f"study.tell(trial, {{{missing[0]!r}: value, ...}}) (tuneloop tell: --value V --metric NAME=V), or tell it "
                               f"state='pruned' or 'failed'.")
         event: Finished | Failed = (Failed(run.spec.trial_id, error or "Its ask/tell client told it failed.")

@@ -560,7 +560,7 @@ class Driver:
         far it breaks each constraint."""
         vector = self.objectives.vector(values)
         return Outcome(params, state, values.get(self.metric), curve, token, number, lineage, values=vector,
-                       violations=self.objectives.violations(values))
+                       violations=self.objectives.violations(values), judged=self.judge.score(values))
 
     def _verdict(self, run: _Running, event: Finished | Failed) -> tuple[TrialState, dict[str, float], str | None]:
         """How a trial ended: its state, final values and error."""

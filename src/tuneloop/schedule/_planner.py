@@ -128,16 +128,18 @@ class Generations(Searcher):
         return self.size if generation == 0 else len(self.plans.get(generation, []))
 
     def ranked(self, results: Mapping[int, Outcome]) -> list[int]:
-        """Members best first; failed, diverged and valueless ones last."""
-        worst = self.mode.sign * math.inf
+        """Members best first by what the study's scheduler judges (``prune_on``: the first objective, another
+        one or a weighted sum); those breaking a constraint after every feasible one; failed, diverged and
+        valueless ones last."""
 
-        def score(m: int) -> float:
+        def score(m: int) -> tuple[int, float]:
             r = results[m]
-            if r.state == TrialState.COMPLETED and r.value is not None and math.isfinite(r.value):
-                return r.value
-            return worst
+            value = r.judged if r.judged is not None else r.value
+            if r.state != TrialState.COMPLETED or value is None or not math.isfinite(value):
+                return 2, 0.0
+            return (1 if any(v > 0 for v in r.violations) else 0), self.mode.sign * value
 
-        return self.mode.sorted(results, key=score)
+        return sorted(results, key=score)
 
     def parent(self, member: int, generation: int) -> int | None:
         return self.numbers.get((member, generation))

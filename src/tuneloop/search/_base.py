@@ -59,6 +59,7 @@ class Outcome:
     lineage: Lineage | None = None  # the proposal's lineage (replayed from the store on resume)
     values: tuple[float, ...] | None = None  # every objective, in order (None: one missing or not finite)
     violations: tuple[float, ...] = ()  # how far each constraint is broken (0 or less: kept)
+    judged: float | None = None  # what the study's scheduler compares (prune_on); None: the value
 
     @property
     def pending(self) -> bool:

@@ -170,8 +170,9 @@ class MLflow(Tracker):
             now = int(time.time() * 1000)
             key = safe_key(f"final/{self.study.metric}")
             self._pending.setdefault(run_id, ([], []))[0].append(Metric(key, float(record.value), now, step))
-            if state_of(record) == "completed" and (self._best is None
-                                                    or self.study.mode.better(record.value, self._best)):
+            feasible = self.study.objectives.feasible(record.values)  # an infeasible trial is never the best
+            if state_of(record) == "completed" and feasible and (self._best is None
+                                                                 or self.study.mode.better(record.value, self._best)):
                 self._best = float(record.value)
                 self._client.log_batch(self._parent, metrics=[
                     Metric(safe_key(f"best/{self.study.metric}"), self._best, now, int(record.number))])

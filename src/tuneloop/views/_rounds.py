@@ -8,7 +8,6 @@ from typing import Any
 
 from tuneloop.analysis import MeanCI, mean_ci
 from tuneloop.store import Store, StudyRecord, TrialState
-from tuneloop.views._front import best as best_trial
 
 
 def rounds_view(store: Store, record: StudyRecord) -> dict[str, Any]:
@@ -66,7 +65,7 @@ def round_rows(store: Store, name: str) -> list[RoundRow]:
         record = store.require_study(r.study)
         trials = store.trials(record.id)
         done = [t.value for t in trials if t.state == TrialState.COMPLETED and t.value is not None]
-        leader = best_trial(record.objectives, trials)  # feasible: never one breaking a constraint
+        leader = record.objectives.best(trials)  # feasible: never one breaking a constraint
         best = None if leader is None else leader.value
         final = latest_final(store, r.study)
         test = None

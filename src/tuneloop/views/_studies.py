@@ -3,13 +3,13 @@ dashboard's first page draw."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from tuneloop.errors import StorageError
 from tuneloop.export import strict_json
 from tuneloop.objectives import Objectives
-from tuneloop.store import Store, StudyRecord, TrialRecord, TrialState
-from tuneloop.views._front import plain, ranked
+from tuneloop.store import Store, StudyRecord, TrialRecord
 
 
 def studies_view(store: Store) -> dict[str, Any]:
@@ -49,12 +49,11 @@ def trials_of(store: Store, name: str, *, state: str | None = None,
     record = store.require_study(name)
     objectives = record.objectives
     trials = store.trials(record.id, states=[state] if state else None)
-    if sort == "value" and plain(objectives):
-        sign = -1 if record.mode == "max" else 1
-        trials = sorted(trials, key=lambda t: (t.state != TrialState.COMPLETED, t.value is None,
-                                               sign * (t.value or 0.0)))
-    elif sort == "value":
-        first = ranked(objectives, trials)
+    if sort == "value":
+        first = objectives.ranked(trials)
         chosen = {t.number for t in first}
-        trials = first + [t for t in trials if t.number not in chosen]
+        sign = objectives.primary.direction.sign  # the rest: those with a value (pruned...) by it, then the others
+        rest = sorted((t for t in trials if t.number not in chosen),
+                      key=lambda t: (t.value is None or not math.isfinite(t.value), sign * (t.value or 0.0)))
+        trials = first + rest
     return record, trials

@@ -10,8 +10,7 @@ from typing import Any
 from tuneloop.analysis import band, history, importance, param_effects, seed_groups
 from tuneloop.export import strict_json
 from tuneloop.store import Store, StudyRecord, TrialRecord, TrialState
-from tuneloop.views._front import best as best_trial
-from tuneloop.views._front import feasibility, objectives_view, ranked
+from tuneloop.views._front import feasibility, objectives_view
 from tuneloop.views._rounds import final_view, rounds_view
 from tuneloop.views._trial import trial_row
 
@@ -24,8 +23,8 @@ def study_view(store: Store, name: str) -> dict[str, Any]:
     objectives = record.objectives  # a StorageError when the stored ones are malformed (a forged database)
     trials = store.trials(record.id)
     done = [t for t in trials if t.state == TrialState.COMPLETED and t.value is not None and math.isfinite(t.value)]
-    best = ranked(objectives, trials)[:TOP_CURVES]  # feasible trials first
-    top = best_trial(objectives, trials)
+    best = objectives.ranked(trials)[:TOP_CURVES]  # feasible trials first
+    top = objectives.best(trials)
     groups = seed_groups(trials)
     ids = {t.id for t in best} | {i for g in groups for i in g["ids"]}
     curves = store.series(sorted(ids), names=[record.metric]) if ids else {}

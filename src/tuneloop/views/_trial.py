@@ -57,10 +57,11 @@ def trial_data(store: Store, name: str, number: int) -> TrialData:
 def curve_summaries(data: TrialData) -> list[CurveSummary]:
     """Each curve summarized (start, best, end, trend): the objective first, then the other epoch
     metrics, then per-step values and diagnostics; system metrics are :func:`system_summaries`'."""
-    metric, mode = data.study.metric, data.study.mode
+    metric = data.study.metric
+    declared = {o.name: o.direction for o in data.study.objectives.items}  # the study says which way each goes
     names = [n for n in data.curves if not n.startswith(SYSTEM) or n == metric]
-    order = sorted(names, key=lambda n: (n != metric, "/" in n or n.startswith(("init_", "grad_"))))
-    return [summarize_curve(name, data.curves[name], direction_of(name, metric, mode)) for name in order]
+    order = sorted(names, key=lambda n: (n not in declared, "/" in n or n.startswith(("init_", "grad_"))))
+    return [summarize_curve(name, data.curves[name], declared.get(name) or direction_of(name)) for name in order]
 
 
 @dataclass(frozen=True)

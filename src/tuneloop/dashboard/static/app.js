@@ -102,6 +102,12 @@ const tuneloop = (() => {
     const feasible = done.filter((t) => t.feasible !== false && !onFront.has(t.number));
     const infeasible = done.filter((t) => t.feasible === false);
     const label = (o) => `${o.name} (${o.direction})`;
+    // costs (latency, size, time) often span decades: a log axis keeps the cheap end of the front readable
+    const axis = (o) => {
+      const v = done.map((t) => t.values[o.name]), lo = Math.min(...v), hi = Math.max(...v);
+      const log = v.length > 1 && lo > 0 && hi / lo >= 100;
+      return { title: { text: label(o) + (log ? ", log scale" : "") }, type: log ? "log" : "linear" };
+    };
     let chart;
     if (objs.length === 2) {
       const [a, b] = objs;
@@ -115,7 +121,7 @@ const tuneloop = (() => {
         group(infeasible, { name: "infeasible", marker: { color: "#9e9e9e", size: 9, symbol: "circle-open", line: { width: 1.5 } } }),
         group(line, { name: "Pareto front", mode: "lines+markers", line: { shape: a.direction === "min" ? "hv" : "vh", color: "#d62728" },
           marker: { color: "#d62728", size: 11, symbol: "diamond" } })],
-        { height: 420, hovermode: "closest", xaxis: { title: { text: label(a) } }, yaxis: { title: { text: label(b) } } }, open);
+        { height: 420, hovermode: "closest", xaxis: axis(a), yaxis: axis(b) }, open);
     } else {  // drawn in this order, so the front lies on top
       const order = [...infeasible, ...feasible, ...front];
       chart = plot(plotDiv("plot front-plot"), [{ type: "parcoords",
