@@ -18,11 +18,24 @@ every method.
 Every method evaluates on validation each epoch; test accuracy is measured once per configuration
 outside selection. Achieved GFLOP/s count the multiply-adds of training (3x forward) and of the
 validation passes; the peak is a 2048^3 fp32 matmul measured in the same run.
+
+The user sweep (issue 20), shaped like a user's own model rather than tuneloop's: a plain
+``nn.Sequential`` 20-128-128-4 with ReLU and two ``nn.Dropout`` layers, SGD with momentum, a generated
+data set of 1,024 training and 512 validation examples (a random teacher network's labels, with
+noise), batch 64, 12 epochs; learning rate, momentum and dropout varied; 16 and 48 trials, end to
+end (the wall time of ``study.run``): the population executor against its anchor, the processes
+executor with 2 workers, in the same run.
+
+    python benchmarks/population.py --sweep user                # only the user sweep (16 and 48 trials)
+    python benchmarks/population.py --sweep user --trials 16    # quicker
+
+Each sweep's figures are merged into the results file: running one keeps the other's.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -165,12 +178,98 @@ def tuneloop_run(cfgs: list[dict[str, float]], executor: str, folder: str) -> di
     return out
 
 
+# -- the user sweep ------------------------------------------------------------------------------
+USER_EPOCHS, USER_BATCH, USER_FEATURES, USER_CLASSES, USER_WIDTH = 12, 64, 20, 4, 128
+
+
+@functools.lru_cache(maxsize=1)
+def user_data() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """1,024 + 512 examples: Gaussian inputs labelled by a fixed random teacher MLP, with noise."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(1536, USER_FEATURES)).astype(np.float32)
+    w1 = rng.normal(size=(USER_FEATURES, 32)) / np.sqrt(USER_FEATURES)
+    w2 = rng.normal(size=(32, USER_CLASSES)) / np.sqrt(32)
+    logits = np.tanh(x @ w1) @ w2 * 3 + rng.gumbel(size=(1536, USER_CLASSES)) * 0.5
+    y = logits.argmax(1).astype(np.int64)
+    return (x[:1024], y[:1024]), (x[1024:], y[1024:])
+
+
+def user_model(dropout: float) -> nn.Module:
+    return nn.Sequential(nn.Linear(USER_FEATURES, USER_WIDTH), nn.ReLU(), nn.Dropout(dropout),
+                         nn.Linear(USER_WIDTH, USER_WIDTH), nn.ReLU(), nn.Dropout(dropout),
+                         nn.Linear(USER_WIDTH, USER_CLASSES))
+
+
+def user_train(trial: tl.Trial) -> dict[str, float]:
+    """A user's own trial function: their model, SGD with momentum, their arrays."""
+    p = trial.params
+    train_set, val_set = user_data()
+    return fit(lambda: user_model(p.dropout), train_set, val_set, trial=trial, optimizer="momentum", lr=p.lr,
+               momentum=p.momentum, epochs=trial.budget.epochs, batch_size=USER_BATCH, seed=trial.seed).metrics
+
+
+def user_configs(n: int) -> list[dict[str, float]]:
+    rng = np.random.default_rng(1)
+    return [{"lr": float(10 ** rng.uniform(-3, -0.5)), "momentum": float(rng.uniform(0.5, 0.95)),
+             "dropout": float(rng.uniform(0.0, 0.5))} for _ in range(n)]
+
+
+def user_run(n: int, executor: str, folder: str) -> dict[str, Any]:
+    cfgs = user_configs(n)
+    space = tl.Space(lr=tl.LogFloat(1e-3, 10 ** -0.5), momentum=tl.Float(0.5, 0.95), dropout=tl.Float(0.0, 0.5))
+    study = tl.Study(f"user-{executor}-{n}", space, user_train, metric="val_acc", mode="max",
+                     budget=tl.Budget(epochs=USER_EPOCHS), storage=f"sqlite:///{Path(folder) / f'user-{executor}-{n}.db'}")
+    options = {"workers": 2} if executor == "processes" else {"members": n}
+    start = time.perf_counter()
+    summary = study.run(n, searcher=Listed(cfgs), scheduler="none", executor=executor, **options)
+    wall = time.perf_counter() - start
+    done = [t for t in study.trials if t.state == "completed"]
+    return {"wall_s": wall, "completed": len(done), "outcomes": summary.outcomes,
+            "best_val_acc": max(t.value for t in done), "mean_val_acc": statistics.fmean(t.value for t in done)}
+
+
+def user_sweep(trial_counts: list[int]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "sweep": {"model": f"nn.Sequential {USER_FEATURES}-{USER_WIDTH}-{USER_WIDTH}-{USER_CLASSES}, ReLU, 2x Dropout",
+                  "optimizer": "momentum (SGD)", "examples": {"train": 1024, "val": 512}, "epochs": USER_EPOCHS,
+                  "batch_size": USER_BATCH, "varied": ["lr", "momentum", "dropout"], "anchor": "processes, 2 workers"},
+        "load_before": _loadavg(), "trials": {}}
+    with tempfile.TemporaryDirectory() as folder:
+        for n in trial_counts:
+            row: dict[str, Any] = {}
+            for executor in ("processes", "population"):
+                print(f"user sweep, {n} trials, {executor} ...", flush=True)
+                row[executor] = user_run(n, executor, folder)
+                print(f"  {row[executor]['wall_s']:.1f} s, best val acc {row[executor]['best_val_acc']:.3f}", flush=True)
+            row["speedup_population_vs_processes"] = row["processes"]["wall_s"] / row["population"]["wall_s"]
+            out["trials"][str(n)] = row
+    out["load_after"] = _loadavg()
+    return out
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", type=int, default=64)
     parser.add_argument("--skip", nargs="*", default=[], help="methods to leave out")
+    parser.add_argument("--sweep", choices=["mnist1d", "user", "both"], default="both",
+                        help="the original MNIST-1D sweep, the user-shaped sweep, or both")
+    parser.add_argument("--trials", type=int, nargs="*", default=[16, 48], help="the user sweep's trial counts")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "population.json")
     args = parser.parse_args()
+    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if args.sweep in ("user", "both"):
+        previous["user_sweep"] = {**user_sweep(args.trials), "when": time.strftime("%Y-%m-%d %H:%M")}
+        _write(args.out, previous)
+    if args.sweep == "user":
+        print(json.dumps(previous["user_sweep"], indent=2))
+        return
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cfgs = configs(args.configs)
     data = mnist1d()
@@ -205,10 +304,17 @@ def main() -> None:
         "process_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "results": results,
         "when": time.strftime("%Y-%m-%d %H:%M"),
+        "load_after": _loadavg(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    if "user_sweep" in previous:
+        report["user_sweep"] = previous["user_sweep"]
+    _write(args.out, report)
     print(json.dumps(report, indent=2))
+
+
+def _write(path: Path, report: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -119,7 +119,7 @@ def test_grid_skips_points_already_taken(space):
 def test_unknown_name_lists_the_valid_ones(space):
     with pytest.raises(tl.ConfigError) as info:
         searchers.create("tpee", space=space)
-    assert str(info.value) == "Unknown searcher 'tpee'. Valid names: cmaes, gp, grid, nsga2, nsga3, random, sobol, tpe."
+    assert str(info.value) == "Unknown searcher 'tpee'. Valid names: cmaes, fasttpe, gp, grid, nsga2, nsga3, random, sobol, tpe."
 
 
 def test_bad_options_name_the_searcher(space):

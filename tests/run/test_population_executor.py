@@ -55,7 +55,8 @@ def test_the_same_results_as_the_inline_executor(tmp_path):
     values = {}
     for executor in ("inline", "population"):
         study = study_of(train_mlp, f"sqlite:///{tmp_path / (executor + '.db')}")
-        study.run(4, searcher="random", executor=executor)
+        study.run(4, searcher="random", executor=executor if executor == "inline" else {"name": "population",
+                                                                                      "exact": True})
         values[executor] = [(t.params["lr"], t.value, t.values["train_loss"]) for t in study.trials]
     for a, b in zip(values["inline"], values["population"]):
         assert a[0] == b[0] and a[1] == b[1] and a[2] == pytest.approx(b[2], rel=1e-4)
@@ -137,6 +138,8 @@ def test_sys_exit_in_a_trial_fails_that_trial_only(storage):
 def test_members_needs_the_population_executor(storage):
     with pytest.raises(ConfigError, match="population"):
         study_of(train_mlp, storage).run(2, members=4)
+    with pytest.raises(ConfigError, match="exact takes True or False"):
+        study_of(train_mlp, storage).run(2, executor={"name": "population", "exact": "yes"})
 
 
 def test_cli_runs_a_population(tmp_path, monkeypatch, write_experiment):

@@ -43,15 +43,16 @@ def float64():
 
 
 def compare(jobs, *, tolerance, **options):
-    """Train ``jobs`` as a population and one by one; return the largest parameter difference."""
-    together = fit_population(jobs, **options)
+    """Train ``jobs`` as a population (dropout masks drawn as fit draws them: ``exact=True``) and
+    one by one; return the largest parameter difference."""
+    together = fit_population(jobs, **{"exact": True, **options})
     alone = [fit(**job) for job in jobs]
     worst = 0.0
     for a, b in zip(together, alone):
         assert a.best_epoch == b.best_epoch
         assert len(a.history) == len(b.history)
         assert a.stopped_early == b.stopped_early
-        for (name, x), (_, y) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
+        for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()):
             worst = max(worst, float((x - y).abs().max()))
         for key in set(b.metrics) - set(TIMED):  # times differ from run to run; the rest must not
             assert a.metrics[key] == pytest.approx(b.metrics[key], rel=1e-5, abs=1e-6)
@@ -220,7 +221,7 @@ def test_checkpoints_resume_in_either_trainer(data, float64, tmp_path):
         study = tl.Study(f"pbt-{executor}", space, trial_fn, metric="val_acc", mode="max", seed=3,
                          budget=tl.Budget(epochs=4), storage=storage)
         study.run(searcher="random", scheduler={"name": "pbt", "population": 4, "interval": 2},
-                  executor=executor)
+                  executor=executor if executor == "inline" else {"name": "population", "exact": True})
         values[executor] = {t.number: (t.params["lr"], t.values["val_loss"]) for t in study.trials}
     assert len(values["inline"]) == 8 and values["inline"].keys() == values["population"].keys()
     for number, (lr, loss) in values["inline"].items():
@@ -273,3 +274,65 @@ def test_padded_members_checkpoint_at_their_own_shapes(data, float64, tmp_path):
     assert values["inline"].keys() == values["population"].keys()
     for number, loss in values["inline"].items():
         assert values["population"][number] == pytest.approx(loss, rel=1e-6)
+
+
+def test_default_dropout_masks_are_each_members_own_and_drop_at_its_rate(data, float64):
+    """By default (not exact) masks come from one batched comparison per layer, but each member's
+    still depends on its seed and own width only: trained among others or alone, it ends the same."""
+    from tuneloop.torch._stacked import drawn_masks
+
+    jobs = [job(data, lambda w=w, p=p: MLP(16, 4, width=w, dropout=p), lr=3e-3, seed=i, epochs=2)
+            for i, (w, p) in enumerate([(24, 0.2), (17, 0.5)])]
+    together = fit_population(jobs)
+    for j, result in zip(jobs, together):
+        (alone,) = fit_population([j])
+        for x, y in zip(result.model.state_dict().values(), alone.model.state_dict().values()):
+            assert float((x - y).abs().max()) <= FLOAT64_TOLERANCE  # padding sums in another order
+    exact = fit_population(jobs[:1], exact=True)[0].model.state_dict()["0.weight"]
+    assert float((exact - together[0].model.state_dict()["0.weight"]).abs().max()) > 1e-4  # not fit's masks
+    gens = [torch.Generator().manual_seed(s) for s in range(3)]
+    masks = drawn_masks(["a", "b"], {"a": [0.0, 0.3, 1.0], "b": [0.5, 0.5, 0.5]},
+                        {"a": [(400, 50)] * 3, "b": [(400, 10), (400, 20), (400, 5)]}, gens, torch.float64,
+                        torch.device("cpu"))
+    a, b = masks["a"], masks["b"]
+    assert a.shape == (3, 400, 50) and b.shape == (3, 400, 20) and a.dtype == torch.float64
+    assert bool((a[0] == 1).all()) and bool((a[2] == 0).all())
+    assert set(a[1].unique().tolist()) == {0.0, 1 / 0.7} and abs(float((a[1] == 0).double().mean()) - 0.3) < 0.02
+    assert bool((b[0, :, 10:] == 1).all()) and abs(float((b[2, :, :5] == 0).double().mean()) - 0.5) < 0.05
+    again = drawn_masks(["b"], {"b": [0.5]}, {"b": [(400, 10)]}, [torch.Generator().manual_seed(0)],
+                        torch.float64, torch.device("cpu"))["b"]
+    assert not torch.equal(again[0], b[0, :, :10])  # layer "a" drew first above: a stream, in forward order
+    gens = [torch.Generator().manual_seed(0)]
+    first = drawn_masks(["a", "b"], {"a": [0.0], "b": [0.5]}, {"a": [(400, 50)], "b": [(400, 10)]}, gens,
+                        torch.float64, torch.device("cpu"))["b"]
+    assert torch.equal(first[0], b[0, :, :10])  # the same seed and shapes, alone: the same mask
+
+
+def test_no_torch_optimizer_unless_a_schedule_or_checkpoint_needs_one(data):
+    """Members hold their hyperparameters in a light stand-in (building the first torch optimizer
+    imports torch._dynamo); torch-scheduled members get a real one; bad values fail as torch's do."""
+    from tuneloop.torch._fit import make_optimizer
+    from tuneloop.torch._population._jobs import Hyper
+
+    def member(**kwargs):
+        return prepare(0, {**fit_defaults(), **job(data, lambda: MLP(16, 4, width=8)), "trial": None, **kwargs}, {})
+
+    for optimizer in ("adam", "adamw", "sgd", "momentum", "nesterov", "rmsprop"):
+        m = member(optimizer=optimizer, momentum=0.5 if optimizer == "rmsprop" else None)
+        assert isinstance(m.opt, Hyper) and m.sched is None
+        real = m.torch_optimizer()
+        assert isinstance(real, torch.optim.Optimizer) and m.opt is real
+        group = {k: v for k, v in real.param_groups[0].items() if k != "params"}
+        assert all(group[k] == v for k, v in Hyper(optimizer, [], 1e-3, momentum=m.args["momentum"]
+                                                   ).param_groups[0].items() if k not in ("params", "lr"))
+    assert isinstance(member(schedule="one_cycle").opt, torch.optim.Optimizer)
+    for bad in ({"lr": -1.0}, {"weight_decay": -0.1}, {"optimizer": "nesterov", "momentum": 0.0}):
+        args = {"optimizer": "sgd", "lr": 0.1, **bad}
+        with pytest.raises(ValueError) as ours:
+            member(**args)
+        with pytest.raises(ValueError) as torchs:
+            make_optimizer(args["optimizer"], MLP(16, 4, width=8).parameters(), args["lr"],
+                           args.get("weight_decay", 0.0), args.get("momentum"))
+        assert str(ours.value) == str(torchs.value)
+    with pytest.raises(ConfigError, match="optimizer"):
+        member(optimizer="lion")

@@ -27,7 +27,7 @@ from tuneloop.errors import ConfigError
 def run(
     file: Annotated[Path, typer.Argument(help="Experiment file that defines a tl.Study")],
     trials: Annotated[int | None, typer.Option("--trials", "-n", help="Total finished trials the study should reach")] = None,
-    searcher: Annotated[str | None, typer.Option(help="grid, random, sobol, tpe, gp or cmaes \\[default: the study's]")] = None,
+    searcher: Annotated[str | None, typer.Option(help="grid, random, sobol, tpe, fasttpe, gp, cmaes, nsga2 or nsga3 \\[default: the study's]")] = None,
     scheduler: Annotated[str | None, typer.Option(help="none, median, asha, hyperband, sha or pbt \\[default: the study's]")] = None,
     workers: Annotated[int | None, typer.Option(help="Trials at once \\[default: the study's; one per GPU on a machine with several]")] = None,
     gpus: Gpus = None,

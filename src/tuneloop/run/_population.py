@@ -158,15 +158,20 @@ class _Session:
 
 class PopulationExecutor(InProcessExecutor):
     """Run up to ``members`` trials together; their ``fit`` calls train as one population.
+    ``exact=True`` draws dropout masks as sequential ``fit`` does (see ``fit_population``).
 
     With ``address`` (a Ray cluster, or "local") each bucket of equal shape trains as a Ray task
     of its own with ``cpus_per_bucket`` CPUs and ``gpus_per_bucket`` GPUs, buckets side by side
     on the cluster, members still reporting to this driver as they train."""
 
     def __init__(self, members: int = 64, *, address: str | None = None, cpus_per_bucket: float = 1.0,
-                 gpus_per_bucket: float = 0.0, gpus: Sequence[int] | None = None) -> None:
+                 gpus_per_bucket: float = 0.0, gpus: Sequence[int] | None = None, exact: bool = False) -> None:
         super().__init__()
         self.members = check_positive_int(members, "members", "the population executor")
+        if not isinstance(exact, bool):
+            raise ConfigError(f"exact takes True or False (got {exact!r}): True draws dropout masks as sequential "
+                              f"fit does, False (the default) the faster batched way.")
+        self.exact = exact
         self._queue: list[TrialSpec] = []
         self._session: _Session | None = None
         self._ray: Any = None
@@ -192,7 +197,7 @@ class PopulationExecutor(InProcessExecutor):
         from tuneloop.torch._population import run_jobs
 
         if not self.gpus:
-            return run_jobs(jobs, trials, max_members=self.members)
+            return run_jobs(jobs, trials, max_members=self.members, exact=self.exact)
         return self._on_gpus(jobs, trials)
 
     def _on_gpus(self, jobs: list[dict[str, Any]], trials: list[Any]) -> list[Any]:
@@ -211,7 +216,8 @@ class PopulationExecutor(InProcessExecutor):
                 if trials[i] is not None:
                     ours = job["device"] == f"cuda:{gpu}"
                     trials[i].set_attr("device", gpu_label(gpu) if ours else str(job["device"]))
-            for i, result in zip(group, run_jobs(placed, [trials[i] for i in group], max_members=self.members)):
+            for i, result in zip(group, run_jobs(placed, [trials[i] for i in group], max_members=self.members,
+                                                          exact=self.exact)):
                 results[i] = result
         return results
 

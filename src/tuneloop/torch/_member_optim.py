@@ -12,7 +12,9 @@ buffer with lr = 1, and one multiply-add applies the members' learning rates. Th
 one multiplication, so results equal ``torch.optim``'s to rounding (``fused=False`` is exact).
 
 Members' state converts to and from a ``torch.optim`` optimizer, so checkpoints are
-interchangeable with sequential ``fit``.
+interchangeable with sequential ``fit``. Members start from anything with a torch optimizer's
+``param_groups`` and ``state``: the population path builds no torch optimizer unless a schedule or
+checkpoint needs one.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ _STATE = {"adam": ("exp_avg", "exp_avg_sq"), "adamw": ("exp_avg", "exp_avg_sq"),
 class MemberOptimizer:
     """One optimizer kind over parameter blocks (M, ...); hyperparameters are per-member columns."""
 
-    def __init__(self, kind: str, params: Sequence[torch.Tensor], optimizers: Sequence[torch.optim.Optimizer], *,
+    def __init__(self, kind: str, params: Sequence[torch.Tensor], optimizers: Sequence[Any], *,
                  fused: bool | None = None, shapes: Sequence[Sequence[tuple[int, ...]]] | None = None) -> None:
         if kind not in _STATE:
             raise ValueError(f"no population optimizer {kind!r}; choose one of {', '.join(sorted(_STATE))}")
@@ -237,8 +239,9 @@ class MemberOptimizer:
                 t[m] = row
 
     # -- torch.optim interchange ----------------------------------------------------------
-    def _load(self, m: int, opt: torch.optim.Optimizer) -> None:
-        """Member ``m``'s state from a torch optimizer over its own module (a resumed checkpoint)."""
+    def _load(self, m: int, opt: Any) -> None:
+        """Member ``m``'s hyperparameters and state from a torch optimizer over its own module (a resumed
+        checkpoint's), or from anything with its ``param_groups`` and ``state`` (``_population._jobs.Hyper``)."""
         for k, param in enumerate(opt.param_groups[0]["params"]):
             state = opt.state.get(param, {})
             for name in self.state:

@@ -4,7 +4,10 @@ forward pass vmapped over members with ``torch.func.functional_call``.
 Three kinds of module need help to run under vmap, and get a twin with the same parameter names:
 
 - ``nn.Dropout`` draws its mask from each member's own random stream *outside* vmap (the
-  mask enters as a buffer), so a member drops exactly what a sequential run with its seed drops;
+  mask enters as a buffer): by default one uniform draw per member and step for all its dropout
+  layers, compared with each member's keep rate in one batched call per layer
+  (:func:`drawn_masks`); with ``exact=True`` one ``bernoulli_`` per member and layer, as
+  ``nn.Dropout`` draws it, so a member drops exactly what a sequential run with its seed drops;
 - ``nn.GRU`` has no batching rule: it is unrolled over time with the same gate equations;
 - BatchNorm's running statistics are updated in place, which vmap cannot do per member: refused.
 """
@@ -12,6 +15,7 @@ Three kinds of module need help to run under vmap, and get a twin with the same 
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -110,6 +114,45 @@ def _twin(module: nn.Module) -> nn.Module:
         elif isinstance(sub, nn.GRU):
             _replace(twin, name, _UnrolledGRU(sub))
     return twin
+
+
+def drawn_masks(names: Sequence[str], rates: dict[str, list[float]], shapes: dict[str, list[tuple[int, ...]]],
+                generators: Sequence[torch.Generator], dtype: torch.dtype, device: torch.device
+                ) -> dict[str, torch.Tensor]:
+    """Scaled keep-masks of every member for the dropout layers ``names`` (forward order), member m's
+    of shape ``shapes[name][m]`` in the leading corner of a block as large as the largest (the rest
+    ones). Each member draws one ``uniform_`` from its own generator for all its layers (so its masks
+    depend on its seed, step and own shapes only, not on the other members), and one comparison per
+    layer turns every member's draws into masks: on a CPU a Bernoulli draw costs about 3x a uniform
+    one, which is most of what dropout cost the population. Not the draws ``nn.Dropout`` makes: the
+    sequential-equal masks are ``exact=True``'s."""
+    n_members = len(generators)
+    sizes = [[math.prod(shapes[n][m]) for n in names] for m in range(n_members)]
+    draws = torch.empty((n_members, max(sum(s) for s in sizes)), dtype=torch.float32, device=device)
+    for m, gen in enumerate(generators):
+        draws[m, :sum(sizes[m])].uniform_(generator=gen)
+    out = {}
+    start = [0] * n_members
+    for k, name in enumerate(names):
+        member_shapes = shapes[name]
+        keep = [1.0 - p for p in rates[name]]
+        scale = [1.0 / q if q > 0 else 0.0 for q in keep]
+        full = tuple(max(dims) for dims in zip(*member_shapes))
+        if all(s == full for s in member_shapes) and all(b == start[0] for b in start):
+            ones = [1] * len(full)
+            view = draws[:, start[0]:start[0] + sizes[0][k]].view(n_members, *full)
+            keep_col = torch.tensor(keep, dtype=torch.float32, device=device).view(-1, *ones)
+            scale_col = torch.tensor(scale, dtype=dtype, device=device).view(-1, *ones)
+            # floor(u + keep) is 1 with probability keep (u uniform in [0, 1)): in place, no bool pass
+            out[name] = view.add_(keep_col).floor_().to(dtype).mul_(scale_col)
+        else:  # members of different widths: each its own corner
+            mask = torch.ones((n_members, *full), dtype=dtype, device=device)
+            for m, shape in enumerate(member_shapes):
+                part = mask[m][tuple(slice(0, d) for d in shape)]
+                part.copy_(draws[m, start[m]:start[m] + sizes[m][k]].view(shape).add_(keep[m]).floor_()).mul_(scale[m])
+            out[name] = mask
+        start = [b + sizes[m][k] for m, b in enumerate(start)]
+    return out
 
 
 def dropout_rate(net: nn.Module, name: str) -> float:
@@ -212,10 +255,15 @@ class StackedModel:
             self._shapes[key] = found
         return self._shapes[key]
 
-    def noise(self, x: torch.Tensor, generators: Sequence[torch.Generator]) -> dict[str, torch.Tensor]:
-        """Each member's dropout masks for this batch, drawn from its own stream in forward order."""
+    def noise(self, x: torch.Tensor, generators: Sequence[torch.Generator], exact: bool = False
+              ) -> dict[str, torch.Tensor]:
+        """Each member's dropout masks for this batch, drawn from its own stream in forward order
+        (``exact``: as ``nn.Dropout`` draws them, else :func:`drawn_masks`)."""
         if not self.dropouts:
             return {}
+        if not exact:
+            shapes = {n: [tuple(s)] * self.size for n, s in zip(self.dropouts, self.dropout_shapes(x))}
+            return drawn_masks(self.dropouts, self.rates, shapes, generators, x.dtype, x.device)
         out = {}
         for name, shape in zip(self.dropouts, self.dropout_shapes(x)):
             mask = torch.empty((self.size, *shape), dtype=x.dtype, device=x.device)

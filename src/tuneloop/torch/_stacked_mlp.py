@@ -10,7 +10,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from tuneloop.torch._stacked import StackedModel, dropout_rate
+from tuneloop.torch._stacked import StackedModel, drawn_masks, dropout_rate
 
 _ACTIVATIONS = (nn.ReLU, nn.GELU, nn.Tanh, nn.SiLU, nn.Identity)
 
@@ -68,8 +68,14 @@ class StackedMLP(StackedModel):
         self.params = dict(zip(self.names, self.blocks))
         self._grads = [torch.empty_like(b) for b in self.blocks]
 
-    def noise(self, x: torch.Tensor, generators: Sequence[torch.Generator]) -> dict[str, torch.Tensor]:
-        """Each member's dropout masks, drawn at its own width from its own stream (padding: ones)."""
+    def noise(self, x: torch.Tensor, generators: Sequence[torch.Generator], exact: bool = False
+              ) -> dict[str, torch.Tensor]:
+        """Each member's dropout masks, drawn at its own width from its own stream (padding: ones);
+        ``exact``: as ``nn.Dropout`` draws them, else :func:`drawn_masks`."""
+        if not exact:
+            shapes: dict[str, list[tuple[int, ...]]] = {n: [(x.shape[1], w) for w in self.widths[n]]
+                                                        for n in self.dropouts}
+            return drawn_masks(self.dropouts, self.rates, shapes, generators, x.dtype, x.device)
         out = {}
         for name in self.dropouts:
             widths = self.widths[name]

@@ -14,10 +14,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from tuneloop._validation import check_positive_int
+from tuneloop._validation import check_one_of, check_positive_int
 from tuneloop.errors import ConfigError
 from tuneloop.torch._data import Batches, batches
 from tuneloop.torch._fit import (
+    OPTIMIZERS,
+    SCHEDULES,
     _final_phase,
     _horizon,
     _log_init_loss,
@@ -48,8 +50,8 @@ class Member:
     args: dict[str, Any]
     trial: Any
     net: nn.Module
-    opt: torch.optim.Optimizer  # a torch optimizer over ``net``: hyperparameters, schedules, checkpoints
-    sched: Any
+    opt: torch.optim.Optimizer | Hyper  # hyperparameters; a torch optimizer where a schedule or checkpoint needs one
+    sched: Any  # a torch scheduler (one_cycle, plateau, a resumed checkpoint's), else None
     train: Batches
     val: Batches
     classify: bool
@@ -88,6 +90,66 @@ class Member:
             return float(self.opt.param_groups[0]["lr"])
         return self.args["lr"] * lr_factor(schedule, self.step, self.horizon, self.args["warmup"])
 
+    def torch_optimizer(self) -> torch.optim.Optimizer:
+        """A torch optimizer over ``net`` (for a checkpoint), built the first time one is asked for."""
+        if isinstance(self.opt, Hyper):
+            self.opt = _make_optimizer(self.args, self.net)
+        return self.opt
+
+
+class Hyper:
+    """What the engine reads of a member's torch optimizer, without building one: one parameter
+    group with ``torch.optim``'s keys and defaults, and no state. Constructing the first torch
+    optimizer of a process costs about a second (it imports ``torch._dynamo``), and the engine's own
+    per-member optimizers (:mod:`tuneloop.torch._member_optim`) only need these numbers; a real one
+    is built where a torch scheduler (one_cycle, plateau), a checkpoint to resume or one to save
+    needs it (:meth:`Member.torch_optimizer`). Invalid values fail as torch's optimizers fail."""
+
+    def __init__(self, name: str, params: Any, lr: float, weight_decay: float = 0.0, momentum: float | None = None,
+                 betas: Sequence[float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        check_one_of(name, OPTIMIZERS, "optimizer", "fit")
+        _at_least(lr, "learning rate")
+        _at_least(weight_decay, "weight_decay value")
+        group: dict[str, Any] = {"params": list(params), "lr": lr, "weight_decay": weight_decay}
+        if name in ("adam", "adamw"):
+            _at_least(eps, "epsilon value")
+            for i, beta in enumerate(betas):
+                if not 0.0 <= beta < 1.0:
+                    raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
+            group.update(betas=(float(betas[0]), float(betas[1])), eps=eps)
+        elif name == "rmsprop":
+            _at_least(eps, "epsilon value")
+            _at_least(momentum or 0.0, "momentum value")
+            group.update(alpha=0.99, eps=eps, momentum=momentum or 0.0)
+        else:
+            momentum = (0.0 if name == "sgd" else 0.9) if momentum is None else momentum
+            _at_least(momentum, "momentum value")
+            if name == "nesterov" and momentum <= 0:
+                raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+            group.update(momentum=momentum)
+        self.param_groups = [group]
+        self.state: dict[Any, Any] = {}
+
+
+def _at_least(value: float, what: str) -> None:
+    if not value >= 0.0:  # NaN fails too
+        raise ValueError(f"Invalid {what}: {value}")
+
+
+def _make_optimizer(a: Mapping[str, Any], net: nn.Module) -> torch.optim.Optimizer:
+    return make_optimizer(a["optimizer"], net.parameters(), a["lr"], a["weight_decay"], a["momentum"], a["betas"],
+                          a["eps"])
+
+
+class _Found:
+    """A trial whose checkpoint was already read (``_resume`` reads it through this)."""
+
+    def __init__(self, found: Any) -> None:
+        self.found = found
+
+    def load_checkpoint(self) -> Any:
+        return self.found
+
 def bucket_groups(jobs: Sequence[Mapping[str, Any]]) -> list[list[int]]:
     """Indices of ``jobs`` that can share a population (the same key as :func:`run_jobs` uses,
     before any checkpoint is read); a job that fails to set up forms a group of its own."""
@@ -125,10 +187,18 @@ def prepare(job: int, a: dict[str, Any], fingerprints: dict[Any, Any], pad: bool
         data.x, data.y = fingerprints.setdefault(("tensors", _source_key(source), str(dev)), (data.x, data.y))
     total = a["steps"] if a["steps"] is not None else train.per_epoch * a["epochs"]
     horizon = _horizon(trial, train.per_epoch, total)
-    opt = make_optimizer(a["optimizer"], net.parameters(), a["lr"], a["weight_decay"], a["momentum"], a["betas"],
-                         a["eps"])
-    sched = make_schedule(a["schedule"], opt, horizon, a["warmup"], "max" if classify else "min")
-    first_epoch, step, trained_s = _resume(trial, net, opt, sched, a["lr"], a["weight_decay"], a["momentum"])
+    check_one_of(a["schedule"], SCHEDULES, "schedule", "fit")
+    found = trial.load_checkpoint() if trial is not None and hasattr(trial, "load_checkpoint") else None
+    opt: torch.optim.Optimizer | Hyper
+    if found is None and a["schedule"] not in _TORCH_SCHEDULED:  # no torch optimizer needed (see Hyper)
+        opt, sched = Hyper(a["optimizer"], net.parameters(), a["lr"], a["weight_decay"], a["momentum"], a["betas"],
+                           a["eps"]), None
+        first_epoch, step, trained_s = 1, 0, 0.0
+    else:
+        opt = _make_optimizer(a, net)
+        sched = make_schedule(a["schedule"], opt, horizon, a["warmup"], "max" if classify else "min")
+        first_epoch, step, trained_s = _resume(_Found(found), net, opt, sched, a["lr"], a["weight_decay"],
+                                               a["momentum"])
     if trial is not None and classify:
         _log_init_loss(net, train, loss_fn, trial)  # in train mode: dropout draws from the seeded stream
     rng = torch.get_rng_state()

@@ -14,16 +14,22 @@ from tuneloop.torch._fit import FitResult, _mixed_precision, finish, run_costs, 
 from tuneloop.torch._population._jobs import Member, fit_defaults, prepare
 from tuneloop.torch._population._memory import fitting_members, peak_memory_mb
 from tuneloop.torch._population._state import Population
+from tuneloop.torch._stacked import signature
 
 
 def fit_population(jobs: Sequence[Mapping[str, Any]], *, max_members: int | None = None, fast: bool = True,
-                   fused: bool | None = None) -> list[FitResult]:
+                   fused: bool | None = None, exact: bool = False) -> list[FitResult]:
     """Train every job (``fit``'s keyword arguments) together; result i is what ``fit(**jobs[i])``
     returns. ``max_members`` caps a population's size (memory caps it too). ``fast=False`` runs
     plain MLPs through vmap and autograd like any model (the hand-written path is checked against
-    it); ``fused=False`` uses the step-by-step Adam instead of torch's fused kernel. Raises the
-    first job's error, if any failed; :func:`run_jobs` returns errors in place instead."""
-    results = run_jobs(jobs, [job.get("trial") for job in jobs], max_members=max_members, fast=fast, fused=fused)
+    it); ``fused=False`` uses the step-by-step Adam instead of torch's fused kernel. ``exact=True``
+    draws each member's dropout masks as ``nn.Dropout`` does in sequential ``fit`` (the oracle
+    tests' mode); by default they come from the same per-member streams in a cheaper, batched way
+    (:func:`tuneloop.torch._stacked.drawn_masks`), so models with dropout train to other (equally
+    random) masks than ``fit``'s. Raises the first job's error, if any failed; :func:`run_jobs`
+    returns errors in place instead."""
+    results = run_jobs(jobs, [job.get("trial") for job in jobs], max_members=max_members, fast=fast, fused=fused,
+                       exact=exact)
     done: list[FitResult] = []
     for r in results:
         if isinstance(r, BaseException):
@@ -32,7 +38,7 @@ def fit_population(jobs: Sequence[Mapping[str, Any]], *, max_members: int | None
     return done
 
 def run_jobs(jobs: Sequence[Mapping[str, Any]], trials: Sequence[Any], *, max_members: int | None = None,
-             fast: bool = True, fused: bool | None = None) -> list[FitResult | BaseException]:
+             fast: bool = True, fused: bool | None = None, exact: bool = False) -> list[FitResult | BaseException]:
     """Like :func:`fit_population`, but a job that fails gets its exception as its result."""
     defaults = fit_defaults()
     results: list[FitResult | BaseException | None] = [None] * len(jobs)
@@ -52,7 +58,7 @@ def run_jobs(jobs: Sequence[Mapping[str, Any]], trials: Sequence[Any], *, max_me
     for bucket in buckets.values():
         cap = max_members or len(bucket)
         for start in range(0, len(bucket), cap):
-            _train_chunked(bucket[start:start + cap], results, fast=fast, fused=fused)
+            _train_chunked(bucket[start:start + cap], results, fast=fast, fused=fused, exact=exact)
     return cast(list[FitResult | BaseException], results)  # no None left: every job has its result or error
 
 def _train_chunked(members: list[Member], results: list[Any], **options: Any) -> None:
@@ -107,7 +113,7 @@ def _train(members: list[Member], results: list[Any], **options: Any) -> None:
             xb, yb = x_all[index], y_all[index]
             lrs = [m.lr() for m in pop.members]
             _one_cycle_hyper(pop)
-            noise = pop.model.noise(xb, pop.generators)
+            noise = pop.model.noise(xb, pop.generators, pop.exact)
             values, grads = pop.model.loss_and_grad(xb, yb, noise, pop.loss, autocast)
             logging = [j for j, m in enumerate(pop.members)
                        if m.frozen is None and m.trial is not None and m.args["log_every"]
@@ -219,7 +225,7 @@ def _leave(pop: Population, j: int, results: list[Any], start_members: int) -> N
     trial = m.trial
     if trial is not None and getattr(trial, "checkpointing", False) and m.history:
         state = pop.model.state_dict(pop.model.member(j), m.net)
-        optimizer = pop.optim.export(j, m.opt, m.lr())
+        optimizer = pop.optim.export(j, m.torch_optimizer(), m.lr())
         save_checkpoint(trial, m.history, state, optimizer, m.step, pop.generators[j].get_state())
     m.net.load_state_dict(pop.model.state_dict(pop.model.member(j, pop.best), m.net))
     if trial is not None:
@@ -237,7 +243,15 @@ def _leave(pop: Population, j: int, results: list[Any], start_members: int) -> N
 
 def _member_cost(m: Member) -> dict[str, float]:
     """params_m and latency_ms of the member's own model (its architecture at its width; latency does
-    not depend on the weights, so the model ``prepare`` built times it), measured once."""
+    not depend on the weights, so the model ``prepare`` built times it), measured once per member and
+    timed once per architecture (members of equal shapes share one timing: timing each of 48 equal
+    models cost a 48-trial sweep seconds)."""
     if m.cost is None:
-        m.cost = {"params_m": params_m(m.net), "latency_ms": latency_ms(m.net, m.val.x[:LATENCY_BATCH])}
+        key = (signature(m.net), str(m.val.x.device), tuple(m.val.x.shape[1:]), str(m.val.x.dtype))
+        if key not in _LATENCY:
+            _LATENCY[key] = latency_ms(m.net, m.val.x[:LATENCY_BATCH])
+        m.cost = {"params_m": params_m(m.net), "latency_ms": _LATENCY[key]}
     return m.cost
+
+
+_LATENCY: dict[tuple[Any, ...], float] = {}  # latency_ms by architecture, input and device, in this process

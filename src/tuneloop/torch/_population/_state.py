@@ -16,8 +16,10 @@ from tuneloop.torch._stacked_mlp import stack
 class Population:
     """The members being trained now: stacked model, optimizer, random streams, bookkeeping."""
 
-    def __init__(self, members: list[Member], *, fast: bool = True, fused: bool | None = None) -> None:
+    def __init__(self, members: list[Member], *, fast: bool = True, fused: bool | None = None,
+                 exact: bool = False) -> None:
         first = members[0]
+        self.exact = exact  # dropout masks drawn as nn.Dropout draws them (sequential-equal), else batched
         self.members = list(members)
         self.device = first.train.x.device
         self.model = stack([m.net for m in members], fast=fast and fast_path(first.net, first.args, first.train))
