@@ -7,19 +7,14 @@ inf values, and stored artifact paths that point outside the artifact folder.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import socket
 import sqlite3
-import threading
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
+from dashboard_server import serve
 
 import tuneloop as tl
 
@@ -124,32 +119,6 @@ def fronts_db(tmp_path_factory) -> str:
     from fronts import build_fronts
 
     return build_fronts(f"sqlite:///{tmp_path_factory.mktemp('fronts') / 'fronts.db'}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def serve(app: Any) -> Iterator[int]:
-    """Run ``app`` on a real uvicorn server on 127.0.0.1 (raw requests reach it unnormalised); yield its port."""
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:  # poll for the event, with a deadline
-        assert time.monotonic() < deadline and thread.is_alive(), "the dashboard server did not start"
-        time.sleep(0.02)
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="session")

@@ -7,9 +7,6 @@ draws offline. CI installs chromium (.ci/run); elsewhere these tests skip when i
 
 import os
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -41,23 +38,11 @@ def live_db(dashboard_db, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(live_db):
-    import uvicorn
-
+def server(live_db, serving):
     from tuneloop.dashboard import create_app
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app(live_db), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serving(create_app(live_db)) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def open_page(page, url):

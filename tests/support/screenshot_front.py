@@ -14,11 +14,8 @@ photographs the study page's front.
 from __future__ import annotations
 
 import contextlib
-import socket
 import sys
 import tempfile
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,26 +32,12 @@ OUT = HERE.parents[1] / "docs" / "images" / "multi-objective-front.png"
 @contextlib.contextmanager
 def serve_dashboard(storage: str) -> Iterator[str]:
     """The dashboard over ``storage`` on a free local port; yields its URL."""
-    import uvicorn
+    from dashboard_server import serve
 
     from tuneloop.dashboard import create_app
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(storage), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the dashboard server did not start")
-        time.sleep(0.05)
-    try:
+    with serve(create_app(storage)) as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def main(out: Path = OUT, storage: str | None = None, study: str = "accuracy-vs-latency") -> Path:
