@@ -74,10 +74,10 @@ def check_tradeoffs(data: StudyData) -> Finding:
                        f"to objectives ({MIN_TRIALS} or more).", "Run more trials.")
     rows: list[dict[str, Any]] = []
     for name, param in _all_params(data.record.space).items():
-        used = [t for t in done if _number(t.params.get(name)) is not None]
+        used = [t for t in done if finite(t.params.get(name)) is not None]
         if isinstance(param, Choice) and len(used) < len(done):  # a Choice of words has no order to correlate
             continue
-        xs = [_number(t.params[name]) for t in used]
+        xs = [finite(t.params[name]) for t in used]
         if len(used) < MIN_TRIALS or len(set(xs)) < 2:
             continue
         row: dict[str, Any] = {"parameter": name}
@@ -135,10 +135,6 @@ def _effect(better: list[str], worse: list[str]) -> str:
     return " and ".join(words) or "moves no objective clearly"
 
 
-def _number(value: Any) -> float | None:
-    return finite(value)
-
-
 # -- which constraint broke most? ---------------------------------------------------------------
 def check_constraints(data: StudyData) -> Finding:
     """How many completed trials broke a constraint (or never reported its metric), and which
@@ -174,7 +170,7 @@ def check_constraints(data: StudyData) -> Finding:
 
 def _worst(constraint: Any, trials: list[TrialRecord]) -> float | None:
     """The worst finite value of the constrained metric among ``trials`` (None when none reported it)."""
-    values = [float(v) for t in trials if (v := _number(t.values.get(constraint.metric))) is not None]
+    values = [float(v) for t in trials if (v := finite(t.values.get(constraint.metric))) is not None]
     if not values:
         return None
     return max(values) if constraint.op == "<=" else min(values)
