@@ -2,8 +2,11 @@
 
     python benchmarks/time_to_target.py                       # 5 seeds each; benchmarks/results/time_to_target.json
     python benchmarks/time_to_target.py --seeds 3 --cap 300   # quicker
+    python benchmarks/time_to_target.py --methods population optuna
 
-Three ways to tune the paper's CNN (examples/mnist1d_cnn.py's space and trainer, 30 epochs):
+Four ways to tune the paper's CNN (examples/mnist1d_cnn.py's space and trainer, 30 epochs):
+  population tpe + asha (first rung at epoch 3), the population executor: --members trials trained
+             together, channels, kernel sizes and optimizers of one family in one padded population
   tuneloop   tpe + asha (first rung at epoch 3), 2 worker processes
   optuna     Optuna's defaults: TPESampler + MedianPruner, study.optimize(n_jobs=1)
   random     Optuna's RandomSampler, no pruner, sequential
@@ -33,6 +36,7 @@ import tuneloop as tl
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "mnist1d_cnn.py"
 EPOCHS = 30
+METHODS = ("population", "tuneloop", "optuna", "random")
 
 
 class Reached(Exception):
@@ -110,23 +114,28 @@ class _Watch(tl.Callback):
             raise Reached
 
 
-def run_tuneloop(seed: int, target: float, cap: float, folder: Path) -> float | None:
+def run_tuneloop(seed: int, target: float, cap: float, folder: Path, members: int | None = None) -> float | None:
     study = tl.load_study(EXAMPLE)
     study.budget = tl.Budget(epochs=EPOCHS)
     start = time.perf_counter()
     watch = _Watch(target, start)
+    how: dict[str, Any] = {"workers": 2} if members is None else {"executor": "population", "members": members}
+    if members is not None:
+        import torch
+
+        torch.set_num_threads(2)
     try:
-        study.run(timeout=cap, workers=2, seed=seed, searcher="tpe", scheduler={"name": "asha", "min_resource": 3},
-                  storage=str(folder / f"tuneloop-{seed}.db"), callbacks=[watch])
+        study.run(timeout=cap, seed=seed, searcher="tpe", scheduler={"name": "asha", "min_resource": 3},
+                  storage=str(folder / f"tuneloop-{seed}-{members}.db"), callbacks=[watch], **how)
     except Reached:
         pass
     return watch.hit
 
 
-def _one(kind: str, seed: int, target: float, cap: float, folder: str) -> float | None:
+def _one(kind: str, seed: int, target: float, cap: float, folder: str, members: int) -> float | None:
     """One run in a fresh process (no warm caches carried over; its workers may spawn freely)."""
-    out = subprocess.run([sys.executable, __file__, "--one", kind, str(seed), str(target), str(cap), folder],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, __file__, "--one", kind, str(seed), str(target), str(cap), folder,
+                          str(members)], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
 
 
@@ -136,21 +145,26 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.94)
     parser.add_argument("--cap", type=float, default=400.0, help="seconds per run before giving up")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "time_to_target.json")
-    parser.add_argument("--one", nargs=5, metavar=("KIND", "SEED", "TARGET", "CAP", "FOLDER"), help=argparse.SUPPRESS)
+    parser.add_argument("--members", type=int, default=16, help="population executor: trials trained together")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS,
+                        help="which methods to run (the first is the one the speed-ups are of)")
+    parser.add_argument("--one", nargs=6, metavar=("KIND", "SEED", "TARGET", "CAP", "FOLDER", "MEMBERS"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:  # the child process of one run
-        kind, seed, target, cap, folder = args.one
-        if kind == "tuneloop":
-            seconds = run_tuneloop(int(seed), float(target), float(cap), Path(folder))
+        kind, seed, target, cap, folder, members = args.one
+        if kind in ("tuneloop", "population"):
+            seconds = run_tuneloop(int(seed), float(target), float(cap), Path(folder),
+                                   int(members) if kind == "population" else None)
         else:
             seconds = run_optuna(kind, int(seed), float(target), float(cap))
         print(json.dumps({"seconds": seconds}))
         return
-    results: dict[str, list[float | None]] = {"tuneloop": [], "optuna": [], "random": []}
+    results: dict[str, list[float | None]] = {kind: [] for kind in args.methods}
     with tempfile.TemporaryDirectory() as folder:
         for seed in range(args.seeds):  # interleaved, so machine drift hits every method alike
-            for kind in results:  # noqa: PLC0206 - the methods in a fixed order
-                t = _one(kind, seed, args.target, args.cap, folder)
+            for kind in args.methods:
+                t = _one(kind, seed, args.target, args.cap, folder, args.members)
                 results[kind].append(t)
                 shown = "not reached" if t is None else f"{t:.1f}s"
                 print(f"seed {seed} {kind:8s} {shown}", flush=True)
@@ -159,10 +173,13 @@ def main() -> None:
         capped = [args.cap if t is None else t for t in times]
         summary[kind] = {"times_s": times, "median_s": statistics.median(capped),
                          "reached": sum(t is not None for t in times), "runs": len(times)}
-    base = summary["tuneloop"]["median_s"]
-    for kind in ("optuna", "random"):
-        summary[kind]["tuneloop_speedup_at_median"] = summary[kind]["median_s"] / base
+    for ours in ("population", "tuneloop"):
+        if ours in summary:
+            for kind in summary:
+                if kind not in ("population", "tuneloop"):
+                    summary[kind][f"{ours}_speedup_at_median"] = summary[kind]["median_s"] / summary[ours]["median_s"]
     out = {"benchmark": "time_to_target", "target_val_acc": args.target, "cap_s": args.cap, "epochs": EPOCHS,
+           "members": args.members, "load_at_end": os.getloadavg(),
            "machine": {"cores": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()},
            "results": summary}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -77,3 +77,6 @@ study = tl.Study(
 
 
 REFERENCE = MNIST1D_REFERENCE
+RERANK = 6  # the best configurations run again on validation ...
+RERANK_SEEDS = 3  # ... until each has this many runs; the best mean over seeds is finalized
+FINAL_SEEDS = 5  # retrained on train+val over this many seeds, each tested once

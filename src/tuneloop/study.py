@@ -303,19 +303,20 @@ class Study:
     # -- finishing --------------------------------------------------------------------------
     def finalize(self, *, top: int = 3, seeds: int = 5, fit_on: str = "train", epochs: str = "best",
                  per: str | None = None, rounds: str = "this", pick: str | Callable[[list[TrialRecord]], Any] | None = None,
-                 workers: int | None = None, executor: Any = None,
+                 rerank: int | None = None, rerank_seeds: int = 3, workers: int | None = None, executor: Any = None,
                  members: int | None = None, gpus: Sequence[int] | None = None, trials_per_gpu: int | None = None,
                  max_retries: int = 1, storage: str | None = None, again: bool = False,
                  progress: bool = False) -> FinalResult:
         """Retrain the ``top`` configurations (of each value of ``per``; among every round of the
         goal with ``rounds="all"``; with several objectives, front members, ordered by ``pick``:
         ``"max val_acc where latency_ms <= 2"`` or a function of the front) over ``seeds`` seeds and
-        test each run once (``fit_on="train+val"`` to refit on both); see
+        test each run once (``fit_on="train+val"`` to refit on both); ``rerank=K`` first reruns the K
+        best over ``rerank_seeds`` seeds on validation and chooses among them by their mean; see
         :func:`tuneloop.finalize.finalize`."""
         from tuneloop.finalize import finalize
 
         return finalize(self, top=top, seeds=seeds, fit_on=fit_on, epochs=epochs, per=per, rounds=rounds, pick=pick,
-                        workers=workers,
+                        rerank=rerank, rerank_seeds=rerank_seeds, workers=workers,
                         executor=executor, members=members, gpus=gpus, trials_per_gpu=trials_per_gpu,
                         max_retries=max_retries, storage=storage, again=again, progress=progress)
 

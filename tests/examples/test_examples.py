@@ -26,17 +26,19 @@ def test_example_runs_on_a_tiny_budget(path, storage):
 def test_demo_command_tunes_then_tests_once(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("TUNELOOP_STORAGE", raising=False)
-    result = CliRunner().invoke(app, ["demo", "--minutes", "0.02", "--workers", "1", "--epochs", "2", "--seed", "0"])
+    monkeypatch.setenv("COLUMNS", "200")  # one sentence per line
+    result = CliRunner().invoke(app, ["demo", "--minutes", "0.02", "--members", "8", "--epochs", "2", "--seed", "0"])
     assert result.exit_code == 0, result.output
     assert "Best trial of demo-mnist1d-mlp" in result.output
     assert "MNIST-1D test accuracy" in result.output and "paper: CNN" in result.output
     line = next(ln for ln in result.output.splitlines() if "this run: tuned MLP" in ln)
-    mean, half = map(float, re.search(r"([\d.]+)% ± ([\d.]+)% \(3 seeds\)", line).groups())
-    assert 10.0 <= mean <= 100.0 and half >= 0  # finalized: 3 seeds, each tested once
-    assert "Finalizing" in result.output
+    mean, half = map(float, re.search(r"([\d.]+)% ± ([\d.]+)% \(5 seeds\)", line).groups())
+    assert 10.0 <= mean <= 100.0 and half >= 0  # finalized: 5 seeds, each tested once
+    assert "Re-ranking the best 6 over 3 seeds" in result.output and "finalizing the winner" in result.output
+    assert re.search(r"Chosen by its validation accuracy over 3 seeds", result.output)
+    assert re.search(r"The 95% interval \[.*\] lies (above|below|not separable from) the paper's MLP", result.output)
     assert (tmp_path / "tuneloop.db").exists()
     best = line.split("(trial ")[1].split(")")[0]
-    monkeypatch.setenv("COLUMNS", "200")
     show = CliRunner().invoke(app, ["show", "demo-mnist1d-mlp", best])
     assert show.exit_code == 0, show.output
     for section in ("Curves", "Slices at step", "class 9", "Samples (3)", "predictions/val", "confusion", "misclassified-step",

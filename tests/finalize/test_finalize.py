@@ -154,3 +154,42 @@ def test_finalize_and_ensemble_print_a_hostile_study_name_as_text(storage, write
     assert "Stored as study" in final.output and "[/x]" in final.output and "\x1b" not in final.output
     ensembled = runner.invoke(app, ["ensemble", name + "-final", "--storage", storage])
     assert ensembled.exit_code in (0, 1) and "Traceback" not in ensembled.output and "\x1b" not in ensembled.output
+
+
+def test_rerank_reruns_the_best_over_seeds_and_chooses_by_their_mean(storage):
+    # seed 3: re-ranking pulls a winner's mean below a configuration that ran once (the winner's curse)
+    study = tl.Study("lucky", tl.Space(k=tl.Choice(sorted(tf.LUCKY_QUALITY))), tf.lucky_seed, metric="val_acc",
+                     mode="max", storage=storage, seed=3)
+    study.run(searcher="grid")  # one run (one seed) per configuration
+    store = tl.Store(storage)
+    record = store.require_study("lucky")
+    single = {t.params["k"]: t.value for t in store.trials(record.id)}
+    result = study.finalize(top=1, seeds=2, rerank=3)
+    runs: dict[int, list[float]] = {}
+    for t in store.trials(record.id):
+        assert "val_acc" in t.values and "test_acc" not in t.values  # re-ranking never looks at test
+        runs.setdefault(t.params["k"], []).append(t.value)
+    best3 = sorted(single, key=single.get, reverse=True)[:3]
+    assert {k for k, values in runs.items() if len(values) == 3} == set(best3)
+    assert all(len(values) == 1 for k, values in runs.items() if k not in best3)
+    means = {k: sum(runs[k]) / 3 for k in best3}
+    assert result.configs[0].params == {"k": max(means, key=means.get)}
+    assert result.configs[0].tuned.n == 3 and result.configs[0].tuned.mean == pytest.approx(max(means.values()))
+    assert result.rerank == [3, 3]
+    everyone = {k: sum(v) / len(v) for k, v in runs.items()}
+    assert set(sorted(everyone, key=everyone.get, reverse=True)[:3]) != set(best3)  # the curse, as promised
+    again = study.finalize(top=1, seeds=2, rerank=3)  # the same 3 (chosen by tuning runs alone): nothing runs
+    assert len(store.trials(record.id)) == 12 and again.final_study == result.final_study
+    assert sorted(store.require_study("lucky").config["reranked"]) == sorted(
+        t.number for t in store.trials(record.id) if t.number >= 6)
+
+
+@pytest.mark.parametrize("options, says", [({"rerank": 3, "rerank_seeds": 1}, "2 or more"),
+                                            ({"rerank": 3, "per": "k"}, "per="), ({"rerank": 0}, "rerank")])
+def test_rerank_refuses_what_it_cannot_do_before_anything_runs(storage, options, says):
+    study = tl.Study("lucky", tl.Space(k=tl.Choice(sorted(tf.LUCKY_QUALITY))), tf.lucky_seed, metric="val_acc",
+                     mode="max", storage=storage)
+    study.run(searcher="grid")
+    with pytest.raises(tl.ConfigError, match=says):
+        study.finalize(top=1, seeds=2, **options)
+    assert tl.Store(storage).get_study("lucky-final") is None

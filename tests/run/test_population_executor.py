@@ -166,3 +166,23 @@ def test_cli_runs_a_population(tmp_path, monkeypatch, write_experiment):
     assert result.exit_code == 0, result.output
     assert "Ran 5 trials" in result.output and "5 completed" in result.output
     assert torch.get_default_dtype() == torch.float32
+
+
+class _Enough(Exception):
+    """A callback's own exception: it ends the run, under this executor as under any other."""
+
+
+class _StopAtFirstReport(tl.Callback):
+    def on_report(self, number, step, metrics):
+        raise _Enough(f"trial {number} reported")
+
+
+def test_a_callbacks_exception_ends_the_run_and_fails_no_member(storage):
+    """Reports reach the driver from inside the engine; a callback's error there is the run's error
+    (as under the processes executor, where callbacks run in the driver), not a training error of
+    every member of that population."""
+    study = study_of(train_mlp, storage)
+    with pytest.raises(_Enough, match="reported"):
+        study.run(4, searcher="random", executor="population", members=4, callbacks=[_StopAtFirstReport()])
+    trials = study.trials
+    assert trials and all(t.state != tl.TrialState.FAILED for t in trials), [(t.state, t.error) for t in trials]

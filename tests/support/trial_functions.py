@@ -467,3 +467,15 @@ def mnist1d_width(trial: tl.Trial) -> dict:
                  trial=trial, optimizer="adamw", lr=1e-2, batch_size=64, epochs=trial.budget["epochs"], seed=trial.seed,
                  inspect_every=0, predictions=False)
     return result.metrics
+
+
+LUCKY_QUALITY = {0: 0.70, 1: 0.72, 2: 0.74, 3: 0.60, 4: 0.65, 5: 0.71}
+
+
+def lucky_seed(trial: tl.Trial) -> dict:
+    """A configuration's quality plus a large seed-dependent luck (up to 0.1): one run of a
+    configuration says little about it, the mean over seeds more."""
+    luck = 0.01 * ((trial.seed * 7919) % 11)
+    value = LUCKY_QUALITY[trial.params["k"]] + luck
+    trial.report(1, **{f"{trial.heldout}_acc": value})
+    return {f"{trial.heldout}_acc": value}

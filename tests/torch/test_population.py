@@ -299,9 +299,12 @@ def test_default_dropout_masks_are_each_members_own_and_drop_at_its_rate(data, f
     assert bool((a[0] == 1).all()) and bool((a[2] == 0).all())
     assert set(a[1].unique().tolist()) == {0.0, 1 / 0.7} and abs(float((a[1] == 0).double().mean()) - 0.3) < 0.02
     assert bool((b[0, :, 10:] == 1).all()) and abs(float((b[2, :, :5] == 0).double().mean()) - 0.5) < 0.05
-    again = drawn_masks(["b"], {"b": [0.5]}, {"b": [(400, 10)]}, [torch.Generator().manual_seed(0)],
+    again = drawn_masks(["b"], {"b": [0.5]}, {"b": [(400, 20)]}, [torch.Generator().manual_seed(1)],
                         torch.float64, torch.device("cpu"))["b"]
-    assert not torch.equal(again[0], b[0, :, :10])  # layer "a" drew first above: a stream, in forward order
+    assert not torch.equal(again[0], b[1])  # member 1's layer "a" drew first above: a stream, in forward order
+    alone = drawn_masks(["b"], {"b": [0.5]}, {"b": [(400, 10)]}, [torch.Generator().manual_seed(0)],
+                        torch.float64, torch.device("cpu"))["b"]
+    assert torch.equal(alone[0], b[0, :, :10])  # member 0's layer "a" has rate 0: it drew nothing there
     gens = [torch.Generator().manual_seed(0)]
     first = drawn_masks(["a", "b"], {"a": [0.0], "b": [0.5]}, {"a": [(400, 50)], "b": [(400, 10)]}, gens,
                         torch.float64, torch.device("cpu"))["b"]

@@ -35,6 +35,9 @@ def finalize_cmd(
     rounds: Annotated[str, typer.Option(help="this: this round's trials; all: every round of the goal")] = "this",
     pick: Annotated[str | None, typer.Option(help="Which front members to retrain, best first, e.g. "
                                              "'max val_acc where latency_ms <= 2'")] = None,
+    rerank: Annotated[int | None, typer.Option(help="First rerun the best K on validation over --rerank-seeds seeds "
+                                               "and choose among them by their mean")] = None,
+    rerank_seeds: Annotated[int, typer.Option("--rerank-seeds", help="Runs per re-ranked configuration")] = 3,
     workers: Annotated[int | None, typer.Option(help="Runs at once \\[default: the study's]")] = None,
     gpus: Gpus = None,
     trials_per_gpu: TrialsPerGpu = None,
@@ -66,7 +69,8 @@ def finalize_cmd(
         return
     experiment = _experiment(store, study, file)
     result = experiment.finalize(top=top, seeds=seeds, fit_on=fit_on, epochs=epochs, per=per, rounds=rounds, pick=pick,
-                                 workers=workers, gpus=pinned, trials_per_gpu=trials_per_gpu, executor=executor,
+                                 rerank=rerank, rerank_seeds=rerank_seeds, workers=workers, gpus=pinned,
+                                 trials_per_gpu=trials_per_gpu, executor=executor,
                                  members=members, max_retries=max_retries,
                                  storage=storage or store.url, again=again, progress=True)
     out.print(final_table(result))
@@ -80,6 +84,8 @@ def final_table(result: Any) -> Table:
     per = f"the best of each {result.per}, " if result.per else ""
     per += "chosen among every round, " if result.rounds == "all" else ""
     per += f"picked by {result.pick!r}, " if result.pick else ""
+    per += (f"re-ranked: the best {result.rerank[0]} over {result.rerank[1]} seeds on validation, "
+            if result.rerank else "")
     title = (f"{safe(result.study)}: {safe(per)}finalized on {safe(result.fit_on)}, test once over {result.seeds} seeds "
              f"({safe(result.final_study)}{', look ' + str(result.look) if result.look > 1 else ''})")
     several = len(result.objectives) > 1

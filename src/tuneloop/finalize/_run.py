@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from tuneloop._validation import check_one_of, check_positive_int
 from tuneloop.analysis import Difference, MeanCI, mean_ci, welch
 from tuneloop.errors import ConfigError
+from tuneloop.finalize._rerank import check_rerank, rerank_runs, tuning_runs
 from tuneloop.finalize._select import Candidate, Pick, top_configs
 from tuneloop.objectives import Constraint, Judge, Objective, Objectives
 from tuneloop.rounds import chain
@@ -87,6 +88,7 @@ class FinalResult:
     directions: list[str] = field(default_factory=list)
     constraints: list[str] = field(default_factory=list)  # as on test, e.g. "latency_ms <= 2"
     pick: str | None = None  # the rule that chose among the front
+    rerank: list[int] | None = None  # [K, seeds]: the best K re-run over seeds on validation before choosing
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,6 +122,8 @@ def finalize(
     per: str | None = None,
     rounds: str = "this",
     pick: Pick | None = None,
+    rerank: int | None = None,
+    rerank_seeds: int = 3,
     workers: int | None = None,
     executor: Any = None,
     members: int | None = None,
@@ -146,13 +150,18 @@ def finalize(
     TrialRecords; a configuration repeated over seeds appears once, with its mean values) and
     returning one of them or a list of them best first. The ``top`` first are retrained. The result
     reports every objective on test with its interval over seeds (:attr:`FinalConfig.objectives`)
-    and whether each configuration kept the constraints there (:attr:`FinalConfig.feasible`)."""
+    and whether each configuration kept the constraints there (:attr:`FinalConfig.feasible`).
+
+    ``rerank=K`` first runs the K best configurations again on validation until each has
+    ``rerank_seeds`` runs (in the tuning study, whole budget), and chooses among them by their mean
+    over seeds, not by a single lucky seed (:mod:`tuneloop.finalize._rerank`)."""
     check_positive_int(top, "top", "finalize")
     check_positive_int(seeds, "seeds", "finalize")
     check_one_of(fit_on, FIT_ON, "fit_on", "finalize")
     check_one_of(epochs, ("best", "budget"), "epochs", "finalize")
     check_one_of(rounds, ("this", "all"), "rounds", "finalize")
     pick_text = _pick_text(pick)  # a malformed rule fails before anything is read or run
+    check_rerank(rerank, rerank_seeds, per, rounds)
     workers = workers if workers is not None else study.chosen_workers
     if workers is not None:
         check_positive_int(workers, "workers", "finalize")
@@ -173,10 +182,16 @@ def finalize(
             where[t.id] = source.name
         budgets[source.name] = dict(source.config.get("budget") or {})
     curves = {i: c.get(parent.metric, []) for i, c in store.series([t.id for t in trials], [parent.metric]).items()}
+    if rerank is not None:
+        candidates = top_configs(tuning_runs(parent, trials), parent.mode, rerank, curves, parent.name, None, where,
+                                 parent.objectives, pick)
+        trials = rerank_runs(study, store, parent, candidates, rerank_seeds, executor=executor, workers=workers or 1,
+                             max_retries=max_retries, callbacks=callbacks, progress=progress)
+        curves = {i: c.get(parent.metric, []) for i, c in store.series([t.id for t in trials], [parent.metric]).items()}
     chosen = top_configs(trials, parent.mode, top, curves, parent.name, per, where, parent.objectives, pick)
     budget = dict(parent.config.get("budget") or study.budget.to_dict())
     plan = {**_plan(parent, chosen, seeds, fit_on, epochs, budget, budgets), "per": per, "rounds": rounds,
-            "pick": pick_text}
+            "pick": pick_text, "rerank": None if rerank is None else [rerank, rerank_seeds]}
     record, _ = _final_study(store, parent, plan, again)
     by_key = {json.dumps(c["params"], sort_keys=True): c for c in plan["configs"]}
     launch(store, record, study.fn, searcher=Listed([c["params"] for c in plan["configs"] for _ in range(seeds)]),
@@ -286,7 +301,8 @@ def read_final(store: Store, name: str) -> FinalResult:
                        mode=record.mode, fit_on=cfg["fit_on"], seeds=cfg["seeds"], look=cfg.get("look", 1),
                        configs=rows, per=cfg.get("per"), rounds=cfg.get("rounds", "this"),
                        objectives=objectives.names, directions=[d.value for d in objectives.directions],
-                       constraints=[str(c) for c in objectives.constraints], pick=cfg.get("pick"))
+                       constraints=[str(c) for c in objectives.constraints], pick=cfg.get("pick"),
+                       rerank=cfg.get("rerank"))
 
 
 def _scores(runs: Sequence[TrialRecord], names: Sequence[str]) -> dict[str, MeanCI]:

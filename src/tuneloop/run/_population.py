@@ -33,6 +33,16 @@ from tuneloop.run._system import run_watched
 from tuneloop.run.events import Event, Failed, TrialSpec
 
 
+class _HandlerError(BaseException):
+    """The driver's handler failed while the engine reported for a member: not the member's error (the
+    engine fails a member for any ``Exception``), so it travels as a BaseException to :meth:`poll`,
+    which raises the original."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 @dataclass(eq=False)
 class _Call:
     """A parked ``fit`` call of one trial thread."""
@@ -240,6 +250,8 @@ class PopulationExecutor(InProcessExecutor):
         self._session = _Session(self, specs)
         try:
             self._session.run()
+        except _HandlerError as failure:
+            raise failure.error from None
         finally:
             self._queue, self._session = [], None
             for spec in specs:
@@ -248,10 +260,17 @@ class PopulationExecutor(InProcessExecutor):
 
     # -- the Channel trials talk through ----------------------------------------------------
     def deliver(self, event: Event) -> Any:
-        """Events of trial threads are handled on the main thread, which owns the driver."""
+        """Events of trial threads are handled on the main thread, which owns the driver. An error of
+        the handler there (a callback's, the store's) is the run's, as under any executor: it passes
+        the engine (which fails a member for its own errors) as a :class:`_HandlerError`."""
         session = self._session
         if session is None or threading.get_ident() == session.main:
-            return self.handler(event)
+            try:
+                return self.handler(event)
+            except Exception as exc:
+                if session is None:
+                    raise
+                raise _HandlerError(exc) from exc
         return session.ask(event)
 
     def cancel(self, trial_id: int) -> None:

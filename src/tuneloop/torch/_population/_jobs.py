@@ -31,6 +31,8 @@ from tuneloop.torch._fit import (
     make_optimizer,
     make_schedule,
 )
+from tuneloop.torch._member_optim import optimizer_family
+from tuneloop.torch._padding import padded_key
 from tuneloop.torch._stacked import signature
 from tuneloop.torch._stacked_mlp import is_plain_mlp, padded_signature
 
@@ -204,7 +206,9 @@ def prepare(job: int, a: dict[str, Any], fingerprints: dict[Any, Any], pad: bool
     rng = torch.get_rng_state()
     loss_key = a["loss"] if isinstance(a["loss"], str) else getattr(a["loss"], "__code__", a["loss"])
     padded = pad and fast_path(net, a, train)  # plain MLPs of different widths can share a population
-    key = (padded_signature(net) if padded else signature(net), a["optimizer"], a["batch_size"], _fingerprint(a["train"], train, fingerprints),
+    architecture = padded_signature(net) if padded else (pad and padded_key(net)) or signature(net)  # vmap pads too
+    optimizer = optimizer_family(a["optimizer"])  # adam with adamw, sgd with momentum and nesterov
+    key = (architecture, optimizer, a["batch_size"], _fingerprint(a["train"], train, fingerprints),
            _fingerprint(a["val"], val, fingerprints), loss_key, str(dev), a["amp"], first_epoch, step, final)
     return Member(job, a, trial, net, opt, sched, train, val, classify, final,
                    f"{getattr(trial, 'heldout', 'val')}_", total, math.ceil(total / train.per_epoch), horizon,

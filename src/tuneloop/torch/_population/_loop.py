@@ -11,8 +11,10 @@ import torch
 from tuneloop.errors import ConfigError
 from tuneloop.torch._cost import LATENCY_BATCH, TrainClock, latency_ms, params_m
 from tuneloop.torch._fit import FitResult, _mixed_precision, finish, run_costs, save_checkpoint
+from tuneloop.torch._population._inspect import MemberInspector
 from tuneloop.torch._population._jobs import Member, fit_defaults, prepare
 from tuneloop.torch._population._memory import fitting_members, peak_memory_mb
+from tuneloop.torch._population._mixed import exact_groups
 from tuneloop.torch._population._state import Population
 from tuneloop.torch._stacked import signature
 
@@ -55,7 +57,7 @@ def run_jobs(jobs: Sequence[Mapping[str, Any]], trials: Sequence[Any], *, max_me
     buckets: dict[tuple[Any, ...], list[Member]] = {}
     for m in members:
         buckets.setdefault(m.key, []).append(m)
-    for bucket in buckets.values():
+    for bucket in [group for b in buckets.values() for group in exact_groups(b)]:  # padding probed first
         cap = max_members or len(bucket)
         for start in range(0, len(bucket), cap):
             _train_chunked(bucket[start:start + cap], results, fast=fast, fused=fused, exact=exact)
@@ -97,6 +99,7 @@ def _train(members: list[Member], results: list[Any], **options: Any) -> None:
     start_members = len(members)
     epoch = first.first_epoch
     clock = TrainClock()  # the population's wall time: every member trained during all of it
+    inspector = MemberInspector()  # fit's histograms, every inspect_every steps of each member
     while pop.members:
         orders = torch.stack([m.train.order(epoch) for m in pop.members])
         loss_sum = torch.zeros(len(pop.members), dtype=torch.float64, device=dev)
@@ -119,7 +122,9 @@ def _train(members: list[Member], results: list[Any], **options: Any) -> None:
                        if m.frozen is None and m.trial is not None and m.args["log_every"]
                        and m.step % m.args["log_every"] == 0]
             norms = pop.clip_and_norm(grads, bool(logging))
+            inspector.before_update(pop, grads)
             pop.optim.step(grads, lrs)
+            inspector.after_update(pop)
             finite = torch.isfinite(values)
             bad = [] if bool(finite.all()) else [j for j in range(len(pop.members)) if not bool(finite[j])]
             listed = values.tolist() if logging else []

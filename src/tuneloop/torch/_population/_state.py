@@ -23,7 +23,8 @@ class Population:
         self.members = list(members)
         self.device = first.train.x.device
         self.model = stack([m.net for m in members], fast=fast and fast_path(first.net, first.args, first.train))
-        self.optim = MemberOptimizer(first.args["optimizer"], self.model.blocks, [m.opt for m in members], fused=fused,
+        self.optim = MemberOptimizer([m.args["optimizer"] for m in members], self.model.blocks,  # one family
+                                     [m.opt for m in members], fused=fused, placement=getattr(self.model, "placement", None),
                                      shapes=getattr(self.model, "member_shapes", None))
         self.generators = []
         for m in members:
@@ -77,8 +78,9 @@ class Population:
     def exploit(self, src: int, dst: int, **hyper: float) -> None:
         """PBT in place: member ``dst`` takes ``src``'s parameters and optimizer state, then the
         hyperparameters given (``lr=...``, ``weight_decay=...``, ``momentum=...``, ``beta1=...``)."""
-        if self.optim.shapes[src] != self.optim.shapes[dst]:
-            raise ConfigError("exploit copies a member over one of the same shapes; these two differ in width.")
+        if self.optim.placement[src] != self.optim.placement[dst]:
+            raise ConfigError(f"exploit copies a member over one of the same architecture; members {src} and {dst} "
+                              "differ in shape (width or depth): exploit between members of equal shapes.")
         self.model.set_member(dst, self.model.member(src))
         self.optim.copy_member(src, dst)
         member = self.members[dst]

@@ -1,0 +1,39 @@
+"""Padded populations are probed before they train: members the padded model does not reproduce
+exactly (a model that normalizes over channels, flattens channel-last, reads its sizes in forward)
+train in populations of their own exact architecture instead."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tuneloop.torch._population._jobs import Member
+from tuneloop.torch._stacked import StackedModel, signature
+
+_PROBE = 8  # training inputs the probe runs
+
+
+def exact_groups(bucket: list[Member]) -> list[list[Member]]:
+    """``bucket`` split into the members that can train padded together (first) and groups of equal
+    exact architecture for the rest. Buckets that pad nothing (one architecture, or not a padded
+    vmap key) come back whole."""
+    if not _padded(bucket[0].key) or len({signature(m.net) for m in bucket}) == 1:
+        return [bucket]
+    passing, failed = list(bucket), []
+    while len({signature(m.net) for m in passing}) > 1:
+        try:
+            verdict = StackedModel([m.net for m in passing]).exact_members(passing[0].train.x[:_PROBE])
+        except Exception:  # noqa: BLE001 - a model the engine cannot stack fails where it trains, with its error
+            return [bucket]
+        if all(verdict):
+            break
+        failed += [m for m, ok in zip(passing, verdict) if not ok]
+        passing = [m for m, ok in zip(passing, verdict) if ok]
+    groups: dict[Any, list[Member]] = {}
+    for m in failed:
+        m.key = (signature(m.net), *m.key[1:])
+        groups.setdefault(m.key, []).append(m)
+    return ([passing] if passing else []) + list(groups.values())
+
+
+def _padded(key: tuple[Any, ...]) -> bool:
+    return isinstance(key[0], tuple) and key[0][:1] == ("padded-vmap",)
