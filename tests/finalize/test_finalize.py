@@ -4,7 +4,7 @@ import pytest
 import trial_functions as tf
 
 import tuneloop as tl
-from tuneloop.finalize import read_final
+from tuneloop.finalize import AlreadyFinalizedError, read_final
 
 SPACE = tl.Space(k=tl.Choice([0, 1, 2]))
 
@@ -157,7 +157,6 @@ def test_finalize_and_ensemble_print_a_hostile_study_name_as_text(storage, write
 
 
 def test_rerank_reruns_the_best_over_seeds_and_chooses_by_their_mean(storage):
-    # seed 3: re-ranking pulls a winner's mean below a configuration that ran once (the winner's curse)
     study = tl.Study("lucky", tl.Space(k=tl.Choice(sorted(tf.LUCKY_QUALITY))), tf.lucky_seed, metric="val_acc",
                      mode="max", storage=storage, seed=3)
     study.run(searcher="grid")  # one run (one seed) per configuration
@@ -165,23 +164,37 @@ def test_rerank_reruns_the_best_over_seeds_and_chooses_by_their_mean(storage):
     record = store.require_study("lucky")
     single = {t.params["k"]: t.value for t in store.trials(record.id)}
     result = study.finalize(top=1, seeds=2, rerank=3)
-    runs: dict[int, list[float]] = {}
-    for t in store.trials(record.id):
+    assert len(store.trials(record.id)) == 6  # the tuning study is left as it was
+    rerank = store.require_study("lucky-rerank")
+    assert rerank.config["kind"] == "rerank" and rerank.config["parent"] == "lucky"
+    runs = {k: [v] for k, v in single.items()}
+    for t in store.trials(rerank.id):
         assert "val_acc" in t.values and "test_acc" not in t.values  # re-ranking never looks at test
-        runs.setdefault(t.params["k"], []).append(t.value)
+        runs[t.params["k"]].append(t.value)
     best3 = sorted(single, key=single.get, reverse=True)[:3]
     assert {k for k, values in runs.items() if len(values) == 3} == set(best3)
     assert all(len(values) == 1 for k, values in runs.items() if k not in best3)
     means = {k: sum(runs[k]) / 3 for k in best3}
-    assert result.configs[0].params == {"k": max(means, key=means.get)}
-    assert result.configs[0].tuned.n == 3 and result.configs[0].tuned.mean == pytest.approx(max(means.values()))
+    chosen = result.configs[0]
+    assert chosen.params["k"] in best3 and means[chosen.params["k"]] == pytest.approx(max(means.values()))
+    assert chosen.tuned.n == 3 and chosen.tuned.mean == pytest.approx(max(means.values()))
     assert result.rerank == [3, 3]
-    everyone = {k: sum(v) / len(v) for k, v in runs.items()}
-    assert set(sorted(everyone, key=everyone.get, reverse=True)[:3]) != set(best3)  # the curse, as promised
-    again = study.finalize(top=1, seeds=2, rerank=3)  # the same 3 (chosen by tuning runs alone): nothing runs
-    assert len(store.trials(record.id)) == 12 and again.final_study == result.final_study
-    assert sorted(store.require_study("lucky").config["reranked"]) == sorted(
-        t.number for t in store.trials(record.id) if t.number >= 6)
+    again = study.finalize(top=1, seeds=2, rerank=3)  # the same 3 (chosen by the tuning study): nothing runs
+    assert len(store.trials(rerank.id)) == 6 and again.final_study == result.final_study
+    with pytest.raises(AlreadyFinalizedError, match="rerank 3 over 3 seeds"):
+        study.finalize(top=1, seeds=2, rerank=4)  # refused before any re-ranking run
+    assert len(store.trials(rerank.id)) == 6
+
+
+def test_listed_runs_a_failed_or_pruned_configuration_again_when_asked():
+    from tuneloop.search import Listed
+    from tuneloop.search._base import Outcome
+
+    for retry, left in ((False, 1), (True, 2)):
+        listed = Listed([{"k": 0}] * 3, retry_failed=retry)
+        listed.tell(Outcome({"k": 0}, tl.TrialState.COMPLETED, 0.5))
+        listed.tell(Outcome({"k": 0}, tl.TrialState.FAILED))
+        assert len(listed.ask(5)) == left
 
 
 @pytest.mark.parametrize("options, says", [({"rerank": 3, "rerank_seeds": 1}, "2 or more"),

@@ -118,6 +118,7 @@ def demo(
     seeds, then finalize the winner: retrained over 5 seeds, each run tested once."""
     from tuneloop import Budget
     from tuneloop import demo as d
+    from tuneloop.finalize import AlreadyFinalizedError
     from tuneloop.store import TrialState, resolve_url
 
     if executor not in ("population", "processes"):
@@ -139,7 +140,7 @@ def demo(
                      "fit_on": "train+val", "storage": storage, "progress": True, **options}
     try:
         final = d.study.finalize(**final_options)
-    except ConfigError:  # the demo ran again and found a new best: a new look at test, recorded as one
+    except AlreadyFinalizedError:  # the demo ran again and tuned further: a new look at test, recorded as one
         final = d.study.finalize(**final_options, again=True)
     chosen = final.configs[0]
     test = chosen.test
@@ -147,12 +148,13 @@ def demo(
     table.add_column("model")
     table.add_column("test accuracy", justify="right")
     shown = "-" if test is None else f"{test.mean:.1%} ± {test.half:.1%} ({test.n} seeds)"
-    table.add_row(f"[bold]this run: tuned MLP (trial {chosen.source[0]})[/]", f"[bold]{shown}[/]")
+    first = safe(str(chosen.source[0])) if chosen.source else "-"
+    table.add_row(f"[bold]this run: tuned MLP (trial {first})[/]", f"[bold]{shown}[/]")
     for name, acc in d.REFERENCE.items():
         table.add_row(f"paper: {name}", f"{acc:.0%}")
     out.print(table)
-    out.print(f"Chosen by its validation accuracy over {chosen.tuned.n} seeds ({chosen.tuned.mean:.1%}; trials "
-              f"{', '.join(map(str, chosen.source))}), then retrained on train+val.")
+    out.print(f"Chosen by its validation accuracy over {chosen.tuned.n} seeds ({chosen.tuned.mean:.1%}: trial {first} "
+              f"and its re-runs in {safe(d.study.name)}-rerank), then retrained on train+val.")
     if test is not None and test.n > 1:
         paper = d.REFERENCE["MLP"]
         verdict = ("above" if test.low > paper else "below" if test.high < paper else "not separable from")

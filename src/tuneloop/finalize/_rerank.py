@@ -4,16 +4,15 @@
 
 A configuration that won on one seed is partly a lucky seed (the winner's curse): among 100
 configurations within a point of each other, the one that came out on top is usually one whose seed
-was kind to it, and it falls back once retrained. ``rerank=K`` runs the K best configurations of
-the study again until each has ``rerank_seeds`` completed runs (its earlier runs count), as
-ordinary trials of the tuning study on the validation split and with the whole budget (no
-scheduler), then finalize chooses among those K by their mean over seeds. Test is still looked at
-once, by finalize, after the choice. A rerun resumes: the runs already stored are not run again.
+was kind to it, and it falls back once retrained. ``rerank=K`` takes the K best configurations of
+the tuning study and runs each again until it has ``rerank_seeds`` completed runs (its tuning runs
+count), on the validation split and with the whole budget (no scheduler); finalize then chooses
+among those K by their mean over seeds. Test is still looked at once, by finalize, after the choice.
 
-Which K is decided by the tuning runs alone: the re-ranking runs are recorded in the study's config
-(``reranked``: their trial numbers, each written as it starts) and left out of that choice, so a
-second finalize picks the same K even when re-ranking pulled a winner's mean below a configuration
-that ran once (the winner's curse at work), and a killed re-ranking resumes with the same K.
+The extra runs are the trials of a study of their own, ``<study>-rerank``, linked to the tuning
+study (as finalize's are ``<study>-final``): they never mix into the tuning study's trials, its
+queue or its counts, and which K to re-rank is decided by the tuning study alone, so a second
+finalize, or a resumed one, re-ranks the same K. A run that failed is run again next time.
 """
 
 from __future__ import annotations
@@ -23,14 +22,15 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from tuneloop._validation import check_positive_int
-from tuneloop.callbacks import Callback
 from tuneloop.errors import ConfigError
 from tuneloop.finalize._select import Candidate
+from tuneloop.objectives import Objectives
 from tuneloop.run import launch
 from tuneloop.search import Listed
 from tuneloop.store import Store, StudyRecord, TrialRecord, TrialState
 
 if TYPE_CHECKING:
+    from tuneloop.callbacks import Callback
     from tuneloop.study import Study
 
 
@@ -48,49 +48,62 @@ def check_rerank(rerank: int | None, rerank_seeds: int, per: str | None, rounds:
                           "per= or rounds='all'. Drop one of them.")
 
 
-def tuning_runs(parent: StudyRecord, trials: Sequence[TrialRecord]) -> list[TrialRecord]:
-    """The trials of ``parent`` that are not re-ranking runs (which K to re-rank is chosen among these)."""
-    reranked = set(parent.config.get("reranked") or [])
-    return [t for t in trials if t.number not in reranked]
+def rerank_name(study: str) -> str:
+    return f"{study}-rerank"
 
 
-class _Recorded(Callback):
-    """Writes each re-ranking run's number into the study's config as it starts."""
-
-    def __init__(self, store: Store, parent: StudyRecord) -> None:
-        self.store, self.parent = store, parent
-
-    def on_trial_start(self, number: int, params: dict[str, Any]) -> None:
-        numbers = list(self.parent.config.get("reranked") or [])
-        if number not in numbers:
-            self.parent.config["reranked"] = [*numbers, number]
-            self.store.update_study_config(self.parent.id, self.parent.config)
-
-
-def rerank_runs(study: Study, store: Store, parent: StudyRecord, candidates: Sequence[Candidate], seeds: int, *,
-                executor: Any, workers: int, max_retries: int, callbacks: Sequence[Callback],
-                progress: bool) -> list[TrialRecord]:
-    """Run each of ``candidates`` in the tuning study until it has ``seeds`` completed runs; return
-    the completed runs of those that have them (a configuration whose extra runs failed drops out)."""
+def rerank_runs(study: Study, store: Store, parent: StudyRecord, trials: Sequence[TrialRecord],
+                candidates: Sequence[Candidate], seeds: int, *, executor: Any, workers: int, max_retries: int,
+                callbacks: Sequence[Callback], progress: bool) -> list[TrialRecord]:
+    """Run each of ``candidates`` in ``<study>-rerank`` until it has ``seeds`` completed runs, counting
+    its completed runs among the tuning ``trials``; return every completed run of the configurations
+    that have them (tuning and re-ranking runs), for finalize to choose among by their mean."""
     wanted = {_key(c.params): c.params for c in candidates}
-    # seeds copies of each; the stored runs of these configurations are replayed into Listed on launch and
-    # strike their copies off, so only the missing runs are trained (and a rerun resumes)
-    queue = [params for params in wanted.values() for _ in range(seeds)]
-    launch(store, parent, study.fn, searcher=Listed(queue), seed=int(parent.config["seed"]), executor=executor,
-           workers=workers, max_retries=max_retries, budget=dict(parent.config.get("budget") or study.budget.to_dict()),
-           callbacks=[_Recorded(store, parent), *callbacks], experiment_path=study.experiment_path, rules=study.rules,
-           progress=progress)
-    runs: dict[str, list[TrialRecord]] = {}
-    for t in store.trials(parent.id):
-        key = _key(t.params)
-        if key in wanted and t.state == TrialState.COMPLETED and t.value is not None:
-            runs.setdefault(key, []).append(t)
+    tuned: dict[str, list[TrialRecord]] = {}
+    for t in trials:
+        if _key(t.params) in wanted and t.state == TrialState.COMPLETED and t.value is not None:
+            tuned.setdefault(_key(t.params), []).append(t)
+    record = _rerank_study(store, parent)
+    # what the tuning runs leave missing; the re-ranking study's own completed runs are replayed into
+    # Listed on launch and strike their copies off (a failed one does not: it runs again)
+    queue = [params for key, params in wanted.items() for _ in range(max(0, seeds - len(tuned.get(key, []))))]
+    if queue:
+        launch(store, record, study.fn, searcher=Listed(queue, retry_failed=True), seed=int(record.config["seed"]),
+               executor=executor, workers=workers, max_retries=max_retries, budget=dict(record.config["budget"]),
+               callbacks=callbacks, experiment_path=study.experiment_path, rules=study.rules, progress=progress)
+    runs = {key: list(group) for key, group in tuned.items()}
+    for t in store.trials(record.id):
+        if _key(t.params) in wanted and t.state == TrialState.COMPLETED and t.value is not None:
+            runs.setdefault(_key(t.params), []).append(t)
     kept = [t for group in runs.values() if len(group) >= seeds for t in group]
     if not kept:
-        raise ConfigError(f"finalize: none of the {len(wanted)} configurations re-ranked in {parent.name!r} completed "
-                          f"{seeds} runs (see tuneloop trials {parent.name} --state failed); fix the failures and run "
-                          f"finalize again (finished runs are kept).")
+        raise ConfigError(f"finalize: none of the {len(wanted)} configurations re-ranked in {record.name!r} completed "
+                          f"{seeds} runs (see tuneloop trials {record.name} --state failed); fix the failures and run "
+                          f"finalize again (finished runs are kept, failed ones run again).")
     return kept
+
+
+def _rerank_study(store: Store, parent: StudyRecord) -> StudyRecord:
+    """``<study>-rerank``: found (when it is this study's) or created with the tuning study's budget."""
+    name = rerank_name(parent.name)
+    found = store.get_study(name)
+    if found is not None:
+        if found.config.get("kind") != "rerank" or found.config.get("parent") != parent.name:
+            raise ConfigError(f"finalize --rerank records its runs in a study named {name!r}, and a study of that name "
+                              f"that is not {parent.name!r}'s re-ranking exists; rename or delete it.")
+        if not isinstance(found.config.get("seed"), int) or not isinstance(found.config.get("budget"), dict):
+            raise ConfigError(f"Corrupt row: study {name!r} has no valid seed or budget in its config; delete it and "
+                              f"finalize again.")
+        return found
+    import random
+
+    budget = parent.config.get("budget")
+    config = {"kind": "rerank", "parent": parent.name, "seed": random.randrange(2**31),
+              "budget": dict(budget) if isinstance(budget, dict) else {}}
+    objectives = parent.objectives
+    if objectives != Objectives.of(objectives.primary.name, objectives.primary.direction):
+        config.update(objectives.to_config())  # several objectives or constraints: judged as the tuning study
+    return store.create_study(name, parent.metric, parent.mode, parent.space, config)
 
 
 def _key(params: dict[str, Any]) -> str:

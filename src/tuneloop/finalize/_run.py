@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from tuneloop._validation import check_one_of, check_positive_int
 from tuneloop.analysis import Difference, MeanCI, mean_ci, welch
 from tuneloop.errors import ConfigError
-from tuneloop.finalize._rerank import check_rerank, rerank_runs, tuning_runs
+from tuneloop.finalize._rerank import check_rerank, rerank_name, rerank_runs
 from tuneloop.finalize._select import Candidate, Pick, top_configs
 from tuneloop.objectives import Constraint, Judge, Objective, Objectives
 from tuneloop.rounds import chain
@@ -153,7 +153,7 @@ def finalize(
     and whether each configuration kept the constraints there (:attr:`FinalConfig.feasible`).
 
     ``rerank=K`` first runs the K best configurations again on validation until each has
-    ``rerank_seeds`` runs (in the tuning study, whole budget), and chooses among them by their mean
+    ``rerank_seeds`` runs (in ``<study>-rerank``, whole budget), and chooses among them by their mean
     over seeds, not by a single lucky seed (:mod:`tuneloop.finalize._rerank`)."""
     check_positive_int(top, "top", "finalize")
     check_positive_int(seeds, "seeds", "finalize")
@@ -183,10 +183,12 @@ def finalize(
         budgets[source.name] = dict(source.config.get("budget") or {})
     curves = {i: c.get(parent.metric, []) for i, c in store.series([t.id for t in trials], [parent.metric]).items()}
     if rerank is not None:
-        candidates = top_configs(tuning_runs(parent, trials), parent.mode, rerank, curves, parent.name, None, where,
-                                 parent.objectives, pick)
-        trials = rerank_runs(study, store, parent, candidates, rerank_seeds, executor=executor, workers=workers or 1,
-                             max_retries=max_retries, callbacks=callbacks, progress=progress)
+        _refuse_another_look(store, parent, again, top=top, seeds=seeds, fit_on=fit_on, epochs=epochs, per=per,
+                             rounds=rounds, pick=pick_text, rerank=[rerank, rerank_seeds])  # before any run
+        candidates = top_configs(trials, parent.mode, rerank, curves, parent.name, None, where, parent.objectives, pick)
+        trials = rerank_runs(study, store, parent, trials, candidates, rerank_seeds, executor=executor,
+                             workers=workers or 1, max_retries=max_retries, callbacks=callbacks, progress=progress)
+        where.update({t.id: rerank_name(parent.name) for t in trials if t.id not in where})
         curves = {i: c.get(parent.metric, []) for i, c in store.series([t.id for t in trials], [parent.metric]).items()}
     chosen = top_configs(trials, parent.mode, top, curves, parent.name, per, where, parent.objectives, pick)
     budget = dict(parent.config.get("budget") or study.budget.to_dict())
@@ -243,6 +245,37 @@ def _plan(parent: StudyRecord, chosen: list[Candidate], seeds: int, fit_on: str,
             "tuned_metric": parent.metric, "configs": configs}
 
 
+class AlreadyFinalizedError(ConfigError):
+    """The study was finalized with other choices: its test split has been seen."""
+
+
+def _already_finalized(parent: StudyRecord, latest: StudyRecord) -> AlreadyFinalizedError:
+    cfg = latest.config
+    configs = cfg.get("configs")
+    rerank = cfg.get("rerank")
+    said = [f"top {len(configs) if isinstance(configs, list) else '?'}", f"{cfg.get('seeds')} seeds",
+            f"fit on {cfg.get('fit_on')}"]
+    if cfg.get("pick"):
+        said.append(f"pick {cfg.get('pick')!r}")
+    if isinstance(rerank, list) and len(rerank) == 2:
+        said.append(f"rerank {rerank[0]} over {rerank[1]} seeds")
+    return AlreadyFinalizedError(
+        f"{parent.name!r} was already finalized in {latest.name!r} ({', '.join(map(str, said))}), so the test split "
+        f"has been seen; choosing again by test results would make it a validation split. Repeat those options to "
+        f"show or resume it, or pass --again to record a second look.")
+
+
+def _refuse_another_look(store: Store, parent: StudyRecord, again: bool, **options: Any) -> None:
+    """Refuse before anything runs when the latest finalize chose with other options (finalize's
+    final check compares whole plans; this one saves a re-ranking's runs that would be refused)."""
+    latest = latest_final(store, parent.name)
+    if latest is None or again:
+        return
+    stored = {k: latest.config.get(k, "this" if k == "rounds" else None) for k in options if k != "top"}
+    if stored != json.loads(json.dumps({k: v for k, v in options.items() if k != "top"})):
+        raise _already_finalized(parent, latest)
+
+
 def _final_study(store: Store, parent: StudyRecord, plan: dict[str, Any], again: bool) -> tuple[StudyRecord, int]:
     """The final study for ``plan``: the existing one when it matches, a new look when asked."""
     latest = latest_final(store, parent.name)
@@ -252,13 +285,7 @@ def _final_study(store: Store, parent: StudyRecord, plan: dict[str, Any], again:
         if stored == json.loads(json.dumps(plan)) and not again:
             return latest, look
         if not again:
-            raise ConfigError(
-                f"{parent.name!r} was already finalized in {latest.name!r} (top {len(latest.config['configs'])}, "
-                f"{latest.config['seeds']} seeds, fit on {latest.config['fit_on']}"
-                f"{', pick ' + repr(latest.config['pick']) if latest.config.get('pick') else ''}), so the test split has been "
-                f"seen; choosing again by test results would make it a validation split. Repeat those options "
-                f"to show or resume it, or pass --again to record a second look."
-            )
+            raise _already_finalized(parent, latest)
         look += 1
     import random
 
@@ -302,7 +329,7 @@ def read_final(store: Store, name: str) -> FinalResult:
                        configs=rows, per=cfg.get("per"), rounds=cfg.get("rounds", "this"),
                        objectives=objectives.names, directions=[d.value for d in objectives.directions],
                        constraints=[str(c) for c in objectives.constraints], pick=cfg.get("pick"),
-                       rerank=cfg.get("rerank"))
+                       rerank=_pair(cfg.get("rerank")))
 
 
 def _scores(runs: Sequence[TrialRecord], names: Sequence[str]) -> dict[str, MeanCI]:
@@ -314,3 +341,11 @@ def _scores(runs: Sequence[TrialRecord], names: Sequence[str]) -> dict[str, Mean
         if values:
             out[name] = mean_ci(values)
     return out
+
+
+def _pair(value: Any) -> list[int] | None:
+    """A stored ``[K, seeds]`` (the database may be someone else's: anything else reads as None)."""
+    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
+                                                           for v in value):
+        return [int(value[0]), int(value[1])]
+    return None

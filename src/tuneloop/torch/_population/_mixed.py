@@ -20,14 +20,21 @@ def exact_groups(bucket: list[Member]) -> list[list[Member]]:
         return [bucket]
     passing, failed = list(bucket), []
     while len({signature(m.net) for m in passing}) > 1:
+        # one member per architecture (they share the verdict): the probe's stacked model stays small
+        first: dict[Any, Member] = {}
+        for m in passing:
+            first.setdefault(signature(m.net), m)
         try:
-            verdict = StackedModel([m.net for m in passing]).exact_members(passing[0].train.x[:_PROBE])
-        except Exception:  # noqa: BLE001 - a model the engine cannot stack fails where it trains, with its error
-            return [bucket]
+            shown = StackedModel([m.net for m in first.values()]).exact_members(passing[0].train.x[:_PROBE])
+        except Exception:  # noqa: BLE001 - unverified is never padded: every architecture trains on its own
+            passing, failed = [], list(bucket)
+            break
+        ok = dict(zip(first, shown, strict=True))
+        verdict = [ok[signature(m.net)] for m in passing]
         if all(verdict):
             break
-        failed += [m for m, ok in zip(passing, verdict) if not ok]
-        passing = [m for m, ok in zip(passing, verdict) if ok]
+        failed += [m for m, good in zip(passing, verdict) if not good]
+        passing = [m for m, good in zip(passing, verdict) if good]
     groups: dict[Any, list[Member]] = {}
     for m in failed:
         m.key = (signature(m.net), *m.key[1:])
