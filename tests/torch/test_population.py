@@ -8,7 +8,6 @@ a documented tolerance on stable configurations.
 import contextlib
 import math
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -22,24 +21,6 @@ from tuneloop.torch._population._jobs import fit_defaults, prepare
 FLOAT64_TOLERANCE = 1e-10
 FLOAT32_TOLERANCE = 1e-4  # docs/population.md: 3 epochs, lr <= 3e-3
 TIMED = ("train_time_s", "epoch_time_s", "latency_ms")
-
-
-@pytest.fixture(scope="module")
-def data():
-    """Four noisy 1-D patterns of length 16: small enough for float64, hard enough to keep learning."""
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 4, 240)
-    t = np.linspace(0, 1, 16)
-    x = np.sin(2 * np.pi * (y[:, None] + 1) * t) + rng.normal(0, 0.8, (240, 16))
-    return (x[:160], y[:160]), (x[160:], y[160:])
-
-
-@pytest.fixture
-def float64():
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(before)
 
 
 def compare(jobs, *, tolerance, **options):

@@ -2,12 +2,11 @@
 sequential ``fit`` with the same seed and arguments, float64, dropout masks drawn as ``fit``
 draws them (``exact=True``).
 
-The fixtures and ``compare`` are tests/torch/test_population.py's (copied: tests are not a package).
+The fixtures are tests/torch/conftest.py's; ``compare`` checks each member under its own parameter names.
 """
 
 import math
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -19,23 +18,6 @@ from tuneloop.torch._population._jobs import fit_defaults, prepare
 
 FLOAT64_TOLERANCE = 1e-10
 TIMED = ("train_time_s", "epoch_time_s", "latency_ms")
-
-
-@pytest.fixture(scope="module")
-def data():
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 4, 240)
-    t = np.linspace(0, 1, 16)
-    x = np.sin(2 * np.pi * (y[:, None] + 1) * t) + rng.normal(0, 0.8, (240, 16))
-    return (x[:160], y[:160]), (x[160:], y[160:])
-
-
-@pytest.fixture
-def float64():
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(before)
 
 
 def compare(jobs, **options):

@@ -2,18 +2,9 @@
 
 import numpy as np
 import pytest
-import torch
 
 import tuneloop as tl
 from tuneloop.torch import MLP, fit
-
-
-@pytest.fixture
-def float64():
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(before)
 
 
 def test_members_log_the_histograms_and_update_ratios_sequential_fit_logs(float64, tmp_path):

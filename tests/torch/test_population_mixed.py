@@ -15,7 +15,6 @@ from tuneloop.torch._population._mixed import exact_groups
 from tuneloop.torch._stacked import signature
 
 FLOAT64_TOLERANCE, compare, job = oracle.FLOAT64_TOLERANCE, oracle.compare, oracle.job
-data, float64 = oracle.data, oracle.float64  # its fixtures
 
 
 def members_of(jobs):

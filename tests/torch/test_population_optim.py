@@ -12,7 +12,6 @@ from tuneloop.torch._member_optim import Family, MemberOptimizer, optimizer_fami
 from tuneloop.torch._population._jobs import fit_defaults, prepare
 
 FLOAT64_TOLERANCE, compare, job = oracle.FLOAT64_TOLERANCE, oracle.compare, oracle.job
-data, float64 = oracle.data, oracle.float64  # its fixtures
 
 
 def one_bucket(jobs):

@@ -58,6 +58,9 @@ def run_jobs(jobs: Sequence[Mapping[str, Any]], trials: Sequence[Any], *, max_me
     for m in members:
         buckets.setdefault(m.key, []).append(m)
     for bucket in [group for b in buckets.values() for group in exact_groups(b)]:  # padding probed first
+        # deepest first (more parameter tensors): the members that have a layer are then a leading slice of
+        # the population, which the mixed-depth MLP path runs without gathering rows (results go by job)
+        bucket = sorted(bucket, key=lambda m: -sum(1 for _ in m.net.parameters()))
         cap = max_members or len(bucket)
         for start in range(0, len(bucket), cap):
             _train_chunked(bucket[start:start + cap], results, fast=fast, fused=fused, exact=exact)
