@@ -85,14 +85,7 @@ class MemberOptimizer:
         groups = [opt.param_groups[0] for opt in optimizers]
         # a resumed torch optimizer runs the rule its checkpoint's group names, as in fit: follow it
         self.kinds = [_rule(kind, group) for kind, group in zip(self.kinds, groups)]
-        self.hyper: dict[str, list[float]] = {
-            "weight_decay": [float(g["weight_decay"]) for g in groups],
-            "momentum": [float(g.get("momentum", 0.0)) for g in groups],
-            "beta1": [float(g["betas"][0]) if "betas" in g else 0.0 for g in groups],
-            "beta2": [float(g["betas"][1]) if "betas" in g else 0.0 for g in groups],
-            "eps": [float(g.get("eps", 0.0)) for g in groups],
-            "alpha": [float(g.get("alpha", 0.0)) for g in groups],
-        }
+        self.hyper: dict[str, list[float]] = _hyper(groups)
         self.steps = [0] * len(optimizers)
         self.state = {name: [torch.zeros_like(p) for p in self.params] for name in _STATE[self.family]}
         self.started = [False] * len(optimizers)  # SGD's momentum buffer starts as the first gradient
@@ -127,7 +120,7 @@ class MemberOptimizer:
     def _column(self, values: Sequence[float]) -> Any:
         """A float where every member shares the value, else a list of (M, 1, ...) columns, one per block."""
         if all(v == values[0] for v in values):
-            return float(values[0])
+            return float(values[0]) if values else 0.0  # no member left: nothing reads it
         base = torch.tensor(list(values), dtype=self.params[0].dtype, device=self.params[0].device)
         return [base.view(-1, *([1] * (p.dim() - 1))) for p in self.params]
 
@@ -292,6 +285,32 @@ class MemberOptimizer:
         self._columns()
 
     @torch.no_grad()
+    def extend(self, params: Sequence[torch.Tensor], kinds: Sequence[str], optimizers: Sequence[Any],
+               placement: Placement) -> None:
+        """Members join after the others (``params`` are the grown blocks, the joiners' rows last): their
+        kinds (of this family), hyperparameters and state (fresh, or a resumed torch optimizer's), the
+        inverse of :meth:`select`."""
+        if {optimizer_family(kind) for kind in kinds} - {self.family} or len(kinds) != len(optimizers) or len(
+                placement) != len(optimizers):
+            raise ConfigError(f"Members joining a population keep its optimizer family ({self.family.value}), one kind "
+                              f"and placement per member; got {list(kinds)} for {len(optimizers)} members.")
+        start, n = len(self.steps), len(optimizers)
+        self.params = list(params)
+        self.state = {name: [torch.cat([t, t.new_zeros((n, *t.shape[1:]))]) for t in blocks]
+                      for name, blocks in self.state.items()}
+        self._scratch = [torch.empty_like(p) for p in self.params] if self.family is not Family.SGD else []
+        self.steps += [0] * n
+        self.started += [False] * n
+        self.placement += [[(int(k), tuple(where)) for k, where in member] for member in placement]
+        groups = [opt.param_groups[0] for opt in optimizers]
+        self.kinds += [_rule(kind, group) for kind, group in zip(kinds, groups)]
+        for name, values in _hyper(groups).items():
+            self.hyper[name] += values
+        for i, opt in enumerate(optimizers):
+            self._load(start + i, opt)
+        self._columns()
+
+    @torch.no_grad()
     def copy_member(self, src: int, dst: int) -> None:
         """Member ``dst`` takes ``src``'s optimizer state (PBT's exploit; the parameters are the caller's);
         both must have the same placement."""
@@ -348,6 +367,18 @@ class MemberOptimizer:
             if entry:
                 opt.state[param] = entry
         return opt.state_dict()
+
+
+def _hyper(groups: Sequence[dict[str, Any]]) -> dict[str, list[float]]:
+    """The members' hyperparameter columns from their optimizers' parameter groups."""
+    return {
+        "weight_decay": [float(g["weight_decay"]) for g in groups],
+        "momentum": [float(g.get("momentum", 0.0)) for g in groups],
+        "beta1": [float(g["betas"][0]) if "betas" in g else 0.0 for g in groups],
+        "beta2": [float(g["betas"][1]) if "betas" in g else 0.0 for g in groups],
+        "eps": [float(g.get("eps", 0.0)) for g in groups],
+        "alpha": [float(g.get("alpha", 0.0)) for g in groups],
+    }
 
 
 def _rule(kind: str, group: dict[str, Any]) -> str:

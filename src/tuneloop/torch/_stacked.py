@@ -220,6 +220,7 @@ class StackedModel:
         self.rates = {n: [dropout_rate(net, n) for net in nets] for n in self.dropouts}
         archs: dict[tuple[tuple[int, ...], ...], int] = {}
         self.architecture = [archs.setdefault(tuple(shapes), len(archs)) for shapes in self.member_shapes]
+        self._archs = archs  # the architectures the blocks and the twin were built (and probed) for
         self._nets: dict[int, nn.Module] = {}  # one member's own module per architecture (its dropout shapes)
         for m, a in enumerate(self.architecture):
             self._nets.setdefault(a, nets[m])
@@ -409,6 +410,36 @@ class StackedModel:
         if getattr(self, "_masks", None):
             self._masks = {k: mask.index_select(0, index) for k, mask in self._masks.items()}
         self.bind([b.detach().index_select(0, index) for b in self.blocks])
+
+    def fits(self, net: nn.Module) -> bool:
+        """Whether ``net`` can join: one of the architectures the population was built for (the twin's
+        padded sizes and the probe's verdict are theirs; the caller checks the bucket key)."""
+        return tuple(tuple(p.shape) for p in net.parameters()) in self._archs
+
+    @torch.no_grad()
+    def add(self, nets: Sequence[nn.Module]) -> None:
+        """Members join after the others (the inverse of :meth:`select`): parameters, buffers and
+        dropout rates grow together; each net must :meth:`fits`."""
+        if not all(self.fits(net) for net in nets):
+            raise ConfigError("A member joins a running population only at an architecture it was built for; "
+                              "train it in a population of its own.")
+        start = self.size
+        values = [[p.detach() for p in net.parameters()] for net in nets]
+        shapes = [[tuple(p.shape) for p in ps] for ps in values]
+        full = [tuple(b.shape[1:]) for b in self.blocks]
+        placement = layout(nets[0], [full, *shapes])[1][1:]  # where each sits in the blocks as they are
+        blocks = [torch.cat([b.detach(), b.new_zeros((len(nets), *b.shape[1:]))]) for b in self.blocks]
+        for i, (ps, own) in enumerate(zip(values, placement)):
+            for (k, where), v in zip(own, ps):
+                blocks[k][start + i][where] = v
+        self.buffers = {n: torch.cat([b, torch.stack([dict(net.named_buffers())[n] for net in nets])])
+                        for n, b in self.buffers.items()}
+        self.rates = {n: r + [dropout_rate(net, n) for net in nets] for n, r in self.rates.items()}
+        self.member_shapes += shapes
+        self.placement += placement
+        self.architecture += [self._archs[tuple(own)] for own in shapes]
+        self.bind(blocks)
+        self._masks = masks(self.blocks, self.placement)
 
     def member(self, m: int, blocks: Sequence[torch.Tensor] | None = None) -> list[torch.Tensor]:
         """Member m's parameters at its own shapes (copies), from the live blocks or from ``blocks``

@@ -124,19 +124,8 @@ class StackedMLP(StackedModel):
             where.append((len(full) - (2 if bias is not None else 1), bias))
         self.names = [f"{segment[0][0]}.{part}" for segment in template
                       for part in ("weight", "bias")[:1 + (_linear(segment).bias is not None)]]
-        self.placement: Placement = []
-        for p, net in zip(parsed, nets):
-            own: list[tuple[int, tuple[slice, ...]]] = []
-            for t, segment in enumerate([*p.hidden, p.head]):
-                lin = _linear(segment)
-                k_w, k_b = where[t if t < len(p.hidden) else depth]
-                own.append((k_w, region(lin.weight.shape)))
-                if lin.bias is not None and k_b is not None:
-                    own.append((k_b, region(lin.bias.shape)))
-            if len(own) != len(list(net.parameters())):
-                raise ConfigError("A plain MLP holds parameters outside its Linear layers; the population cannot "
-                                  "stack it.")
-            self.placement.append(own)
+        self._top, self._depth, self._where = top, depth, where  # what a member joining later must fit
+        self.placement: Placement = [self._own(p, net) for p, net in zip(parsed, nets)]
         first = next(nets[0].parameters())
         blocks = [first.new_zeros((len(nets), *shape)) for shape in full]
         with torch.no_grad():
@@ -152,6 +141,8 @@ class StackedMLP(StackedModel):
         self.widths: dict[str, list[int]] = {}  # each member's own width at each dropout (0: skipped)
         self.features: dict[str, int] = {}  # the block's width there
         skipped = range(min(self.depths), depth)
+        self._skippable = set(skipped)
+        self._dropout_at: dict[str, tuple[int, int]] = {}  # each dropout's segment and place in it
         for t, segment in [(-1, top.prefix), *enumerate(template)]:
             if t in skipped:
                 self.layers.append(("begin", t))
@@ -161,6 +152,7 @@ class StackedMLP(StackedModel):
                 elif isinstance(module, nn.Dropout):
                     self.layers.append(("dropout", name))
                     self.dropouts.append(name)
+                    self._dropout_at[name] = (t, i)
                     self.features[name] = in_features if t < 0 else dims[t][0]
                     own_layers = [_own_segment(p, t, depth) for p in parsed]
                     self.rates[name] = [float(cast(nn.Dropout, s[i][1]).p) if s else 0.0 for s in own_layers]
@@ -172,6 +164,58 @@ class StackedMLP(StackedModel):
                     self.layers.append((type(module).__name__.lower(), None))
             if t in skipped:
                 self.layers.append(("end", t))
+        self.bind(blocks)
+        self._segment_rows()
+
+    def _own(self, p: _Parsed, net: nn.Module) -> list[tuple[int, tuple[slice, ...]]]:
+        """Member ``net``'s placement: each Linear's weight and bias in the leading corner of its block."""
+        own: list[tuple[int, tuple[slice, ...]]] = []
+        for t, segment in enumerate([*p.hidden, p.head]):
+            lin = _linear(segment)
+            k_w, k_b = self._where[t if t < len(p.hidden) else self._depth]
+            own.append((k_w, region(lin.weight.shape)))
+            if lin.bias is not None and k_b is not None:
+                own.append((k_b, region(lin.bias.shape)))
+        if len(own) != len(list(net.parameters())):
+            raise ConfigError("A plain MLP holds parameters outside its Linear layers; the population cannot "
+                              "stack it.")
+        return own
+
+    def fits(self, net: nn.Module) -> bool:
+        """Whether ``net`` can join: layers alike the deepest member's, no deeper, skipping only layers
+        the population can skip, and every Linear within its block (the blocks do not grow)."""
+        if not is_plain_mlp(net):
+            return False
+        p = _parse(net)
+        d = len(p.hidden)
+        if not _alike(p, self._top) or d > self._depth or any(t not in self._skippable for t in range(d, self._depth)):
+            return False
+        try:
+            own = self._own(p, net)
+        except ConfigError:
+            return False
+        return all(all(s.stop <= n for s, n in zip(at, self.blocks[k].shape[1:])) for k, at in own)
+
+    @torch.no_grad()
+    def add(self, nets: Sequence[nn.Module]) -> None:
+        """Members join after the others (the inverse of :meth:`select`); each net must :meth:`fits`."""
+        if not all(self.fits(net) for net in nets):
+            raise ConfigError("A member joins a running MLP population only within its blocks' widths and depths; "
+                              "train it in a population of its own.")
+        start = self.size
+        parsed = [_parse(net) for net in nets]
+        placement = [self._own(p, net) for p, net in zip(parsed, nets)]
+        blocks = [torch.cat([b, b.new_zeros((len(nets), *b.shape[1:]))]) for b in self.blocks]
+        for i, (own, net) in enumerate(zip(placement, nets)):
+            for (k, at), value in zip(own, net.parameters()):
+                blocks[k][start + i][at] = value.detach()
+        for name, (t, i) in self._dropout_at.items():
+            segments = [_own_segment(p, t, self._depth) for p in parsed]
+            self.rates[name] += [float(cast(nn.Dropout, s[i][1]).p) if s else 0.0 for s in segments]
+            self.widths[name] += [(_linear((p.hidden or [p.head])[0]).in_features if t < 0 else _linear(s).out_features)
+                                  if s else 0 for p, s in zip(parsed, segments)]
+        self.placement += placement
+        self.depths += [len(p.hidden) for p in parsed]
         self.bind(blocks)
         self._segment_rows()
 

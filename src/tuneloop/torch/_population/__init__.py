@@ -10,12 +10,13 @@ streams), the same optimizer rules (:mod:`tuneloop.torch._member_optim`) and sch
 epoch selection, early stopping, reports and checkpoints.
 
 Jobs are grouped into buckets that can share one pass: equal architecture (module types,
-configuration and parameter shapes), optimizer kind, batch size, data, loss, device and starting
-point. Everything else is a per-member tensor: learning rate and its schedule and warmup,
+configuration and parameter shapes), optimizer family, batch size, data, loss and device (each
+member counts its own epochs and steps, so starting points may differ). Everything else is a per-member tensor: learning rate and its schedule and warmup,
 weight decay, momentum, betas, eps, dropout rate, initialization scale, label smoothing,
 gradient clipping, epochs and patience. A bucket too large for memory is split into chunks.
 A member that stops (patience, a scheduler's verdict, divergence, its last epoch) leaves the
-population: parameters and optimizer state shrink with ``index_select``.
+population: parameters and optimizer state shrink with ``index_select``. With ``refill``, jobs
+join at epoch boundaries in the slots members left (``Population.add``, the inverse).
 """
 
 from tuneloop.torch._population._jobs import bucket_groups

@@ -77,6 +77,11 @@ class Member:
     reported: bool = False
     trained_s: float = 0.0  # seconds trained before this run (a checkpoint's): train_time_s counts them
     cost: dict[str, float] | None = None  # params_m and latency_ms, measured on this member's own model
+    epoch: int = 0  # the epoch it trains now (its own count: members that joined later count from their start)
+    joined_s: float = 0.0  # the population's training seconds when it joined (train_time_s counts from there)
+
+    def __post_init__(self) -> None:
+        self.epoch = self.epoch or self.first_epoch
 
     @property
     def select(self) -> str:
@@ -214,7 +219,8 @@ def prepare(job: int, a: dict[str, Any], fingerprints: dict[Any, Any], pad: bool
     architecture = padded_signature(net) if padded else (pad and padded_key(net)) or signature(net)  # vmap pads too
     optimizer = optimizer_family(a["optimizer"])  # adam with adamw, sgd with momentum and nesterov
     key = (architecture, optimizer, a["batch_size"], _fingerprint(a["train"], train, fingerprints),
-           _fingerprint(a["val"], val, fingerprints), loss_key, str(dev), a["amp"], first_epoch, step, final)
+           _fingerprint(a["val"], val, fingerprints), loss_key, str(dev), a["amp"], final)  # not the start: each
+    # member counts its own epochs and steps, so members resumed at other points, or joining later, train together
     return Member(job, a, trial, net, opt, sched, train, val, classify, final,
                    f"{getattr(trial, 'heldout', 'val')}_", total, math.ceil(total / train.per_epoch), horizon,
                    first_epoch, step, rng, key, trained_s=trained_s)

@@ -22,6 +22,11 @@ class MemberLoss:
         self.fns = [self.fns[i] for i in keep]
         self.smoothing = [self.smoothing[i] for i in keep]
 
+    def add(self, members: Sequence[Member]) -> None:
+        """Members join (after the others): their loss functions and label smoothing."""
+        self.fns += [m.args["loss"] for m in members]
+        self.smoothing += [float(m.args["label_smoothing"]) for m in members]
+
     def _eps(self, out: torch.Tensor) -> torch.Tensor:
         return torch.tensor(self.smoothing, dtype=out.dtype, device=out.device).unsqueeze(1)
 

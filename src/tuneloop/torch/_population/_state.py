@@ -26,14 +26,8 @@ class Population:
         self.optim = MemberOptimizer([m.args["optimizer"] for m in members], self.model.blocks,  # one family
                                      [m.opt for m in members], fused=fused, placement=getattr(self.model, "placement", None),
                                      shapes=getattr(self.model, "member_shapes", None))
-        self.generators = []
-        for m in members:
-            if self.device.type == "cuda":
-                gen = torch.Generator(device=self.device).manual_seed(m.args["seed"])
-            else:
-                gen = torch.Generator()
-                gen.set_state(m.rng)
-            self.generators.append(gen)
+        self.key = first.key  # what a member joining later must share (Member.key: not its start)
+        self.generators = [self._generator(m) for m in members]
         self.best = None if first.final else [b.detach().clone() for b in self.model.blocks]
         n_val = first.val.n
         self.outputs: torch.Tensor | None = None  # every member's held-out outputs of the last epoch
@@ -41,6 +35,53 @@ class Population:
         self.keep_outputs = len(members) * max(n_val, 0) * _classes(first) <= _KEEP_OUTPUTS
         self.loss = MemberLoss(members)
         self.clip = [m.args["clip"] for m in members]
+
+    def _generator(self, m: Member) -> torch.Generator:
+        """Member m's own random stream (dropout masks): its state after ``prepare``."""
+        if self.device.type == "cuda":
+            return torch.Generator(device=self.device).manual_seed(m.args["seed"])
+        gen = torch.Generator()
+        gen.set_state(m.rng)
+        return gen
+
+    def fits(self, member: Member) -> bool:
+        """Whether ``member`` can join this population now: the same bucket key (architecture family,
+        optimizer family, batch size, data, loss, device, phase) and a model that fits the blocks as they
+        are (:meth:`StackedModel.fits`: an architecture the padded population was built for; an MLP within
+        its widths and depths)."""
+        return bool(self.members) and member.key == self.key and self.model.fits(member.net)
+
+    @torch.no_grad()
+    def add(self, members: list[Member], trained_s: float = 0.0) -> None:
+        """Members join after the others at an epoch boundary, each to train as it would alone (the
+        inverse of :meth:`keep`): parameters, buffers, dropout rates and widths, optimizer state and
+        hyperparameters, random streams, loss columns, clip, selected-epoch blocks and kept outputs all
+        grow. ``trained_s``: the population's training seconds so far (a joiner's ``train_time_s``
+        counts from there). Members that do not :meth:`fits` raise ConfigError."""
+        refused = [m.job for m in members if not self.fits(m)]
+        if refused:
+            raise ConfigError(f"Jobs {refused} cannot join this population (another bucket key, or a model wider "
+                              "or of another architecture than its blocks hold); train them in a population of "
+                              "their own.")
+        start = len(self.members)
+        self.model.add([m.net for m in members])
+        self.optim.extend(self.model.blocks, [m.args["optimizer"] for m in members], [m.opt for m in members],
+                          self.model.placement[start:])
+        self.generators += [self._generator(m) for m in members]
+        self.loss.add(members)
+        self.clip += [m.args["clip"] for m in members]
+        for m in members:
+            m.joined_s = trained_s
+        self.members += members
+        if self.best is not None:
+            self.best = [torch.cat([b, block[start:].detach().clone()]) for b, block in zip(self.best, self.model.blocks)]
+        first = self.members[0]
+        if len(self.members) * max(first.val.n, 0) * _classes(first) > _KEEP_OUTPUTS:  # no longer kept: finish
+            self.keep_outputs, self.outputs, self.best_outputs = False, None, None  # evaluates the selected model
+        for name in ("outputs", "best_outputs"):
+            kept = getattr(self, name)
+            if kept is not None:
+                setattr(self, name, torch.cat([kept, kept.new_zeros((len(members), *kept.shape[1:]))]))
 
     def clip_and_norm(self, grads: list[torch.Tensor], need_norm: bool) -> list[float] | None:
         """Clip each member's gradient to its own threshold (as ``clip_grad_norm_``); the norms
