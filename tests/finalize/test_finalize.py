@@ -206,3 +206,15 @@ def test_rerank_refuses_what_it_cannot_do_before_anything_runs(storage, options,
     with pytest.raises(tl.ConfigError, match=says):
         study.finalize(top=1, seeds=2, **options)
     assert tl.Store(storage).get_study("lucky-final") is None
+
+
+def test_rerank_refuses_a_study_of_its_name_that_is_not_its_own(storage):
+    study = tl.Study("lucky", tl.Space(k=tl.Choice(sorted(tf.LUCKY_QUALITY))), tf.lucky_seed, metric="val_acc",
+                     mode="max", storage=storage)
+    study.run(searcher="grid")
+    other = tl.Study("lucky-rerank", tl.Space(k=tl.Choice([0])), tf.lucky_seed, metric="val_acc", mode="max",
+                     storage=storage)
+    other.run(searcher="grid")  # somebody's own study, named as the re-ranking would be
+    with pytest.raises(tl.ConfigError, match="rename or delete it"):
+        study.finalize(top=1, seeds=2, rerank=3)
+    assert len(tl.Store(storage).trials(tl.Store(storage).require_study("lucky-rerank").id)) == 1

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from tuneloop._validation import check_positive_int
-from tuneloop.errors import ConfigError
+from tuneloop.errors import ConfigError, StorageError
 from tuneloop.finalize._select import Candidate
 from tuneloop.objectives import Objectives
 from tuneloop.run import launch
@@ -84,17 +84,27 @@ def rerank_runs(study: Study, store: Store, parent: StudyRecord, trials: Sequenc
 
 
 def _rerank_study(store: Store, parent: StudyRecord) -> StudyRecord:
-    """``<study>-rerank``: found (when it is this study's) or created with the tuning study's budget."""
+    """``<study>-rerank``: found (when it is this study's) or created with the tuning study's budget
+    (two finalizes started together: the second finds the first's)."""
     name = rerank_name(parent.name)
     found = store.get_study(name)
-    if found is not None:
-        if found.config.get("kind") != "rerank" or found.config.get("parent") != parent.name:
-            raise ConfigError(f"finalize --rerank records its runs in a study named {name!r}, and a study of that name "
-                              f"that is not {parent.name!r}'s re-ranking exists; rename or delete it.")
-        if not isinstance(found.config.get("seed"), int) or not isinstance(found.config.get("budget"), dict):
-            raise ConfigError(f"Corrupt row: study {name!r} has no valid seed or budget in its config; delete it and "
-                              f"finalize again.")
-        return found
+    if found is None:
+        try:
+            return _create(store, parent, name)
+        except StorageError:  # another process created it first: checked below like any found one
+            found = store.get_study(name)
+            if found is None:
+                raise
+    if found.config.get("kind") != "rerank" or found.config.get("parent") != parent.name:
+        raise ConfigError(f"finalize --rerank records its runs in a study named {name!r}, and a study of that name "
+                          f"that is not {parent.name!r}'s re-ranking exists; rename or delete it.")
+    if not isinstance(found.config.get("seed"), int) or not isinstance(found.config.get("budget"), dict):
+        raise ConfigError(f"Corrupt row: study {name!r} has no valid seed or budget in its config; delete it and "
+                          f"finalize again.")
+    return found
+
+
+def _create(store: Store, parent: StudyRecord, name: str) -> StudyRecord:
     import random
 
     budget = parent.config.get("budget")
