@@ -272,23 +272,6 @@ class StackedMLP(StackedModel):
         self.widths = {n: [w[i] for i in keep] for n, w in self.widths.items()}
         self._segment_rows()
 
-    def member(self, m: int, blocks: Sequence[torch.Tensor] | None = None) -> list[torch.Tensor]:
-        source = blocks if blocks is not None else self.blocks
-        return [source[k][m][at].detach().clone() for k, at in self.placement[m]]
-
-    @torch.no_grad()
-    def set_member(self, m: int, values: Sequence[torch.Tensor]) -> None:
-        for (k, at), v in zip(self.placement[m], values):
-            self.blocks[k][m][at] = v
-
-    def state_dict(self, values: Sequence[torch.Tensor], net: nn.Module) -> dict[str, torch.Tensor]:
-        """``net.state_dict()`` with one member's parameter ``values``, by the member's own names
-        (a shallower member's head is ``"3.weight"`` where the deepest's is ``"6.weight"``)."""
-        state = {k: v.clone() for k, v in net.state_dict().items()}
-        for (name, _), value in zip(net.named_parameters(), values):
-            state[name] = value.clone().to(state[name].dtype)
-        return state
-
     @torch.no_grad()
     def forward(self, x: torch.Tensor, noise: dict[str, torch.Tensor] | None = None, *,
                 shared_input: bool = False, train: bool = True) -> torch.Tensor:
