@@ -293,6 +293,49 @@ def test_ctrl_c_marks_running_trials_interrupted_and_says_how_to_resume(write_ex
     assert _count(db, "completed") == 10 and _count(db) == 10
 
 
+POPULATION_EXPERIMENT = """
+    import numpy as np
+    import tuneloop as tl
+    from tuneloop.torch import MLP, fit
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32"); y = (x[:, 0] > 0).astype("int64")
+
+    def train(trial):
+        epochs = 1 if trial.number == 0 else 100_000  # trial 0 leaves at once; the others train until Ctrl-C
+        return fit(lambda: MLP(4, 2, width=8), (x[:48], y[:48]), (x[48:], y[48:]), trial=trial,
+                   lr=trial.params.lr, epochs=epochs, batch_size=16, seed=trial.seed, inspect_every=0,
+                   predictions=False).metrics
+
+    study = tl.Study("popint", tl.Space(lr=tl.LogFloat(1e-3, 1e-1)), train, metric="val_acc", mode="max",
+                     searcher="random")
+"""
+
+
+def test_ctrl_c_stops_a_rolling_population_and_marks_its_members_interrupted(write_experiment, tmp_path):
+    """Ctrl-C while the population trains on its trainer thread: the run ends at the next step with
+    exit code 130, every member still training is interrupted, none is left running."""
+    exp = write_experiment(POPULATION_EXPERIMENT)
+    db = tmp_path / "pop.db"
+    cmd = [sys.executable, "-m", "tuneloop.cli", "run", str(exp), "--trials", "6", "--executor", "population",
+           "--members", "3", "--storage", str(db)]
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # see the test above
+    try:
+        driver = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  start_new_session=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    deadline = time.time() + 120
+    while (_count(db, "completed") < 1 or _count(db, "running") < 3) and time.time() < deadline:
+        time.sleep(0.05)
+    assert _count(db, "completed") == 1 and _count(db, "running") == 3, "trial 3 never joined the population"
+    os.killpg(driver.pid, signal.SIGINT)
+    _, stderr = driver.communicate(timeout=60)
+    assert driver.returncode == 130, stderr
+    assert "Interrupted." in stderr and "Traceback" not in stderr
+    assert _count(db, "running") == 0 and _count(db, "interrupted") == 3
+
+
 def _parent_was(pid: str, parent: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:

@@ -1,6 +1,8 @@
 """The population executor through the real driver and a real SQLite store: members are ordinary
 trials (rows, reports, slices, predictions), schedulers stop members, failures stay per trial."""
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -186,3 +188,87 @@ def test_a_callbacks_exception_ends_the_run_and_fails_no_member(storage):
         study.run(4, searcher="random", executor="population", members=4, callbacks=[_StopAtFirstReport()])
     trials = study.trials
     assert trials and all(t.state != tl.TrialState.FAILED for t in trials), [(t.state, t.error) for t in trials]
+
+
+# -- the rolling population: freed slots take new trials at the next epoch boundary ------------------
+
+ROLLING = tl.Space(lr=tl.LogFloat(1e-3, 3e-2), epochs=tl.Int(1, 4))
+
+
+def train_for_epochs(trial):
+    """Members of one population that end at different epochs: slots free while the others train."""
+    p = trial.params
+    return fit(lambda: MLP(3, 3, width=16), TRAIN, VAL, trial=trial, lr=p.lr, epochs=p.epochs, batch_size=50,
+               seed=trial.seed, inspect_every=0, predictions=False).metrics
+
+
+class _Order(tl.Callback):
+    def __init__(self):
+        self.reports = []
+
+    def on_report(self, number, step, metrics):
+        self.reports.append((number, step))
+
+
+def _rolling(storage, executor, trials=8, fn=train_for_epochs, space=ROLLING, searcher="random", **options):
+    order = _Order()
+    study = tl.Study("roll", space, fn, metric="val_acc", mode="max", budget=tl.Budget(epochs=4), storage=storage,
+                     seed=3)
+    summary = study.run(trials, searcher=searcher, executor=executor, callbacks=[order], **options)
+    return study, summary, order.reports
+
+
+def test_new_trials_join_a_running_population_in_freed_slots(storage):
+    """Trial 0 trains 1 epoch, trial 1 four: trial 2 takes trial 0's slot after epoch 1 and trains while
+    trial 1 still does (a batch executor would start it only after trial 1's last epoch)."""
+    from tuneloop.search import Listed
+
+    configs = [{"lr": 1e-2, "epochs": e} for e in (1, 4, 1, 2)]
+    study, summary, reports = _rolling(storage, "population", trials=4, members=2, searcher=Listed(configs))
+    assert summary.outcomes == {"completed": 4}
+    assert reports.index((2, 1)) < reports.index((1, 4)), reports
+    assert reports.index((3, 1)) < reports.index((1, 4)), reports
+    assert not [t for t in threading.enumerate() if t.name == "tuneloop-population"]  # the trainer has ended
+
+
+def test_joiners_train_as_they_would_alone(tmp_path):
+    """exact=True: a trial that joined a running population equals its inline run."""
+    values = {}
+    for executor in ("inline", "population"):
+        how = executor if executor == "inline" else {"name": "population", "exact": True, "members": 3}
+        study, _, _ = _rolling(f"sqlite:///{tmp_path / (executor + '.db')}", how, trials=6)
+        values[executor] = [(t.params, t.value, t.values["train_loss"]) for t in study.trials]
+    for a, b in zip(values["inline"], values["population"], strict=True):
+        assert a[0] == b[0] and a[1] == b[1] and a[2] == pytest.approx(b[2], rel=1e-4)
+
+
+def test_a_seeded_rolling_study_runs_the_same_twice(tmp_path):
+    runs = []
+    for i in range(2):
+        study, _, reports = _rolling(f"sqlite:///{tmp_path / f'{i}.db'}", "population", trials=9, scheduler="asha",
+                                     members=3)
+        runs.append(([(t.number, t.params, t.state, t.value) for t in study.trials], reports))
+    assert runs[0] == runs[1]
+
+
+ACTIVATIONS = tl.Space(activation=tl.Choice(["relu", "tanh"]), epochs=tl.Int(1, 4))
+
+
+def train_activation(trial):
+    p = trial.params
+    act = nn.ReLU if p.activation == "relu" else nn.Tanh  # two architectures: never one population
+    return fit(lambda: nn.Sequential(nn.Linear(3, 16), act(), nn.Linear(16, 3)), TRAIN, VAL, trial=trial, lr=1e-2,
+               epochs=p.epochs, batch_size=50, seed=trial.seed, inspect_every=0, predictions=False).metrics
+
+
+def test_a_trial_that_cannot_join_trains_beside_the_running_population(storage):
+    """A new trial whose model the running population cannot hold (another architecture) starts a
+    population of its own next round, and both train in turn, an epoch each: it does not wait for the
+    running one to end."""
+    from tuneloop.search import Listed
+
+    configs = [{"activation": a, "epochs": e} for a, e in (("relu", 4), ("relu", 1), ("tanh", 2), ("tanh", 1))]
+    study, summary, reports = _rolling(storage, "population", trials=4, fn=train_activation, space=ACTIVATIONS,
+                                       members=2, searcher=Listed(configs))
+    assert summary.outcomes == {"completed": 4}
+    assert reports.index((2, 2)) < reports.index((0, 4)), reports

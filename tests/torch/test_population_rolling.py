@@ -70,8 +70,9 @@ def test_a_joiner_takes_a_freed_slot_and_every_member_equals_its_sequential_run(
     assert len(together[0].history) == 1 and [h["epoch"] for h in together[3].history] == [1.0, 2.0, 3.0]
 
 
-def test_a_joiner_of_another_bucket_trains_after_the_population(data, float64, monkeypatch):
-    """An SGD job offered to an Adam population does not join; it trains after, in its own, correctly."""
+def test_a_joiner_of_another_bucket_trains_beside_the_population(data, float64, monkeypatch):
+    """An SGD job offered to an Adam population does not join; it trains in its own, started next round
+    beside the Adam one, correctly."""
     specs = [job(data, lambda: MLP(16, 4, width=24), seed=s, lr=3e-3, epochs=1 if s == 0 else 2) for s in range(2)]
     joiner = job(data, lambda: MLP(16, 4, width=24), optimizer="momentum", seed=5, lr=0.05, epochs=2)
     together, offered, joins = rolling(monkeypatch, specs, [joiner])
@@ -90,11 +91,11 @@ def test_joiners_on_the_vmap_path(data, float64, monkeypatch, model):
 
 def test_a_joiner_fits_a_padded_mlp_population_when_its_width_does(data, float64, monkeypatch):
     """Widths 24 and 17 pad to 24; a width-20 joiner fits those blocks and joins, a width-31 one (the same
-    bucket key) does not fit and trains after; every member equals its sequential run."""
+    bucket key) does not fit and trains in a population of its own; every member equals its sequential run."""
     specs = [job(data, lambda w=w: MLP(16, 4, width=w, dropout=0.2), seed=s, lr=3e-3, weight_decay=1e-3, clip=0.5,
                  epochs=e) for s, (w, e) in enumerate([(24, 1), (17, 3), (31, 2), (20, 3)])]
 
-    queue = [specs[2], specs[3]]  # both offered at the first free slot: 31 is refused, 20 joins
+    queue = [specs[2], specs[3]]  # both offered at the first free slot: 31 starts its own, 20 joins
     joins = []
     add = Population.add
 

@@ -2,19 +2,29 @@
 
 Each trial function runs in its own thread of the driver's process, unchanged. When it calls
 ``tuneloop.torch.fit`` the call parks; once every running trial has parked in ``fit`` or
-returned, the parked calls train together (:func:`tuneloop.torch.fit_population`, on the main
-thread, with all cores), and each trial goes on with its own ``FitResult``. A trial that calls
+returned, the parked calls train together (:func:`tuneloop.torch.fit_population`, on a trainer
+thread with all cores), and each trial goes on with its own ``FitResult``. A trial that calls
 ``fit`` several times (cross-validation) takes part in several populations. A trial function
 that never calls ``fit`` still runs (in its thread), just without the speed-up.
 
+The population rolls: a member that leaves (its last epoch, early stopping, a scheduler's verdict)
+gets its result at once, its trial ends, and the driver starts new trials in the freed slots; at
+the population's next epoch boundary their parked ``fit`` calls join it, where their models fit
+its blocks (:func:`tuneloop.torch._population.run_jobs`, ``refill``), or train in the next one.
+Every handshake happens at quiet moments (no trial thread running user code), so a seeded study
+proposes, trains and records the same trials on every run.
+
 To the driver and the store every member is an ordinary trial: the same reports (so
-schedulers stop members), checkpoints, metrics and rows.
+schedulers stop members), checkpoints, metrics and rows. Events of trial threads and of the
+trainer reach the driver on the main thread: reports wait for the driver's verdict, the rest are
+queued in order.
 
 With ``gpus`` each bucket of members (equal architecture, optimizer, batch size and data) trains on
-one of those GPUs, dealt round-robin, and each member records that device. Buckets still train one
-after another: training two at once in this process would race on torch's global random generator,
-under which each member's model is built, and share one interpreter lock; on a Ray cluster
-(``address``, ``gpus_per_bucket``) buckets train side by side, each in a task of its own.
+one of those GPUs, dealt round-robin (refilled calls too), and each member records that device.
+Populations on every GPU train in turn from the one trainer thread, an epoch each: training two at
+once in this process would race on torch's global random generator, under which each member's
+model is built, and share one interpreter lock; on a Ray cluster (``address``,
+``gpus_per_bucket``) buckets train side by side, each in a task of its own (without refills).
 Members share this process, so no system metrics are sampled per member.
 """
 
@@ -22,7 +32,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,23 +40,17 @@ from tuneloop._validation import check_positive_int
 from tuneloop.errors import ConfigError
 from tuneloop.run._executor import InProcessExecutor, executors
 from tuneloop.run._system import run_watched
-from tuneloop.run.events import Event, Failed, TrialSpec
+from tuneloop.run.events import Event, Failed, Report, TrialSpec
 
-
-class _HandlerError(BaseException):
-    """The driver's handler failed while the engine reported for a member: not the member's error (the
-    engine fails a member for any ``Exception``), so it travels as a BaseException to :meth:`poll`,
-    which raises the original."""
-
-    def __init__(self, error: Exception) -> None:
-        super().__init__(str(error))
-        self.error = error
+INTERRUPTED = "The study run was interrupted."
 
 
 @dataclass(eq=False)
 class _Call:
     """A parked ``fit`` call of one trial thread."""
 
+    trial_id: int
+    number: int
     trial: Any
     kwargs: dict[str, Any]
     done: threading.Event = field(default_factory=threading.Event)
@@ -55,46 +59,82 @@ class _Call:
 
 @dataclass(eq=False)
 class _Message:
-    """A report or event from a trial thread, answered by the main thread."""
+    """A report from a thread that waits for the driver's verdict, or another event (no wait)."""
 
     event: Event
-    done: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event | None = None
     reply: Any = None
 
 
-class _Session:
-    """One batch of trials: their threads, their parked ``fit`` calls, their messages."""
+@dataclass(eq=False)
+class _Request:
+    """The trainer asks for ``free`` new fit calls at an epoch boundary. Phase 0: the trials whose
+    members left end and the driver hears of them; phase 1 (the driver has started new trials in
+    the freed slots): their parked calls are handed over."""
 
-    def __init__(self, executor: PopulationExecutor, specs: list[TrialSpec]) -> None:
-        self.executor, self.specs = executor, specs
+    free: int
+    phase: int = 0
+    calls: list[_Call] = field(default_factory=list)
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class _Session:
+    """The trials of one study run: their threads, parked ``fit`` calls, messages, and the trainer.
+
+    Trial states: running (in user code), parked (in ``fit``, waiting for a population), training
+    (its call taken by the trainer), ended (its end event not yet handed to the driver). The main
+    thread acts only when it is quiet (no trial running): it hands ended trials to the driver,
+    starts the trainer on the parked calls, or answers the trainer's refill request."""
+
+    def __init__(self, executor: PopulationExecutor) -> None:
+        self.executor = executor
         self.main = threading.get_ident()
         self.cond = threading.Condition()
-        self.calls: list[_Call] = []
-        self.messages: queue.Queue[_Message] = queue.Queue()
+        self.live: dict[int, TrialSpec] = {}  # submitted and not yet handed back to the driver as ended
+        self.running: set[int] = set()
+        self.parked: dict[int, _Call] = {}
         self.ended: dict[int, Event] = {}
-        self.aborted = False
+        self.messages: queue.Queue[_Message] = queue.Queue()
+        self.trainer: threading.Thread | None = None
+        self.request: _Request | None = None
+        self.stop = threading.Event()  # set on abort: the trainer ends at its next step
+        self.training: list[_Call] = []  # the calls the trainer holds: every one gets a result
+        self.local = threading.local()
 
     # -- trial threads --------------------------------------------------------------------
-    def thread_main(self, spec: TrialSpec) -> None:
+    def start_trial(self, spec: TrialSpec) -> None:
+        with self.cond:
+            self.live[spec.trial_id] = spec
+            self.running.add(spec.trial_id)
+        threading.Thread(target=self._trial_main, args=(spec,), daemon=True,
+                         name=f"tuneloop-trial-{spec.number}").start()
+
+    def _trial_main(self, spec: TrialSpec) -> None:
         from tuneloop.torch._session import set_session
 
         set_session(self)
+        self.local.spec = spec
         try:
             event = run_watched(self.executor.fn, spec, self.executor, sample=False)  # members share the process
-        except BaseException as exc:  # noqa: BLE001 - nothing a trial raises may leave the batch waiting
+        except BaseException as exc:  # noqa: BLE001 - nothing a trial raises may leave the run waiting
             event = Failed(spec.trial_id, f"{type(exc).__name__}: the trial function stopped its thread ({exc}); "
                                           f"return or raise an exception instead.")
         finally:
             set_session(None)
         with self.cond:
+            self.running.discard(spec.trial_id)
             self.ended[spec.trial_id] = event
             self.cond.notify_all()
 
     def fit(self, trial: Any, kwargs: dict[str, Any]) -> Any:
-        """Called by ``fit`` in a trial thread: park until the population has trained this call."""
-        call = _Call(trial, kwargs)
+        """Called by ``fit`` in a trial thread: park until a population has trained this call."""
+        spec: TrialSpec = self.local.spec
+        call = _Call(spec.trial_id, spec.number, trial, kwargs)
         with self.cond:
-            self.calls.append(call)
+            if self.stop.is_set():
+                raise RuntimeError(INTERRUPTED)
+            self.running.discard(spec.trial_id)
+            self.parked[spec.trial_id] = call
             self.cond.notify_all()
         call.done.wait()
         if isinstance(call.result, BaseException):
@@ -102,46 +142,120 @@ class _Session:
         return call.result
 
     def ask(self, event: Event) -> Any:
-        """Called from a trial thread: the main thread handles ``event`` and replies."""
-        if self.aborted:
-            raise RuntimeError("The study run was interrupted.")
-        message = _Message(event)
+        """From a trial thread or the trainer: the main thread hands ``event`` to the driver; a report
+        waits for the verdict, other events are queued (in order) and return at once."""
+        if self.stop.is_set():
+            raise RuntimeError(INTERRUPTED)
+        message = _Message(event, threading.Event() if isinstance(event, Report) else None)
         self.messages.put(message)
         with self.cond:
             self.cond.notify_all()
+        if message.done is None:
+            return None
         message.done.wait()
+        if self.stop.is_set() and message.reply is None:
+            raise RuntimeError(INTERRUPTED)
         return message.reply
 
-    # -- the main thread ------------------------------------------------------------------
-    def run(self) -> None:
-        threads = [threading.Thread(target=self.thread_main, args=(spec,), daemon=True, name=f"tuneloop-trial-{spec.number}")
-                   for spec in self.specs]
-        for t in threads:
-            t.start()
+    # -- the trainer thread ---------------------------------------------------------------
+    def _train_main(self, calls: list[_Call]) -> None:
+        self.training = list(calls)  # and every call a refill hands over
+        error: BaseException = RuntimeError("The population ended without training this fit call.")
         try:
-            while True:
-                self._answer()
-                with self.cond:
-                    ended = len(self.ended)
-                    parked = len(self.calls)
-                    if ended == len(self.specs):
-                        break
-                    if parked == 0 or parked + ended < len(self.specs) or not self.messages.empty():
-                        self.cond.wait(0.05)
-                        continue
-                    calls, self.calls = self.calls, []
-                results = self.executor.train([c.kwargs for c in calls], [c.trial for c in calls])
-                for call, result in zip(calls, results):
-                    call.result = result
-                    call.done.set()
+            self.executor.train(calls, self)
+        except BaseException as exc:  # noqa: BLE001 - whatever broke, no trial may wait forever
+            error = exc if isinstance(exc, Exception) else RuntimeError(INTERRUPTED)
+        finally:
+            for call in self.training:
+                self.resolve(call, error)
+            with self.cond:
+                self.trainer = None
+                self.cond.notify_all()
+
+    def resolve(self, call: _Call, result: Any) -> None:
+        """``call`` has its result (or error): its trial goes on. Only the first word counts."""
+        with self.cond:
+            if call.done.is_set():
+                return
+            self.running.add(call.trial_id)  # before it wakes: the main thread must not see it quiet
+            call.result = result
+            call.done.set()
+            self.cond.notify_all()
+
+    def refill(self, free: int) -> list[_Call]:
+        """From the trainer at an epoch boundary where members left: up to ``free`` new fit calls,
+        once the driver has heard of the trials that ended and started new ones (see :class:`_Request`)."""
+        request = _Request(free)
+        with self.cond:
+            if self.stop.is_set():
+                return []
+            self.request = request
+            self.cond.notify_all()
+        request.done.wait()
+        self.training += request.calls
+        return request.calls
+
+    # -- the main thread ------------------------------------------------------------------
+    def poll(self, timeout: float) -> int:
+        """Hand events to the driver for up to ``timeout`` s; return early once trials ended (or the
+        trainer needs new ones), so the driver can start trials in the free slots."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        handled = 0
+        while True:
             self._answer()
-        except BaseException:
-            self.abort()
-            raise
-        for spec in self.specs:
-            self.executor.handler(self.ended[spec.trial_id])
+            ended, start, give = self._decide()
+            for trial_id in ended:
+                self._answer()  # the ended trials' last messages first
+                self.executor.handler(self.ended_event(trial_id))
+                self.executor.forget(trial_id)
+                handled += 1
+            if give is not None:
+                give.done.set()
+            if start:
+                self.trainer = threading.Thread(target=self._train_main, args=(start,), daemon=True,
+                                                name="tuneloop-population")
+                self.trainer.start()
+            if handled or time.monotonic() >= deadline:
+                return handled
+            with self.cond:
+                if self.messages.empty():
+                    self.cond.wait(min(0.05, max(deadline - time.monotonic(), 0.0)))
+
+    def ended_event(self, trial_id: int) -> Event:
+        with self.cond:
+            del self.live[trial_id]
+            return self.ended.pop(trial_id)
+
+    def _decide(self) -> tuple[list[int], list[_Call], _Request | None]:
+        """At a quiet moment: the ended trials to hand to the driver (by trial number), the calls to
+        start a trainer on, or the refill request to answer (with its calls set)."""
+        with self.cond:
+            if self.running or not self.messages.empty():
+                return [], [], None
+            request = self.request
+            if self.trainer is None or (request is not None and request.phase == 0):
+                ended = sorted(self.ended, key=lambda i: self.live[i].number)
+                if request is not None:
+                    request.phase = 1
+                if ended:
+                    return ended, [], None  # the driver hears first, and may start trials in their slots
+            parked = sorted(self.parked.values(), key=lambda c: c.number)
+            if request is not None and request.phase == 1:
+                request.calls = parked[:max(request.free, 0)]
+                for call in request.calls:
+                    del self.parked[call.trial_id]
+                self.request = None
+                return [], [], request
+            if self.trainer is None and parked:
+                self.parked.clear()
+                self.trainer = threading.current_thread()  # taken: set to the thread by poll
+                return [], parked, None
+            return [], [], None
 
     def _answer(self) -> None:
+        """Hand queued events to the driver, in order; a report's verdict goes back to its thread."""
         while True:
             try:
                 message = self.messages.get_nowait()
@@ -149,21 +263,31 @@ class _Session:
                 return
             try:
                 message.reply = self.executor.handler(message.event)
+            except BaseException:
+                self.stop.set()  # the run ends with the driver's error: no thread may go on training
+                raise
             finally:
-                message.done.set()
+                if message.done is not None:
+                    message.done.set()
 
     def abort(self) -> None:
-        """Interrupted: wake every parked thread with an error so none waits forever."""
-        self.aborted = True
+        """Interrupted: wake every waiting thread with an error so none waits forever, stop the trainer."""
+        self.stop.set()
         with self.cond:
-            calls, self.calls = self.calls, []
+            calls, self.parked = list(self.parked.values()), {}
+            request, self.request = self.request, None
         for call in calls:
-            call.result = RuntimeError("The study run was interrupted.")
+            call.result = RuntimeError(INTERRUPTED)
             call.done.set()
+        if request is not None:
+            request.done.set()
         while not self.messages.empty():
             message = self.messages.get_nowait()
-            message.reply = True
-            message.done.set()
+            if message.done is not None:
+                message.done.set()
+        trainer = self.trainer
+        if trainer is not None and trainer is not threading.current_thread():
+            trainer.join(timeout=30)  # it ends at its next step
 
 
 class PopulationExecutor(InProcessExecutor):
@@ -182,7 +306,6 @@ class PopulationExecutor(InProcessExecutor):
             raise ConfigError(f"exact takes True or False (got {exact!r}): True draws dropout masks as sequential "
                               f"fit does, False (the default) the faster batched way.")
         self.exact = exact
-        self._queue: list[TrialSpec] = []
         self._session: _Session | None = None
         self._ray: Any = None
         self.gpus: list[int] = []
@@ -200,77 +323,84 @@ class PopulationExecutor(InProcessExecutor):
 
             self._ray = RayBuckets(address, cpus_per_bucket, gpus_per_bucket)
 
-    def train(self, jobs: list[dict[str, Any]], trials: list[Any]) -> list[Any]:
-        """Train parked fit calls: here, bucket by bucket on the GPUs, or as Ray tasks."""
+    def train(self, calls: list[_Call], session: _Session) -> None:
+        """On the trainer thread: train parked fit calls here (each bucket on the next GPU, with
+        ``gpus``) or as Ray tasks; each call is resolved as its member leaves, and freed slots refill
+        from ``session``."""
         if self._ray is not None:
-            return self._ray.train(jobs, trials, self.handler, self.members)
+            results = self._ray.train([c.kwargs for c in calls], [c.trial for c in calls], self.deliver, self.members,
+                                      self.exact)
+            for call, result in zip(calls, results):
+                session.resolve(call, result)
+            return
         from tuneloop.torch._population import run_jobs
 
+        taken = list(calls)
+
+        def refill(free: int, _key: Any) -> Sequence[tuple[Mapping[str, Any], Any]]:
+            new = session.refill(free)
+            taken.extend(new)
+            return list(zip(self._placed(new), [c.trial for c in new]))
+
+        def on_result(index: int, result: Any) -> None:
+            session.resolve(taken[index], result)
+
+        results = run_jobs(self._placed(calls), [c.trial for c in calls], max_members=self.members, exact=self.exact,
+                           refill=refill, on_result=on_result, stop=session.stop)
+        for call, result in zip(taken, results):
+            session.resolve(call, result)
+
+    def _placed(self, calls: list[_Call]) -> list[Mapping[str, Any]]:
+        """The calls' fit arguments; with ``gpus``, each bucket of them on the next GPU (a call that
+        names its device keeps it), recorded as its trial's device."""
         if not self.gpus:
-            return run_jobs(jobs, trials, max_members=self.members, exact=self.exact)
-        return self._on_gpus(jobs, trials)
-
-    def _on_gpus(self, jobs: list[dict[str, Any]], trials: list[Any]) -> list[Any]:
-        """Each bucket on the next GPU (members whose fit call names a device keep it)."""
+            return [c.kwargs for c in calls]
         from tuneloop.run._gpus import gpu_label
-        from tuneloop.torch._population import bucket_groups, run_jobs
+        from tuneloop.torch._population import bucket_groups
 
-        results: list[Any] = [None] * len(jobs)
-        keyed = [job if job.get("device") is not None else {**job, "device": "cpu"} for job in jobs]  # keys, not copies
+        placed: list[Mapping[str, Any]] = [c.kwargs for c in calls]
+        keyed = [job if job.get("device") is not None else {**job, "device": "cpu"} for job in placed]  # keys, not copies
         for group in bucket_groups(keyed):
             gpu = self.gpus[self._dealt % len(self.gpus)]
             self._dealt += 1
-            placed = [jobs[i] if jobs[i].get("device") is not None else {**jobs[i], "device": f"cuda:{gpu}"}
-                      for i in group]
-            for i, job in zip(group, placed):
-                if trials[i] is not None:
+            for i in group:
+                job = placed[i] if placed[i].get("device") is not None else {**placed[i], "device": f"cuda:{gpu}"}
+                placed[i] = job
+                if calls[i].trial is not None:
                     ours = job["device"] == f"cuda:{gpu}"
-                    trials[i].set_attr("device", gpu_label(gpu) if ours else str(job["device"]))
-            for i, result in zip(group, run_jobs(placed, [trials[i] for i in group], max_members=self.members,
-                                                          exact=self.exact)):
-                results[i] = result
-        return results
+                    calls[i].trial.set_attr("device", gpu_label(gpu) if ours else str(job["device"]))
+        return placed
 
     @property
     def free_slots(self) -> int:
-        return self.members - len(self._queue)
+        return self.members - self.running
 
     @property
     def running(self) -> int:
-        return len(self._queue)
+        return 0 if self._session is None else len(self._session.live)
+
+    def start(self, fn: Callable[..., Any], handler: Any, *, experiment_path: str | None = None) -> None:
+        super().start(fn, handler, experiment_path=experiment_path)
+        self._session = _Session(self)
 
     def submit(self, spec: TrialSpec) -> None:
-        self._queue.append(spec)
+        """Start the trial in a thread of its own; its fit call parks until a population trains it."""
+        assert self._session is not None, "start() first"
+        self._session.start_trial(spec)
 
     def poll(self, timeout: float) -> int:
-        """Run every submitted trial to its end (a batch), delivering events on this thread."""
-        if not self._queue:
+        """Hand events to the driver; returns how many trials ended (their slots are free)."""
+        if self._session is None or not self._session.live:
             return 0
-        specs = self._queue
-        self._session = _Session(self, specs)
-        try:
-            self._session.run()
-        except _HandlerError as failure:
-            raise failure.error from None
-        finally:
-            self._queue, self._session = [], None
-            for spec in specs:
-                self.forget(spec.trial_id)
-        return len(specs)
+        return self._session.poll(timeout)
 
     # -- the Channel trials talk through ----------------------------------------------------
     def deliver(self, event: Event) -> Any:
-        """Events of trial threads are handled on the main thread, which owns the driver. An error of
-        the handler there (a callback's, the store's) is the run's, as under any executor: it passes
-        the engine (which fails a member for its own errors) as a :class:`_HandlerError`."""
+        """Events of trial threads and the trainer are handled on the main thread, which owns the
+        driver: a report waits there for its verdict."""
         session = self._session
         if session is None or threading.get_ident() == session.main:
-            try:
-                return self.handler(event)
-            except Exception as exc:
-                if session is None:
-                    raise
-                raise _HandlerError(exc) from exc
+            return self.handler(event)
         return session.ask(event)
 
     def cancel(self, trial_id: int) -> None:
@@ -281,6 +411,7 @@ class PopulationExecutor(InProcessExecutor):
     def shutdown(self, *, kill: bool = False) -> None:
         if self._session is not None:
             self._session.abort()
+            self._session = None
         if self._ray is not None:
             self._ray.shutdown()
 

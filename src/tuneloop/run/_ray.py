@@ -262,7 +262,7 @@ def deliver(mailbox: Any, events: list[Any], handler: Any) -> int:
 
 
 def _train_bucket(blob: bytes, states: list[dict[str, Any] | None], mailbox: Any, max_members: int | None,
-                  paths: list[str]) -> list[Any]:
+                  paths: list[str], exact: bool = False) -> list[Any]:
     """The body of a population bucket's Ray task: its fit calls trained as populations there,
     every member reporting to the driver through the mailbox."""
     from ray import cloudpickle
@@ -280,7 +280,7 @@ def _train_bucket(blob: bytes, states: list[dict[str, Any] | None], mailbox: Any
         trial = Trial(state["spec"], _RayChannel(mailbox))
         trial.splits_used, trial._extra = state["splits_used"], state["extra"]
         trials.append(trial)
-    results = run_jobs(jobs, trials, max_members=max_members)
+    results = run_jobs(jobs, trials, max_members=max_members, exact=exact)
     _ray().get(mailbox.flush.remote())
     return results
 
@@ -294,7 +294,8 @@ class RayBuckets:
         self.started = False
         self._task: Any = None
 
-    def train(self, jobs: list[dict[str, Any]], trials: list[Any], handler: Any, max_members: int | None) -> list[Any]:
+    def train(self, jobs: list[dict[str, Any]], trials: list[Any], handler: Any, max_members: int | None,
+              exact: bool = False) -> list[Any]:
         ray = _ray()
         from ray import cloudpickle
 
@@ -316,7 +317,7 @@ class RayBuckets:
                     results[i] = ConfigError(f"The fit call cannot be sent to a Ray worker ({exc}); build the model in "
                                              f"a function that captures only picklable values.")
                 continue
-            pending[self._task.remote(blob, states, self._mailbox, max_members, _paths())] = group
+            pending[self._task.remote(blob, states, self._mailbox, max_members, _paths(), exact)] = group
         while pending:
             deliver(self._mailbox, ray.get(self._mailbox.take.remote(0.05)), handler)
             done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -23,6 +24,12 @@ Refill = Callable[[int, Any], Sequence[tuple[Mapping[str, Any], Any]]]
 """``refill(free, key) -> [(job, trial), ...]``: called at each epoch boundary of a running population
 where members left, with how many slots are free and the population's bucket key (opaque; equal keys
 share a population); returns jobs (``fit``'s keyword arguments) and their trials to train next."""
+
+OnResult = Callable[[int, Any], None]
+"""``on_result(index, result)``: job ``index`` (numbered as :func:`run_jobs` returns them) has its
+result (a ``FitResult`` or its error) now, as its member leaves, not when the whole run ends."""
+
+INTERRUPTED = "The study run was interrupted."
 
 
 def fit_population(jobs: Sequence[Mapping[str, Any]], *, max_members: int | None = None, fast: bool = True,
@@ -48,31 +55,65 @@ def fit_population(jobs: Sequence[Mapping[str, Any]], *, max_members: int | None
 
 def run_jobs(jobs: Sequence[Mapping[str, Any]], trials: Sequence[Any], *, max_members: int | None = None,
              fast: bool = True, fused: bool | None = None, exact: bool = False,
-             refill: Refill | None = None) -> list[FitResult | BaseException]:
+             refill: Refill | None = None, on_result: OnResult | None = None,
+             stop: threading.Event | None = None) -> list[FitResult | BaseException]:
     """Like :func:`fit_population`, but a job that fails gets its exception as its result.
+
+    Jobs are grouped into buckets (:func:`_buckets`), and every bucket's population trains at once,
+    one epoch each in turn (a round), so no bucket waits for another to finish: members of every
+    bucket reach a scheduler's rungs at the same pace, as trials of worker processes would.
 
     A rolling population: slots that members leave are refilled at epoch boundaries. First from the
     bucket's own members still waiting (a bucket larger than ``max_members`` or than memory allows),
     then, with ``refill``, from new jobs: ``refill(free, key)`` is called with the free slots
-    (``max_members``, else the population's starting size, less the members still training) and the
+    (``max_members``, else the number of jobs, less the members training, waiting or queued) and the
     population's key; each job it returns is prepared as ``fit`` would be and, if it shares the key
     and its model fits the blocks as they are (an architecture a padded population was built for, an
-    MLP within its widths and depths), joins at once, counting its own epochs from its start; the
-    rest (and any beyond ``free``; all of them when no member is left) are trained after the
-    population ends, bucketed as usual, with refills of their own. Results: one per job of ``jobs``
-    in order, then one per job ``refill`` returned, in the order returned."""
-    run = _Run(fit_defaults(), {}, [], refill, fast, {"fast": fast, "fused": fused, "exact": exact})
+    MLP within its widths and depths), joins at once, counting its own epochs from its start; a job
+    that fits another running population joins that one at its next boundary; the rest start
+    populations of their own next round, bucketed as usual, with refills of their own. Results: one
+    per job of ``jobs`` in order, then one per job ``refill`` returned, in the order returned;
+    ``on_result`` hears of each as it is decided. Once ``stop`` is set, training ends at the next
+    step and every job without a result gets a RuntimeError (an interrupted study run)."""
+    run = _Run(fit_defaults(), {}, [], refill, fast, {"fast": fast, "fused": fused, "exact": exact},
+               on_result=on_result, stop=stop, max_members=max_members)
     members = [m for m in (run.prepare(job, trial) for job, trial in zip(jobs, trials)) if m is not None]
-    pending = _buckets(members)
-    while pending:
-        run.waiting = pending.pop(0)
-        while run.waiting:
-            cap = max_members or len(run.waiting)
-            chunk, run.waiting = run.waiting[:cap], run.waiting[cap:]
-            _train_chunked(chunk, run, max_members)
-        pending += _buckets(run.deferred)
-        run.deferred = []
+    run.capacity = max_members or max(len(members), 1)
+    run.room = run.capacity
+    run.queue = _buckets(members)
+    while run.queue or run.pops:  # a round: every running population trains one epoch
+        _start(run)
+        for pop in list(run.pops):
+            pop.epoch()
+            if pop.done:
+                run.pops.remove(pop)
+                run.queue += _buckets(pop.leftover())
     return cast(list[FitResult | BaseException], run.results)  # no None left: every job has its result or error
+
+
+def _start(run: _Run) -> None:
+    """Start populations for the queued buckets while there is room (all of them, unless an
+    out-of-memory error shrank the room; one at least when none runs); a bucket larger than memory
+    allows starts with what fits, the rest waiting to join it."""
+    while run.queue:
+        training = sum(len(p.pop.members) for p in run.pops)
+        if run.pops and training >= run.room:
+            return
+        bucket = run.queue.pop(0)
+        try:
+            run.check()
+            fitting = fitting_members(bucket)
+        except Exception as exc:  # noqa: BLE001 - e.g. a model the engine cannot run
+            for m in bucket:
+                run.finish(m.job, exc)
+            continue
+        size = min(len(bucket), fitting, max(run.room - training, 1))
+        cap = max(min(run.max_members or size, fitting), size)  # the slots waiting members and joiners may take
+        pop = _Pop(bucket[:size], run, cap, bucket[size:])
+        if pop.done:
+            run.queue += _buckets(pop.leftover())
+        else:
+            run.pops.append(pop)
 
 
 @dataclass
@@ -85,9 +126,30 @@ class _Run:
     refill: Refill | None
     fast: bool
     options: dict[str, Any]
-    deferred: list[Member] = field(default_factory=list)  # refilled members that train after this population
-    waiting: list[Member] = field(default_factory=list)  # the bucket's members not in a population yet
     held: list[Any] = field(default_factory=list)  # every job: its data's ids key the fingerprints while it runs
+    on_result: OnResult | None = None
+    stop: threading.Event | None = None
+    max_members: int | None = None
+    capacity: int = 1  # members (training, waiting, queued) the run holds at most: what refill may fill
+    room: int = 1  # members training at once: the capacity, less after an out-of-memory error
+    queue: list[list[Member]] = field(default_factory=list)  # buckets whose population has not started
+    pops: list[_Pop] = field(default_factory=list)  # the populations training, one epoch each a round
+
+    def holding(self) -> int:
+        """Members not finished: training, waiting to join a population, or queued."""
+        return sum(len(b) for b in self.queue) + sum(len(p.pop.members) + len(p.waiting) for p in self.pops)
+
+    def finish(self, index: int, result: Any) -> None:
+        """Job ``index`` is decided (a result or its error); a later word on it changes nothing."""
+        if self.results[index] is None:
+            self.results[index] = result
+            if self.on_result is not None:
+                self.on_result(index, result)
+
+    def check(self) -> None:
+        """Raise if the run was told to stop (an interrupted study run)."""
+        if self.stop is not None and self.stop.is_set():
+            raise RuntimeError(INTERRUPTED)
 
     def prepare(self, job: Mapping[str, Any], trial: Any) -> Member | None:
         """Job number ``len(results)`` as a member; None (its error its result) where it fails."""
@@ -100,7 +162,7 @@ class _Run:
                 raise ConfigError(f"fit got unknown arguments: {', '.join(sorted(unknown))}.")
             return prepare(index, {**self.defaults, **job, "trial": trial}, self.fingerprints, pad=self.fast)
         except Exception as exc:  # noqa: BLE001 - one bad job must not stop the others
-            self.results[index] = exc
+            self.finish(index, exc)
             return None
 
 
@@ -114,52 +176,73 @@ def _buckets(members: list[Member]) -> list[list[Member]]:
     return [sorted(group, key=lambda m: -sum(1 for _ in m.net.parameters()))
             for b in buckets.values() for group in exact_groups(b)]
 
-def _train_chunked(members: list[Member], run: _Run, max_members: int | None) -> None:
-    """Train ``members``, split into chunks that fit in memory; an out-of-memory error before any
-    report halves the chunk and tries again."""
-    fitting = fitting_members(members)
-    size = min(len(members), fitting)
-    capacity = min(max_members or size, fitting)  # the slots waiting members and refilled jobs may take
-    run.waiting[:0] = members[size:]  # what does not fit waits: it joins as slots free up, or trains next
-    pending = [members[:size]]
-    while pending:
-        chunk = pending.pop(0)
-        try:
-            _train(chunk, run, max(capacity, len(chunk)))
-        except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
-            out_of_memory = isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "memory" in str(exc).lower()
-            if out_of_memory and len(chunk) > 1 and not any(m.reported for m in chunk):
-                half = len(chunk) // 2
-                pending[:0] = [chunk[:half], chunk[half:]]
-                continue
-            for m in chunk:
-                if run.results[m.job] is None:
-                    run.results[m.job] = exc
-        except Exception as exc:  # noqa: BLE001 - e.g. a model the engine cannot stack
-            for m in chunk:
-                if run.results[m.job] is None:
-                    run.results[m.job] = exc
+def _out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or (
+        isinstance(exc, RuntimeError) and "memory" in str(exc).lower())
 
-def _train(members: list[Member], run: _Run, capacity: int) -> None:
-    """The epoch loop of ``fit``, for a population; members that join are appended to ``members``."""
-    results = run.results
-    pop = Population(members, **run.options)
-    first = members[0]
-    dev = pop.device
-    autocast, _ = _mixed_precision(dev, first.args["amp"])
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
-    x_all, y_all = first.train.x, first.train.y
-    per_epoch, size = first.train.per_epoch, first.args["batch_size"]  # the same for all: one bucket key
-    start_members = len(members)
-    clock = TrainClock()  # the population's wall time: every member trained during all of it
-    inspector = MemberInspector()  # fit's histograms, every inspect_every steps of each member
-    while pop.members:
+
+class _Pop:
+    """One population training in a run: ``epoch()`` trains its members one epoch (each its own),
+    reports, lets members leave and refills their slots. ``members`` holds every member it trained
+    (joiners appended), ``waiting`` the members that join it as slots free (its own bucket's beyond
+    memory or ``max_members``, and refilled jobs another population's boundary gave it)."""
+
+    def __init__(self, members: list[Member], run: _Run, capacity: int, waiting: list[Member]) -> None:
+        self.members, self.run, self.capacity, self.waiting = list(members), run, capacity, list(waiting)
+        self.done = False
+        self.pop: Population = None  # type: ignore[assignment]  # set below unless it cannot be built
+        self.start_members = len(members)
+        self.clock = TrainClock()  # the population's training time: every member trained during all of it
+        self.inspector = MemberInspector()  # fit's histograms, every inspect_every steps of each member
+        try:
+            self.pop = Population(self.members, **run.options)
+        except Exception as exc:  # noqa: BLE001 - e.g. a model the engine cannot stack
+            self._fail(exc)
+            return
+        first = self.members[0]
+        self.autocast, _ = _mixed_precision(self.pop.device, first.args["amp"])
+        if self.pop.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.pop.device)
+
+    def leftover(self) -> list[Member]:
+        """After the population ended: the members that never trained in it (they start another)."""
+        return [m for m in self.waiting if self.run.results[m.job] is None]
+
+    def _fail(self, exc: BaseException) -> None:
+        """The population cannot go on: an out-of-memory error before any report splits it in two
+        (the run's room shrinks, so the halves do not start side by side again); any other error is
+        every member's result."""
+        self.done = True
+        if _out_of_memory(exc) and len(self.members) > 1 and not any(m.reported for m in self.members):
+            half = len(self.members) // 2
+            training = sum(len(p.pop.members) for p in self.run.pops if p is not self) + len(self.members)
+            self.run.room = max(1, min(self.run.room, training) - (len(self.members) + 1) // 2)
+            self.run.queue[:0] = [self.members[:half], self.members[half:]]
+            self.members = []
+            return
+        for m in self.members:
+            self.run.finish(m.job, exc)
+
+    def epoch(self) -> None:
+        try:
+            self._epoch()
+        except Exception as exc:  # noqa: BLE001 - out of memory, a model that fails, an interrupted run
+            self._fail(exc)
+
+    def _epoch(self) -> None:
+        """The epoch loop's body of ``fit``, for every member at once (each at its own epoch)."""
+        run, pop, clock = self.run, self.pop, self.clock
+        run.check()
+        first = pop.members[0]
+        dev = pop.device
+        x_all, y_all = first.train.x, first.train.y
+        per_epoch, size = first.train.per_epoch, first.args["batch_size"]  # the same for all: one bucket key
         orders = torch.stack([m.train.order(m.epoch) for m in pop.members])  # each member's own epoch
         loss_sum = torch.zeros(len(pop.members), dtype=torch.float64, device=dev)
         seen = [0] * len(pop.members)
         clock.start()
         for i in range(per_epoch):
+            run.check()
             for j, m in enumerate(pop.members):
                 if m.frozen is None and m.step >= m.total:
                     pop.freeze(j)
@@ -171,14 +254,14 @@ def _train(members: list[Member], run: _Run, capacity: int) -> None:
             lrs = [m.lr() for m in pop.members]
             _one_cycle_hyper(pop)
             noise = pop.model.noise(xb, pop.generators, pop.exact)
-            values, grads = pop.model.loss_and_grad(xb, yb, noise, pop.loss, autocast)
+            values, grads = pop.model.loss_and_grad(xb, yb, noise, pop.loss, self.autocast)
             logging = [j for j, m in enumerate(pop.members)
                        if m.frozen is None and m.trial is not None and m.args["log_every"]
                        and m.step % m.args["log_every"] == 0]
             norms = pop.clip_and_norm(grads, bool(logging))
-            inspector.before_update(pop, grads)
+            self.inspector.before_update(pop, grads)
             pop.optim.step(grads, lrs)
-            inspector.after_update(pop)
+            self.inspector.after_update(pop)
             finite = torch.isfinite(values)
             bad = [] if bool(finite.all()) else [j for j in range(len(pop.members)) if not bool(finite[j])]
             listed = values.tolist() if logging else []
@@ -202,11 +285,45 @@ def _train(members: list[Member], run: _Run, capacity: int) -> None:
         clock.stop(dev)
         pop.thaw()
         n_before = len(pop.members)
-        _end_epoch(pop, loss_sum.tolist(), seen, results, start_members, clock)
+        _end_epoch(pop, loss_sum.tolist(), seen, run, self.start_members, clock)
         for m in pop.members:
             m.epoch += 1
         if len(pop.members) < n_before:
-            members += _refill(pop, run, capacity, clock.total)
+            self._refill()
+        self.done = not pop.members
+
+    def _refill(self) -> None:
+        """The free slots taken by waiting members that fit, then by the jobs ``run.refill`` returns
+        (while the run holds fewer than its capacity): those that fit join now, those that fit another
+        running population wait to join it, the rest queue as buckets of their own (a population
+        starts for them next round, beside this one)."""
+        run, pop = self.run, self.pop
+        free = self.capacity - len(pop.members)
+        if free <= 0:
+            return
+        joining = [m for m in self.waiting if pop.fits(m)][:free]
+        self.waiting = [m for m in self.waiting if m not in joining]
+        free -= len(joining)
+        offered = run.capacity - run.holding()
+        new: list[Member] = []
+        for job, trial in run.refill(offered, pop.key) if run.refill is not None and offered > 0 else ():
+            m = run.prepare(job, trial)
+            if m is None:
+                continue
+            if free > 0 and pop.fits(m):
+                joining.append(m)
+                free -= 1
+                continue
+            other = next((p for p in run.pops if p is not self and not p.done and p.pop.fits(m)), None)
+            if other is not None:
+                other.waiting.append(m)
+            else:
+                new.append(m)
+        if joining:
+            pop.add(joining, self.clock.total)
+            self.members += joining
+        run.queue += _buckets(new)
+
 
 def _one_cycle_hyper(pop: Population) -> None:
     """one_cycle also cycles momentum (beta1 for Adam): read each member's from its torch scheduler."""
@@ -231,7 +348,7 @@ def _quiet_step(sched: Any, *args: Any) -> None:
         warnings.simplefilter("ignore")
         sched.step(*args)
 
-def _end_epoch(pop: Population, loss_sums: list[float], seen: list[int], results: list[Any],
+def _end_epoch(pop: Population, loss_sums: list[float], seen: list[int], run: _Run,
                start_members: int, clock: TrainClock) -> None:
     """Report each member's epoch, select and stop as ``fit`` does; members that ended leave."""
     evaluated = pop.evaluate()
@@ -281,33 +398,10 @@ def _end_epoch(pop: Population, loss_sums: list[float], seen: list[int], results
     if not leaving:
         return
     for j in leaving:
-        _leave(pop, j, results, start_members)
+        _leave(pop, j, run, start_members)
     pop.keep([j for j in range(len(pop.members)) if j not in set(leaving)])
 
-def _refill(pop: Population, run: _Run, capacity: int, trained_s: float) -> list[Member]:
-    """The free slots of ``pop`` taken by the bucket's waiting members that fit, then by the jobs
-    ``run.refill`` returns that fit; they join ``pop`` now (returned), the other new jobs wait in
-    ``run.deferred``."""
-    free = capacity - len(pop.members)
-    if free <= 0:
-        return []
-    joining = [m for m in run.waiting if pop.fits(m)][:free]
-    run.waiting = [m for m in run.waiting if m not in joining]
-    free -= len(joining)
-    for job, trial in run.refill(free, pop.key) if run.refill is not None and free > 0 else ():
-        m = run.prepare(job, trial)
-        if m is None:
-            continue
-        if free > 0 and pop.fits(m):
-            joining.append(m)
-            free -= 1
-        else:
-            run.deferred.append(m)
-    if joining:
-        pop.add(joining, trained_s)
-    return joining
-
-def _leave(pop: Population, j: int, results: list[Any], start_members: int) -> None:
+def _leave(pop: Population, j: int, run: _Run, start_members: int) -> None:
     """Member j is done: its checkpoint, its selected model, its slices and predictions, its result."""
     m = pop.members[j]
     trial = m.trial
@@ -320,13 +414,14 @@ def _leave(pop: Population, j: int, results: list[Any], start_members: int) -> N
         trial.log(m.step, **{"population/members": float(start_members),
                              "population/peak_mb": peak_memory_mb(pop.device)})
     if m.best is None:
-        results[m.job] = FitResult(m.net, 0, m.history[-1], m.history, stopped_early=True)
+        run.finish(m.job, FitResult(m.net, 0, m.history[-1], m.history, stopped_early=True))
         return
     kept = pop.outputs if m.final else pop.best_outputs
     outputs = None if kept is None else (kept[j].cpu(), m.val.y.cpu())
     finish(trial, m.net, m.best[1], m.classify, m.args["slices"], m.args["predictions"], m.prefix, m.val,
            m.args["seed"], outputs)
-    results[m.job] = FitResult(m.net, m.best[1], run_costs(m.best[2], m.history), m.history, stopped_early=m.stopped)
+    run.finish(m.job, FitResult(m.net, m.best[1], run_costs(m.best[2], m.history), m.history,
+                                stopped_early=m.stopped))
 
 
 def _member_cost(m: Member) -> dict[str, float]:
