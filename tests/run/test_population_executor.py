@@ -272,3 +272,82 @@ def test_a_trial_that_cannot_join_trains_beside_the_running_population(storage):
                                        members=2, searcher=Listed(configs))
     assert summary.outcomes == {"completed": 4}
     assert reports.index((2, 2)) < reports.index((0, 4)), reports
+
+
+MAYBE_FIT = tl.Space(fits=tl.Choice(["yes", "no"]), epochs=tl.Int(1, 4))
+
+
+def fit_or_not(trial):
+    p = trial.params
+    if p.fits == "no":  # a trial that ends without training (a configuration it rejects)
+        trial.report(1, val_acc=0.0)
+        return {"val_acc": 0.0}
+    return train_for_epochs(trial)
+
+
+def test_a_trial_that_ends_without_training_frees_its_slot_at_the_next_epoch_boundary(storage):
+    from tuneloop.search import Listed
+
+    configs = [{"fits": f, "epochs": e, "lr": 1e-2} for f, e in (("yes", 4), ("yes", 1), ("no", 1), ("yes", 1))]
+    space = tl.Space(fits=MAYBE_FIT["fits"], epochs=MAYBE_FIT["epochs"], lr=ROLLING["lr"])
+    _, summary, reports = _rolling(storage, "population", trials=4, fn=fit_or_not, space=space, members=2,
+                                   searcher=Listed(configs))
+    assert summary.outcomes == {"completed": 4}
+    assert reports.index((3, 1)) < reports.index((0, 3)), reports  # trial 2's slot went to trial 3 at once
+
+
+def late(trial):
+    if trial.number == 0:
+        trial.report(1, val_acc=0.5)  # the callback raises here in the first run: the run is abandoned
+        return {"val_acc": 0.5}
+    import time
+
+    straggler = not _ABANDONED.is_set()
+    while not _ABANDONED.is_set():  # still in user code when the run is abandoned
+        time.sleep(0.01)
+    trial.log(5, late=1.0 if straggler else 2.0)
+    trial.report(2, val_acc=0.7)
+    return {"val_acc": 0.7}
+
+
+_ABANDONED = threading.Event()
+
+
+class _Boom(tl.Callback):
+    def __init__(self):
+        self.seen = []
+
+    def on_report(self, number, step, metrics):
+        self.seen.append((number, threading.current_thread().name))
+        if number == 0:
+            raise _Enough("boom")
+
+    def on_log(self, number, step, values):
+        self.seen.append((number, threading.current_thread().name))
+
+
+def test_a_trial_still_running_when_the_run_is_abandoned_reaches_no_driver(storage):
+    """Its thread's events after the run ended are refused (its thread ends), never handed to the driver
+    from its own thread, and a second run on the same executor object does not receive them."""
+    from tuneloop.run._population import PopulationExecutor
+
+    executor = PopulationExecutor(members=2)
+    boom = _Boom()
+    study = tl.Study("late", SPACE, late, metric="val_acc", mode="max", storage=storage, seed=0)
+    with pytest.raises(_Enough):
+        study.run(2, searcher="random", executor=executor, callbacks=[boom])
+    straggler = next(t for t in threading.enumerate() if t.name == "tuneloop-trial-1")
+    _ABANDONED.set()
+    straggler.join(timeout=30)
+    assert not straggler.is_alive()
+    assert boom.seen == [(0, "MainThread")]
+    try:
+        summary = study.run(3, searcher="random", executor=executor)  # the same executor: a new session
+    finally:
+        _ABANDONED.clear()
+    assert summary.outcomes == {"completed": 3}
+    store = Store(storage)
+    trials = store.trials(store.get_study("late").id)
+    series = store.series([t.id for t in trials], names=["late"])
+    values = [v for t in trials for _, v in series[t.id].get("late", [])]
+    assert values and 1.0 not in values  # the abandoned thread's log reached no run

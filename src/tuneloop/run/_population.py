@@ -30,6 +30,7 @@ Members share this process, so no system metrics are sampled per member.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -68,12 +69,11 @@ class _Message:
 
 @dataclass(eq=False)
 class _Request:
-    """The trainer asks for ``free`` new fit calls at an epoch boundary. Phase 0: the trials whose
-    members left end and the driver hears of them; phase 1 (the driver has started new trials in
-    the freed slots): their parked calls are handed over."""
+    """The trainer asks for ``free`` new fit calls at an epoch boundary. First the trials that ended
+    are handed to the driver (which starts new trials in their slots); once none is left at a quiet
+    moment, the parked calls are handed over."""
 
     free: int
-    phase: int = 0
     calls: list[_Call] = field(default_factory=list)
     done: threading.Event = field(default_factory=threading.Event)
 
@@ -128,7 +128,10 @@ class _Session:
 
     def fit(self, trial: Any, kwargs: dict[str, Any]) -> Any:
         """Called by ``fit`` in a trial thread: park until a population has trained this call."""
-        spec: TrialSpec = self.local.spec
+        spec: TrialSpec | None = getattr(self.local, "spec", None)
+        if spec is None:
+            raise RuntimeError("fit was called by the population's own trainer (from a model function or a "
+                               "callback); call fit from the trial function only.")
         call = _Call(spec.trial_id, spec.number, trial, kwargs)
         with self.cond:
             if self.stop.is_set():
@@ -144,11 +147,11 @@ class _Session:
     def ask(self, event: Event) -> Any:
         """From a trial thread or the trainer: the main thread hands ``event`` to the driver; a report
         waits for the verdict, other events are queued (in order) and return at once."""
-        if self.stop.is_set():
-            raise RuntimeError(INTERRUPTED)
         message = _Message(event, threading.Event() if isinstance(event, Report) else None)
-        self.messages.put(message)
-        with self.cond:
+        with self.cond:  # atomic with abort's drain: a message is either answered there or refused here
+            if self.stop.is_set():
+                raise RuntimeError(INTERRUPTED)
+            self.messages.put(message)
             self.cond.notify_all()
         if message.done is None:
             return None
@@ -159,7 +162,9 @@ class _Session:
 
     # -- the trainer thread ---------------------------------------------------------------
     def _train_main(self, calls: list[_Call]) -> None:
-        self.training = list(calls)  # and every call a refill hands over
+        from tuneloop.torch._session import set_session
+
+        set_session(self)  # the trainer's events (members' reports and logs) go through ask, as a trial's do
         error: BaseException = RuntimeError("The population ended without training this fit call.")
         try:
             self.executor.train(calls, self)
@@ -192,7 +197,6 @@ class _Session:
             self.request = request
             self.cond.notify_all()
         request.done.wait()
-        self.training += request.calls
         return request.calls
 
     # -- the main thread ------------------------------------------------------------------
@@ -212,6 +216,8 @@ class _Session:
                 self.executor.forget(trial_id)
                 handled += 1
             if give is not None:
+                with self.cond:
+                    self.request = None
                 give.done.set()
             if start:
                 self.trainer = threading.Thread(target=self._train_main, args=(start,), daemon=True,
@@ -230,26 +236,30 @@ class _Session:
 
     def _decide(self) -> tuple[list[int], list[_Call], _Request | None]:
         """At a quiet moment: the ended trials to hand to the driver (by trial number), the calls to
-        start a trainer on, or the refill request to answer (with its calls set)."""
+        start a trainer on, or the refill request to answer (with its calls set). Ended trials are
+        handed over while no trainer runs, or while it waits for a refill (until none is left: a trial
+        that ended without training frees its slot then too); never while it trains, so the driver
+        hears of them at the same points on every run."""
         with self.cond:
             if self.running or not self.messages.empty():
                 return [], [], None
             request = self.request
-            if self.trainer is None or (request is not None and request.phase == 0):
+            if self.trainer is None or request is not None:
                 ended = sorted(self.ended, key=lambda i: self.live[i].number)
-                if request is not None:
-                    request.phase = 1
                 if ended:
                     return ended, [], None  # the driver hears first, and may start trials in their slots
             parked = sorted(self.parked.values(), key=lambda c: c.number)
-            if request is not None and request.phase == 1:
+            if request is not None:
+                if request.done.is_set() or request.calls:
+                    return [], [], None  # answered, not yet applied by poll
                 request.calls = parked[:max(request.free, 0)]
                 for call in request.calls:
                     del self.parked[call.trial_id]
-                self.request = None
+                self.training += request.calls
                 return [], [], request
             if self.trainer is None and parked:
                 self.parked.clear()
+                self.training = list(parked)  # every call the trainer holds gets a result, whatever happens
                 self.trainer = threading.current_thread()  # taken: set to the thread by poll
                 return [], parked, None
             return [], [], None
@@ -271,20 +281,26 @@ class _Session:
                     message.done.set()
 
     def abort(self) -> None:
-        """Interrupted: wake every waiting thread with an error so none waits forever, stop the trainer."""
-        self.stop.set()
+        """Interrupted: stop the trainer at its next step and wake every waiting thread with an error,
+        so none waits forever. Events already queued (logs, checkpoints) still reach the driver."""
         with self.cond:
-            calls, self.parked = list(self.parked.values()), {}
+            self.stop.set()
+            calls = [*self.parked.values(), *self.training]
+            self.parked = {}
             request, self.request = self.request, None
+            queued = []
+            while not self.messages.empty():
+                queued.append(self.messages.get_nowait())
         for call in calls:
-            call.result = RuntimeError(INTERRUPTED)
-            call.done.set()
+            self.resolve(call, RuntimeError(INTERRUPTED))
         if request is not None:
             request.done.set()
-        while not self.messages.empty():
-            message = self.messages.get_nowait()
+        for message in queued:
             if message.done is not None:
-                message.done.set()
+                message.done.set()  # a report's verdict: the asking thread raises INTERRUPTED
+                continue
+            with contextlib.suppress(Exception):  # the run is ending already; keep what can be kept
+                self.executor.handler(message.event)
         trainer = self.trainer
         if trainer is not None and trainer is not threading.current_thread():
             trainer.join(timeout=30)  # it ends at its next step
@@ -310,6 +326,7 @@ class PopulationExecutor(InProcessExecutor):
         self._ray: Any = None
         self.gpus: list[int] = []
         self._dealt = 0  # buckets dealt to GPUs so far: the next one goes to the next GPU
+        self._gpu_of: dict[Any, int] = {}  # bucket key (on the CPU) -> its GPU, so refills join their bucket
         if gpus:
             from tuneloop.run._gpus import check_gpus, resolve
 
@@ -351,24 +368,27 @@ class PopulationExecutor(InProcessExecutor):
             session.resolve(call, result)
 
     def _placed(self, calls: list[_Call]) -> list[Mapping[str, Any]]:
-        """The calls' fit arguments; with ``gpus``, each bucket of them on the next GPU (a call that
-        names its device keeps it), recorded as its trial's device."""
+        """The calls' fit arguments; with ``gpus``, each bucket of them on a GPU of its own, dealt
+        round-robin, a refilled call on its bucket's GPU (a call that names its device keeps it),
+        recorded as its trial's device."""
         if not self.gpus:
             return [c.kwargs for c in calls]
         from tuneloop.run._gpus import gpu_label
-        from tuneloop.torch._population import bucket_groups
+        from tuneloop.torch._population import bucket_keys
 
-        placed: list[Mapping[str, Any]] = [c.kwargs for c in calls]
-        keyed = [job if job.get("device") is not None else {**job, "device": "cpu"} for job in placed]  # keys, not copies
-        for group in bucket_groups(keyed):
-            gpu = self.gpus[self._dealt % len(self.gpus)]
-            self._dealt += 1
-            for i in group:
-                job = placed[i] if placed[i].get("device") is not None else {**placed[i], "device": f"cuda:{gpu}"}
-                placed[i] = job
-                if calls[i].trial is not None:
-                    ours = job["device"] == f"cuda:{gpu}"
-                    calls[i].trial.set_attr("device", gpu_label(gpu) if ours else str(job["device"]))
+        placed: list[Mapping[str, Any]] = []
+        keys = bucket_keys([c.kwargs if c.kwargs.get("device") is not None else {**c.kwargs, "device": "cpu"}
+                            for c in calls])
+        for call, key in zip(calls, keys):
+            if key not in self._gpu_of:
+                self._gpu_of[key] = self.gpus[self._dealt % len(self.gpus)]
+                self._dealt += 1
+            gpu = self._gpu_of[key]
+            job = call.kwargs if call.kwargs.get("device") is not None else {**call.kwargs, "device": f"cuda:{gpu}"}
+            placed.append(job)
+            if call.trial is not None:
+                ours = job["device"] == f"cuda:{gpu}"
+                call.trial.set_attr("device", gpu_label(gpu) if ours else str(job["device"]))
         return placed
 
     @property
@@ -382,6 +402,8 @@ class PopulationExecutor(InProcessExecutor):
     def start(self, fn: Callable[..., Any], handler: Any, *, experiment_path: str | None = None) -> None:
         super().start(fn, handler, experiment_path=experiment_path)
         self._session = _Session(self)
+        self._stopped.clear()
+        self._dealt, self._gpu_of = 0, {}
 
     def submit(self, spec: TrialSpec) -> None:
         """Start the trial in a thread of its own; its fit call parks until a population trains it."""
@@ -398,10 +420,12 @@ class PopulationExecutor(InProcessExecutor):
     def deliver(self, event: Event) -> Any:
         """Events of trial threads and the trainer are handled on the main thread, which owns the
         driver: a report waits there for its verdict."""
-        session = self._session
-        if session is None or threading.get_ident() == session.main:
-            return self.handler(event)
-        return session.ask(event)
+        from tuneloop.torch._session import current_session
+
+        own = current_session()  # a trial thread's or the trainer's session: a run that ended refuses
+        if isinstance(own, _Session):
+            return own.ask(event)
+        return self.handler(event)
 
     def cancel(self, trial_id: int) -> None:
         super().cancel(trial_id)

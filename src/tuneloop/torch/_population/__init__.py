@@ -19,10 +19,10 @@ population: parameters and optimizer state shrink with ``index_select``. With ``
 join at epoch boundaries in the slots members left (``Population.add``, the inverse).
 """
 
-from tuneloop.torch._population._jobs import bucket_groups
+from tuneloop.torch._population._jobs import bucket_groups, bucket_keys
 from tuneloop.torch._population._loop import fit_population, run_jobs
 from tuneloop.torch._population._loss import MemberLoss
 from tuneloop.torch._population._memory import peak_memory_mb
 from tuneloop.torch._population._state import Population
 
-__all__ = ["MemberLoss", "Population", "bucket_groups", "fit_population", "peak_memory_mb", "run_jobs"]
+__all__ = ["MemberLoss", "Population", "bucket_groups", "bucket_keys", "fit_population", "peak_memory_mb", "run_jobs"]

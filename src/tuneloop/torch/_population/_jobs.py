@@ -160,16 +160,24 @@ class _Found:
 def bucket_groups(jobs: Sequence[Mapping[str, Any]]) -> list[list[int]]:
     """Indices of ``jobs`` that can share a population (the same key as :func:`run_jobs` uses,
     before any checkpoint is read); a job that fails to set up forms a group of its own."""
-    defaults = fit_defaults()
-    seen: dict[Any, Any] = {}  # data fingerprints, as in run_jobs
     groups: dict[Any, list[int]] = {}
-    for i, job in enumerate(jobs):
-        try:
-            key: Any = prepare(i, {**defaults, **job, "trial": None}, seen).key
-        except Exception:  # noqa: BLE001 - its error surfaces where it is trained
-            key = ("error", i)
+    for i, key in enumerate(bucket_keys(jobs)):
         groups.setdefault(key, []).append(i)
     return list(groups.values())
+
+
+def bucket_keys(jobs: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """Each job's bucket key (equal keys can share a population; data enter by content, so keys of
+    separate calls compare); a job that fails to set up gets a key of its own."""
+    defaults = fit_defaults()
+    seen: dict[Any, Any] = {}  # data fingerprints, as in run_jobs
+    keys: list[Any] = []
+    for i, job in enumerate(jobs):
+        try:
+            keys.append(prepare(i, {**defaults, **job, "trial": None}, seen).key)
+        except Exception:  # noqa: BLE001 - its error surfaces where it is trained
+            keys.append(("error", object()))
+    return keys
 
 def prepare(job: int, a: dict[str, Any], fingerprints: dict[Any, Any], pad: bool = True) -> Member:
     """What ``fit`` does before its first step, for one job (model built under its seed)."""

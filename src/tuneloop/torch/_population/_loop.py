@@ -88,6 +88,9 @@ def run_jobs(jobs: Sequence[Mapping[str, Any]], trials: Sequence[Any], *, max_me
             if pop.done:
                 run.pops.remove(pop)
                 run.queue += _buckets(pop.leftover())
+    for index, result in enumerate(run.results):
+        if result is None:  # a bug, not a user's error: still, every job gets an answer
+            run.finish(index, RuntimeError("The population engine ended without a result for this fit call."))
     return cast(list[FitResult | BaseException], run.results)  # no None left: every job has its result or error
 
 
@@ -155,7 +158,13 @@ class _Run:
         """Job number ``len(results)`` as a member; None (its error its result) where it fails."""
         index = len(self.results)
         self.results.append(None)
-        self.held.append(job)
+        self.held.append((job, trial))
+        return self.fresh(index)
+
+    def fresh(self, index: int) -> Member | None:
+        """Job ``index`` as a member before its first step (its model built anew under its seed); None
+        (its error its result) where it fails."""
+        job, trial = self.held[index]
         unknown = set(job) - set(self.defaults) - {"model", "train", "val"}
         try:
             if unknown:
@@ -217,7 +226,10 @@ class _Pop:
             half = len(self.members) // 2
             training = sum(len(p.pop.members) for p in self.run.pops if p is not self) + len(self.members)
             self.run.room = max(1, min(self.run.room, training) - (len(self.members) + 1) // 2)
-            self.run.queue[:0] = [self.members[:half], self.members[half:]]
+            # the halves start from scratch: members rebuilt, not the ones whose steps and schedules ran
+            fresh = [self.run.fresh(m.job) for m in self.members]
+            restarted = [m for m in fresh if m is not None]
+            self.run.queue[:0] = [restarted[:half], restarted[half:]]
             self.members = []
             return
         for m in self.members:
@@ -288,23 +300,21 @@ class _Pop:
         _end_epoch(pop, loss_sum.tolist(), seen, run, self.start_members, clock)
         for m in pop.members:
             m.epoch += 1
-        if len(pop.members) < n_before:
+        if pop.members or len(pop.members) < n_before:  # a boundary: slots to fill, or new jobs to ask for
             self._refill()
         self.done = not pop.members
 
     def _refill(self) -> None:
-        """The free slots taken by waiting members that fit, then by the jobs ``run.refill`` returns
-        (while the run holds fewer than its capacity): those that fit join now, those that fit another
-        running population wait to join it, the rest queue as buckets of their own (a population
-        starts for them next round, beside this one)."""
+        """At an epoch boundary: the free slots taken by waiting members that fit, then, while the run
+        holds fewer members than its capacity, by the jobs ``run.refill`` returns: those that fit join
+        now, those that fit another running population wait to join it (at its next boundary), the rest
+        queue as buckets of their own (a population starts for them next round, beside this one)."""
         run, pop = self.run, self.pop
-        free = self.capacity - len(pop.members)
-        if free <= 0:
-            return
+        free = max(self.capacity - len(pop.members), 0)
         joining = [m for m in self.waiting if pop.fits(m)][:free]
         self.waiting = [m for m in self.waiting if m not in joining]
         free -= len(joining)
-        offered = run.capacity - run.holding()
+        offered = run.capacity - run.holding() - len(joining)
         new: list[Member] = []
         for job, trial in run.refill(offered, pop.key) if run.refill is not None and offered > 0 else ():
             m = run.prepare(job, trial)
@@ -319,10 +329,15 @@ class _Pop:
                 other.waiting.append(m)
             else:
                 new.append(m)
-        if joining:
-            pop.add(joining, self.clock.total)
-            self.members += joining
         run.queue += _buckets(new)
+        if joining:
+            try:
+                pop.add(joining, self.clock.total)
+            except Exception:
+                # the population may be half grown: it fails (see _fail); the joiners start afresh elsewhere
+                run.queue += _buckets([f for f in (run.fresh(m.job) for m in joining) if f is not None])
+                raise
+            self.members += joining
 
 
 def _one_cycle_hyper(pop: Population) -> None:
@@ -365,9 +380,9 @@ def _end_epoch(pop: Population, loss_sums: list[float], seen: list[int], run: _R
                            epoch_time_s=clock.last or 0.0)
         epoch = m.epoch
         m.history.append({"epoch": float(epoch), **metrics})
+        m.reported = True  # an out-of-memory error from now on fails the member rather than restart it
         if m.trial is not None:
             m.trial.report(epoch, **metrics)
-            m.reported = True
         if m.diverged:
             m.stopped = True
             leaving.append(j)
