@@ -115,3 +115,37 @@ def test_several_objectives_and_bad_options_are_refused_in_one_line():
         searchers.create("fasttpe", space=BRANIN, objectives=two)
     with pytest.raises(tl.ConfigError, match="'max_above' argument of FastTPE must be"):
         searchers.create({"name": "fasttpe", "max_above": 0}, space=BRANIN)
+
+
+def test_the_model_is_optunas_parzen_estimator_on_every_kind_of_parameter():
+    # oracle: Optuna's own estimator (what tpe uses) on the same observations, weights and candidates;
+    # lattice parameters are scored by each kernel's mass over the candidate's cell, not by a density
+    import numpy as np
+    from optuna.samplers._tpe.parzen_estimator import _ParzenEstimator, _ParzenEstimatorParameters
+    from optuna.samplers._tpe.sampler import default_weights
+
+    from tuneloop.search._fast_tpe import _encode
+
+    space = tl.Space(lr=tl.LogFloat(1e-5, 1.0), width=tl.Int(16, 1024, log=True), depth=tl.Int(1, 9, step=2),
+                     drop=tl.Float(0.0, 0.5, step=0.1), x=tl.Float(-2.0, 2.0), act=tl.Choice(["relu", "gelu", "tanh"]))
+    dists = {k: p.distribution() for k, p in space.items()}
+    rng = np.random.default_rng(0)
+
+    def draw(n):  # repeated values on purpose: many kernels then share a lattice point
+        return [{"lr": float(np.exp(rng.uniform(math.log(1e-5), 0.0))),
+                 "width": int(rng.integers(16, 1025)) if rng.random() < 0.5 else 256,
+                 "depth": int(rng.choice([1, 3, 5, 7, 9])), "drop": float(rng.choice([0.0, 0.1, 0.2, 0.3, 0.4, 0.5])),
+                 "x": float(rng.uniform(-2.0, 2.0)), "act": str(rng.choice(["relu", "gelu", "tanh"]))} for _ in range(n)]
+
+    def internal(configs):
+        return {k: np.array([dists[k].to_internal_repr(c[k]) for c in configs]) for k in space}
+
+    s = FastTPE(space, seed=0)
+    g = s._groups[()]
+    for n in (1, 7, 60, 400):
+        seen, cands = draw(n), draw(100)
+        rows = np.array([[_encode(p, c[k]) for k, p in space.items()] for c in seen])
+        ours = s._logpdf(g, s._model(g, rows, default_weights(n)),
+                         np.array([[_encode(p, c[k]) for k, p in space.items()] for c in cands]))
+        oracle = _ParzenEstimator(internal(seen), dists, _ParzenEstimatorParameters(1.0, True, False, default_weights, True))
+        np.testing.assert_allclose(ours, oracle.log_pdf(internal(cands)), rtol=0, atol=1e-9)
