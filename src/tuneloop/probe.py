@@ -1,5 +1,6 @@
-"""``tuneloop probe lr|batch FILE``: short runs of the best configuration that measure where
-training breaks (learning rate) and where throughput stops growing (batch size).
+"""``tuneloop probe lr|batch|data FILE``: runs of the best configuration that measure where
+training breaks (learning rate), where throughput stops growing (batch size) and what more
+training data would buy (data).
 
 ``probe lr``: where does training become unstable above the best learning rate?
 
@@ -9,6 +10,14 @@ when its training loss ends above where it started, or when its objective falls 
 1x run's. From it: where instability starts, whether warmup is worth it (instability within 4x
 of the best rate), and a gradient-clipping threshold (the 90th percentile of the gradient norms
 the stable runs logged), with a warning when it would clip more than half of the updates.
+
+``probe data``: what would more training data buy, and of which slice?
+
+The best configuration retrains on nested, stratified subsets of the training split (10% to 100%
+by default), over a few data seeds, and is evaluated on the validation split, overall and per
+slice; a power law per slice forecasts the error at 2x and 10x the data (read back in
+``analysis/_data_probe.py``). Each run's fraction rides in its budget (``trial.fraction``,
+``trial.data_seed``), which ``fit`` applies before training.
 """
 
 from __future__ import annotations
@@ -18,10 +27,13 @@ import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from tuneloop._subset import check_fraction
+from tuneloop._validation import check_positive_int
+from tuneloop.analysis._data_probe import DataResult
 from tuneloop.analysis._probes import BatchResult, BatchRow, ProbeResult, ProbeRow, read_probe  # noqa: F401
 from tuneloop.errors import ConfigError
 from tuneloop.run import check_retries, launch
-from tuneloop.search import Listed
+from tuneloop.search import Lineage, Listed, Outcome, Proposal
 from tuneloop.study import best_trial
 
 if TYPE_CHECKING:
@@ -62,17 +74,26 @@ def _best(study: Study, storage: str | None, param: str) -> tuple[Any, Any, Any,
 
 
 def _run_probe(study: Study, store: Any, record: Any, name: str, configs: list[dict[str, Any]],
-               budget: dict[str, Any], what: dict[str, Any], how: dict[str, Any]) -> Any:
+               budget: dict[str, Any], what: dict[str, Any], how: dict[str, Any],
+               searcher: Listed | None = None) -> Any:
     """Run ``configs`` once each as the trials of study ``name`` (stored; a rerun reads them);
-    ``how`` holds the executor, workers, members and max_retries."""
+    ``how`` holds the executor, workers, members and max_retries; ``searcher`` proposes them
+    (default: ``Listed(configs)``)."""
     probe = store.get_study(name)
-    if probe is not None and probe.config.get("configs") != json.loads(json.dumps(configs)):
-        raise ConfigError(f"{name!r} holds a probe of another configuration; delete it or probe under a new study.")
+    if probe is not None:
+        changed = [option for k, option in (("plan", "--fractions or --seeds"), ("same_steps", "--same-epochs"),
+                                            ("epochs", f"--epochs (it ran {probe.config.get('epochs')!r})"))
+                   if probe.config.get(k) != json.loads(json.dumps(what.get(k)))]
+        if probe.config.get("configs") != json.loads(json.dumps(configs)) or changed:
+            differ = f" ({', '.join(changed)} differ)" if changed else ""
+            raise ConfigError(f"{name!r} holds a probe of another configuration{differ}; delete it or probe under a new "
+                              f"study.")
     if probe is None:
         probe = store.create_study(name, record.metric, record.mode, record.space,
                                    {"kind": "probe", "parent": study.name, "configs": configs, "budget": budget,
                                     "seed": random.randrange(2**31), **what})
-    launch(store, probe, study.fn, searcher=Listed(configs), seed=int(probe.config["seed"]), n_trials=len(configs),
+    launch(store, probe, study.fn, searcher=searcher or Listed(configs), seed=int(probe.config["seed"]),
+           n_trials=len(configs),
            budget=budget, experiment_path=study.experiment_path, rules=study.rules, **how)
     return probe
 
@@ -96,3 +117,68 @@ def probe_batch(study: Study, *, param: str = "batch_size", sizes: Sequence[int]
     result = read_probe(store, probe)
     assert isinstance(result, BatchResult)
     return result
+
+
+FRACTIONS = (0.1, 0.2, 0.4, 0.7, 1.0)
+
+
+def probe_data(study: Study, *, fractions: Sequence[float] = FRACTIONS, seeds: int = 3, epochs: int | None = None,
+               same_steps: bool = True, workers: int = 1, executor: Any = None, members: int | None = None,
+               max_retries: int = 1, storage: str | None = None) -> DataResult:
+    """Retrain the best configuration on each fraction of the training split with ``seeds`` data
+    seeds (nested, stratified subsets: ``trial.fraction``), fit a power law per slice and forecast
+    2x and 10x the data. ``same_steps``: a fraction ``f`` trains ``epochs / f`` epochs (at most
+    10x), so every subset gets about the optimizer steps of the whole split; ``epochs``: the whole
+    split's epochs (default: the study's budget). The rest works as in :meth:`Study.run`."""
+    check_retries(max_retries, "probe_data")
+    check_positive_int(seeds, "seeds", "probe_data")
+    steps = sorted({check_fraction(f, "probe_data") for f in fractions})
+    if len(steps) < 2:
+        raise ConfigError(f"probe_data needs at least two different fractions to fit a curve. Got {list(fractions)!r} "
+                          f"instead; e.g. fractions=(0.1, 0.2, 0.4, 0.7, 1.0).")
+    store = study.store(storage)
+    record = store.require_study(study.name)
+    best = best_trial(store.trials(record.id), record.objectives, record.name)
+    budget = dict(record.config.get("budget") or study.budget.to_dict())
+    if epochs is not None:
+        check_positive_int(epochs, "epochs", "probe_data")
+        budget["epochs"] = epochs
+    budget["fraction"] = 1.0  # a probe run, whatever its fraction: fit records what it trained on
+    plan = [(f, s) for f in steps for s in range(seeds)]
+    per_trial = [{"fraction": f, "data_seed": s, **_scaled_epochs(budget, f, same_steps)} for f, s in plan]
+    configs = [dict(best.params) for _ in plan]
+    probe = _run_probe(study, store, record, f"{study.name}-probe-data", configs, budget,
+                       {"probe": "data", "param": "fraction", "best": 1.0, "fractions": steps, "seeds": seeds,
+                        "same_steps": same_steps, "epochs": budget.get("epochs"), "plan": [list(p) for p in plan]},
+                       {"workers": workers, "executor": executor, "members": members, "max_retries": max_retries},
+                       searcher=_Budgeted(configs, per_trial))
+    result = read_probe(store, probe)
+    assert isinstance(result, DataResult)
+    return result
+
+
+def _scaled_epochs(budget: dict[str, Any], fraction: float, same_steps: bool) -> dict[str, Any]:
+    if not same_steps or "epochs" not in budget:
+        return {}
+    return {"epochs": max(1, round(int(budget["epochs"]) / max(fraction, 0.1)))}
+
+
+class _Budgeted(Listed):
+    """``Listed`` whose i-th configuration is trial i and runs with the i-th budget (a fraction and
+    its data seed). A replayed trial strikes its own number off, whatever its configuration (they
+    are all the best one). Each proposal carries a lineage (member i), the way SHA and PBT place
+    their trials: the driver stores its budget with the trial, so a trial rerun after Ctrl-C or a
+    dead driver trains on its own fraction again, not the base budget's."""
+
+    def __init__(self, configs: Sequence[dict[str, Any]], budgets: Sequence[dict[str, Any]]) -> None:
+        super().__init__(configs)
+        self._left = dict(enumerate(zip(configs, budgets, strict=True)))
+
+    def ask(self, n: int = 1) -> list[Proposal]:
+        numbers = sorted(self._left)[:n]
+        return [Proposal(dict(self._left[i][0]), token="listed", budget=dict(self._left.pop(i)[1]),
+                         lineage=Lineage(i, 0, "probe")) for i in numbers]
+
+    def tell(self, outcome: Outcome) -> None:
+        if outcome.token is None and outcome.number is not None:
+            self._left.pop(outcome.number, None)

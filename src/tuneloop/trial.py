@@ -75,6 +75,9 @@ class Budget(_ReadOnlyNames):
         super().__init__(merged)
 
 
+DATA_KEYS = ("fraction", "data_seed")  # budget keys of the data probe, read as Trial.fraction and Trial.data_seed
+
+
 _PLAIN_LEAVES = (type(None), bool, int, float, complex, str, bytes)
 _PLAIN_CONTAINERS = (dict, list, tuple, set)
 
@@ -154,8 +157,10 @@ class Trial:
         self._channel = channel
         self._stop = False
         self.params = Params(spec.params)
-        self.budget = Budget(spec.budget)
+        # the data probe's keys ride in the spec's budget but are not resources a trial spends
+        self.budget = Budget({k: v for k, v in spec.budget.items() if k not in DATA_KEYS})
         self.splits_used = False  # set by splits(): fit refuses a final run that skipped it
+        self._subset_taken = False  # set by subset() and subset_indices(): fit then trains on what it is given
 
     @property
     def number(self) -> int:
@@ -176,6 +181,54 @@ class Trial:
         """``"tune"`` while searching; ``"final"`` when ``tuneloop finalize`` retrains this
         configuration to measure it once on the test split."""
         return self._spec.phase
+
+    @property
+    def fraction(self) -> float:
+        """The share of the training split this trial trains on: 1.0, except in ``tuneloop probe
+        data``, which retrains the best configuration on nested subsets. ``fit`` applies it; any
+        other trial function applies it with :meth:`subset` (or :meth:`subset_indices`)."""
+        return float(self._spec.budget.get("fraction", 1.0))
+
+    @property
+    def probing_data(self) -> bool:
+        """True in a run of ``tuneloop probe data`` (whose budget sets the fraction, 1.0 included)."""
+        return "fraction" in self._spec.budget
+
+    @property
+    def data_seed(self) -> int:
+        """The seed that chooses the subset: the same for every fraction of one replicate, so the
+        smaller subsets lie inside the larger ones."""
+        return int(self._spec.budget.get("data_seed", 0))
+
+    @property
+    def subset_taken(self) -> bool:
+        """True once :meth:`subset` or :meth:`subset_indices` has taken this trial's share: ``fit`` then
+        trains on the training split it is given as it is, instead of taking the share again."""
+        return self._subset_taken
+
+    def subset(self, train: Any) -> Any:
+        """This trial's share of ``train`` (an (x, y) pair of arrays or tensors): a nested subset,
+        stratified by class for integer labels; ``train`` itself at fraction 1.0.
+
+            x, y = trial.subset(data.train)
+        """
+        from tuneloop._subset import take_subset
+
+        taken = take_subset(train, self.fraction, self.data_seed)
+        self._subset_taken = True
+        return taken
+
+    def subset_indices(self, labels: Any) -> Any:
+        """Sorted positions of this trial's subset among examples labelled ``labels``; for a Dataset
+        or DataLoader, which ``fit`` cannot cut itself:
+
+            train = torch.utils.data.Subset(dataset, trial.subset_indices(labels))
+        """
+        from tuneloop._subset import subset_indices
+
+        idx = subset_indices(labels, self.fraction, self.data_seed)
+        self._subset_taken = True
+        return idx
 
     @property
     def heldout(self) -> str:

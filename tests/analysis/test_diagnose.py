@@ -23,7 +23,7 @@ def edge_study(storage):
 
 def test_a_best_region_at_a_bound_is_flagged_with_the_expansion(edge_study):
     f = edge_study["boundaries"]
-    assert f.verdict == "warn" and f.evidence[0]["parameter"] == "x" and "expand x above 1" in f.recommendation
+    assert f.verdict == "warn" and f.evidence[0]["parameter"] == "x" and "Expand x above 1" in f.recommendation
 
 
 def test_a_region_of_diverged_trials_is_located(edge_study):
@@ -93,7 +93,8 @@ def test_analyze_from_the_shell_writes_json(storage, tmp_path, monkeypatch):
     assert "Analysis of edge" in result.output and "boundaries" in result.output
     saved = json.loads(out.read_text())
     assert [f["check"] for f in saved] == ["importance", "boundaries", "infeasible", "sampling", "isolation", "curves",
-                                           "step budget", "instability", "batch size", "adam budget", "next round"]
+                                           "step budget", "instability", "batch size", "more data", "adam budget",
+                                           "next round"]
     missing = CliRunner().invoke(app, ["analyze", "nope", "--storage", storage])
     assert missing.exit_code == 1 and "No study named 'nope'" in missing.output
 
@@ -134,3 +135,34 @@ def test_very_bad_trials_count_as_infeasible_and_their_region_is_found(storage):
              mode="max", storage=storage, searcher="random").run(n_trials=40, seed=0)
     found = {f.check: f for f in analyze(tl.Store(storage), "bad")}["infeasible"]
     assert found.verdict == "warn" and "very bad" in found.summary and "y above 0.8" in found.summary
+
+
+def test_a_trend_toward_a_bound_warns_and_refine_expands_it_though_not_every_best_trial_is_there(storage):
+    """Issue 21's case: x keeps improving toward its upper bound while y and z matter as much, so the best
+    10% are not all in x's outer 10%; the old all-in-the-edge rule was silent, this one warns."""
+    from tuneloop.analysis._refine import refine_space
+
+    space = tl.Space(x=tl.Float(0.0, 10.0), y=tl.LogFloat(1e-4, 1e-1), z=tl.Float(-1.0, 1.0))
+    study = tl.Study("trend", space, None, metric="loss", mode="min", storage=storage, searcher="random", seed=3)
+    rng = random.Random(0)
+    for _ in range(100):
+        trial = study.ask()
+        assert trial is not None
+        p = trial.params
+        score = p["x"] / 10 - ((math.log10(p["y"]) + 2.5) / 1.5) ** 2 - p["z"] ** 2 + rng.gauss(0, 0.05)
+        study.tell(trial, -score)
+    store = tl.Store(storage)
+    record = store.require_study("trend")
+    trials = store.trials(record.id)
+    top = sorted(trials, key=lambda t: float(t.value or 0.0))[:10]  # every trial completed: all have a value
+    assert not all(t.params["x"] >= 9 for t in top)  # the old rule's case does not hold: it would stay silent
+    f = {f.check: f for f in analyze(store, "trend")}["boundaries"]
+    assert f.verdict == "warn" and [r["parameter"] for r in f.evidence] == ["x"]
+    assert f.evidence[0]["bound"] == "upper 10"
+    assert "still improves" in f.summary and "Expand x above 10 (tuneloop refine trend" in f.recommendation
+    new, changes = refine_space(record.space, trials, "min")
+    reason = {c.name: c.reason for c in changes}["x"]
+    x, y = new["x"], new["y"]
+    assert isinstance(x, tl.Float) and isinstance(y, tl.LogFloat)
+    assert x.high > 10 and "expanded above it (the objective still improves" in reason
+    assert y.low >= 1e-4 and y.high <= 1e-1  # the optimum inside stays inside

@@ -104,3 +104,18 @@ def test_with_scientific_parameters_each_value_keeps_its_own_good_region():
     fair, _ = refine_space(space, trials, "max", keep=["model"])
     assert pooled["lr"].low > 1e-4  # pooled, the best trials are all model a's: b's optimum is cut away
     assert fair["lr"].low <= 1e-4 and fair["lr"].high >= 1e-2  # per value, both optima stay inside
+
+
+def test_a_bound_the_analysis_finds_crowded_grows_even_with_few_top_trials_using_it():
+    from tuneloop.analysis._bounds import Crowding
+    from tuneloop.analysis._refine import _refine
+
+    space = tl.Space(s=tl.Float(1.0, 4.0), w=tl.Float(0.0, 1.0))
+    done = records(lambda rng, i: {"s": float(rng.uniform(1, 4)), "w": float(rng.uniform(0, 1))}, lambda p: p["s"], n=40)
+    top = done[:1]  # one top trial uses s: too few to narrow around
+    pressed = {("s", "high"): Crowding("s", "high", 4.0, "the objective still improves toward it")}
+    new, changes = _refine(space, done, top, pressed=pressed)
+    reasons = {c.name: c.reason for c in changes}
+    s = new["s"]
+    assert isinstance(s, tl.Float) and s.high > 4.0 and "expanded above it (the objective still improves toward it)" in reasons["s"]
+    assert new["w"] == space["w"] and "only 1 of the top trials" in reasons["w"]  # no evidence: kept as before

@@ -26,9 +26,10 @@ def trials_where_best_lr_is(edge):
 
 def test_best_trials_crowding_a_bound_get_a_warning_saying_which_way():
     up = {e["name"]: e for e in param_effects(SPACE, trials_where_best_lr_is("high"), "min")}
-    assert up["lr"]["warning"] == "the best trials crowd the upper bound: expand lr above 0.1"
+    assert up["lr"]["warning"] == ("the best region crowds the upper bound of lr (all 3 best trials lie in the outer "
+                                   "10% of the range): expand lr above 0.1 (tuneloop refine)")
     down = {e["name"]: e for e in param_effects(SPACE, trials_where_best_lr_is("low"), "min")}
-    assert down["lr"]["warning"] == "the best trials crowd the lower bound: expand lr below 0.0001"
+    assert down["lr"]["warning"].endswith("expand lr below 0.0001 (tuneloop refine)")
     assert up["width"]["warning"] is None  # all at 16: inside the range
     assert up["lr"]["log"] is True and (up["lr"]["low"], up["lr"]["high"]) == (1e-4, 1e-1)
 

@@ -143,7 +143,7 @@ def test_report_file_draws_offline(page, live_db, tmp_path):
                else route.continue_())  # any network request would fail the page
     open_page(page, path.as_uri())
     assert plots(page) >= 4 and page.locator("#samples img").count() == 1
-    assert page.locator("#findings tbody tr").count() == 11  # the analysis travels with the report
+    assert page.locator("#findings tbody tr").count() == 12  # the analysis travels with the report
     assert page.problems == []
 
 
@@ -182,7 +182,7 @@ def test_the_analysis_tab_lists_findings_with_evidence(page, server):
     open_page(page, server + "/study/quad")
     page.locator("#analysis-link").click()
     page.wait_for_selector("#findings tbody tr", timeout=30_000)
-    assert page.locator("#findings tbody tr").count() == 11
+    assert page.locator("#findings tbody tr").count() == 12
     assert page.locator("#findings .check.info").count() >= 1
     assert page.locator("#app a[href^='/study/quad/trial/']").count() >= 1  # evidence rows link to their trials
     assert page.problems == []
@@ -275,4 +275,24 @@ def test_infeasible_trials_three_objectives_and_the_report_draw_their_fronts(pag
     assert page.evaluate("document.querySelector('.front-plot').data.find((t) => t.name === 'Pareto front').x.length") == 4
     assert page.evaluate("document.querySelector('.hypervolume').data[0].x.length") == 10
     assert page.locator("#feasibility").inner_text() == "feasible · on the Pareto front"  # the best trial: 6
+    assert page.problems == []
+
+
+def test_the_data_probe_draws_each_slice_on_log_log_axes_with_bands(page, server, live_db):
+    from tuneloop.probe import probe_data
+
+    def curve(trial):  # errors on known power laws of the fraction; one slice named with markup
+        n = round(1000 * trial.fraction)
+        for name, b in ((HOSTILE, 0.5), ("class 1", 0.3)):
+            trial.log_slice(1, name, "acc", 1 - 2 * n ** -b, 50)
+        return {"val_acc": 1 - n ** -0.4}
+
+    study = tl.Study("more-data", tl.Space(u=tl.Choice([0])), curve, metric="val_acc", mode="max", storage=live_db)
+    study.run(searcher="grid")
+    probe_data(study, seeds=2)
+    open_page(page, server + "/study/more-data/analysis")
+    assert page.locator(".more-data").count() == 1
+    traces = page.evaluate("document.querySelector('.more-data').data.map((t) => [t.name || '', t.fill || ''])")
+    assert len(traces) == 12 and sum(fill == "tonexty" for _, fill in traces) == 3  # a band per series
+    assert page.evaluate("document.querySelector('.more-data').layout.yaxis.type") == "log"
     assert page.problems == []

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuneloop.analysis._curves import summarize_curve
+from tuneloop.analysis._data_probe import DataResult, data_finding
 from tuneloop.analysis._findings import VERDICTS, Finding
 from tuneloop.analysis._front import front_findings
 from tuneloop.analysis._probes import BatchResult, ProbeResult, stored_probes
 from tuneloop.analysis._refine import infeasible, infeasible_regions
-from tuneloop.analysis._study import _all_params, importance, param_effects
+from tuneloop.analysis._study import _all_params, crowded, importance
 from tuneloop.direction import Direction
 from tuneloop.space import Choice
 from tuneloop.store import Store, StudyRecord, TrialRecord, TrialState
@@ -94,15 +95,17 @@ def check_importance(data: StudyData, resamples: int = 8) -> Finding:
 
 # -- 2. boundaries -------------------------------------------------------------------------
 def check_boundaries(data: StudyData) -> Finding:
-    crowded = [e for e in param_effects(data.record.space, data.trials, data.record.mode,
-                                        objectives=data.record.objectives) if e["warning"]]
     if len(data.done) < 10:
         return Finding("boundaries", "info", "Fewer than 10 completed trials: bounds cannot be judged yet.")
-    if not crowded:
-        return Finding("boundaries", "ok", "No parameter's best trials crowd a bound of its range.")
-    rows = [{"parameter": e["name"], "warning": e["warning"]} for e in crowded]
-    return Finding("boundaries", "warn", f"The best trials crowd a bound of {len(rows)} parameter(s).",
-                   "; ".join(e["warning"].split(": ", 1)[1] for e in crowded) + " (tuneloop refine does it).", rows)
+    found = crowded(data.record.space, data.trials, data.record.mode, objectives=data.record.objectives)
+    if not found:
+        return Finding("boundaries", "ok", "No parameter's best region crowds a bound: toward no bound does the "
+                       "objective keep improving, nor do all the best trials sit at one.")
+    rows = [{"parameter": c.name, "bound": f"{c.where} {c.bound:g}", "evidence": c.evidence} for c in found]
+    summary = "; ".join(f"{c.name} crowds its {c.where} bound {c.bound:g}: {c.evidence}" for c in found) + "."
+    fix = ", ".join(f"{c.name} {'above' if c.side == 'high' else 'below'} {c.bound:g}" for c in found)
+    return Finding("boundaries", "warn", summary,
+                   f"Expand {fix} (tuneloop refine {data.record.name} -o NEXT.py does it).", rows)
 
 
 # -- 3. infeasible trials ---------------------------------------------------------------------
@@ -312,9 +315,9 @@ def check_step_budget(data: StudyData) -> Finding:
                    "", rows)
 
 
-# -- 8 and 9. probes (tuneloop probe lr|batch FILE), when they have run ---------------------------
+# -- 8 and 9. probes (tuneloop probe lr|batch|data FILE), when they have run ---------------------------
 def probe_findings(store: Store, name: str) -> list[Finding]:
-    """The stored learning-rate and batch-size probes of study ``name``, as findings."""
+    """The stored learning-rate, batch-size and data probes of study ``name``, as findings."""
     found = stored_probes(store, name)
     out = []
     lr = found.get("lr")
@@ -336,6 +339,8 @@ def probe_findings(store: Store, name: str) -> list[Finding]:
         out.append(Finding("batch size", "info", f"Throughput grows up to batch size {batch.recommended}.",
                            "; ".join(batch.advice).capitalize() + ".",
                            [{"batch size": r.batch_size, "seconds": r.seconds, "speedup": r.speedup} for r in batch.rows]))
+    data = found.get("data")
+    out.append(data_finding(data if isinstance(data, DataResult) else None))
     return out
 
 

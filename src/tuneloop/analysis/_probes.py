@@ -1,7 +1,8 @@
-"""Stored probe results, read through the store: what ``tuneloop probe lr|batch`` measured.
+"""Stored probe results, read through the store: what ``tuneloop probe lr|batch|data`` measured.
 
 A probe is a study of its own (``<study>-probe-<param>``, config ``kind: probe``) whose trials are
-the best configuration at several learning rates or batch sizes. ``probe.py`` runs it; this module
+the best configuration at several learning rates, batch sizes or training-data fractions (the data
+probe is read in ``_data_probe.py``). ``probe.py`` runs it; this module
 only reads it back, so ``analyze``, the CLI and reports never import the code that runs studies.
 """
 
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from tuneloop.analysis._data_probe import DataResult, read_data
 from tuneloop.direction import Direction
 from tuneloop.store import Store, StudyRecord, TrialState
 
@@ -61,18 +63,21 @@ class BatchResult:
         return asdict(self)
 
 
-def stored_probes(store: Store, name: str) -> dict[str, ProbeResult | BatchResult]:
-    """The stored probes of study ``name`` by kind (``"lr"``, ``"batch"``); the last one of a kind wins."""
-    found: dict[str, ProbeResult | BatchResult] = {}
+def stored_probes(store: Store, name: str) -> dict[str, ProbeResult | BatchResult | DataResult]:
+    """The stored probes of study ``name`` by kind (``"lr"``, ``"batch"``, ``"data"``); the last one of a
+    kind wins."""
+    found: dict[str, ProbeResult | BatchResult | DataResult] = {}
     for study, cfg in store.study_configs().items():
         if cfg.get("kind") == "probe" and cfg.get("parent") == name:
             found[cfg.get("probe", "lr")] = read_probe(store, store.require_study(study))
     return found
 
 
-def read_probe(store: Store, probe: StudyRecord) -> ProbeResult | BatchResult:
+def read_probe(store: Store, probe: StudyRecord) -> ProbeResult | BatchResult | DataResult:
     """The result of a stored probe study (``<study>-probe-<param>``)."""
     cfg = probe.config
+    if cfg.get("probe") == "data":
+        return read_data(store, probe)
     param, configs = cfg["param"], cfg["configs"]
     if cfg.get("probe") == "batch":
         return _read_batch(store, probe, param, [int(c[param]) for c in configs], cfg["best"], cfg.get("min_gain", 1.1))

@@ -5,21 +5,25 @@ The good region is the best 15% of completed trials (at least 3), taken within e
 scientific parameters when there are any (each value's nuisance optimum may lie elsewhere). A numeric range shrinks to
 what they span plus a margin (a quarter of their span and 5% of the old range, in the parameter's
 own scale: log for log parameters), never beyond the old bounds, unless the best trials crowd a
-bound (the best one, or half of the top, in its outer 10%): then that side grows by half the old
-range, except past 0 (or 1 for a Float on [0, 1]), which are taken as natural limits. A Choice
-value that never made the top in 3 or more trials is dropped. Conditional children are refined
-from the trials where they were active. Fewer than 3 top trials using a parameter leaves it as it is.
+bound (the best one, or half of the top, in its outer 10%), or ``tuneloop analyze`` finds the
+objective still improving toward it with the other parameters held fixed
+(:mod:`tuneloop.analysis._bounds`): then that side grows by half the old range, except past 0 (or 1
+for a Float on [0, 1]), which are taken as natural limits. A Choice value that never made the top
+in 3 or more trials is dropped. Conditional children are refined from the trials where they were
+active. Fewer than 3 top trials using a parameter leaves it as it is, unless one of its bounds is
+crowded.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
+from tuneloop.analysis._bounds import Crowding
 from tuneloop.direction import Direction
 from tuneloop.objectives import Objectives
 from tuneloop.space import Choice, Float, Int, LogFloat, Param, Space
@@ -115,7 +119,7 @@ def refine_space(space: Space, trials: Sequence[TrialRecord], mode: str, keep: S
     ``keep`` (the round's scientific ones: its question) stay as they are. With ``objectives``
     holding constraints or several objectives, the top trials are ranked by them: feasible first,
     the front first (a constrained study's good region is where the feasible best trials are)."""
-    from tuneloop.analysis._study import _ranked
+    from tuneloop.analysis._study import _ranked, crowded
 
     Direction.of(mode, "refine_space")  # a wrong mode fails even without trials
     done = [t for t in trials if t.state == TrialState.COMPLETED and t.value is not None and math.isfinite(t.value)]
@@ -127,7 +131,8 @@ def refine_space(space: Space, trials: Sequence[TrialRecord], mode: str, keep: S
         ranked = _ranked(group, mode, objectives, "refine_space")
         top.extend(ranked[:max(3, math.ceil(top_fraction * len(ranked)))])
     top = _ranked(top, mode, objectives, "refine_space")
-    new, changes = _refine(space, done, top, set(keep))
+    pressed = {(c.name, c.side): c for c in crowded(space, done, mode, objectives)}
+    new, changes = _refine(space, done, top, set(keep), pressed)
     return _cut(new, changes, infeasible_regions(space, trials, mode, objectives))
 
 
@@ -154,8 +159,9 @@ def _cut(space: Space, changes: list[Change], regions: list[Region]) -> tuple[Sp
     return Space(params), out
 
 
-def _refine(space: Space, done: list[TrialRecord], top: list[TrialRecord],
-            keep: AbstractSet[str] = frozenset()) -> tuple[Space, list[Change]]:
+def _refine(space: Space, done: list[TrialRecord], top: list[TrialRecord], keep: AbstractSet[str] = frozenset(),
+            pressed: Mapping[tuple[str, str], Crowding] | None = None) -> tuple[Space, list[Change]]:
+    pressed = pressed or {}
     params: dict[str, Param] = {}
     changes: list[Change] = []
     for name, p in space.items():
@@ -163,23 +169,27 @@ def _refine(space: Space, done: list[TrialRecord], top: list[TrialRecord],
         if name in keep:  # every value stays (the round's question); a value's children are refined
             new, reason = p, "kept: a scientific parameter, the question of this round"
             if isinstance(p, Choice) and p.children:
-                new, _, child_changes = _choice(name, p, done, top, drop=False)
+                new, _, child_changes = _choice(name, p, done, top, pressed, drop=False)
                 changes.extend(child_changes)
         elif isinstance(p, Choice):
-            new, reason, child_changes = _choice(name, p, done, top)
+            new, reason, child_changes = _choice(name, p, done, top, pressed)
             changes.extend(child_changes)
-        elif len(top_values) < 3:
-            new, reason = p, f"kept: only {len(top_values)} of the top trials use it"
         else:
-            assert isinstance(p, _Numeric), p  # a Choice was handled above
-            new, reason = _numeric(p, top_values, top[0].params.get(name))
+            sides = {side: c for (n, side), c in pressed.items() if n == name}
+            if len(top_values) < 3 and not sides:
+                new, reason = p, f"kept: only {len(top_values)} of the top trials use it"
+            else:  # too few top trials but a crowded bound: grow it, keep the rest of the range
+                assert isinstance(p, _Numeric), p  # a Choice was handled above
+                values = top_values if len(top_values) >= 3 else [t.params[name] for t in done if name in t.params]
+                best = top[0].params.get(name) if top else None
+                new, reason = _numeric(p, values, best, sides)
         params[name] = new
         changes.append(Change(name, p, new, reason))
     return Space(params), changes
 
 
 def _choice(name: str, p: Choice, done: list[TrialRecord], top: list[TrialRecord],
-            drop: bool = True) -> tuple[Choice, str, list[Change]]:
+            pressed: Mapping[tuple[str, str], Crowding], drop: bool = True) -> tuple[Choice, str, list[Change]]:
     keep: list[tuple[Any, int, int]] = []
     dropped: list[tuple[Any, int, int]] = []
     for value in p.values:
@@ -197,7 +207,7 @@ def _choice(name: str, p: Choice, done: list[TrialRecord], top: list[TrialRecord
             continue
         sub_done = [t for t in done if t.params.get(name) == value]
         sub_top = [t for t in top if t.params.get(name) == value]
-        new_child, sub_changes = _refine(child, sub_done, sub_top)
+        new_child, sub_changes = _refine(child, sub_done, sub_top, pressed=pressed)
         values[value] = dict(new_child.items())
         children_changes.extend(sub_changes)
     new = Choice(values) if p.children else Choice(list(values))
@@ -210,7 +220,11 @@ def _choice(name: str, p: Choice, done: list[TrialRecord], top: list[TrialRecord
     return new, reason, children_changes
 
 
-def _numeric(p: _Numeric, values: list[Any], best: Any) -> tuple[Param, str]:
+def _numeric(p: _Numeric, values: list[Any], best: Any,
+             pressed: Mapping[str, Crowding] | None = None) -> tuple[Param, str]:
+    """``p`` narrowed around the top ``values`` (best first: ``best``), or grown past a crowded bound:
+    one the top trials crowd, or one in ``pressed`` (side -> the analysis' evidence)."""
+    pressed = pressed or {}
     log = isinstance(p, LogFloat) or (isinstance(p, Int) and p.log)
     to = math.log if log else float
     back = math.exp if log else float
@@ -222,6 +236,9 @@ def _numeric(p: _Numeric, values: list[Any], best: Any) -> tuple[Param, str]:
     best_pos = None if best is None else (to(best) - low) / span
     crowd_low = (best_pos is not None and best_pos <= EDGE) or len(near_low) * 2 >= len(values)
     crowd_high = (best_pos is not None and best_pos >= 1 - EDGE) or len(near_high) * 2 >= len(values)
+    crowd_low, crowd_high = crowd_low or "low" in pressed, crowd_high or "high" in pressed  # the analysis' trend
+    why = {side: f" ({c.evidence})" if c is not None else "" for side, c in
+           (("low", pressed.get("low")), ("high", pressed.get("high")))}
     margin = 0.25 * (hi - lo) + 0.05 * span
     new_lo = max(low, lo - margin)
     new_hi = min(high, hi + margin)
@@ -231,17 +248,18 @@ def _numeric(p: _Numeric, values: list[Any], best: Any) -> tuple[Param, str]:
         floor = _natural_floor(p)
         if floor is not None and back(new_lo) < floor:
             new_lo = to(floor) if floor > 0 or not log else new_lo
-            notes.append(f"the best trials crowd the lower bound {p.low:g}, which looks like a natural limit: kept")
+            notes.append(f"the best trials crowd the lower bound {p.low:g}, which looks like a natural limit: "
+                         f"kept{why['low']}")
         else:
-            notes.append(f"the best trials crowd the lower bound {p.low:g}: expanded below it")
+            notes.append(f"the best trials crowd the lower bound {p.low:g}: expanded below it{why['low']}")
     if crowd_high:
         new_hi = high + 0.5 * span
         ceiling = 1.0 if isinstance(p, Float) and p.low >= 0 and p.high == 1.0 else None
         if ceiling is not None:
             new_hi = to(ceiling)
-            notes.append("the best trials crowd the upper bound 1, a natural limit: kept")
+            notes.append(f"the best trials crowd the upper bound 1, a natural limit: kept{why['high']}")
         else:
-            notes.append(f"the best trials crowd the upper bound {p.high:g}: expanded above it")
+            notes.append(f"the best trials crowd the upper bound {p.high:g}: expanded above it{why['high']}")
     new = _rebuild(p, back(new_lo), back(new_hi))
     spread = f"the top {len(values)} trials span {_g(min(values))}..{_g(max(values))}"
     if new == p:

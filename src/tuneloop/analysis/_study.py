@@ -12,13 +12,12 @@ import warnings
 from collections.abc import Sequence
 from typing import Any, TypedDict
 
+from tuneloop.analysis._bounds import Crowding, crowded_bounds, position
 from tuneloop.analysis._seeds import mean_ci
 from tuneloop.direction import Direction
 from tuneloop.objectives import Objectives
 from tuneloop.space import Choice, Int, LogFloat, Space
 from tuneloop.store import TrialRecord, TrialState
-
-EDGE = 0.10  # "crowding a bound": within the outer 10% of the range, in the parameter's own scale
 
 
 def history(trials: Sequence[TrialRecord], mode: str, objectives: Objectives | None = None) -> dict[str, list[Any]]:
@@ -42,21 +41,27 @@ def history(trials: Sequence[TrialRecord], mode: str, objectives: Objectives | N
 
 def _position(param: Any, value: float) -> float:
     """Where ``value`` lies in the parameter's range, 0..1, on its own scale (log for log ones)."""
-    low, high = float(param.low), float(param.high)
-    if isinstance(param, LogFloat) or (isinstance(param, Int) and param.log):
-        return (math.log(value) - math.log(low)) / (math.log(high) - math.log(low))
-    return (value - low) / (high - low)
+    return position(param, value)
+
+
+def crowded(space: Space, trials: Sequence[TrialRecord], mode: str,
+            objectives: Objectives | None = None) -> list[Crowding]:
+    """The bounds the best region presses against (see :mod:`tuneloop.analysis._bounds` for the rule),
+    judged from every completed trial; with ``objectives`` holding constraints or several objectives,
+    "best" is their ranking: feasible trials first, the front first."""
+    return crowded_bounds(_ranked(_done(trials), mode, objectives, "crowded"), _all_params(space))
 
 
 def param_effects(space: Space, trials: Sequence[TrialRecord], mode: str,
                   objectives: Objectives | None = None) -> list[dict[str, Any]]:
     """Per parameter: (value, objective) of completed trials, its bounds, and a warning when the
-    best trials crowd a bound (the best 10%, at least 3, all in the outer 10% of the range). With
+    best region crowds a bound (:func:`crowded`: the objective still improves toward it). With
     ``objectives`` holding constraints or several objectives, "best" is their ranking: feasible
     trials first, the front first."""
     done = _done(trials)
-    ranked = _ranked(done, mode, objectives, "param_effects")
-    top = ranked[:max(3, len(ranked) // 10)]
+    warnings_: dict[str, str] = {}
+    for c in crowded(space, done, mode, objectives):  # both sides of one parameter: one line each, joined
+        warnings_[c.name] = f"{warnings_[c.name]}; {c.warning}" if c.name in warnings_ else c.warning
     out = []
     for name, param in _all_params(space).items():
         points = [(t.params[name], t.value) for t in done if name in t.params]
@@ -67,13 +72,7 @@ def param_effects(space: Space, trials: Sequence[TrialRecord], mode: str,
         else:
             entry.update(low=param.low, high=param.high,
                          log=isinstance(param, LogFloat) or (isinstance(param, Int) and param.log))
-            tops = [t.params[name] for t in top if name in t.params]
-            if len(tops) >= 3 and len(done) >= 10:
-                positions = [_position(param, v) for v in tops]
-                if all(p >= 1 - EDGE for p in positions):
-                    entry["warning"] = f"the best trials crowd the upper bound: expand {name} above {param.high:g}"
-                elif all(p <= EDGE for p in positions):
-                    entry["warning"] = f"the best trials crowd the lower bound: expand {name} below {param.low:g}"
+            entry["warning"] = warnings_.get(name)
         out.append(entry)
     return out
 

@@ -1,5 +1,6 @@
 """``tuneloop analyze STUDY``: the playbook's diagnostics of a study, each with a recommendation; and
-``tuneloop probe lr|batch``: short runs that measure where training breaks."""
+``tuneloop probe lr|batch|data``: runs of the best configuration that measure where training breaks and
+what more data would buy."""
 
 from __future__ import annotations
 
@@ -118,6 +119,70 @@ def probe_batch_cmd(
         out.print(f"- {safe(line)}")
 
 
+def probe_data_cmd(
+    file: ProbedFile,
+    fractions: Annotated[str, typer.Option(help="Shares of the training split to retrain on")] = "0.1,0.2,0.4,0.7,1.0",
+    seeds: Annotated[int, typer.Option(min=1, help="Data seeds per fraction (each a different subset and training seed)")] = 3,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Epochs on the whole split \\[default: the budget]")] = None,
+    same_epochs: Annotated[bool, typer.Option("--same-epochs", help="Train every subset for the same epochs "
+                                              "(default: the same steps, epochs / fraction, at most 10x)")] = False,
+    top: Annotated[int, typer.Option(min=1, help="Slices to show, most gain per example first")] = 10,
+    workers: Annotated[int, typer.Option(help="Runs at once")] = 1,
+    executor: Executor = None,
+    members: Members = None,
+    max_retries: MaxRetries = 1,
+    study_name: StudyName = None,
+    storage: Storage = None,
+) -> None:
+    """Retrain the best configuration on nested subsets of the training split: how the error falls
+    with more data (a power law per slice) and which slices gain most per extra example."""
+    from tuneloop.experiment import load_study
+    from tuneloop.probe import probe_data
+
+    study = load_study(file, study_name)
+    steps = _listed(fractions, float, "--fractions takes numbers in (0, 1] separated by commas, e.g. 0.1,0.2,0.4,1")
+    result = probe_data(study, fractions=steps, seeds=seeds, epochs=epochs, same_steps=not same_epochs,
+                        workers=workers, executor=executor, members=members, max_retries=max_retries, storage=storage)
+    if result.unreadable:
+        out.print(f"The data probe {safe(result.probe_study)} is unreadable ({safe(result.unreadable)}): delete it or "
+                  "probe under a new study.")
+        return
+    size = "examples" if result.counted else "fraction"
+    table = Table(title=f"More data for {safe(study.name)}'s best configuration, in {safe(result.probe_study)}: "
+                        f"error = a * n^-b, forecasts with 95% intervals")
+    per = "gain per example" if result.counted else "gain per split"  # uncounted: per the slice's share of the data
+    for col in ("slice", size, "b", "error now", "error at 2x", "gain at 2x", "gain at 10x", per):
+        table.add_column(col, justify="left" if col == "slice" else "right")
+    shown = [law for law in (result.overall, *result.slices[:top]) if law is not None]
+    for law in shown:
+        two, ten = law.at(2.0), law.at(10.0)
+        spec = "+.1f" if law.unit == "points" else "+.3g"
+        count = "1" if not result.counted else f"{law.examples:,.0f}" if law.count_known else "count unknown"
+        table.add_row(safe(law.slice), count, _range(law.b, law.b_low, law.b_high) if law.fitted else "-",
+                      f"{law.error_now:.3g}", "-" if two is None else _range(two.error, two.low, two.high, ".3g"),
+                      "-" if two is None else _range(two.gain, two.gain_low, two.gain_high, spec),
+                      "-" if ten is None else _range(ten.gain, ten.gain_low, ten.gain_high, spec),
+                      "-" if law.gain_per_example is None else f"{law.gain_per_example:.2g}")
+    out.print(table)
+    if len(result.slices) > top:
+        out.print(f"({len(result.slices) - top} more slices: --top {len(result.slices)} shows them all)")
+    if result.note:
+        out.print(f"No overall curve: {safe(result.note)}.")
+    overall = result.overall.unit if result.overall is not None else "points"
+    units = "points" if overall == "points" else f"{safe(overall)} overall, accuracy points per slice"
+    flat = "; '-': measured at one size, no curve" if any(not law.fitted for law in shown) else ""
+    out.print(f"Gains in {units}; n: training examples{'' if result.counted else ' as a fraction of the split'}{flat}.")
+    for line in result.advice:
+        out.print(f"- {safe(line)}")
+
+
+def _range(value: float, low: float | None, high: float | None, spec: str = ".2f") -> str:
+    """``value [low, high]`` (the value alone when no interval was fitted)."""
+    if low is None or high is None or low == high:
+        return format(value, spec)
+    return f"{format(value, spec)} \\[{format(low, spec)}, {format(high, spec)}]"
+
+
 N = TypeVar("N", int, float)
 
 
@@ -131,7 +196,9 @@ def _listed(text: str, kind: Callable[[str], N], fix: str) -> list[N]:
 
 def register(app: typer.Typer) -> None:
     app.command("analyze")(analyze_cmd)
-    probe_app = typer.Typer(no_args_is_help=True, help="Short runs that measure where training breaks.")
+    probe_app = typer.Typer(no_args_is_help=True, help="Runs of the best configuration: where training breaks, "
+                                                       "what more data would buy.")
     probe_app.command("lr")(probe_lr_cmd)
     probe_app.command("batch")(probe_batch_cmd)
+    probe_app.command("data")(probe_data_cmd)
     app.add_typer(probe_app, name="probe")

@@ -155,6 +155,7 @@ def fit(
     split from ``trial.splits(data)``: metrics are named ``test_*``, every epoch runs (no
     selection, no early stopping on it) and the last epoch's model is the result.
     """
+    train = _data_fraction(trial, train)  # before any executor takes the call, so every one trains on it
     arguments = dict(locals())
     from tuneloop.torch._session import current_session
 
@@ -254,6 +255,34 @@ def fit(
         net.load_state_dict(best[3])
     finish(trial, net, best[1], classify, slices, predictions, prefix, val_batches, seed)
     return FitResult(net, best[1], run_costs(best[2], history), history, stopped_early=stopped)
+
+
+def _data_fraction(trial: Any, train: Any) -> Any:
+    """``train``, or the trial's nested subset of it when the trial trains on a fraction (``tuneloop
+    probe data``). An (x, y) pair is cut here; a Dataset or DataLoader the trial function cuts itself
+    (``Subset(dataset, trial.subset_indices(labels))``), and a split it already cut (``trial.subset``)
+    is trained on as given. The examples trained on are recorded with the trial (``train_examples``,
+    and per class ``train_examples/class 3``) when ``train`` is a pair, so the probe reads the sizes."""
+    if trial is None or not getattr(trial, "probing_data", False):
+        return train
+    from tuneloop._subset import class_counts, is_pair, take_subset
+    from tuneloop.errors import ConfigError
+
+    fraction = trial.fraction
+    if not getattr(trial, "subset_taken", False):
+        if is_pair(train) or fraction == 1.0:
+            train = take_subset(train, fraction, trial.data_seed)
+        else:
+            raise ConfigError(
+                f"This trial trains on {fraction:g} of its training split, which fit takes of an (x, y) pair only; "
+                f"got a {type(train).__name__}. Pass a DataLoader over torch.utils.data.Subset(dataset, "
+                "trial.subset_indices(labels)): fit trains on it as given.")
+    trial.set_attr("fraction", float(fraction))
+    if is_pair(train):
+        trial.set_attr("train_examples", len(train[1]))
+        for name, n in class_counts(train[1]).items():
+            trial.set_attr(f"train_examples/{name}", n)
+    return train
 
 
 def run_costs(selected: dict[str, float], history: list[dict[str, float]]) -> dict[str, float]:

@@ -65,5 +65,6 @@ def log_slices(trial: Any, step: int, model: nn.Module, data: Any, groups: Any =
     return result
 
 
-def _natural(name: str) -> tuple[Any, ...]:
-    return tuple(int(p) if p.isdigit() else p for p in name.replace(" ", "\0").split("\0"))
+def _natural(name: str) -> tuple[tuple[int, int, str], ...]:
+    """Sort key: "class 2" before "class 10"; words and digits that are not ASCII ("²") sort as text."""
+    return tuple((0, int(p), "") if p.isascii() and p.isdigit() else (1, 0, p) for p in name.split(" "))

@@ -89,5 +89,10 @@ def _importance(store: Store, record: StudyRecord, trials: Sequence[TrialRecord]
 def analysis_view(store: Store, name: str) -> dict[str, Any]:
     """Every ``tuneloop analyze`` finding of a study (the analysis tab and the report's section)."""
     from tuneloop.analysis import analyze
+    from tuneloop.analysis._data_probe import DataResult, data_plot
+    from tuneloop.analysis._probes import stored_probes
 
-    return strict_json({"study": {"name": name}, "findings": [f.to_dict() for f in analyze(store, name)]})
+    findings = [f.to_dict() for f in analyze(store, name)]
+    data = stored_probes(store, name).get("data")
+    return strict_json({"study": {"name": name}, "findings": findings,
+                        "more_data": data_plot(data if isinstance(data, DataResult) else None)})

@@ -433,6 +433,25 @@ const tuneloop = (() => {
           error_y: { type: "data", symmetric: false, array: ev.map((r, i) => r.high - mean[i]), arrayminus: ev.map((r, i) => mean[i] - r.low) } },
         { x: ev.map((r) => String(r.value)), y: ev.map((r) => r.best), mode: "markers", name: "best" }])));
     }
+    const md = data.more_data;
+    if (md && md.series.length) {  // the data probe: error against training size, log-log, each fit with its 95% band
+      const colors = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"];
+      const traces = md.series.flatMap((s, i) => {
+        const color = colors[i % colors.length], c = s.curve, n = c.map((p) => p.n);
+        return [
+          { x: n, y: c.map((p) => p.high), mode: "lines", line: { width: 0 }, showlegend: false, hoverinfo: "skip", legendgroup: s.slice },
+          { x: n, y: c.map((p) => p.low), mode: "lines", line: { width: 0 }, fill: "tonexty", fillcolor: `${color}33`,
+            showlegend: false, hoverinfo: "skip", legendgroup: s.slice },
+          { x: n, y: c.map((p) => p.error), mode: "lines", line: { color, dash: "dot" }, legendgroup: s.slice,
+            name: `${s.slice}: b = ${s.b.toFixed(2)}${s.small_data ? " (not learned yet)" : ""}` },
+          { x: s.points.map((p) => p.n), y: s.points.map((p) => p.error), mode: "markers", marker: { color }, legendgroup: s.slice,
+            showlegend: false, name: s.slice, error_y: { type: "data", array: s.points.map((p) => p.sd), color } }];
+      });
+      const size = md.counted ? "training examples" : "fraction of the training split";
+      parts.push(section(`More data (${md.probe}): error by ${size}, fits to 10x with 95% bands`, plot(plotDiv("plot more-data"), traces,
+        { height: 440, margin: { t: 36, r: 12, b: 110, l: 56 }, legend: { orientation: "h", y: -0.22 },
+          xaxis: { type: "log", title: { text: size } }, yaxis: { type: "log", title: { text: "error" } } })));
+    }
     for (const f of data.findings) {
       if (!f.evidence.length) continue;
       const cols = Object.keys(f.evidence[0]);  // trial numbers link to their trial pages
