@@ -157,8 +157,8 @@ def demo(
               f"and its re-runs in {safe(d.study.name)}-rerank), then retrained on train+val.")
     if test is not None and test.n > 1:
         paper = d.REFERENCE["MLP"]
-        verdict = ("above" if test.low > paper else "below" if test.high < paper else "not separable from")
-        out.print(f"The 95% interval [{test.low:.1%}, {test.high:.1%}] lies {verdict} the paper's MLP ({paper:.0%}).")
+        verdict = ("lies above" if test.low > paper else "lies below" if test.high < paper else "includes")
+        out.print(f"The 95% interval [{test.low:.1%}, {test.high:.1%}] {verdict} the paper's MLP ({paper:.0%}).")
     trials = d.study.trials
     done = sum(t.state in (TrialState.COMPLETED, TrialState.PRUNED) for t in trials)
     out.print(f"{done} trials stored in {safe(resolve_url(storage))}. Next: tuneloop status, tuneloop trials "
