@@ -129,7 +129,7 @@ class _Run:
     refill: Refill | None
     fast: bool
     options: dict[str, Any]
-    held: list[Any] = field(default_factory=list)  # every job: its data's ids key the fingerprints while it runs
+    held: list[Any] = field(default_factory=list)  # every (job, trial): rebuilt on an out-of-memory split; its data's ids key the fingerprints
     on_result: OnResult | None = None
     stop: threading.Event | None = None
     max_members: int | None = None
