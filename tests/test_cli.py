@@ -67,6 +67,9 @@ def test_run_status_trials_best_export(cli, write_experiment, tmp_path):
         (["export", "quad", "--format", "xml"], "The '--format' argument of tuneloop export must be one of 'json', 'csv', 'optuna'"),
         (["run", "EXP", "--searcher", "bayes"], "Unknown searcher 'bayes'. Valid names:"),
         (["run", "EXP", "--scheduler", "bohb"], "Unknown scheduler 'bohb'"),
+        (["run", "EXP", "--scheduler", "forecast:confidence"], "Bad --scheduler option 'confidence': write NAME:key=value"),
+        (["run", "EXP", "--trials", 2, "--scheduler", "forecast:confidence=2"], "'confidence' argument of forecast scheduler must be"),
+        (["run", "EXP", "--trials", 2, "--scheduler", "asha:bogus=1"], "Bad options for scheduler 'asha'"),
         (["run", "EXP", "--executor", "ray2", "--trials", 1], "Unknown executor 'ray2'"),
         (["run", "NOSTUDY", "--trials", 1], "does not define a study"),
         (["trials", "quad", "--state", "done"], "The '--state' argument of tuneloop trials must be one of 'queued'"),
@@ -83,6 +86,14 @@ def test_bad_input_is_one_clear_line_and_exit_code_1(cli, write_experiment, tmp_
     assert message in " ".join(result.output.split())
     assert "Traceback" not in result.output
     assert not os.path.exists("/nonexistent")
+
+
+def test_a_scheduler_and_a_searcher_take_options_after_a_colon(cli, write_experiment):
+    exp = write_experiment(QUADRATIC_EXPERIMENT)
+    result = cli("run", exp, "--trials", 4, "--searcher", "tpe:n_startup_trials=2",
+                 "--scheduler", "forecast:confidence=0.9,k=2,max_step=2")
+    assert result.exit_code == 0, result.output
+    assert "Ran 4 trials" in result.output
 
 
 def test_reading_commands_never_create_a_database(cli, tmp_path):

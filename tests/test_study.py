@@ -31,7 +31,7 @@ def test_bad_study_arguments(space, kwargs, message):
     "run_kwargs, message",
     [
         ({"n_trials": 2, "searcher": "bayes"}, "Unknown searcher 'bayes'. Valid names: cmaes, fasttpe, gp, grid, nsga2, nsga3, random, sobol, tpe."),
-        ({"n_trials": 2, "scheduler": "bohb"}, "Unknown scheduler 'bohb'. Valid names: asha, hyperband, median, none, pbt, sha."),
+        ({"n_trials": 2, "scheduler": "bohb"}, "Unknown scheduler 'bohb'. Valid names: asha, forecast, hyperband, median, none, pbt, sha."),
         ({"n_trials": 2, "executor": "ray2"}, "Unknown executor 'ray2'. Valid names: inline, population, processes, ray."),
         ({}, "Study.run needs n_trials or timeout"),
         ({"n_trials": 0}, "The 'n_trials' argument of Study.run must be a positive integer. Got 0 instead."),

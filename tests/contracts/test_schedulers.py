@@ -45,15 +45,16 @@ def test_reports_are_answered_with_decisions_and_nan_or_repeats_never_crash(name
 
 @pytest.mark.parametrize("name", [n for n in ALL if not planner(n)])
 def test_a_clearly_worse_trial_is_stopped(name):
-    """Twelve trials complete with losses near 0; ten more report 100 at every step."""
+    """Twenty trials complete with losses near 0 (enough for the forecast's calibration at 0.95);
+    ten more report 100 at every step."""
     s = schedulers.create(name, mode="min")
-    for trial_id in range(12):
+    for trial_id in range(20):
         s.on_launch(trial_id, {})
         for step in range(9):
             assert type(s.on_report(trial_id, step, 0.01 * trial_id + 1.0 / (step + 1))) is Decision
         s.on_result(trial_id, TrialState.COMPLETED, 0.01 * trial_id)
     stopped = 0
-    for trial_id in range(12, 22):
+    for trial_id in range(20, 30):
         s.on_launch(trial_id, {})
         decisions = [s.on_report(trial_id, step, 100.0) for step in range(9)]
         stopped += STOP in decisions
@@ -175,7 +176,7 @@ def test_other_schedulers_leave_the_searcher_as_it_is(name):
 
 
 def test_unknown_scheduler_lists_the_valid_ones():
-    with pytest.raises(tl.ConfigError, match=r"Unknown scheduler 'pb'. Valid names: asha, hyperband, median, none, "
+    with pytest.raises(tl.ConfigError, match=r"Unknown scheduler 'pb'. Valid names: asha, forecast, hyperband, median, none, "
                                               r"pbt, sha\."):
         schedulers.create("pb")
 

@@ -296,3 +296,34 @@ def test_the_data_probe_draws_each_slice_on_log_log_axes_with_bands(page, server
     assert len(traces) == 12 and sum(fill == "tonexty" for _, fill in traces) == 3  # a band per series
     assert page.evaluate("document.querySelector('.more-data').layout.yaxis.type") == "log"
     assert page.problems == []
+
+
+def test_a_running_trial_page_draws_its_forecast_and_updates_it_with_the_curve(page, server, live_db):
+    import math
+
+    from tuneloop.store import Store
+
+    def curve(top, rate, n):
+        return [top - 0.4 * math.exp(-rate * s) for s in range(1, n + 1)]
+
+    with Store(live_db) as store:  # completed trials calibrate; trial 20 runs, with 8 of its 20 epochs reported
+        record = store.create_study("forecast", "val_acc", "max", tl.Space(x=tl.Float(0.0, 1.0)), {"budget": {"epochs": 20}})
+        for number in range(20):
+            trial = store.create_trial(record.id, number, {"x": number / 20}, seed=number)
+            values = curve(0.8 + number / 200, 0.15 + number / 100, 20)
+            store.add_points([(trial, 0, s + 1, "val_acc", v) for s, v in enumerate(values)])
+            store.finish_trial(trial, "completed", values[-1], {"val_acc": values[-1]})
+        running = store.create_trial(record.id, 20, {"x": 0.5}, seed=20)
+        values = curve(0.85, 0.2, 20)
+        store.add_points([(running, 0, s + 1, "val_acc", v) for s, v in enumerate(values[:8])])
+    open_page(page, server + "/study/forecast/trial/20")
+    names = "document.querySelector('.curve-plot').data.map(t => t.name)"
+    assert page.evaluate(names)[0] == "val_acc" and page.evaluate(names)[2].startswith("forecast ")
+    marker = page.evaluate("document.querySelector('.curve-plot').data[2]")
+    assert marker["x"] == [20] and marker["error_y"]["array"][0] > 0 and marker["error_y"]["arrayminus"][0] > 0
+    note = page.locator("#forecast").inner_text()
+    assert "at step 20 (95% one-sided bounds; calibrated on 20 trials)" in note
+    with Store(live_db) as store:  # two more epochs: the page's poll redraws the forecast from the new last point
+        store.add_points([(running, 0, s + 1, "val_acc", values[s]) for s in (8, 9)])
+    page.wait_for_function("document.querySelector('.curve-plot').data[1].x[0] === 10", timeout=15_000)
+    assert page.problems == []

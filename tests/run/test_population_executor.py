@@ -298,10 +298,12 @@ def test_a_trial_that_ends_without_training_frees_its_slot_at_the_next_epoch_bou
 
 def late(trial):
     if trial.number == 0:
+        assert _SECOND_STARTED.wait(60)  # trial 1 runs before the run is abandoned: it is the straggler
         trial.report(1, val_acc=0.5)  # the callback raises here in the first run: the run is abandoned
         return {"val_acc": 0.5}
     import time
 
+    _SECOND_STARTED.set()
     straggler = not _ABANDONED.is_set()
     while not _ABANDONED.is_set():  # still in user code when the run is abandoned
         time.sleep(0.01)
@@ -311,6 +313,7 @@ def late(trial):
 
 
 _ABANDONED = threading.Event()
+_SECOND_STARTED = threading.Event()
 
 
 class _Boom(tl.Callback):

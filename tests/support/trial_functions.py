@@ -479,3 +479,18 @@ def lucky_seed(trial: tl.Trial) -> dict:
     value = LUCKY_QUALITY[trial.params["k"]] + luck
     trial.report(1, **{f"{trial.heldout}_acc": value})
     return {f"{trial.heldout}_acc": value}
+
+
+def saturating(trial: tl.Trial) -> dict:
+    """A saturating learning curve: its ceiling and speed set by x; reported every step of budget["epochs"]."""
+    import math
+
+    x, epochs = trial.params["x"], int(trial.budget.get("epochs", 20))
+    ceiling, tau = 0.5 + 0.4 * x, 0.05 + 0.5 * x
+    value = 0.0
+    for step in range(epochs):
+        value = ceiling * (1 - math.exp(-(step + 1) / (epochs * tau)))
+        trial.report(step, score=value)
+        if trial.should_stop():
+            break
+    return {"score": value}

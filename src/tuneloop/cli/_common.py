@@ -59,6 +59,35 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def plugin(text: str | None, kind: str) -> str | dict[str, Any] | None:
+    """A ``--searcher``/``--scheduler`` value: a name (``asha``), or a name with options
+    (``forecast:confidence=0.9,k=5``; numbers, true/false, else words), as the registries take it."""
+    if text is None or ":" not in text:
+        return text
+    name, _, rest = text.partition(":")
+    options: dict[str, Any] = {"name": name.strip()}
+    for part in filter(None, (p.strip() for p in rest.split(","))):
+        key, eq, raw = part.partition("=")
+        if not eq or not key.strip().isidentifier():
+            from tuneloop.errors import ConfigError
+
+            raise ConfigError(f"Bad --{kind} option {part!r}: write NAME:key=value,key=value "
+                              f"(e.g. forecast:confidence=0.9,k=5).")
+        options[key.strip()] = _scalar(raw.strip())
+    return options
+
+
+def _scalar(raw: str) -> Any:
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return raw
+
+
 def open_store(storage: str | None, *, read_only: bool = True) -> Any:
     """Open the store for a command; read-only unless the command writes, so reading never creates,
     converts or adds tables to a database (a missing or foreign one is a one-line error)."""

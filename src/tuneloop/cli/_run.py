@@ -18,6 +18,7 @@ from tuneloop.cli._common import (
     StudyName,
     TrialsPerGpu,
     out,
+    plugin,
     print_best,
 )
 from tuneloop.errors import ConfigError
@@ -26,8 +27,8 @@ from tuneloop.errors import ConfigError
 def run(
     file: Annotated[Path, typer.Argument(help="Experiment file that defines a tl.Study")],
     trials: Annotated[int | None, typer.Option("--trials", "-n", help="Total finished trials the study should reach")] = None,
-    searcher: Annotated[str | None, typer.Option(help="grid, random, sobol, tpe, fasttpe, gp, cmaes, nsga2 or nsga3 \\[default: the study's]")] = None,
-    scheduler: Annotated[str | None, typer.Option(help="none, median, asha, hyperband, sha or pbt \\[default: the study's]")] = None,
+    searcher: Annotated[str | None, typer.Option(help="grid, random, sobol, tpe, fasttpe, gp, cmaes, nsga2 or nsga3, options after a colon (tpe:n_startup_trials=5) \\[default: the study's]")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="none, median, asha, hyperband, forecast, sha or pbt, options after a colon (forecast:confidence=0.9,k=5) \\[default: the study's]")] = None,
     workers: Annotated[int | None, typer.Option(help="Trials at once \\[default: the study's; one per GPU on a machine with several]")] = None,
     gpus: Gpus = None,
     trials_per_gpu: TrialsPerGpu = None,
@@ -64,8 +65,9 @@ def run(
     elif address is not None or cpus_per_trial != 1.0 or gpus_per_trial != 0.0:
         raise ConfigError("--address, --cpus-per-trial and --gpus-per-trial are for --executor ray (per trial) or "
                           "--executor population (per bucket, with --address).")
-    _say_objectives(study, scheduler)
-    summary = study.run(trials, searcher=searcher, scheduler=scheduler, workers=workers, executor=spec,
+    searcher_spec, scheduler_spec = plugin(searcher, "searcher"), plugin(scheduler, "scheduler")
+    _say_objectives(study, scheduler_spec)
+    summary = study.run(trials, searcher=searcher_spec, scheduler=scheduler_spec, workers=workers, executor=spec,
                         gpus=pinned, trials_per_gpu=trials_per_gpu,
                         members=members, max_retries=max_retries, seed=seed, seeds=seeds, timeout=timeout,
                         storage=storage, progress=True, callbacks=mirrors)
@@ -83,7 +85,7 @@ def run(
     _left_alone(summary.elsewhere)
 
 
-def _say_objectives(study: Any, scheduler: str | None) -> None:
+def _say_objectives(study: Any, scheduler: Any) -> None:
     """With several objectives or constraints, one line saying them; with several objectives and a
     scheduler, which metric (or weighted sum) it judges trials on."""
     from tuneloop.cli._fronts import judge_line, summary

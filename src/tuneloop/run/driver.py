@@ -374,10 +374,7 @@ class Driver:
         for r in finished:
             curve = judged_curve(self.judge, curves.get(r.id, {}))
             self.searcher.tell(self._outcome(r.params, r.state, r.values, curve, None, r.number, self._lineage(r.id)))
-            self.scheduler.on_launch(r.id, r.params)
-            for step, value in curve:
-                self.scheduler.on_report(r.id, step, value)
-            self.scheduler.on_result(r.id, r.state, self.judge.score(r.values))
+            self.scheduler.replay(r.id, r.params, curve, r.state, self.judge.score(r.values))
             self._told.add(r.id)
 
     def _learn_from_others(self) -> None:

@@ -46,6 +46,15 @@ class Scheduler(ABC):
     def on_result(self, trial_id: int, state: str, value: float | None) -> None:
         """A trial ended (``state`` is its final TrialState); override to learn from it."""
 
+    def replay(self, trial_id: int, params: dict[str, Any], curve: Sequence[tuple[int, float]], state: str,
+               value: float | None) -> None:
+        """A trial that finished before this run (or under another driver), told whole: launched,
+        each report, its end. Override when judging the replayed reports would only cost time."""
+        self.on_launch(trial_id, params)
+        for step, point in curve:
+            self.on_report(trial_id, step, point)
+        self.on_result(trial_id, state, value)
+
     def plan(self, searcher: Searcher, space: Space, budget: Mapping[str, Any], seed: int) -> Searcher:
         """The searcher the run asks: ``searcher`` itself, unless this scheduler plans what runs."""
         return searcher
@@ -60,12 +69,15 @@ class PerValue(Scheduler):
         self._by_value: dict[str, Scheduler] = {}
         self._of_trial: dict[int, Scheduler] = {}
 
-    def on_launch(self, trial_id: int, params: dict[str, Any]) -> None:
+    def _pick(self, trial_id: int, params: dict[str, Any]) -> Scheduler:
         key = json.dumps({n: params.get(n) for n in self.names}, sort_keys=True, default=str)
         if key not in self._by_value:
             self._by_value[key] = self.make()
         self._of_trial[trial_id] = self._by_value[key]
-        self._of_trial[trial_id].on_launch(trial_id, params)
+        return self._of_trial[trial_id]
+
+    def on_launch(self, trial_id: int, params: dict[str, Any]) -> None:
+        self._pick(trial_id, params).on_launch(trial_id, params)
 
     def on_report(self, trial_id: int, step: int, value: float) -> Decision:
         inner = self._of_trial.get(trial_id)
@@ -75,6 +87,10 @@ class PerValue(Scheduler):
         inner = self._of_trial.get(trial_id)
         if inner is not None:
             inner.on_result(trial_id, state, value)
+
+    def replay(self, trial_id: int, params: dict[str, Any], curve: Sequence[tuple[int, float]], state: str,
+               value: float | None) -> None:
+        self._pick(trial_id, params).replay(trial_id, params, curve, state, value)
 
 
 schedulers: Registry[Scheduler] = Registry("scheduler", Scheduler)

@@ -344,6 +344,20 @@ class Store(LogsMixin, ChecksMixin, LeasesMixin, ImportMixin, QueueMixin):
                                                                 t.c.state.in_(FINISHED_STATES))).scalar_one())
 
     @retrying
+    def completed_mark(self, study_id: int) -> tuple[int, int | None, float | None]:
+        """How many trials completed, the largest id among them and the latest finish: what changes
+        when another trial completes (a cache key read in one cheap query)."""
+        t = schema.trials
+        with self._read() as conn:
+            count, top, last = conn.execute(select(func.count(), func.max(t.c.id), func.max(t.c.finished_at)).where(
+                t.c.study_id == study_id, t.c.state == TrialState.COMPLETED.value)).one()
+        try:
+            latest = None if last is None else float(last)
+        except (TypeError, ValueError):  # a hostile finished_at: the count and id still tell
+            latest = None
+        return int(count), None if top is None else int(top), latest
+
+    @retrying
     def series(self, trial_ids: Sequence[int], names: Sequence[str] | None = None) -> dict[int, dict[str, list[tuple[int, float]]]]:
         """Metric curves of the trials' current attempts: {trial_id: {name: [(step, value), ...]}}."""
         t, m = schema.trials, schema.metrics

@@ -5,6 +5,7 @@ what these functions return: JSON-ready dicts (``*_view``, strings as stored: th
 them) and plain dataclasses (the CLI's Rich tables escape them). Drawing stays with the callers.
 """
 
+from tuneloop.views._forecast import forecast_view, trial_forecast
 from tuneloop.views._ideas import ideas_view, latest_tests, measured_effects
 from tuneloop.views._rounds import RoundRow, final_view, round_rows, rounds_view
 from tuneloop.views._studies import studies_view, trials_of
@@ -30,6 +31,7 @@ __all__ = [
     "curve_summaries",
     "curves_view",
     "final_view",
+    "forecast_view",
     "ideas_view",
     "latest_tests",
     "measured_effects",
@@ -39,6 +41,7 @@ __all__ = [
     "study_view",
     "system_summaries",
     "trial_data",
+    "trial_forecast",
     "trial_row",
     "trial_view",
     "trials_of",

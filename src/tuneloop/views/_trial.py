@@ -15,6 +15,7 @@ from tuneloop.analysis import CurveSummary, direction_of, summarize_curve
 from tuneloop.errors import ConfigError, NotFound
 from tuneloop.export import strict_json
 from tuneloop.store import AlertRecord, HistogramRecord, SampleRecord, SliceRecord, Store, StudyRecord, TrialRecord
+from tuneloop.views._forecast import trial_forecast
 from tuneloop.views._front import trial_objectives_view
 
 SYSTEM = "sys/"  # system metrics (CPU, memory, GPU; run/_system.py): drawn apart from the training curves
@@ -88,7 +89,8 @@ def system_summaries(data: TrialData) -> list[SystemSummary]:
 
 
 def trial_view(store: Store, name: str, number: int, *, inline_images: bool = False) -> dict[str, Any]:
-    """One trial: curves, histograms over time, alerts, slices, samples, parameters, error.
+    """One trial: curves, histograms over time, alerts, slices, samples, parameters, error, and the
+    forecast of its objective curve (:func:`~tuneloop.views.trial_forecast`; None when none).
 
     ``inline_images``: images as data: URLs and no links to other files (a report file stands alone)."""
     data = trial_data(store, name, number)
@@ -119,6 +121,8 @@ def trial_view(store: Store, name: str, number: int, *, inline_images: bool = Fa
         "alerts": [a.__dict__ for a in data.alerts],
         "slices": [s.__dict__ for s in data.slices],
         "samples": samples,
+        # running or pruned: where its objective curve is heading at the final step (None: no forecast)
+        "forecast": trial_forecast(store, record, t, data.curves.get(record.metric, [])),
     })
 
 

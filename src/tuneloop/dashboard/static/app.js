@@ -293,6 +293,27 @@ const tuneloop = (() => {
     flushPlots();
   }
 
+  // -- the learning-curve forecast of a running (or pruned) trial: its objective's final value with one-sided bounds
+  function forecastLabel(data) {
+    const f = data.forecast, how = f.calibrated ? `calibrated on ${f.calibrated_on} trials` : "uncalibrated model interval";
+    return `${data.trial.state === "pruned" ? "when pruned, heading to: " : ""}forecast ${fmt(f.value)} [${fmt(f.low)}, ${fmt(f.high)}] ` +
+      `at step ${fmt(f.step)} (${fmt(Math.round(f.confidence * 1000) / 10)}% one-sided bounds; ${how})`;
+  }
+  const forecastNote = (data) => el("p", { class: "meta forecast", id: "forecast", text: forecastLabel(data) });
+  // a dotted line from the curve's last point to the forecast, and the forecast as a marker with its bounds as an error bar
+  function forecastTraces(data, trace) {
+    const f = data.forecast, points = (data.curves[data.study.metric] || []).filter((p) => num(p[1]));
+    if (!f || !num(f.value) || !points.length) return [];
+    const last = points[points.length - 1], base = trace(data.study.metric), color = "#d62728", label = forecastLabel(data);
+    const bar = { type: "data", symmetric: false, color, array: [num(f.high) ? f.high - f.value : 0], arrayminus: [num(f.low) ? f.value - f.low : 0] };
+    return [
+      { x: [last[0], f.step], y: [last[1], f.value], mode: "lines", line: { dash: "dot", color }, yaxis: base.yaxis,
+        name: "forecast path", legendgroup: "forecast", showlegend: false, hoverinfo: "skip" },
+      { x: [f.step], y: [f.value], mode: "markers", marker: { color, size: 10, symbol: "diamond" }, error_y: bar, yaxis: base.yaxis,
+        name: `forecast ${fmt(f.value)} [${fmt(f.low)}, ${fmt(f.high)}] at step ${fmt(f.step)}`, legendgroup: "forecast",
+        text: [label], hoverinfo: "text" }];
+  }
+
   function trialPage(app, data) {
     const t = data.trial, s = data.study, objs = data.objectives || [], cons = data.constraints || [];
     const parts = [el("h1", {}, document.createTextNode("Trial " + t.number + " of "),
@@ -322,13 +343,19 @@ const tuneloop = (() => {
     const epochwise = (n) => !n.startsWith("step/") && !n.startsWith("init_") && !n.includes("/");
     const families = [["loss", (n) => /loss/.test(n) && epochwise(n)], ["accuracy", (n) => /acc/.test(n) && epochwise(n)],
       ["per step", (n) => n.startsWith("step/")]];
+    const trace = (n) => ({ x: data.curves[n].map((p) => p[0]), y: data.curves[n].map((p) => p[1]),
+      mode: "lines+markers", name: String(n), yaxis: /lr$/.test(n) ? "y2" : "y" });  // lr on its own axis
+    const fc = forecastTraces(data, trace);  // drawn on the objective's curve; [] when there is no forecast
+    let forecastDrawn = false;
     for (const [title, test] of families) {
       const chosen = names.filter(test);
-      const trace = (n) => ({ x: data.curves[n].map((p) => p[0]), y: data.curves[n].map((p) => p[1]),
-        mode: "lines+markers", name: String(n), yaxis: /lr$/.test(n) ? "y2" : "y" });  // lr on its own axis
-      if (chosen.length) parts.push(section(`Curves: ${title}`, plot(plotDiv("plot curve-plot"), chosen.map(trace),
-        { yaxis2: { overlaying: "y", side: "right", type: "log", showgrid: false } })));
+      const extra = chosen.includes(s.metric) ? fc : [];
+      forecastDrawn = forecastDrawn || extra.length > 0;
+      if (chosen.length) parts.push(section(`Curves: ${title}`, plot(plotDiv("plot curve-plot"), [...chosen.map(trace), ...extra],
+        { yaxis2: { overlaying: "y", side: "right", type: "log", showgrid: false } }), ...(extra.length ? [forecastNote(data)] : [])));
     }
+    if (fc.length && !forecastDrawn)  // an objective no family draws (e.g. "score"): its own plot, with the forecast
+      parts.push(section(`Curves: ${s.metric} (objective)`, plot(plotDiv("plot curve-plot"), [trace(s.metric), ...fc]), forecastNote(data)));
     const sys = Object.keys(data.system || {});  // sampled every few seconds: percents on the left, MB on the right
     if (sys.length) parts.push(section("System", plot(plotDiv("plot system-plot"), sys.map((n) => ({
       x: data.system[n].map((p) => p[0]), y: data.system[n].map((p) => p[1]), mode: "lines+markers", name: String(n),
