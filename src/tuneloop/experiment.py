@@ -9,12 +9,15 @@ notebooks a user ran. A command that would import the stored path (``finalize`` 
 without ``--file``) does so only when the signature verifies with this user's key and the file still
 has that hash; otherwise it stops and asks for ``--file PATH``. A machine id such as the host name
 would not do: whoever writes the database can write it too, and users of a shared machine share it.
+The same key signs other things a database could ask to run (:func:`sign`, :func:`signed`): the
+queue's jobs (``tuneloop.queue``), each under its own purpose so one signature never vouches for another.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import secrets
 from collections.abc import Mapping
@@ -24,7 +27,8 @@ from typing import Any
 from tuneloop._load import load_module, load_study, module_name
 from tuneloop.errors import ConfigError
 
-__all__ = ["experiment_record", "file_sha256", "load_module", "load_study", "module_name", "trusted_experiment"]
+__all__ = ["experiment_record", "file_sha256", "load_module", "load_study", "module_name", "sign", "signed",
+           "trusted_experiment"]
 
 
 # -- vouching for the file a study ran from -----------------------------------------------------
@@ -64,6 +68,25 @@ def trusted_experiment(config: Mapping[str, Any], study: str) -> str | None:
         raise ConfigError(f"The experiment file {path!r} of study {study!r} changed since this machine ran it, so it "
                           f"is not imported on the database's word; {fix}.")
     return path
+
+
+def sign(purpose: str, parts: list[str]) -> str | None:
+    """This user's signature of ``parts`` for ``purpose`` (a versioned name such as ``"tuneloop-job-v1"``, so a
+    signature made for one thing never vouches for another); None when no key can be read or made."""
+    key = _trust_key(create=True)
+    return None if key is None else _sign_parts(key, purpose, parts)
+
+
+def signed(signature: object, purpose: str, parts: list[str]) -> bool:
+    """Whether ``signature`` is this user's :func:`sign` of ``parts`` for ``purpose`` (constant-time)."""
+    key = _trust_key(create=False)
+    return key is not None and isinstance(signature, str) and _same(_sign_parts(key, purpose, parts), signature)
+
+
+def _sign_parts(key: bytes, purpose: str, parts: list[str]) -> str:
+    # a JSON list: unambiguous whatever the parts hold, and never the experiment signature's message
+    message = json.dumps([purpose, *parts], ensure_ascii=True).encode("ascii")
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
 def file_sha256(path: Path) -> str | None:

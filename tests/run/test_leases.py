@@ -7,13 +7,13 @@ gate (a file the test creates), so what each driver does is seen while the other
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from shared import sqlite_rows
 from sqlalchemy import text
 
 import tuneloop as tl
@@ -98,23 +98,13 @@ def _ran(tmp_path, driver=None):
     return out
 
 
-def _rows(db, sql):
-    con = sqlite3.connect(db)
-    try:
-        return con.execute(sql).fetchall()
-    except sqlite3.OperationalError:  # not created yet
-        return []
-    finally:
-        con.close()
-
-
 def _trials(db):
-    return {n: (state, attempt) for n, state, attempt in _rows(db, "select number, state, attempt from trials")}
+    return {n: (state, attempt) for n, state, attempt in sqlite_rows(db, "select number, state, attempt from trials")}
 
 
 def _leases(db):
     """{trial number: (pid, heartbeat_at)}"""
-    return {n: (pid, beat) for n, pid, beat in _rows(
+    return {n: (pid, beat) for n, pid, beat in sqlite_rows(
         db, "select t.number, l.pid, l.heartbeat_at from leases l join trials t on t.id = l.trial_id")}
 
 
@@ -239,7 +229,7 @@ def test_take_over_leaves_live_leases_and_takes_stale_missing_or_dead_ones(url):
     store.close()
 
 
-def _lease_rows(store):
+def _leasesqlite_rows(store):
     """The trial ids the leases table holds a row for, whatever the trials' states."""
     with store.engine.connect() as conn:
         return {r[0] for r in conn.execute(text("select trial_id from leases"))}
@@ -252,13 +242,13 @@ def test_a_finished_trials_lease_goes_with_its_end_or_at_the_next_heartbeat(url)
     a, b = (store.claim_trial(study.id, {"x": 0.5}, lambda n: n, me)[0] for _ in range(2))
     assert store.finish_leased_trial(a, me.owner, "completed", 0.5, {"loss": 0.5})
     assert set(store.leases(study.id)) == {b}  # at once, on both back ends (SQLite drops the row later)
-    assert store.renew_leases(me.owner) == 1 and _lease_rows(store) == {b}
+    assert store.renew_leases(me.owner) == 1 and _leasesqlite_rows(store) == {b}
 
     gone = Lease("gone", "another-machine", 1)  # a driver killed right after it finished a trial
     c = store.claim_trial(study.id, {"x": 0.5}, lambda n: n, gone)[0]
     assert store.finish_leased_trial(c, gone.owner, "completed", 0.5, {"loss": 0.5})
     assert store.take_over(study.id, Lease.mine(), stale_after=30.0) == []  # b is ours and we are alive
-    assert _lease_rows(store) == {b}  # what the killed driver left on its finished trial is gone
+    assert _leasesqlite_rows(store) == {b}  # what the killed driver left on its finished trial is gone
     store.close()
 
 

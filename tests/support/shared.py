@@ -17,3 +17,17 @@ QUADRATIC_EXPERIMENT = """
 
     study = tl.Study("quad", space, objective, metric="loss", mode="min", searcher="random")
 """
+
+
+def sqlite_rows(db, sql):
+    """The rows ``sql`` reads from the SQLite file ``db`` as another process sees it now; [] before
+    its tables exist (tests wait on these rows, never on a clock)."""
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    try:
+        return con.execute(sql).fetchall()
+    except sqlite3.OperationalError:  # not created yet
+        return []
+    finally:
+        con.close()

@@ -1,5 +1,5 @@
 """The ``tuneloop`` command: demo, run, worker, enqueue, ask, tell, status, trials, best, show, export, ui, report, check, baseline,
-finalize, ensemble, refine, rounds, analyze, probe, idea, import.
+finalize, ensemble, refine, rounds, analyze, probe, idea, import, queue.
 
 One module per command group, each exposing ``register(app)``; this module builds the app, calls
 them in a fixed order, lists the commands in :data:`HELP_ORDER`, and wraps every command (those of
@@ -10,7 +10,19 @@ from __future__ import annotations
 
 import typer
 
-from tuneloop.cli import _analyze, _asktell, _checks, _finalize, _ideas, _interop, _read, _rounds, _run, _serve
+from tuneloop.cli import (
+    _analyze,
+    _asktell,
+    _checks,
+    _finalize,
+    _ideas,
+    _interop,
+    _queue,
+    _read,
+    _rounds,
+    _run,
+    _serve,
+)
 from tuneloop.cli._common import friendly
 
 __all__ = ["app", "build_app", "main"]
@@ -18,7 +30,7 @@ __all__ = ["app", "build_app", "main"]
 # the order ``tuneloop --help`` lists the commands in (sub-apps such as probe and idea follow them)
 HELP_ORDER = ("run", "worker", "enqueue", "ask", "tell", "status", "trials", "best", "show", "ui", "report", "check",
               "baseline", "export", "demo", "finalize", "ensemble", "refine", "rounds", "analyze")
-_MODULES = (_run, _read, _serve, _checks, _finalize, _rounds, _analyze, _ideas, _interop, _asktell)
+_MODULES = (_run, _read, _serve, _checks, _finalize, _rounds, _analyze, _ideas, _interop, _asktell, _queue)
 
 
 def _wrap(app: typer.Typer) -> None:

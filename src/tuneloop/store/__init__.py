@@ -7,6 +7,8 @@ from tuneloop.store._protocol import StoreProtocol
 from tuneloop.store.records import (
     AlertRecord,
     HistogramRecord,
+    JobRecord,
+    JobState,
     SampleRecord,
     SliceRecord,
     StudyRecord,
@@ -21,6 +23,8 @@ __all__ = [
     "AlertRecord",
     "DEFAULT_URL",
     "HistogramRecord",
+    "JobRecord",
+    "JobState",
     "Lease",
     "LogBatch",
     "SCHEMA_VERSION",

@@ -14,12 +14,12 @@ from typing import Any, TypeVar
 
 from tuneloop.direction import Direction
 from tuneloop.errors import StorageError
-from tuneloop.store.records import TrialRecord, TrialState
+from tuneloop.store.records import JobState, TrialRecord, TrialState
 
 Point = tuple[int, int, int, str, float]  # trial_id, attempt, step, name, value
 INT64 = (-(2**63), 2**63 - 1)  # what an INTEGER column holds on both back ends
 
-_Word = TypeVar("_Word", TrialState, Direction)
+_Word = TypeVar("_Word", TrialState, Direction, JobState)
 
 
 def dumps(obj: Any) -> str:

@@ -52,6 +52,20 @@ _FINISHED = {TrialState.COMPLETED, TrialState.PRUNED, TrialState.FAILED, TrialSt
 FINISHED_STATES = tuple(sorted(s.value for s in _FINISHED))
 
 
+class JobState(str, enum.Enum):
+    """Where a queued job is: ``queued`` waits for a runner, ``running`` has one (or had one that died: it
+    is taken over), ``done`` exited 0, ``failed`` exited otherwise or was refused, ``removed`` was taken off."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    REMOVED = "removed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class StudyRecord:
     """A study as stored."""
@@ -179,3 +193,33 @@ class SampleRecord:
     kind: str
     path: str | None
     payload: Any
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A job of the queue as stored (``tuneloop queue list`` shows it)."""
+
+    id: int
+    position: float
+    kind: str
+    args: list[str]
+    title: str
+    state: JobState
+    paused: bool
+    runner: str | None
+    host: str | None
+    pid: int | None
+    heartbeat_at: float | None
+    attempts: int
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    exit_code: int | None
+    tail: str | None
+    reason: str | None
+    estimate_s: float | None
+    files: dict[str, str]
+    signature: str | None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", JobState(self.state))

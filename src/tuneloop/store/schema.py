@@ -20,8 +20,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 7  # 2: histograms, alerts, slices, samples; 3: checks; 4: ideas; 5: checkpoints, lineage; 6: leases;
-# 7: trial_attrs
+SCHEMA_VERSION = 8  # 2: histograms, alerts, slices, samples; 3: checks; 4: ideas; 5: checkpoints, lineage; 6: leases;
+# 7: trial_attrs; 8: jobs (the queue `tuneloop queue run` works through; its pause is a tuneloop_meta row)
 # (each only adds tables)
 
 metadata = MetaData()
@@ -225,3 +225,31 @@ idea_tests = Table(
     Column("result", Text, nullable=False),  # JSON Comparison
 )
 Index("ix_idea_tests_idea", idea_tests.c.idea_id)
+
+# -- the job queue (issue 22): tuneloop commands `tuneloop queue run` runs one after another ---------------
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("position", Float, nullable=False),  # the queue's order (moving a job puts it between two others)
+    Column("kind", String(16), nullable=False),  # run | idea-test | finalize | probe | check
+    Column("args", Text, nullable=False),  # JSON list of the command's arguments
+    Column("title", Text, nullable=False),
+    Column("state", String(16), nullable=False),  # queued | running | done | failed | removed
+    Column("paused", Integer, nullable=False, default=0),  # 1: a queued job no runner starts until resumed
+    Column("runner", String(64)),  # the runner holding it (a uuid per `queue run`) ...
+    Column("host", String(255)),  # ... on this machine (hostname and PID namespace) ...
+    Column("pid", Integer),  # ... as this process: a dead one frees the job at once
+    Column("heartbeat_at", Float),  # renewed while the job runs; a stale one frees it
+    Column("attempts", Integer, nullable=False, default=0),  # +1 each time a runner starts it
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Column("exit_code", Integer),
+    Column("tail", Text),  # the last few KB of its output
+    Column("reason", Text),  # why it was refused, failed or left queued (the window)
+    Column("estimate_s", Float),  # its expected duration from history; NULL: unknown
+    Column("files", Text, nullable=False),  # JSON {path: sha256} of the files it names, as signed
+    Column("signature", String(64)),  # HMAC of kind, args and files under the user's trust key
+)
+Index("ix_jobs_state_position", jobs.c.state, jobs.c.position)

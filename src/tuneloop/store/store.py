@@ -12,7 +12,8 @@ SQLite runs in WAL mode (readers such as the dashboard never block the driver) w
 
 ``Store`` is assembled by subject: studies and trials here; what trials log in ``_logs``
 (``LogsMixin``, ``ChecksMixin``); leases and trial numbers in ``_leases`` (``LeasesMixin``);
-URLs, engines and the error guard in ``_open``; decoding stored rows in ``_rows``.
+URLs, engines and the error guard in ``_open``; decoding stored rows in ``_rows``; the job queue
+``tuneloop queue`` runs in ``_jobs`` (``JobsMixin``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from tuneloop.errors import NotFound, NotTuneloopDatabase, SchemaVersionError, S
 from tuneloop.space import Space, space_from_json
 from tuneloop.store import schema
 from tuneloop.store._import import ImportMixin
+from tuneloop.store._jobs import JobsMixin
 from tuneloop.store._leases import ACTIVE_STATES, Lease, LeasesMixin
 from tuneloop.store._logs import ChecksMixin, LogsMixin
 from tuneloop.store._open import (
@@ -66,7 +68,7 @@ from tuneloop.store.records import FINISHED_STATES, StudyRecord, StudySummary, T
 __all__ = ["DEFAULT_URL", "Lease", "Point", "Store", "point_rows", "resolve_url"]  # what other modules import from here
 
 
-class Store(LogsMixin, ChecksMixin, LeasesMixin, ImportMixin, QueueMixin):
+class Store(LogsMixin, ChecksMixin, LeasesMixin, ImportMixin, QueueMixin, JobsMixin):
     """Studies, trials, metric points and everything else trials log, in one SQL database."""
 
     def __init__(self, url: str | os.PathLike[str] | None = None, *, retry_seconds: float = 60.0,
