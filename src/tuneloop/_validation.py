@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -41,3 +42,15 @@ def check_number(value: Any, argument: str, owner: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise fail(argument, owner, "a number", value)
     return float(value)
+
+
+def finite_float(value: Any) -> float | None:
+    """A stored number as a finite float; None for text, bools, NaN, infinities and ints too large
+    for a float (10**400 in an edited store raises OverflowError on conversion)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None

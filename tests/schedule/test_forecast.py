@@ -162,3 +162,13 @@ def test_a_resumed_study_replays_its_trials_without_forecasting_each_point(monke
     decisions = [s.on_report(1000, k, 0.1) for k in range(5)]
     assert decisions[-1] == STOP and len(calls) == 1
     assert s.calibration.curves == 100
+
+
+@pytest.mark.parametrize("mode, kth", [("max", 0.7), ("min", 0.8)])
+def test_the_kth_best_is_counted_in_the_studys_direction(mode, kth):
+    s = schedulers.create({"name": "forecast", "k": 3}, mode=mode)
+    for i, value in enumerate([0.5, 0.9, 0.7, 0.8]):
+        assert s.kth_best() is None or i >= 3
+        s.on_launch(i, {})
+        s.on_result(i, TrialState.COMPLETED, value)
+    assert s.kth_best() == kth

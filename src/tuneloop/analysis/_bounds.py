@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from tuneloop._validation import finite_float
 from tuneloop.space import Choice, Int, LogFloat
 from tuneloop.store import TrialRecord
 
@@ -209,18 +210,8 @@ def _column(p: Any, name: str, trials: Sequence[TrialRecord]) -> np.ndarray:
         v = t.params[name]
         if isinstance(p, Choice):
             out[i] = p.index(v) if p.contains(v) else -1.0
-        elif (x := _finite(v)) is not None and (x > 0 or not is_log(p)):
+        elif (x := finite_float(v)) is not None and (x > 0 or not is_log(p)):
             out[i] = min(1.0, max(0.0, position(p, x)))
     return out
 
 
-def _finite(v: Any) -> float | None:
-    """A stored parameter value as a finite float; None for text, bools, NaN, infinities and ints too
-    large for a float (10**400 in an edited store raises OverflowError on conversion)."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    try:
-        x = float(v)
-    except OverflowError:
-        return None
-    return x if math.isfinite(x) else None

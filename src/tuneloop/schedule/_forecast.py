@@ -16,6 +16,7 @@ at the first rung; the price is that it decides later (``min_points`` reports at
 
 from __future__ import annotations
 
+import bisect
 import collections
 import math
 from collections.abc import Sequence
@@ -54,15 +55,13 @@ class ForecastScheduler(Scheduler):
         self._calibration = Calibration(limit=CALIBRATE_ON)
         self._pending: collections.deque[tuple[list[tuple[int, float]], float]] = collections.deque(maxlen=CALIBRATE_ON)
         self._curves: dict[int, dict[int, float]] = {}
-        self._finals: list[float] = []
+        self._finals: list[float] = []  # completed trials' values, best first (kept sorted: read at every report)
         self.last: dict[int, Forecast] = {}
         """Each running trial's latest forecast (what the decision was based on)."""
 
     def kth_best(self) -> float | None:
         """The k-th best final value of the completed trials, None before k completed."""
-        if len(self._finals) < self.k:
-            return None
-        return self.direction.sorted(self._finals, key=lambda v: v)[self.k - 1]
+        return self._finals[self.k - 1] if len(self._finals) >= self.k else None
 
     @property
     def calibration(self) -> Calibration:
@@ -108,7 +107,7 @@ class ForecastScheduler(Scheduler):
         self.last.pop(trial_id, None)
         if state != TrialState.COMPLETED or value is None or not math.isfinite(value):
             return
-        self._finals.append(float(value))
+        bisect.insort(self._finals, float(value), key=lambda v: self.direction.sign * v)
         if curve:
             last = max(curve)
             if self._learn_max and (self.max_step is None or last > self.max_step):

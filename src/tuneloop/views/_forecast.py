@@ -16,12 +16,12 @@ that polls every two seconds recomputes it only when a trial completes. Only rea
 
 from __future__ import annotations
 
-import math
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
+from tuneloop._validation import finite_float
 from tuneloop.forecast import MIN_POINTS, Calibration, forecast
 from tuneloop.store import Store, StudyRecord, TrialRecord, TrialState
 
@@ -37,22 +37,11 @@ _lock = threading.Lock()
 _building: dict[tuple[Any, ...], threading.Lock] = {}  # a key being computed: later callers wait for it
 
 
-def _number(value: Any) -> float | None:
-    """A stored number as a finite float, None for anything else (a hostile row holds text, lists, 10**400)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _final_value(record: StudyRecord, t: TrialRecord) -> float | None:
     value = t.values.get(record.metric)
     if value is None and not record.objectives.multi:
         value = t.value
-    return _number(value)
+    return finite_float(value)
 
 
 def _calibration(store: Store, record: StudyRecord) -> tuple[Calibration, float | None]:
@@ -72,7 +61,7 @@ def _calibration(store: Store, record: StudyRecord) -> tuple[Calibration, float 
             if hit is not None:
                 return hit
         done = store.trials(record.id, states=[TrialState.COMPLETED.value])
-        recent = sorted(done, key=lambda t: (_number(t.finished_at) or 0.0, t.id))[-CALIBRATE_ON:]
+        recent = sorted(done, key=lambda t: (finite_float(t.finished_at) or 0.0, t.id))[-CALIBRATE_ON:]
         series = store.series([t.id for t in recent], names=[record.metric]) if recent else {}
         calibration, last = Calibration(), None
         for t in recent:
@@ -94,7 +83,7 @@ def _calibration(store: Store, record: StudyRecord) -> tuple[Calibration, float 
 
 def _epochs(record: StudyRecord) -> int | None:
     budget = record.config.get("budget")
-    epochs = _number(budget.get("epochs")) if isinstance(budget, dict) else None
+    epochs = finite_float(budget.get("epochs")) if isinstance(budget, dict) else None
     if epochs is None or epochs < 1 or epochs > 2**53:
         return None
     return int(epochs)
