@@ -28,6 +28,13 @@ def _own_config_home(tmp_path_factory):
         os.environ["XDG_CONFIG_HOME"] = before
 
 
+@pytest.fixture(autouse=True)
+def _no_pins_between_tests(monkeypatch):
+    """A file pinned by one test (``finalize`` pins the experiment file it verified) is not pinned
+    for the next: the variable is restored after each test."""
+    monkeypatch.delenv("TUNELOOP_PINNED", raising=False)
+
+
 @pytest.fixture
 def storage(tmp_path: Path) -> str:
     """A fresh SQLite database file (a real one, in WAL mode)."""

@@ -60,6 +60,9 @@ def test_a_stored_experiment_path_is_not_even_read_without_this_users_signature(
     own.write_text("x = 1\n")
     record = experiment_record(str(own))
     assert trusted_experiment(record, "s") == str(own)
+    from tuneloop._load import pins
+
+    assert pins()[str(own.resolve())] == record["experiment_sha256"]  # what finalize imports next is what was checked
     assert trusted_experiment({"experiment": None}, "s") is None
     assert experiment_record(str(fifo))["experiment_signature"] is None  # nothing to vouch for: no hash of a FIFO
 
@@ -84,3 +87,28 @@ def test_the_loader_is_a_bottom_module_and_the_old_names_still_import(write_expe
 def test_a_file_that_never_imports_tuneloop_defines_no_study(write_experiment):
     with pytest.raises(tl.ConfigError, match="does not define a study"):
         tl.load_study(write_experiment("import math\nstudy = math.pi\n", name="nostudy.py"))
+
+
+def test_a_pinned_file_is_imported_only_with_the_content_that_was_checked(write_experiment):
+    """A file swapped between the check and the import (the queue runner hashes a job's files, then
+    its command imports them) is refused, in this process and in the processes it starts."""
+    import hashlib
+    import subprocess
+    import sys
+
+    from tuneloop._load import load_module, pin, pinned_env
+
+    checked = textwrap.dedent(QUADRATIC_EXPERIMENT)
+    path = write_experiment(checked, name="pinned.py")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    swapped = write_experiment(checked, name="swapped.py")
+    pin(swapped, digest)
+    swapped.write_text(checked + "\nprint('not what was checked')\n")
+    with pytest.raises(tl.ConfigError, match="changed after tuneloop checked it"):
+        load_module(swapped)
+    code = f"import tuneloop._load as l; l.load_module({str(swapped)!r})"
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=pinned_env({}))
+    assert child.returncode != 0 and "changed after tuneloop checked it" in child.stderr
+    assert "not what was checked" not in child.stdout
+    pin(path, digest)
+    assert tl.load_study(path).name == "quad"  # unchanged: imported as usual

@@ -5,12 +5,20 @@ the file a trial function came from without pulling in ``tuneloop.study`` (and w
 searchers and schedulers). ``load_study`` finds the file's studies without importing ``Study``
 either: a file that made a Study has imported ``tuneloop.study`` itself, so the class is read from
 ``sys.modules``; when it is not there, the file defines no study.
+
+Pins: a caller that has checked a file's sha256 (the queue runner before it starts a signed job,
+``trusted_experiment`` before ``finalize``/``refine`` import a stored path) pins the file to that digest.
+``load_module`` then reads the file once, hashes those bytes and runs exactly them, so a file swapped
+between the check and the import is refused instead of run. Pins travel to child processes (trial
+workers, a queued job's command) in the ``TUNELOOP_PINNED`` environment variable.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -31,8 +39,41 @@ def module_name(path: str | Path) -> str:
     return f"tuneloop_experiment_{stem}_{digest}"
 
 
+PINNED = "TUNELOOP_PINNED"  # JSON {resolved path: sha256} of the files this process may import only unchanged
+
+
+def pins() -> dict[str, str]:
+    """The files pinned in this process (inherited or pinned here): resolved path -> sha256."""
+    try:
+        found = json.loads(os.environ.get(PINNED) or "{}")
+    except ValueError:
+        raise ConfigError(f"{PINNED} is not JSON; unset it (tuneloop sets it for the processes it starts).") from None
+    if not isinstance(found, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in found.items()):
+        raise ConfigError(f"{PINNED} must map file paths to sha256 digests; unset it.")
+    return found
+
+
+def pin(path: str | Path, sha256: str) -> None:
+    """Import ``path`` from now on (here and in the processes started from here) only while its content
+    has this sha256."""
+    os.environ[PINNED] = json.dumps({**pins(), str(Path(path).resolve()): sha256})
+
+
+def pinned_env(files: dict[str, str], env: dict[str, str] | None = None) -> dict[str, str]:
+    """A child's environment (``env`` or this process's) with ``files`` (path -> sha256) pinned too."""
+    base = dict(os.environ if env is None else env)
+    try:
+        inherited = json.loads(base.get(PINNED) or "{}")
+    except ValueError:
+        inherited = {}
+    inherited = inherited if isinstance(inherited, dict) else {}
+    base[PINNED] = json.dumps({**inherited, **{str(Path(p).resolve()): d for p, d in files.items()}})
+    return base
+
+
 def load_module(path: str | Path) -> ModuleType:
-    """Import the file at ``path`` (once per process) and return the module."""
+    """Import the file at ``path`` (once per process) and return the module; a pinned file is
+    imported only when the bytes read, which are the bytes run, have the pinned sha256."""
     resolved = Path(path).resolve()
     name = module_name(resolved)
     if name in sys.modules:
@@ -42,10 +83,18 @@ def load_module(path: str | Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, resolved)
     if spec is None or spec.loader is None:
         raise ConfigError(f"Cannot import {str(path)!r}: it is not a Python file.")
+    try:
+        source = resolved.read_bytes()  # read once: what is checked is what runs
+    except OSError as exc:
+        raise ConfigError(f"Cannot read {str(path)!r}: {exc.strerror or exc}.") from None
+    expected = pins().get(str(resolved))
+    if expected is not None and hashlib.sha256(source).hexdigest() != expected:
+        raise ConfigError(f"{str(path)!r} changed after tuneloop checked it (its sha256 is not the one vouched for), so "
+                          f"it is not imported; if you meant the change, queue or run the job again.")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        exec(compile(source, str(resolved), "exec", dont_inherit=True), module.__dict__)  # the user's own file, as checked
     except SyntaxError as exc:
         del sys.modules[name]
         raise ConfigError(f"Cannot load {path}: SyntaxError at line {exc.lineno}: {exc.msg}.") from exc

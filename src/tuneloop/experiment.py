@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tuneloop._load import load_module, load_study, module_name
+from tuneloop._load import load_module, load_study, module_name, pin
 from tuneloop.errors import ConfigError
 
 __all__ = ["experiment_record", "file_sha256", "load_module", "load_study", "module_name", "sign", "signed",
@@ -67,6 +67,7 @@ def trusted_experiment(config: Mapping[str, Any], study: str) -> str | None:
     if not _same(now, digest):
         raise ConfigError(f"The experiment file {path!r} of study {study!r} changed since this machine ran it, so it "
                           f"is not imported on the database's word; {fix}.")
+    pin(path, now)  # what is imported next is the content just checked, not a file swapped in meanwhile
     return path
 
 
