@@ -66,6 +66,7 @@ def load(store: Store, name: str) -> StudyData:
 
 
 # -- 1. importance -------------------------------------------------------------------------
+BOOTSTRAP_TREES = 8
 def check_importance(data: StudyData, resamples: int = 8) -> Finding:
     done = data.done
     if len(done) < 10:
@@ -74,9 +75,11 @@ def check_importance(data: StudyData, resamples: int = 8) -> Finding:
     base = importance(data.record.space, done, data.record.mode)
     rng = random.Random(0)
     draws: dict[str, list[float]] = {k: [] for k in base}
-    for _ in range(resamples):  # bootstrap over trials: how much of the ranking is noise
+    for i in range(resamples):  # bootstrap over trials: how much of the ranking is noise
         sample = [rng.choice(done) for _ in done]
-        got = importance(data.record.space, list({t.id: t for t in sample}.values()), data.record.mode)
+        # a quarter of the forest per resample: the spread it adds errs on the side of more noise
+        got = importance(data.record.space, list({t.id: t for t in sample}.values()), data.record.mode,
+                         trees=BOOTSTRAP_TREES, seed=i + 1)
         for k, values in draws.items():
             values.append(got.get(k, 0.0))
     rows: list[dict[str, Any]] = [

@@ -10,6 +10,7 @@ from typing import Any
 from tuneloop.analysis import band, history, importance, param_effects, seed_groups
 from tuneloop.export import strict_json
 from tuneloop.store import Store, StudyRecord, TrialRecord, TrialState
+from tuneloop.views._background import BACKGROUND
 from tuneloop.views._front import feasibility, objectives_view
 from tuneloop.views._rounds import final_view, rounds_view
 from tuneloop.views._trial import trial_row
@@ -17,8 +18,10 @@ from tuneloop.views._trial import trial_row
 TOP_CURVES = 10  # learning curves shown by default: the best trials
 
 
-def study_view(store: Store, name: str) -> dict[str, Any]:
-    """One study: its trials and the data of every study plot."""
+def study_view(store: Store, name: str, *, wait: bool = True) -> dict[str, Any]:
+    """One study: its trials and the data of every study plot. ``wait=False`` (the dashboard) answers at
+    once without the study-wide analyses still computing in the background (``importance_status`` says
+    which: ready, stale with its age, or computing)."""
     record = store.require_study(name)
     objectives = record.objectives  # a StorageError when the stored ones are malformed (a forged database)
     trials = store.trials(record.id)
@@ -31,6 +34,7 @@ def study_view(store: Store, name: str) -> dict[str, Any]:
     for g in groups:
         g["band"] = band([curves.get(i, {}).get(record.metric, []) for i in g.pop("ids")])
     key = _key(store, record, done)
+    importance_values, importance_status = _importance(store, record, trials, done, key, wait)
     steps = history(trials, record.mode, objectives)  # the best so far counts feasible trials only
     return strict_json({
         "study": {"name": record.name, "metric": record.metric, "mode": record.mode,
@@ -40,7 +44,8 @@ def study_view(store: Store, name: str) -> dict[str, Any]:
         "trials": [{**trial_row(t), **feasibility(objectives, t)} for t in trials],
         "history": steps,
         "effects": param_effects(record.space, trials, record.mode, objectives),  # "best trials": feasible ones first
-        "importance": _importance(store, record, trials, done, key),
+        "importance": importance_values,
+        "importance_status": importance_status,
         # the best trials first (a list: JavaScript would reorder number-like keys)
         "curves": [{"number": t.number, "points": curves.get(t.id, {}).get(record.metric, [])} for t in best],
         "groups": groups,
@@ -64,26 +69,23 @@ def _checks_view(store: Store, record: StudyRecord, done: Sequence[TrialRecord],
     return found
 
 
-_IMPORTANCE: dict[tuple[str, int, int, float], dict[str, float]] = {}
-
-
 def _key(store: Store, record: StudyRecord, trials: Sequence[TrialRecord]) -> tuple[str, int, int, float]:
     """What changes when the study's finished trials do: the page polls, the costly panels are
     recomputed only then."""
     return store.url, record.id, len(trials), max((t.finished_at or 0.0 for t in trials), default=0.0)
 
 
-def _importance(store: Store, record: StudyRecord, trials: Sequence[TrialRecord],
-                done: Sequence[TrialRecord], key: tuple[str, int, int, float]) -> dict[str, float]:
-    """fANOVA importance, recomputed only when the completed trials change (the page polls)."""
-    if key not in _IMPORTANCE:
-        if len(_IMPORTANCE) > 64:
-            _IMPORTANCE.clear()
+def _importance(store: Store, record: StudyRecord, trials: Sequence[TrialRecord], done: Sequence[TrialRecord],
+                key: tuple[str, int, int, float], wait: bool) -> tuple[dict[str, float], dict[str, Any]]:
+    """fANOVA importance, computed in the background when the completed trials change (the page polls)."""
+
+    def compute() -> dict[str, float]:
         try:
-            _IMPORTANCE[key] = importance(record.space, trials, record.mode)
+            return importance(record.space, trials, record.mode)
         except (AssertionError, ArithmeticError, ValueError):  # fANOVA over values like 1e300: no panel, not a 500
-            _IMPORTANCE[key] = {}
-    return _IMPORTANCE[key]
+            return {}
+
+    return BACKGROUND.get((store.url, record.id, "importance"), key, len(done), compute, wait=wait, empty={})
 
 
 def analysis_view(store: Store, name: str) -> dict[str, Any]:

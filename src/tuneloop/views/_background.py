@@ -1,0 +1,89 @@
+"""Study-wide analyses off the request path: computed on one background thread, served stale
+while a newer one computes.
+
+The dashboard's study page polls; an analysis such as fANOVA importance costs seconds at
+thousands of trials. Each result is kept with the key it was computed from (the study's finished
+trials); a request whose key is newer starts the computation (once) and is answered at once with
+the previous result and its age, or with nothing yet. A report (``wait=True``) waits for the
+current one instead.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Hashable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+MAX_ENTRIES = 64  # studies remembered per process (a server watching more recomputes the oldest)
+
+
+@dataclass
+class _Entry:
+    key: Hashable
+    value: Any
+    computed_at: float
+    size: int  # how many trials it was computed from
+
+
+class Background:
+    """One worker thread and the latest result of each (study, analysis)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._done: dict[Hashable, _Entry] = {}
+        self._pending: dict[Hashable, tuple[Hashable, Future[Any]]] = {}
+        self._pool: ThreadPoolExecutor | None = None
+
+    def get(self, slot: Hashable, key: Hashable, size: int, compute: Callable[[], Any], *, wait: bool,
+            empty: Any = None) -> tuple[Any, dict[str, Any]]:
+        """The result for ``key`` in ``slot`` and its status: ``ready``, ``stale`` (an older key's result
+        while the new one computes) or ``computing`` (nothing yet); ``wait`` computes it now if needed."""
+        with self._lock:
+            entry = self._done.get(slot)
+            if entry is not None and entry.key == key:
+                return entry.value, self._status("ready", entry)
+            pending = self._pending.get(slot)
+            if pending is None or pending[0] != key:
+                pending = (key, self._submit(slot, key, size, compute, empty))
+                self._pending[slot] = pending
+        if wait:
+            pending[1].result()
+            with self._lock:
+                entry = self._done[slot]
+            return entry.value, self._status("ready", entry)
+        if entry is None:
+            return empty, {"state": "computing", "trials": None, "age_s": None}
+        return entry.value, self._status("stale", entry)
+
+    def _submit(self, slot: Hashable, key: Hashable, size: int, compute: Callable[[], Any], empty: Any) -> Future[Any]:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuneloop-views")
+
+        def run() -> Any:
+            try:
+                value = compute()  # the callers turn their expected failures into an empty value
+            except Exception:  # noqa: BLE001 - an unforeseen one: no panel, rather than a slot stuck computing
+                value = empty
+            with self._lock:
+                if len(self._done) >= MAX_ENTRIES and slot not in self._done:
+                    oldest = min(self._done, key=lambda s: self._done[s].computed_at)
+                    del self._done[oldest]
+                current = self._done.get(slot)
+                # a slower, older computation never replaces a newer result
+                if current is None or self._pending.get(slot, (None,))[0] == key:
+                    self._done[slot] = _Entry(key, value, time.time(), size)
+                if self._pending.get(slot, (None,))[0] == key:
+                    del self._pending[slot]
+            return value
+
+        return self._pool.submit(run)
+
+    @staticmethod
+    def _status(state: str, entry: _Entry) -> dict[str, Any]:
+        return {"state": state, "trials": entry.size, "age_s": round(max(0.0, time.time() - entry.computed_at), 1)}
+
+
+BACKGROUND = Background()

@@ -1,0 +1,66 @@
+"""Study-wide analyses off the request path: a poll is answered at once, with the previous result
+and its age while a newer one computes; a report waits; a failing computation leaves no slot stuck."""
+
+from __future__ import annotations
+
+import threading
+
+import tuneloop as tl
+from tuneloop.store import Store
+from tuneloop.views import study_view
+from tuneloop.views._background import Background
+
+
+def _blocking(value, gate: threading.Event, started: threading.Event):
+    def compute():
+        started.set()
+        assert gate.wait(30), "the test never released the computation"
+        return value
+    return compute
+
+
+def test_a_poll_does_not_wait_and_gets_the_previous_result_while_the_new_one_computes():
+    bg = Background()
+    gate, started = threading.Event(), threading.Event()
+    value, status = bg.get("s", 1, 10, _blocking({"x": 1.0}, gate, started), wait=False, empty={})
+    assert value == {} and status == {"state": "computing", "trials": None, "age_s": None}
+    assert started.wait(30)
+    gate.set()
+    value, status = bg.get("s", 1, 10, lambda: {"never": 0.0}, wait=True)  # the same key: not computed again
+    assert value == {"x": 1.0} and status["state"] == "ready" and status["trials"] == 10
+
+    gate2, started2 = threading.Event(), threading.Event()
+    value, status = bg.get("s", 2, 11, _blocking({"x": 2.0}, gate2, started2), wait=False)
+    assert value == {"x": 1.0} and status["state"] == "stale" and status["trials"] == 10 and status["age_s"] >= 0
+    assert started2.wait(30)
+    value, status = bg.get("s", 2, 11, lambda: {"never": 0.0}, wait=False)  # asked again: still the one computation
+    assert value == {"x": 1.0} and status["state"] == "stale"
+    gate2.set()
+    value, status = bg.get("s", 2, 11, lambda: {"never": 0.0}, wait=True)
+    assert value == {"x": 2.0} and status["state"] == "ready" and status["trials"] == 11
+
+
+def test_a_computation_that_raises_gives_the_empty_value_and_the_next_key_computes_again():
+    bg = Background()
+
+    def broken():
+        raise RuntimeError("a forest that could not be fitted")
+
+    value, status = bg.get("s", 1, 5, broken, wait=True, empty={})
+    assert value == {} and status["state"] == "ready" and status["trials"] == 5
+    assert bg.get("s", 2, 6, lambda: {"x": 1.0}, wait=True, empty={})[0] == {"x": 1.0}
+
+
+def test_the_study_page_answers_at_once_and_the_report_waits_for_the_importance(storage):
+    with Store(storage) as store:
+        record = store.create_study("imp", "loss", "min", tl.Space(x=tl.Float(0.0, 1.0), y=tl.Float(0.0, 1.0)), {})
+        for n in range(12):
+            trial = store.create_trial(record.id, n, {"x": n / 12, "y": (n * 7 % 12) / 12}, seed=n)
+            store.finish_trial(trial, "completed", (n / 12 - 0.3) ** 2, {"loss": (n / 12 - 0.3) ** 2})
+        first = study_view(store, "imp", wait=False)
+        assert first["importance_status"]["state"] == "computing" and first["importance"] == {}  # never waits
+        waited = study_view(store, "imp")
+        assert waited["importance_status"]["state"] == "ready" and waited["importance_status"]["trials"] == 12
+        assert max(waited["importance"], key=waited["importance"].get) == "x"  # y is noise
+        again = study_view(store, "imp", wait=False)
+        assert again["importance"] == waited["importance"] and again["importance_status"]["state"] == "ready"
