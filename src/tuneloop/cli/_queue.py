@@ -164,41 +164,72 @@ def run(
     stale_after: Annotated[float, typer.Option(help="Seconds without a heartbeat after which another machine's "
                                                "runner counts as dead and its job is resumed (keep it well "
                                                "above the store's 60 s of retries)")] = STALE_AFTER,
+    workers: Annotated[int | None, typer.Option(help="Jobs run at once \\[default: 1, or one per GPU of "
+                                                "--gpus]")] = None,
+    gpus: Annotated[str | None, typer.Option(help="Pin each job to one GPU of these (CUDA_VISIBLE_DEVICES), never "
+                                             "two running jobs to one: indices such as 0,1, or all")] = None,
+    notify_url: Annotated[str | None, typer.Option(help="Post a Slack-compatible message there for each failed job "
+                                                   "and at the end (better: set TUNELOOP_NOTIFY_URL, the URL "
+                                                   "is a secret)")] = None,
+    notify_email: Annotated[str | None, typer.Option(help="Mail that address for each failed job and at the end "
+                                                     "(needs --smtp)")] = None,
+    smtp: Annotated[str | None, typer.Option(help="The SMTP server, HOST[:PORT] (or TUNELOOP_SMTP; log in with "
+                                             "TUNELOOP_SMTP_USER and TUNELOOP_SMTP_PASSWORD)")] = None,
     storage: Storage = None,
 ) -> None:
-    """Run the queue's jobs one at a time until it is empty, paused or the window ends. No job starts
-    after the window's end, nor one estimated to take longer than the time left (it stays queued,
-    with the reason); a job running at the end is let finish. Ctrl-C stops the running job and queues
-    it again (a second Ctrl-C kills it at once): run this again to resume it."""
+    """Run the queue's jobs (one at a time, or --workers at once) until it is empty, paused or the window
+    ends. No job starts after the window's end, nor one estimated to take longer than the time left (it
+    stays queued, with the reason); a job running at the end is let finish. Ctrl-C stops the running
+    jobs and queues them again (a second Ctrl-C kills them at once): run this again to resume them."""
     from tuneloop.queue import Runner, window_end
-    from tuneloop.store import JobState
+    from tuneloop.queue._notify import Notifier
+    from tuneloop.queue._pool import gpu_pool, slots
 
     end = window_end(until, hours)
     if poll is not None and not poll > 0:
         raise ConfigError(f"--poll takes a positive number of seconds, not {poll:g}.")
     if not stale_after > 0:
         raise ConfigError(f"--stale-after takes a positive number of seconds, not {stale_after:g}.")
+    pool = None if gpus is None else gpu_pool(gpus)
+    slots(workers, pool)  # before the store opens: a bad --workers is one line, and nothing starts
+    notifier = Notifier.from_options(notify_url, notify_email, smtp,
+                                     warn=lambda line: err.print(f"[yellow]Warning:[/] {safe(line)}",
+                                                                 highlight=False, soft_wrap=True))
+    if notifier.channels:
+        out.print(f"[bold]queue:[/] notifying {safe(', '.join(notifier.channels))}", highlight=False, soft_wrap=True)
     with open_store(storage, read_only=False) as store:
-        runner = Runner(store, end=end, poll=poll, stale_after=stale_after,
+        runner = Runner(store, end=end, poll=poll, stale_after=stale_after, workers=workers, gpus=pool,
+                        notifier=notifier,
                         say=lambda line: out.print(f"[bold]queue:[/] {safe(line)}", highlight=False, soft_wrap=True),
                         echo=lambda line: out.print(safe(line), highlight=False, soft_wrap=True))
         previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
             summary = runner.run()
         except KeyboardInterrupt:
-            ended = runner.summary.interrupted
-            if ended in (JobState.DONE, JobState.FAILED):
-                err.print(f"[yellow]Interrupted.[/] The running job finished as it was stopped (recorded {ended}); "
-                          f"run tuneloop queue run to go on with the queue.")
-            else:
-                err.print("[yellow]Interrupted.[/] The running job was stopped and queued again; run tuneloop queue "
-                          "run to resume it (its study resumes from the store).")
+            _interrupted(list(runner.summary.interrupted.values()))
             raise typer.Exit(130) from None
         finally:
             signal.signal(signal.SIGTERM, previous)
     done = sum(state == "done" for _, state in summary.ran)
     out.print(f"Ran {len(summary.ran)} jobs ({done} done, {len(summary.ran) - done} failed); stopped: "
               f"{safe(summary.stopped)}.", highlight=False)
+
+
+def _interrupted(ended: list[Any]) -> None:
+    """What Ctrl-C/SIGTERM did to the jobs that were running (as each was recorded)."""
+    from tuneloop.store import JobState
+
+    again = "run tuneloop queue run to resume it (its study resumes from the store)."
+    if len(ended) == 1 and ended[0] in (JobState.DONE, JobState.FAILED):
+        err.print(f"[yellow]Interrupted.[/] The running job finished as it was stopped (recorded {ended[0]}); "
+                  f"run tuneloop queue run to go on with the queue.")
+    elif len(ended) <= 1:
+        err.print(f"[yellow]Interrupted.[/] The running job was stopped and queued again; {again}")
+    else:
+        queued = sum(state is JobState.QUEUED for state in ended)
+        err.print(f"[yellow]Interrupted.[/] {len(ended)} running jobs were stopped: {queued} queued again, "
+                  f"{len(ended) - queued} finished as they were stopped; run tuneloop queue run to resume them "
+                  f"(their studies resume from the store).")
 
 
 def _interrupt(signum: int, frame: Any) -> None:
