@@ -21,7 +21,7 @@ from tuneloop.analysis._findings import VERDICTS, Finding
 from tuneloop.analysis._front import front_findings
 from tuneloop.analysis._probes import BatchResult, ProbeResult, stored_probes
 from tuneloop.analysis._refine import infeasible, infeasible_regions
-from tuneloop.analysis._study import _all_params, crowded, importance
+from tuneloop.analysis._study import _all_params, crowded, fanova_shares, optuna_trials
 from tuneloop.direction import Direction
 from tuneloop.space import Choice
 from tuneloop.store import Store, StudyRecord, TrialRecord, TrialState
@@ -66,20 +66,21 @@ def load(store: Store, name: str) -> StudyData:
 
 
 # -- 1. importance -------------------------------------------------------------------------
-BOOTSTRAP_TREES = 8
+BOOTSTRAP_TREES, BOOTSTRAP_DEPTH = 8, 6
 def check_importance(data: StudyData, resamples: int = 8) -> Finding:
     done = data.done
     if len(done) < 10:
         return Finding("importance", "info", f"{len(done)} completed trials: too few to apportion importance "
                        f"(10 or more).", "Run more trials before reading importance.")
-    base = importance(data.record.space, done, data.record.mode)
+    frozen = optuna_trials(data.record.space, done)
+    base = fanova_shares(frozen, data.record.mode)
     rng = random.Random(0)
     draws: dict[str, list[float]] = {k: [] for k in base}
-    for i in range(resamples):  # bootstrap over trials: how much of the ranking is noise
-        sample = [rng.choice(done) for _ in done]
-        # a quarter of the forest per resample: the spread it adds errs on the side of more noise
-        got = importance(data.record.space, list({t.id: t for t in sample}.values()), data.record.mode,
-                         trees=BOOTSTRAP_TREES, seed=i + 1)
+    for i in range(resamples if base else 0):  # bootstrap over trials: how much of the ranking is noise
+        # small forests (8 trees of depth 6, a quarter of the base forest's cost together): the forest's
+        # own noise they add errs on the side of a wider spread
+        got = fanova_shares([rng.choice(frozen) for _ in frozen], data.record.mode, trees=BOOTSTRAP_TREES,
+                            depth=BOOTSTRAP_DEPTH, seed=i + 1)
         for k, values in draws.items():
             values.append(got.get(k, 0.0))
     rows: list[dict[str, Any]] = [

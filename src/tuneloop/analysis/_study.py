@@ -100,8 +100,8 @@ def _all_params(space: Space) -> dict[str, Any]:
     return out
 
 
-IMPORTANCE_TREES = 32  # with depth 8: within 0.05 (L1) of Optuna's default forest at 1/15 of its cost;
-IMPORTANCE_DEPTH = 8  # benchmarks/importance_agreement.py measures it (results/importance_agreement.json)
+IMPORTANCE_TREES = 32  # with depth 8: Optuna's default forest's shares (64 trees of depth 64) to within its own
+IMPORTANCE_DEPTH = 8  # reseeding noise at 1/15 of its cost: benchmarks/importance_agreement.py measures it
 
 
 def importance(space: Space, trials: Sequence[TrialRecord], mode: str, *, trees: int = IMPORTANCE_TREES,
@@ -110,21 +110,31 @@ def importance(space: Space, trials: Sequence[TrialRecord], mode: str, *, trees:
 
     The forest is smaller than Optuna's default (64 trees of depth 64), whose cost grows with the
     leaves of every tree: 30 s at 1,000 trials on one core, against 2 s for 32 trees of depth 8
-    that give the same shares to within a few hundredths (measured, see ``IMPORTANCE_TREES``)."""
+    that give the same shares to within the default forest's own noise (``IMPORTANCE_TREES``)."""
+    frozen = optuna_trials(space, trials)
+    return fanova_shares(frozen, mode, trees=trees, depth=depth, seed=seed) if len(frozen) >= 5 else {}
+
+
+def optuna_trials(space: Space, trials: Sequence[TrialRecord]) -> list[Any]:
+    """The completed trials as Optuna's FrozenTrials (built once: a bootstrap resamples this list)."""
+    from optuna.trial import create_trial
+
+    return [create_trial(value=t.value, params=t.params, distributions=space.distributions(t.params))
+            for t in _done(trials)]
+
+
+def fanova_shares(frozen: Sequence[Any], mode: str, *, trees: int = IMPORTANCE_TREES, depth: int = IMPORTANCE_DEPTH,
+                  seed: int = 0) -> dict[str, float]:
+    """fANOVA shares of variance over ``frozen`` (FrozenTrials); {} when there is nothing to apportion."""
     way = Direction.of(mode, "importance")
-    done = _done(trials)
-    if len(done) < 5:
-        return {}
     import optuna
     from optuna.importance import FanovaImportanceEvaluator, get_param_importances
-    from optuna.trial import create_trial
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize" if way is Direction.MAX else "minimize")
-    study.add_trials([create_trial(value=t.value, params=t.params, distributions=space.distributions(t.params))
-                      for t in done])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        study.add_trials(frozen)
         try:
             result = get_param_importances(study, evaluator=FanovaImportanceEvaluator(n_trees=trees, max_depth=depth,
                                                                                       seed=seed))
