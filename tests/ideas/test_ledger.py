@@ -123,7 +123,8 @@ def test_cli_idea_test_runs_both_arms_and_stores_the_verdict(write_experiment, t
     assert CliRunner().invoke(app, ["idea", "add", "x at its optimum", "--gain", "0.1"]).exit_code == 0
     result = CliRunner().invoke(app, ["idea", "test", "1", str(exp), "--variant", "x=0.5,y=0.0", "--seeds", "3"])
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("better: ") and "Stored with idea 1" in result.output  # loss fell on every seed
+    assert result.output.startswith("No check ladder: ")  # the file defines no tl.Checks: said in one line
+    assert "\nbetter: " in result.output and "Stored with idea 1" in result.output  # loss fell on every seed
     (stored,) = Ledger().tests(1)
     assert stored["result"]["verdict"] == "better" and stored["seeds"] == [10000, 10001, 10002]
     bad = CliRunner().invoke(app, ["idea", "test", "1", str(exp), "--variant", "x0.5"])

@@ -9,12 +9,21 @@ Order: layer checks (whole model, then each named module), loss at initializatio
 input-independent baseline, overfitting a tiny batch, then the declared stages. The ladder stops
 at the first failure; the scikit-learn baselines always run. With a study, results are stored
 with it and shown by the dashboard and the report.
+
+The model builder takes no argument, or one: the configuration being checked (a dict). An idea's
+variant (``tuneloop idea test``) is checked with the baseline's ladder where ``model`` gets the
+variant's whole configuration and the overrides that are ``fit`` arguments go into ``fit``
+(:meth:`Checks.for_config`)::
+
+    checks = tl.Checks(lambda p: MLP(40, 10, width=p.get("width", 64)), data=mnist1d())
 """
 
 from __future__ import annotations
 
+import copy
+import inspect
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,11 +39,15 @@ from tuneloop.errors import ConfigError
 
 
 class Checks:
-    """What the checks need: a model builder, data, the loss, and how the model is trained."""
+    """What the checks need: a model builder, data, the loss, and how the model is trained.
+
+    ``model`` builds the model with no argument (``lambda: MLP(40, 10)``) or from one argument, the
+    configuration checked (``lambda p: MLP(40, 10, width=p.get("width", 64))``): ``{}`` unless the
+    ladder was made with :meth:`for_config`."""
 
     def __init__(
         self,
-        model: Callable[[], nn.Module],
+        model: Callable[..., nn.Module],
         data: Any = None,
         *,
         train: tuple[Any, Any] | None = None,
@@ -57,10 +70,31 @@ class Checks:
         if train is None or val is None:
             raise ConfigError("Checks need data: data=splits (with .train and .val), or train=(x, y) and val=(x, y).")
         self.model, self.train, self.val, self.loss = model, train, val, loss
+        self.config: dict[str, Any] = {}  # what a one-argument model builder is given
+        self._takes_config = _takes_one_argument(model)
         self.fit = {"loss": loss, **(fit or {})}
         self.modules, self.functions, self.stages = list(modules), list(functions), list(stages)
         self.with_baselines, self.seed, self.study = baselines, seed, study
         self.classify = loss == "cross_entropy"
+
+    def build(self) -> nn.Module:
+        """A fresh model from the builder (given :attr:`config` when it takes an argument)."""
+        return self.model(dict(self.config)) if self._takes_config else self.model()
+
+    def for_config(self, config: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> Checks:
+        """This ladder for another configuration (an idea's variant): a one-argument model builder gets
+        ``config``; the ``overrides`` that are arguments of :func:`tuneloop.torch.fit` (lr, weight_decay,
+        optimizer, schedule, batch_size, ...) replace those of ``fit``. The copy has no study (its results
+        are not stored as the study's own checks) and fits no baselines (they judge the data, not a variant)."""
+        from tuneloop.torch import fit
+
+        names = {n for n, p in inspect.signature(fit).parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+        names -= {"trial", "seed", "device", "log_every", "inspect_every", "slices", "predictions", "cost_metrics"}
+        other = copy.copy(self)
+        other.config = dict(config)
+        other.fit = {**self.fit, **{k: v for k, v in (overrides or {}).items() if k in names}}
+        other.study, other.with_baselines = None, False
+        return other
 
     def run(self, *, storage: str | None = None, on_result: Callable[[CheckResult], None] | None = None) -> CheckReport:
         """Run the ladder (stopping at the first failure) and the baselines; store them with the study."""
@@ -97,7 +131,7 @@ class Checks:
 
         def fresh() -> nn.Module:
             torch.manual_seed(self.seed)
-            return self.model()
+            return self.build()
 
         def layers() -> list[CheckResult]:
             """Whole model, then each named module; like the ladder, it stops at the first failure."""
@@ -115,7 +149,7 @@ class Checks:
                     out.append(layer_check(module, inp, where))
                 if any(not r.passed for r in out):
                     return out
-            for check in (lambda: [_layers.determinism(self.model, x, self.seed)],
+            for check in (lambda: [_layers.determinism(self.build, x, self.seed)],
                           lambda: [_layers.gradchecks(self.functions)]):
                 out += check()
                 if any(not r.passed for r in out):
@@ -136,6 +170,16 @@ class Checks:
         store = self.study.store(storage)
         record = self.study.record(store)
         store.add_checks(record.id, [r.to_dict() for r in results], baselines, self.metric)
+
+
+def _takes_one_argument(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` is called with one positional argument (the configuration), not none."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # a builtin or class without a readable signature: called with none
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len([p for p in positional if p.default is p.empty]) == 1
 
 
 def _timed(step: Callable[[], list[CheckResult]]) -> list[CheckResult]:

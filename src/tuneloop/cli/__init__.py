@@ -1,5 +1,5 @@
 """The ``tuneloop`` command: demo, run, worker, enqueue, ask, tell, status, trials, best, show, export, ui, report, check, baseline,
-finalize, ensemble, refine, rounds, analyze, probe, idea, import, queue.
+finalize, ensemble, refine, rounds, analyze, probe, idea, import, queue, morning.
 
 One module per command group, each exposing ``register(app)``; this module builds the app, calls
 them in a fixed order, lists the commands in :data:`HELP_ORDER`, and wraps every command (those of
@@ -17,6 +17,7 @@ from tuneloop.cli import (
     _finalize,
     _ideas,
     _interop,
+    _morning,
     _queue,
     _read,
     _rounds,
@@ -29,8 +30,8 @@ __all__ = ["app", "build_app", "main"]
 
 # the order ``tuneloop --help`` lists the commands in (sub-apps such as probe and idea follow them)
 HELP_ORDER = ("run", "worker", "enqueue", "ask", "tell", "status", "trials", "best", "show", "ui", "report", "check",
-              "baseline", "export", "demo", "finalize", "ensemble", "refine", "rounds", "analyze")
-_MODULES = (_run, _read, _serve, _checks, _finalize, _rounds, _analyze, _ideas, _interop, _asktell, _queue)
+              "baseline", "export", "demo", "finalize", "ensemble", "refine", "rounds", "analyze", "morning")
+_MODULES = (_run, _read, _serve, _checks, _finalize, _rounds, _analyze, _ideas, _interop, _asktell, _queue, _morning)
 
 
 def _wrap(app: typer.Typer) -> None:

@@ -3,6 +3,12 @@
 The baseline configuration is the study's best trial with every adopted idea's overrides applied;
 the variant adds this idea's overrides (or runs another experiment file's trial function). Both
 arms run as one study (arm x seed index, a grid) so they go in parallel and everything is stored.
+
+Before the A/B test, the variant runs the check ladder when one is given (``checks=``: the variant
+file's own ``tl.Checks``, or the baseline's made for the variant with :meth:`Checks.for_config`). A
+variant that fails a rung is *broken*: the idea is marked so with the evidence
+(:meth:`Ledger.mark_broken`), :class:`VariantBroken` is raised and no A/B trial runs. With an
+adopt-if rule (``adopt_if="better and p < 0.01"``), a verdict that satisfies it adopts the idea.
 """
 
 from __future__ import annotations
@@ -11,8 +17,9 @@ import math
 from typing import Any
 
 from tuneloop._validation import fail
-from tuneloop.errors import ConfigError
-from tuneloop.ideas._ledger import Ledger
+from tuneloop.errors import ConfigError, TuneloopError
+from tuneloop.ideas._ledger import Idea, IdeaState, Ledger
+from tuneloop.ideas._rule import AdoptRule
 from tuneloop.ideas._stats import Comparison, compare
 from tuneloop.space import Choice, Space
 from tuneloop.store import TrialState
@@ -71,25 +78,75 @@ def _guess(raw: str) -> Any:
     return {"none": None, "true": True, "false": False}.get(raw.lower(), raw)
 
 
-def ab_test(ledger: Ledger, idea_id: int, study: Any, *, overrides: dict[str, Any] | None = None,
-            variant_fn: Any = None, seeds: int = 3, workers: int = 1, storage: str | None = None) -> Comparison:
-    """Run the A/B test of an idea on ``study``'s trial function and store the verdict with the idea."""
+class VariantBroken(TuneloopError):  # noqa: N818 - reads as what it is, like TrialFailed
+    """An idea's variant failed a rung of the check ladder: the idea is marked broken, no A/B test ran."""
+
+    def __init__(self, idea: Idea, report: Any) -> None:
+        self.idea, self.report = idea, report
+        failure = report.failure
+        super().__init__(f"Idea {idea.id} is broken: its variant failed the check {failure.name!r} "
+                         f"({failure.message}); the A/B test did not run. Fix it and test it again.")
+
+
+def arms_config(ledger: Ledger, idea_id: int, study: Any,
+                overrides: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(baseline, variant, changes): the baseline is the study's best trial with every adopted idea's
+    overrides; the variant adds the idea's config and ``overrides``; ``changes`` is everything applied
+    on top of the study's best trial (what a check ladder written for the study must be told)."""
     idea = ledger.get(idea_id)
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 2:
-        raise fail("seeds", "ab_test", "an integer of 2 or more (3-5 is usual) to separate an effect from seed noise",
-                   seeds)
     try:
         best = study.best
     except Exception:  # noqa: BLE001 - explained below
         raise ConfigError(f"Study {study.name!r} has no completed trial to take the baseline from; run it first.") from None
-    baseline = {**best.params, **ledger.baseline_config()}
-    variant = {**baseline, **idea.config, **(overrides or {})}
+    adopted = ledger.baseline_config()
+    baseline = {**best.params, **adopted}
+    changes = {**adopted, **idea.config, **(overrides or {})}
+    return baseline, {**baseline, **changes}, changes
+
+
+def check_variant(ledger: Ledger, idea_id: int, checks: Any, *, storage: str | None = None,
+                  on_result: Any = None) -> Any:
+    """Run the ladder ``checks`` (already made for the variant) and return its report; on a failing rung
+    the idea is marked broken (:meth:`Ledger.mark_broken`) with the failure's evidence."""
+    report = checks.run(storage=storage, on_result=on_result)
+    failure = report.failure
+    if failure is not None:
+        ledger.mark_broken(idea_id, check=failure.name, message=failure.message, evidence=failure.evidence,
+                           next_step=failure.next_step)
+    else:  # how long the ladder took: ``idea plan`` counts it in the idea's machine time
+        ledger.link(idea_id, checks={"passed": len(report.results),
+                                     "seconds": round(sum(r.seconds for r in report.results), 3)})
+    return report
+
+
+def ab_test(ledger: Ledger, idea_id: int, study: Any, *, overrides: dict[str, Any] | None = None,
+            variant_fn: Any = None, seeds: int = 3, workers: int = 1, storage: str | None = None,
+            checks: Any = None, on_check: Any = None, adopt_if: str | AdoptRule | None = None) -> Comparison:
+    """Run the A/B test of an idea on ``study``'s trial function and store the verdict with the idea.
+
+    ``checks``: a check ladder for the variant, run first (a failing rung raises :class:`VariantBroken`
+    and no trial runs; ``on_check`` sees each rung). ``adopt_if``: a rule (see ``ideas/_rule.py``) that
+    adopts the idea when the verdict satisfies it (its ``overrides`` are then stored as the idea's config,
+    so the next test's baseline includes them); without one nothing is adopted. A variant *file* adopted
+    this way changes no configuration: the baseline runs the study's own trial function."""
+    rule = adopt_if if isinstance(adopt_if, AdoptRule) or adopt_if is None else AdoptRule.parse(adopt_if)
+    idea = ledger.get(idea_id)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 2:
+        raise fail("seeds", "ab_test", "an integer of 2 or more (3-5 is usual) to separate an effect from seed noise",
+                   seeds)
+    baseline, variant, _ = arms_config(ledger, idea_id, study, overrides)
     if variant == baseline and variant_fn is None:
         raise ConfigError(f"Idea {idea_id} changes nothing: give --variant NAME=VALUE overrides, a variant experiment "
                           f"file, or set the idea's config (tuneloop idea edit {idea_id} --config ...).")
     seed_list = [SEED_BASE + k for k in range(seeds)]
     from tuneloop.study import Study, objective_arguments
 
+    if idea.state in (IdeaState.PROPOSED, IdeaState.BROKEN):
+        ledger.start(idea_id)  # a broken idea tested again: its fix is being tested
+    if checks is not None:
+        report = check_variant(ledger, idea_id, checks, storage=storage, on_result=on_check)
+        if report.failure is not None:
+            raise VariantBroken(ledger.get(idea_id), report)
     tests = len(ledger.tests(idea_id))
     arms = Study(f"idea-{idea_id}-test-{tests + 1}", Space(arm=Choice(["baseline", "variant"]),
                                                             seed_index=Choice(list(range(seeds)))),
@@ -97,8 +154,6 @@ def ab_test(ledger: Ledger, idea_id: int, study: Any, *, overrides: dict[str, An
                  **objective_arguments(study.objectives),  # the same objectives and constraints as the study
                  budget=study.budget, rules=study.rules, storage=storage or study.storage)
     arms.experiment_path = study.experiment_path
-    if idea.state == "proposed":
-        ledger.start(idea_id)
     arms.run(searcher={"name": "grid", "steps": 1}, workers=workers)
     values: dict[tuple[str, int], float] = {}
     for t in arms.trials:  # compared on the first objective; a run that breaks a constraint counts as failed
@@ -110,4 +165,8 @@ def ab_test(ledger: Ledger, idea_id: int, study: Any, *, overrides: dict[str, An
     ledger.record_test(idea_id, metric=study.metric, mode=study.mode, seeds=seed_list, baseline=base, variant=var,
                        result=result.to_dict(), study=arms.name)
     ledger.link(idea_id, study=arms.name, baseline_of=study.name)
+    if rule is not None and rule.holds(result):
+        if overrides:  # what was tested becomes the idea's config, so the baseline (baseline_config) carries it
+            ledger.edit(idea_id, config={**idea.config, **overrides})
+        ledger.decide(idea_id, "adopt", note=f"adopted by rule '{rule}': {result.message}")
     return result

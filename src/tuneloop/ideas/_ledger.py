@@ -9,8 +9,10 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import math
+import numbers
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -18,10 +20,28 @@ from typing import Any
 from sqlalchemy import insert, select, update
 
 from tuneloop._validation import check_one_of, fail
-from tuneloop.errors import ConfigError, NotFound
+from tuneloop.errors import ConfigError, NotFound, StorageError
 from tuneloop.store import Store, schema
 
-STATES = ("proposed", "testing", "adopted", "rejected", "parked")
+
+class IdeaState(str, enum.Enum):
+    """Where an idea is: ``proposed``, ``testing`` (its A/B test started), decided (``adopted``,
+    ``rejected``, ``parked``), or ``broken``: its variant failed a rung of the check ladder before the
+    A/B test, so the implementation needs fixing; testing it again moves it back to ``testing``.
+    Stored as its text."""
+
+    PROPOSED = "proposed"
+    TESTING = "testing"
+    ADOPTED = "adopted"
+    REJECTED = "rejected"
+    PARKED = "parked"
+    BROKEN = "broken"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+STATES = tuple(s.value for s in IdeaState)
 DECISIONS = {"adopt": "adopted", "reject": "rejected", "park": "parked"}
 COMPLEXITY_PENALTY = 0.25  # each complexity point above 1 divides the priority by another 1.25
 
@@ -41,7 +61,7 @@ class Idea:
 
     id: int
     title: str
-    state: str
+    state: IdeaState
     hours: float
     complexity: int
     gain: float
@@ -59,7 +79,8 @@ class Idea:
         return priority(self.p, self.gain, self.hours, self.complexity)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain data (the state as its text), for YAML and JSON."""
+        return {**asdict(self), "state": str(self.state)}
 
 
 ESTIMATES = {  # field -> (what it must be, the check); NaN and infinities fail every one
@@ -143,8 +164,12 @@ class Ledger:
         return self.get(idea_id)
 
     def start(self, idea_id: int) -> Idea:
-        """Mark an idea as being tested."""
-        self._set(idea_id, state="testing")
+        """Mark an idea as being tested. A broken one too (its fix is tested again): its note and decision
+        time are cleared; its ``broken`` links stay, as history."""
+        if self.get(idea_id).state == IdeaState.BROKEN:
+            self._set(idea_id, state=IdeaState.TESTING.value, note=None, decided_at=None)
+        else:
+            self._set(idea_id, state=IdeaState.TESTING.value)
         return self.get(idea_id)
 
     def decide(self, idea_id: int, decision: str, *, note: str | None = None, actual_hours: float | None = None) -> Idea:
@@ -156,6 +181,17 @@ class Ledger:
         if actual_hours is not None:
             values["actual_hours"] = float(actual_hours)
         self._set(idea_id, **values)
+        return self.get(idea_id)
+
+    def mark_broken(self, idea_id: int, *, check: str, message: str, evidence: dict[str, Any] | None = None,
+                    next_step: str = "") -> Idea:
+        """The idea's variant failed the rung ``check`` of the check ladder: state ``broken``, the note
+        ``failed check <check>: <message>``, and a link ``{"broken": {"check", "message", "evidence",
+        "next_step"}}`` with the evidence (the morning report reads exactly these)."""
+        idea = self.get(idea_id)
+        entry = {"check": check, "message": message, "evidence": _plain_json(evidence or {}), "next_step": next_step}
+        self._set(idea_id, state=IdeaState.BROKEN.value, note=f"failed check {check}: {message}",
+                  decided_at=time.time(), links=json.dumps([*idea.links, {"broken": entry}]))
         return self.get(idea_id)
 
     def link(self, idea_id: int, **link: Any) -> None:
@@ -224,8 +260,31 @@ class Ledger:
         return config
 
 
+def _plain_json(value: Any) -> Any:
+    """``value`` as JSON can hold it: non-finite numbers and other objects become text."""
+    if isinstance(value, dict):
+        return {str(k): _plain_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_json(v) for v in value]
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real) and math.isfinite(float(value)):
+        return float(value)
+    return str(value)
+
+
+def _state(row: Any) -> IdeaState:
+    try:
+        return IdeaState(row.state)
+    except ValueError:
+        raise StorageError(f"Corrupt row: idea {row.id} has the state {str(row.state)[:40]!r}; expected one of "
+                           f"{', '.join(STATES)}.") from None
+
+
 def _idea(row: Any) -> Idea:
-    return Idea(id=row.id, title=row.title, state=row.state, hours=row.hours, complexity=row.complexity, gain=row.gain,
+    return Idea(id=row.id, title=row.title, state=_state(row), hours=row.hours, complexity=row.complexity, gain=row.gain,
                 p=row.p, tags=json.loads(row.tags), actual_hours=row.actual_hours, note=row.note,
                 config=json.loads(row.config or "{}"), links=json.loads(row.links), created_at=row.created_at,
                 decided_at=row.decided_at)

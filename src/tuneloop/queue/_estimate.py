@@ -1,7 +1,9 @@
 """How long a job will take, from what the store already holds (None: unknown).
 
 - ``run FILE --trials N``: the study's mean duration of finished trials x the trials still to run / workers;
-- ``idea-test ID FILE``: the baseline study's mean trial duration x seeds x 2 arms / workers;
+- ``idea-test ID FILE``: the baseline study's mean trial duration x seeds x 2 arms / workers, plus the
+  variant's check ladder (unless ``--no-checks``): the idea's last ladder's seconds, else the study's last
+  stored checks', when known;
 - ``finalize STUDY``: (top x seeds + rerank x rerank-seeds) x the study's mean trial duration / workers;
 - otherwise (probes, checks, a study with no finished trial yet): the last time the same job ran to the end.
 
@@ -12,12 +14,16 @@ as one, so an estimate errs long. Reading only: nothing is written.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from sqlalchemy import select
+
 from tuneloop.errors import ConfigError
 from tuneloop.queue._kinds import _option, check_args, kind_of
+from tuneloop.store import schema
 from tuneloop.store.records import JobState, TrialState
 
 
@@ -50,8 +56,11 @@ def _estimate(store: Any, job: _Job) -> float | None:
     if job.kind == "run":
         guess = _run(store, first[0], options)
     elif job.kind == "idea-test":
-        mean = _mean_trial(store, _study_of(store, first[1], None))
+        study = _study_of(store, first[1], None)
+        mean = _mean_trial(store, study)
         guess = None if mean is None else mean * _int(options, 3, "--seeds") * 2 / _int(options, 1, "--workers")
+        if guess is not None and "--no-checks" not in options:
+            guess += _ladder(store, _whole(first[0], 0), study) or 0.0
     elif job.kind == "finalize":
         mean = _mean_trial(store, store.get_study(first[0]))
         runs = _int(options, 3, "--top") * _int(options, 5, "--seeds")
@@ -90,6 +99,28 @@ def _mean_trial(store: Any, study: Any) -> float | None:
                                                                     TrialState.PRUNED.value])]
     known = [d for d in durations if d is not None and d >= 0]
     return sum(known) / len(known) if known else None
+
+
+def _ladder(store: Any, idea_id: int, study: Any) -> float | None:
+    """The seconds a variant's check ladder takes: the idea's last one (its ``checks`` link, which
+    ``idea test`` writes), else the study's last stored ``tuneloop check``; None when neither is known."""
+    try:
+        with store._read() as conn:
+            raw = conn.execute(select(schema.ideas.c.links).where(schema.ideas.c.id == idea_id)).scalar()
+        links = json.loads(raw) if isinstance(raw, str) and len(raw) < 1_000_000 else []
+        own = [link["checks"].get("seconds") for link in links if isinstance(link, dict)
+               and isinstance(link.get("checks"), dict)] if isinstance(links, list) else []
+        if own and _seconds(own[-1]):
+            return float(own[-1])
+        checks = store.latest_checks(study.id)["checks"] if study is not None else []
+        total = sum(float(c["seconds"]) for c in checks if isinstance(c, dict) and _seconds(c.get("seconds")))
+    except Exception:  # noqa: BLE001 - a hint from possibly corrupt history: unknown is safe
+        return None
+    return total if checks and math.isfinite(total) else None
+
+
+def _seconds(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
 
 
 def _last_run(store: Any, job: _Job) -> float | None:
