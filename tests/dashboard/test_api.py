@@ -19,8 +19,19 @@ def test_studies_list_counts_states_and_best(client):
     assert studies["logs"]["counts"] == {"completed": 1, "diverged": 1}
 
 
+def settled(client, url):
+    """The study's response once its background importance is in (the first answer never waits for it)."""
+    import time
+
+    deadline = time.monotonic() + 60
+    while (data := client.get(url).json())["importance_status"]["state"] != "ready":
+        assert data["importance_status"]["state"] in ("computing", "stale") and time.monotonic() < deadline
+        time.sleep(0.05)
+    return data
+
+
 def test_study_view_holds_every_plot(client):
-    data = client.get("/api/studies/quad").json()
+    data = settled(client, "/api/studies/quad")
     trials = data["trials"]
     assert len(trials) == 12 and data["history"]["number"] == sorted(data["history"]["number"])
     best = min(t["value"] for t in trials)
@@ -204,3 +215,29 @@ def test_malformed_stored_objectives_answer_503_with_one_line(fronts_db, tmp_pat
         assert "malformed" in detail and "repair or delete that row" in detail and "\n" not in detail
         assert "Traceback" not in response.text
     assert client.get("/api/studies").status_code == 200 and client.get("/study/mo").status_code == 200
+
+
+def test_an_unchanged_study_is_answered_not_modified_and_a_finished_trial_changes_it(tmp_path):
+    """A poll sends the ETag back: 304 without a body while nothing changed; a trial that finishes
+    (a new row state in the store) changes the tag and the trials."""
+    import tuneloop as tl
+    from tuneloop.store import Store
+
+    url = f"sqlite:///{tmp_path / 'etag.db'}"
+    with Store(url) as store:
+        record = store.create_study("e", "loss", "min", tl.Space(x=tl.Float(0.0, 1.0)), {})
+        first = store.create_trial(record.id, 0, {"x": 0.5}, seed=0)
+        store.finish_trial(first, "completed", 0.25, {"loss": 0.25})
+        running = store.create_trial(record.id, 1, {"x": 0.1}, seed=1)
+        client = TestClient(create_app(url), base_url="http://localhost")
+        settled(client, "/api/studies/e")  # the background importance in: it changes the view too
+        answer = client.get("/api/studies/e")
+        tag = answer.headers["etag"]
+        assert answer.status_code == 200 and answer.headers["cache-control"] == "no-cache"
+        again = client.get("/api/studies/e", headers={"If-None-Match": tag})
+        assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == tag
+        store.finish_trial(running, "completed", 0.01, {"loss": 0.01})
+        changed = client.get("/api/studies/e", headers={"If-None-Match": tag})
+        assert changed.status_code == 200 and changed.headers["etag"] != tag
+        assert [t["state"] for t in changed.json()["trials"]] == ["completed", "completed"]
+        assert changed.json()["study"]["best"] == 1

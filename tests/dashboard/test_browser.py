@@ -79,6 +79,9 @@ def test_studies_page_lists_studies_and_shows_a_hostile_name_as_text(page, serve
 
 def test_study_page_draws_every_plot(page, server):
     open_page(page, server + "/study/quad")
+    # the importance computes in the background: the page draws without it, a later poll brings it
+    page.wait_for_selector("#importance-status:text-is('From 12 completed trials.')", timeout=60_000)
+    page.wait_for_timeout(300)  # let Plotly finish drawing
     # history, parallel coordinates, importance, one per parameter (2), learning curves
     assert plots(page) == 6
     assert page.locator("#trials tbody tr").count() == 12

@@ -14,7 +14,9 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+import math
 import re
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -105,9 +107,10 @@ def boot_json(value: Any) -> str:
 
 
 def page_html(page: str, params: dict[str, Any], *, data: dict[str, Any] | None = None,
-              inline_assets: bool = False, title: str = "tuneloop") -> str:
+              inline_assets: bool = False, title: str = "tuneloop", plotly: bool = True) -> str:
     """The HTML of one page. The dashboard links its assets and fetches data; the report inlines
-    both (``inline_assets`` and ``data``) so the file stands alone."""
+    both (``inline_assets`` and ``data``) so the file stands alone. ``plotly=False`` leaves Plotly.js
+    out of an inlined page that draws no Plotly chart (the morning report: a few KB instead of 4 MB)."""
     from html import escape
 
     boot = boot_json({"page": page, "params": params, "data": data})
@@ -116,7 +119,8 @@ def page_html(page: str, params: dict[str, Any], *, data: dict[str, Any] | None 
             return path.read_text(encoding="utf-8").replace("</script", "<\\/script")
 
         head = (f"<style>{(STATIC / 'style.css').read_text()}</style>"
-                f"<script>{inline(plotly_js())}</script><script>{inline(STATIC / 'app.js')}</script>")
+                + (f"<script>{inline(plotly_js())}</script>" if plotly else "")
+                + f"<script>{inline(STATIC / 'app.js')}</script>")
     else:
         head = ('<link rel="stylesheet" href="/static/style.css"><script src="/static/plotly.min.js"></script>'
                 '<script src="/static/app.js"></script>')
@@ -133,7 +137,7 @@ def create_app(storage: str | None = None, token: str | None = None,
     """The dashboard app over the store at ``storage``.
 
     ``allowed_hosts``: Host names answered besides the loopback ones (``tuneloop ui --allow-host``)."""
-    from fastapi import FastAPI, HTTPException, Request
+    from fastapi import FastAPI, Header, HTTPException, Request
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
     from tuneloop import views
@@ -188,6 +192,13 @@ def create_app(storage: str | None = None, token: str | None = None,
     def ideas() -> Any:
         return views.ideas_view(store)
 
+    @app.get("/api/morning")
+    def morning() -> Any:
+        """The latest night's summary (the home page's "Last night" panel), up to the next whole minute:
+        the page polls every 2 s and redraws the panel only when it changed, so a running job's
+        duration moves on once a minute, not at every poll."""
+        return views.morning(store, until=math.ceil(time.time() / 60) * 60).to_dict()
+
     @app.get("/ideas", response_class=HTMLResponse)
     def ideas_page() -> str:
         return page_html("ideas", {}, title="ideas - tuneloop")
@@ -219,8 +230,15 @@ def create_app(storage: str | None = None, token: str | None = None,
         return api(views.analysis_view, name)
 
     @app.get("/api/studies/{name:path}")
-    def study(name: str) -> Any:
-        return api(views.study_view, name)
+    def study(name: str, if_none_match: str | None = Header(default=None)) -> Any:
+        # never waits for a study-wide analysis: importance computes in the background, the page polls;
+        # a poll of an unchanged study gets 304 (the browser revalidates with the ETag: no-cache)
+        view, tag = views.study_response(store, name, wait=False)
+        etag = f'"{tag}"'
+        headers = {"ETag": etag, "Cache-Control": "no-cache"}
+        if if_none_match == etag:
+            return Response(status_code=304, headers=headers)
+        return JSONResponse(view, headers=headers)
 
     @app.get("/artifacts/{path:path}")
     def artifact(path: str) -> Any:

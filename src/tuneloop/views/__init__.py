@@ -7,9 +7,10 @@ them) and plain dataclasses (the CLI's Rich tables escape them). Drawing stays w
 
 from tuneloop.views._forecast import forecast_view, trial_forecast
 from tuneloop.views._ideas import ideas_view, latest_tests, measured_effects
+from tuneloop.views._morning import ChainStep, Decision, JobLine, Morning, Verdict, morning
 from tuneloop.views._rounds import RoundRow, final_view, round_rows, rounds_view
 from tuneloop.views._studies import studies_view, trials_of
-from tuneloop.views._study import analysis_view, study_view
+from tuneloop.views._study import analysis_view, study_response, study_view
 from tuneloop.views._trial import (
     SystemSummary,
     TrialData,
@@ -23,9 +24,14 @@ from tuneloop.views._trial import (
 )
 
 __all__ = [
+    "ChainStep",
+    "Decision",
+    "JobLine",
+    "Morning",
     "RoundRow",
     "SystemSummary",
     "TrialData",
+    "Verdict",
     "analysis_view",
     "compare_view",
     "curve_summaries",
@@ -35,9 +41,11 @@ __all__ = [
     "ideas_view",
     "latest_tests",
     "measured_effects",
+    "morning",
     "round_rows",
     "rounds_view",
     "studies_view",
+    "study_response",
     "study_view",
     "system_summaries",
     "trial_data",

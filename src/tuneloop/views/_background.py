@@ -40,7 +40,8 @@ class Background:
     def get(self, slot: Hashable, key: Hashable, size: int, compute: Callable[[], Any], *, wait: bool,
             empty: Any = None) -> tuple[Any, dict[str, Any]]:
         """The result for ``key`` in ``slot`` and its status: ``ready``, ``stale`` (an older key's result
-        while the new one computes) or ``computing`` (nothing yet); ``wait`` computes it now if needed."""
+        while the new one computes) or ``computing`` (nothing yet), with how many trials it was computed
+        from and when (epoch seconds); ``wait`` computes it now if needed."""
         with self._lock:
             entry = self._done.get(slot)
             if entry is not None and entry.key == key:
@@ -55,7 +56,7 @@ class Background:
                 entry = self._done[slot]
             return entry.value, self._status("ready", entry)
         if entry is None:
-            return empty, {"state": "computing", "trials": None, "age_s": None}
+            return empty, {"state": "computing", "trials": None, "computed_at": None}
         return entry.value, self._status("stale", entry)
 
     def _submit(self, slot: Hashable, key: Hashable, size: int, compute: Callable[[], Any], empty: Any) -> Future[Any]:
@@ -83,7 +84,8 @@ class Background:
 
     @staticmethod
     def _status(state: str, entry: _Entry) -> dict[str, Any]:
-        return {"state": state, "trials": entry.size, "age_s": round(max(0.0, time.time() - entry.computed_at), 1)}
+        # when, not how long ago: a polling page redraws only when the answer changes
+        return {"state": state, "trials": entry.size, "computed_at": round(entry.computed_at, 3)}
 
 
 BACKGROUND = Background()

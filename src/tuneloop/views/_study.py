@@ -3,6 +3,8 @@ seed bands, checks, rounds and finalize panels; and its ``tuneloop analyze`` fin
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -21,8 +23,42 @@ TOP_CURVES = 10  # learning curves shown by default: the best trials
 def study_view(store: Store, name: str, *, wait: bool = True) -> dict[str, Any]:
     """One study: its trials and the data of every study plot. ``wait=False`` (the dashboard) answers at
     once without the study-wide analyses still computing in the background (``importance_status`` says
-    which: ready, stale with its age, or computing)."""
+    which: ready, stale with when it was computed, or computing)."""
+    return study_response(store, name, wait=wait)[0]
+
+
+def study_response(store: Store, name: str, *, wait: bool = True) -> tuple[dict[str, Any], str]:
+    """:func:`study_view` and a tag that changes whenever the view does (the dashboard's ETag: a poll of an
+    unchanged study is answered "not modified", without building or sending its JSON).
+
+    The parts drawn from the trials (rows, history, effects, curves, seed bands, fronts) are kept per
+    study, keyed by :meth:`Store.trials_mark`: a poll reads that key in two cheap queries, and only a
+    change of a trial row recomputes them. Checks, rounds and the final panel are read every time."""
     record = store.require_study(name)
+    mark = (store.url, record.id, store.trials_mark(record.id))
+    slot = (store.url, record.id)
+    cached = _VIEWS.get(slot)
+    if cached is None or cached[0] != mark:
+        if len(_VIEWS) > MAX_VIEWS:
+            _VIEWS.clear()
+        cached = (mark, *_trials_part(store, record))
+        _VIEWS[slot] = cached
+    _, part, trials, done, top = cached
+    importance_values, importance_status = _importance(store, record, trials, done, _key(store, record, done), wait)
+    light = strict_json({"importance": importance_values, "importance_status": importance_status,
+                         "checks": _checks_view(store, record, done, top), "rounds": rounds_view(store, record),
+                         "final": final_view(store, record)})
+    tag = hashlib.sha256(repr((mark, json.dumps(light, sort_keys=True, default=str))).encode()).hexdigest()[:32]
+    return {**part, **light}, tag
+
+
+MAX_VIEWS = 16  # studies whose trial-drawn parts are kept (each holds its trials: a big study is megabytes)
+_VIEWS: dict[tuple[str, int], tuple[Any, dict[str, Any], list[TrialRecord], list[TrialRecord], TrialRecord | None]] = {}
+
+
+def _trials_part(store: Store, record: StudyRecord) -> tuple[dict[str, Any], list[TrialRecord], list[TrialRecord],
+                                                              TrialRecord | None]:
+    """Everything of the study view drawn from its trials, with the trials, the completed ones and the best."""
     objectives = record.objectives  # a StorageError when the stored ones are malformed (a forged database)
     trials = store.trials(record.id)
     done = [t for t in trials if t.state == TrialState.COMPLETED and t.value is not None and math.isfinite(t.value)]
@@ -33,10 +69,8 @@ def study_view(store: Store, name: str, *, wait: bool = True) -> dict[str, Any]:
     curves = store.series(sorted(ids), names=[record.metric]) if ids else {}
     for g in groups:
         g["band"] = band([curves.get(i, {}).get(record.metric, []) for i in g.pop("ids")])
-    key = _key(store, record, done)
-    importance_values, importance_status = _importance(store, record, trials, done, key, wait)
     steps = history(trials, record.mode, objectives)  # the best so far counts feasible trials only
-    return strict_json({
+    part = strict_json({
         "study": {"name": record.name, "metric": record.metric, "mode": record.mode,
                   "seed": record.config.get("seed"), "space": record.space.to_json(),
                   "best": top.number if top else None},
@@ -44,15 +78,11 @@ def study_view(store: Store, name: str, *, wait: bool = True) -> dict[str, Any]:
         "trials": [{**trial_row(t), **feasibility(objectives, t)} for t in trials],
         "history": steps,
         "effects": param_effects(record.space, trials, record.mode, objectives),  # "best trials": feasible ones first
-        "importance": importance_values,
-        "importance_status": importance_status,
         # the best trials first (a list: JavaScript would reorder number-like keys)
         "curves": [{"number": t.number, "points": curves.get(t.id, {}).get(record.metric, [])} for t in best],
         "groups": groups,
-        "checks": _checks_view(store, record, done, top),
-        "rounds": rounds_view(store, record),
-        "final": final_view(store, record),
     })
+    return part, trials, done, top
 
 
 def _checks_view(store: Store, record: StudyRecord, done: Sequence[TrialRecord],

@@ -145,14 +145,29 @@ const tuneloop = (() => {
   }
 
   // -- pages -----------------------------------------------------------------------------------
+  // the study list and the "Last night" panel are redrawn apart, each only when its own data changed:
+  // a redraw would reset a table's sort order while a night's running job changes the panel
   function studiesPage(app, data) {
-    const rows = data.studies.map((s) => row(
-      [el("a", { href: `/study/${enc(s.name)}`, text: s.name }), objectiveText(s.objectives || [{ name: s.metric, direction: s.mode }]), s.n_trials,
-       Object.entries(s.counts).map(([k, n]) => `${n} ${k}`).join(", "), s.best, ago(s.last_activity)],
-      [s.name, s.metric, s.n_trials, null, s.best, s.last_activity]));
-    app.replaceChildren(el("h1", { text: "Studies" }),
-      rows.length ? table(["study", "objective", "trials", "by state", "best", "last activity"], rows, { id: "studies" })
+    const { morning, ...list } = data;
+    let parts = app.tlParts;
+    if (!parts || !parts.list.isConnected) {
+      parts = app.tlParts = { list: el("div"), night: el("div"), text: {} };
+      app.replaceChildren(el("h1", { text: "Studies" }), parts.list, parts.night);
+    }
+    const listText = JSON.stringify(list), nightText = JSON.stringify(morning ?? null);
+    if (parts.text.list !== listText) {
+      parts.text.list = listText;
+      const rows = list.studies.map((s) => row(
+        [el("a", { href: `/study/${enc(s.name)}`, text: s.name }), objectiveText(s.objectives || [{ name: s.metric, direction: s.mode }]), s.n_trials,
+         Object.entries(s.counts).map(([k, n]) => `${n} ${k}`).join(", "), s.best, ago(s.last_activity)],
+        [s.name, s.metric, s.n_trials, null, s.best, s.last_activity]));
+      parts.list.replaceChildren(rows.length ? table(["study", "objective", "trials", "by state", "best", "last activity"], rows, { id: "studies" })
         : el("p", { text: "No studies yet: run tuneloop demo or tuneloop run FILE." }));
+    }
+    if (parts.text.night !== nightText) {
+      parts.text.night = nightText;
+      parts.night.replaceChildren(...[nightPanel(morning)].filter(Boolean));
+    }
   }
 
   function studyPage(app, data, { report = false } = {}) {
@@ -251,9 +266,13 @@ const tuneloop = (() => {
     }
     // importance
     const imp = Object.entries(data.importance);
-    parts.push(section("Parameter importance (fANOVA)", imp.length
+    const st = data.importance_status || { state: "ready" };
+    const impNote = st.state === "computing" ? "Computing in the background; it appears at a later refresh."
+      : st.state === "stale" ? `From ${st.trials} completed trials, ${Math.max(0, Math.round(Date.now() / 1000 - st.computed_at))} s ago; updating in the background.`
+      : st.trials != null ? `From ${st.trials} completed trials.` : "";
+    parts.push(section("Parameter importance (fANOVA)", el("p", { class: "meta", id: "importance-status", text: impNote }), imp.length
       ? plot(plotDiv(), [{ type: "bar", orientation: "h", x: imp.map((x) => x[1]).reverse(), y: imp.map((x) => String(x[0])).reverse() }], { height: 60 + 28 * imp.length })
-      : el("p", { text: "Needs at least 5 completed trials." })));
+      : el("p", { text: st.state === "computing" ? "" : "Needs at least 5 completed trials." })));
     // one plot per parameter, with the search-space bounds
     const grid = el("div", { class: "small-multiples" });
     for (const e of data.effects) {
@@ -488,9 +507,100 @@ const tuneloop = (() => {
     app.replaceChildren(...parts);
   }
 
+  // -- the morning report: the night shift's summary (the home page's "Last night" panel, the one-file report) --------
+  const num0 = (v) => num(v) ? v : null;
+  const when = (t) => { if (!num(t) || Math.abs(t) > 1e11) return "-"; const d = new Date(t * 1000);
+    return `${d.toLocaleDateString()} ${d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}`; };
+  const took = (s) => !num(s) ? "-" : s < 90 ? `${s.toFixed(0)} s` : s < 3600 ? `${(s / 60).toFixed(0)} min` : `${(s / 3600).toFixed(1)} h`;
+  const signed = (v) => !num(v) ? "-" : (v > 0 ? "+" : "") + fmt(v);
+  const jobState = (j) => el("span", { class: `state ${j.state === "done" ? "completed" : j.state}`,
+    text: j.state + (j.exit_code != null && j.state !== "done" ? ` (exit ${j.exit_code})` : "") });
+  const decision = (d) => el("span", { class: `idea ${d.state}`,
+    text: d.state === "adopted" ? (d.by_rule ? "adopted by rule" : "adopted by hand") : d.state });
+  const SVG = "http://www.w3.org/2000/svg";
+  function svg(tag, attrs = {}, text = null) {
+    const e = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+    if (text != null) e.textContent = text;
+    return e;
+  }
+  // each verdict's effect with its 95% interval, one row a test, zero marked: drawn as SVG (no Plotly: the file stays small)
+  function effectsChart(verdicts) {
+    const vs = verdicts.filter((v) => num(v.effect));
+    if (!vs.length) return null;
+    const lo = Math.min(0, ...vs.map((v) => num0(v.ci_low) ?? v.effect)), hi = Math.max(0, ...vs.map((v) => num0(v.ci_high) ?? v.effect));
+    const span = hi - lo || 1, left = 260, width = 420, rowH = 26, top = 10, h = top + rowH * vs.length + 24;
+    const x = (v) => left + ((v - lo) / span) * width;
+    const chart = svg("svg", { class: "effects", width: left + width + 20, height: h, role: "img" });
+    chart.append(svg("rect", { x: 0, y: 0, width: left + width + 20, height: h, fill: "#fff" }),
+      svg("line", { x1: x(0), x2: x(0), y1: top, y2: h - 20, stroke: "#999", "stroke-dasharray": "3 3" }));
+    vs.forEach((v, i) => {
+      const y = top + rowH * i + rowH / 2, color = v.verdict === "better" ? "#2a7d2a" : v.verdict === "worse" ? "#c62828" : "#1565c0";
+      const label = `#${v.idea_id} ${v.title}`;
+      chart.append(svg("text", { x: left - 8, y: y + 4, "text-anchor": "end", "font-size": 12 }, label.length > 40 ? label.slice(0, 39) + "…" : label));
+      if (num(v.ci_low) && num(v.ci_high)) chart.append(svg("line", { x1: x(v.ci_low), x2: x(v.ci_high), y1: y, y2: y, stroke: color, "stroke-width": 2 }));
+      const dot = svg("circle", { cx: x(v.effect), cy: y, r: 5, fill: color });
+      dot.append(svg("title", {}, `${v.verdict}: ${signed(v.effect)} [${fmt(v.ci_low)}, ${fmt(v.ci_high)}]`));
+      chart.append(dot);
+    });
+    chart.append(svg("text", { x: x(lo), y: h - 6, "font-size": 11 }, fmt(lo)), svg("text", { x: x(hi), y: h - 6, "font-size": 11, "text-anchor": "end" }, fmt(hi)),
+      svg("text", { x: x(0), y: h - 6, "font-size": 11, "text-anchor": "middle" }, "0"));
+    return chart;
+  }
+  function morningParts(m, { full = true } = {}) {
+    // in the home page's panel the sections are one level down, under its "Last night" heading
+    const section = (title, ...kids) => el("section", {}, el(full ? "h2" : "h3", { text: title }), ...kids);
+    const parts = [el("p", { class: "meta", id: "night-window", text: `${m.window}: ${when(m.since)} to ${when(m.until)} · ${m.jobs.length} jobs ran · ` +
+      `machine time ${took(m.machine_s)} · ${m.verdicts.length} verdicts · ${m.decisions.length} decisions · ${m.queued.length} queued` +
+      (m.queue_paused ? " · the queue is paused" : "") })];
+    if (m.empty) parts.push(el("p", { id: "night-empty", text: "Nothing ran, was tested or decided in this window, and nothing is queued." }));
+    if (m.jobs.length) parts.push(section("What ran", table(["id", "kind", "title", "state", "attempts", "started", "duration"],
+      m.jobs.map((j) => row([j.id, j.kind, j.title, jobState(j), j.attempts, when(j.started_at), took(j.duration_s)],
+        [j.id, j.kind, j.title, j.state, j.attempts, j.started_at, j.duration_s])), { id: "night-jobs" })));
+    if (m.verdicts.length) {
+      const t = table(["idea", "title", "verdict", "effect", "95% CI", "p", "seeds", "predicted gain"], m.verdicts.map((v) => row(
+        [v.idea_id, v.title, el("span", { class: `verdict ${v.verdict}`, text: v.verdict }), signed(v.effect), `[${fmt(v.ci_low)}, ${fmt(v.ci_high)}]`,
+         v.p_value, v.seeds, v.predicted_gain], [v.idea_id, v.title, v.verdict, v.effect, v.ci_low, v.p_value, v.seeds, v.predicted_gain])), { id: "night-verdicts" });
+      parts.push(section("Verdicts of the night's idea tests (effect: positive is better)", t, full ? effectsChart(m.verdicts) : null));
+    }
+    if (m.decisions.length) parts.push(section("Decisions", table(["idea", "title", "decision", "note"], m.decisions.map((d) => row(
+      [d.idea_id, d.title, decision(d), d.state === "broken" && d.check ? `failed check ${d.check}: ${d.message ?? "-"}` : d.note ?? "-"])), { id: "night-decisions" })));
+    const c = m.calibration;
+    parts.push(section("Gain and calibration", el("p", { id: "night-gain", text: `Adopted ideas' cumulative gain ${signed(m.gain_total)}; this night added ${signed(m.gain_tonight)}` +
+      (c && c.decided ? ` · over ${c.decided} decided ideas: predicted gain ${fmt(c.gain_predicted)}, realized ${fmt(c.gain_realized)}, Brier ${fmt(c.brier)} ` +
+        `(always the base rate: ${fmt(c.brier_base_rate)})` : " · no adopted or rejected idea to calibrate against yet") +
+      (c && c.broken ? ` · ${c.broken} broken ideas not scored` : "") })));
+    const failed = m.jobs.filter((j) => j.state === "failed"), broken = m.decisions.filter((d) => d.state === "broken");
+    if (failed.length || broken.length) {
+      const items = [...failed.map((j) => el("li", {}, el("strong", { text: `job ${j.id} ${j.title}` }),
+        document.createTextNode(`: ${j.reason ?? "failed"}${j.exit_code != null ? ` (exit ${j.exit_code})` : ""}`),
+        full && j.tail.length ? el("pre", { class: "tail", text: j.tail.join("\n") }) : null)),
+      ...broken.map((d) => el("li", {}, el("strong", { text: `idea ${d.idea_id} ${d.title}` }),
+        document.createTextNode(` broke check ${d.check ?? "?"}: ${d.message ?? "-"}${d.next_step ? `; next: ${d.next_step}` : ""}`),
+        full && Object.keys(d.evidence).length ? el("pre", { class: "tail", text: JSON.stringify(d.evidence) }) : null))];
+      parts.push(section("What failed and why", el("ul", { id: "night-failures", class: "failures" }, ...items)));
+    }
+    if (m.queued.length) parts.push(section("Queued next", table(["#", "id", "kind", "title", "estimate", "reason"], m.queued.map((j, i) => row(
+      [i + 1, j.id, j.kind, j.title + (j.paused ? " (paused)" : ""), took(j.estimate_s), j.reason ?? "-"],
+      [i + 1, j.id, j.kind, j.title, j.estimate_s, j.reason])), { id: "night-queued", sortable: false })));
+    if (m.notes.length) parts.push(el("ul", { class: "warnings", id: "night-notes" }, ...m.notes.map((n) => el("li", { text: n }))));
+    return parts;
+  }
+  function morningPage(app, data) {
+    app.replaceChildren(el("h1", { text: "Morning report" }), ...morningParts(data));
+  }
+  // the home page's panel: the same summary, without the chart and the output tails
+  function nightPanel(m) {
+    if (m == null) return null;
+    if (m.error) return el("section", { id: "last-night", class: "panel" }, el("h2", { text: "Last night" }), el("p", { class: "error", text: m.error }));
+    return el("section", { id: "last-night", class: "panel" }, el("h2", { text: "Last night" }), ...morningParts(m, { full: false }));
+  }
+
   // -- routing and live updates ------------------------------------------------------------
   const pages = {
-    studies: { url: () => "/api/studies", draw: studiesPage, live: true },
+    // the home page also shows last night's summary; a failure there leaves the study list drawn
+    studies: { url: () => "/api/studies", draw: studiesPage, live: true,
+      load: async () => Object.assign(await get("/api/studies"), { morning: await get("/api/morning").catch((e) => ({ error: `Could not load last night: ${e.message}` })) }) },
     study: { url: (p) => `/api/studies/${enc(p.name)}`, draw: studyPage, live: true },
     trial: { url: (p) => `/api/studies/${enc(p.name)}/trials/${enc(p.number)}`, draw: trialPage, live: true },
     ideas: { url: () => "/api/ideas", draw: ideasPage, live: true },
@@ -500,7 +610,7 @@ const tuneloop = (() => {
 
   async function refresh(page, app, last) {
     try {
-      const data = await get(page.url(boot.params));
+      const data = page.load ? await page.load(boot.params) : await get(page.url(boot.params));
       const text = JSON.stringify(data);
       if (text !== last.text) { last.text = text; page.draw(app, data); flushPlots(); }
       document.body.dataset.loaded = "true";
@@ -520,6 +630,11 @@ const tuneloop = (() => {
       if (b.data.analysis) analysisPage(analysis, b.data.analysis, { embedded: true });
       if (b.data.best) trialPage(best, b.data.best);
       flushPlots();
+      document.body.dataset.loaded = "true";
+      return;
+    }
+    if (b.page === "morning") {  // the one-file morning report: its data is embedded
+      morningPage(app, b.data);
       document.body.dataset.loaded = "true";
       return;
     }
