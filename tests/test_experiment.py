@@ -112,3 +112,23 @@ def test_a_pinned_file_is_imported_only_with_the_content_that_was_checked(write_
     assert "not what was checked" not in child.stdout
     pin(path, digest)
     assert tl.load_study(path).name == "quad"  # unchanged: imported as usual
+
+
+def test_a_symlink_re_pointed_after_the_check_is_refused(write_experiment, tmp_path):
+    """A pin holds for the path as it was named, not only for the file it resolved to then."""
+    import hashlib
+
+    from tuneloop._load import load_module, pinned_env
+
+    checked = write_experiment(textwrap.dedent(QUADRATIC_EXPERIMENT), name="checked.py")
+    other = write_experiment(textwrap.dedent(QUADRATIC_EXPERIMENT) + "\nprint('swapped in')\n", name="other.py")
+    link = tmp_path / "exp_link.py"
+    link.symlink_to(checked)
+    env = pinned_env({str(link): hashlib.sha256(checked.read_bytes()).hexdigest()})
+    link.unlink()
+    link.symlink_to(other)
+    import os
+
+    os.environ["TUNELOOP_PINNED"] = env["TUNELOOP_PINNED"]  # restored by the autouse fixture
+    with pytest.raises(tl.ConfigError, match="changed after tuneloop checked it"):
+        load_module(link)

@@ -56,7 +56,7 @@ def pins() -> dict[str, str]:
 def pin(path: str | Path, sha256: str) -> None:
     """Import ``path`` from now on (here and in the processes started from here) only while its content
     has this sha256."""
-    os.environ[PINNED] = json.dumps({**pins(), str(Path(path).resolve()): sha256})
+    os.environ[PINNED] = json.dumps({**pins(), str(Path(path).absolute()): sha256, str(Path(path).resolve()): sha256})
 
 
 def pinned_env(files: dict[str, str], env: dict[str, str] | None = None) -> dict[str, str]:
@@ -67,7 +67,9 @@ def pinned_env(files: dict[str, str], env: dict[str, str] | None = None) -> dict
     except ValueError:
         inherited = {}
     inherited = inherited if isinstance(inherited, dict) else {}
-    base[PINNED] = json.dumps({**inherited, **{str(Path(p).resolve()): d for p, d in files.items()}})
+    # by the path as named and as resolved: a symlink re-pointed after the check is looked up as named
+    named = {str(Path(p).absolute()): d for p, d in files.items()}
+    base[PINNED] = json.dumps({**inherited, **named, **{str(Path(p).resolve()): d for p, d in files.items()}})
     return base
 
 
@@ -87,7 +89,8 @@ def load_module(path: str | Path) -> ModuleType:
         source = resolved.read_bytes()  # read once: what is checked is what runs
     except OSError as exc:
         raise ConfigError(f"Cannot read {str(path)!r}: {exc.strerror or exc}.") from None
-    expected = pins().get(str(resolved))
+    found = pins()
+    expected = found.get(str(Path(path).absolute()), found.get(str(resolved)))  # as named first: a re-pointed symlink
     if expected is not None and hashlib.sha256(source).hexdigest() != expected:
         raise ConfigError(f"{str(path)!r} changed after tuneloop checked it (its sha256 is not the one vouched for), so "
                           f"it is not imported; if you meant the change, queue or run the job again.")

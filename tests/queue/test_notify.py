@@ -159,3 +159,71 @@ def test_the_summary_counts_jobs_and_names_those_left_queued():
     assert subject.endswith("1 done, 1 failed, 2 left queued (the window ended)") and "\n" not in subject
     assert "Machine time: 2.0 h of jobs in 30 min." in text and "job 2 (b): exit code 3: boom" in text
     assert "job 4 (c): estimated 2.1 h, 1.4 h left in the window" in text and "job 5 (d): not reached" in text
+
+
+def test_failures_sent_from_several_slots_at_once_start_one_sender_and_the_summary_goes_last(hook):
+    """Slot threads send failures concurrently: one sender thread, in order, so close() waits for every message
+    and the summary is the last one delivered (two senders: close() joined one, the other's message was lost)."""
+    import sys
+    import threading
+
+    url, seen = hook
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch as often as they can: the check-then-start race shows at once
+    try:
+        for round_ in range(30):
+            notifier = Notifier(url=url + SECRET, warn=lambda line: None)
+            gate = threading.Barrier(8)
+
+            def fail(n, notifier=notifier, gate=gate, round_=round_):
+                gate.wait()
+                notifier.send("subject", f"round {round_} failure {n}")
+
+            threads = [threading.Thread(target=fail, args=(n,)) for n in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            senders = sum(t.name == "queue-notify" and t.is_alive() for t in threading.enumerate())
+            notifier.close(("summary", f"round {round_} summary"))
+            assert senders == 1, f"round {round_}: {senders} sender threads"
+            texts = [body["text"] for _, _, body in seen if body["text"].startswith(f"round {round_} ")]
+            assert len(texts) == 9 and texts[-1] == f"round {round_} summary", texts
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def test_a_title_with_a_unicode_line_separator_still_mails_a_one_line_subject(cli, tmp_path, monkeypatch, inbox):
+    """U+2028/U+2029 are line breaks to the email package (plain() keeps them): a stored title holding one made
+    the failure's mail raise 'Header values may not contain linefeed', so no mail said the job failed."""
+    port, mails = inbox
+    db = tmp_path / "q.db"
+    _forged(db, "forged\u2028Bcc: evil@example.com\u2029x\x85y")
+    monkeypatch.setenv("TUNELOOP_SMTP", f"127.0.0.1:{port}")
+    result = cli("queue", "run", "--notify-email", "me@example.com", "--storage", db)
+    assert result.exit_code == 0 and "could not notify" not in result.output, result.output
+    assert [to for to, _ in mails] == [["me@example.com"]] * 2
+    (_, failure), _ = mails
+    assert failure["Subject"].endswith("job 1 failed (forged Bcc: evil@example.com xy)"), failure["Subject"]
+    assert failure["Bcc"] is None
+
+
+@pytest.mark.slow
+def test_the_notification_secrets_never_reach_a_job_nor_its_stored_output(cli, tmp_path, hook, monkeypatch):
+    """A job's output is stored (queue show) and sent in its failure's message: a job printing its
+    environment (a crash report, a logger) must not find the webhook's URL or the SMTP password there."""
+    from shared import sqlite_rows
+
+    url, seen = hook
+    db, path = tmp_path / "q.db", tmp_path / "exp.py"
+    path.write_text("import os\nprint(sorted(os.environ.items()))\nraise SystemExit(1)\n")
+    assert cli("queue", "add", "check", path, "--storage", db).exit_code == 0
+    monkeypatch.setenv("TUNELOOP_NOTIFY_URL", url + SECRET)
+    monkeypatch.setenv("TUNELOOP_SMTP_USER", "me")
+    monkeypatch.setenv("TUNELOOP_SMTP_PASSWORD", "hunter2")
+    result = cli("queue", "run", "--storage", db)
+    assert result.exit_code == 0 and "Ran 1 jobs (0 done, 1 failed)" in result.output, result.output
+    ((tail,),) = sqlite_rows(db, "select tail from jobs where id = 1")
+    assert "TUNELOOP_STORAGE" in tail  # it did print its environment
+    for secret in ("s3cr3t", "hunter2"):
+        assert secret not in tail and secret not in result.output and not any(secret in b["text"] for _, _, b in seen)

@@ -3,6 +3,7 @@ recorded exactly once; every wait is for an event (a row, a file, a process gone
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -122,6 +123,8 @@ def test_gpu_indices_are_the_visible_gpus_and_all_asks_for_every_one(monkeypatch
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     with pytest.raises(ConfigError, match="--gpus all pins each job to a GPU, but no GPU is visible"):
         gpu_pool("all")
+    with pytest.raises(ConfigError, match=r"There is no GPU 0 to pin to: no GPU is visible .*; run without --gpus\.$"):
+        gpu_pool("0")  # not "pass indices 0 to -1"
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -133,9 +136,12 @@ def test_gpu_indices_are_the_visible_gpus_and_all_asks_for_every_one(monkeypatch
     (["--workers", "0"], "--workers takes a whole number of jobs at once, at least 1"),
     (["--notify-url", "file:///etc/passwd"], "--notify-url (or TUNELOOP_NOTIFY_URL) takes an http or https URL"),
     (["--notify-url", "https://"], "takes an http or https URL"),
+    (["--notify-url", "http://[oops/s3cr3t"], "takes an http or https URL"),  # urlsplit: ValueError
+    (["--notify-url", "https://hooks.slack.com/services/s3cr3t\nx"], "has a space or a control character"),
     (["--notify-email", "me@example.com"], "--notify-email sends mail through an SMTP server: pass --smtp"),
     (["--notify-email", "not an address", "--smtp", "localhost"], "--notify-email takes one mail address"),
     (["--notify-email", "me@example.com", "--smtp", "host:port"], "--smtp (or TUNELOOP_SMTP) takes HOST or HOST:PORT"),
+    (["--notify-email", "me@example.com", "--smtp", "host:\u00b2"], "--smtp (or TUNELOOP_SMTP) takes HOST or HOST:PORT"),
     (["--smtp", "localhost"], "--smtp names the server that mails --notify-email ADDRESS"),
 ])
 def test_bad_runner_options_are_one_line_with_the_fix(cli, tmp_path, monkeypatch, args, message):
@@ -143,6 +149,7 @@ def test_bad_runner_options_are_one_line_with_the_fix(cli, tmp_path, monkeypatch
     result = cli("queue", "run", *args, "--storage", tmp_path / "q.db")
     assert result.exit_code != 0 and message in result.output, result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert "s3cr3t" not in result.output
     assert not (tmp_path / "q.db").exists()  # refused before anything opened
 
 
@@ -182,3 +189,102 @@ def test_with_several_workers_a_job_that_cannot_finish_in_the_window_stays_queue
     assert result.exit_code == 0 and "Ran 1 jobs (1 done, 0 failed); stopped: nothing left fits" in result.output
     assert sqlite_rows(db, "select id, state, attempts from jobs order by id") == [(1, "done", 1), (2, "queued", 0)]
     assert sqlite_rows(db, "select reason from jobs where id = 2")[0][0].endswith("left in the window")
+
+
+@pytest.mark.slow
+def test_a_free_slot_never_takes_over_a_job_its_own_runner_is_running(cli, queue, meeting, tmp_path):
+    """A running job whose heartbeat went stale (a suspended laptop, a store busy past --stale-after) looks
+    dead to claim_next; the runner holding it must not claim it again in its other slot (run twice, recorded twice)."""
+    paths, where = meeting
+    db = queue(paths[0])
+    env = {**os.environ, "HOLD": "1"}
+    log = tmp_path / "runner.txt"
+    with open(log, "w") as out:
+        runner = subprocess.Popen([sys.executable, "-m", "tuneloop.cli", "queue", "run", "--workers", "2", "--poll",
+                                   "0.1", "--stale-after", "600", "--storage", str(db)],
+                                  env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait(lambda: (where / "s0.started").exists(), "job 1's trial to run")
+        con = sqlite3.connect(db, timeout=30)
+        with con:  # job 1's heartbeat as a runner's looks after a night's suspend
+            con.execute("update jobs set heartbeat_at = heartbeat_at - 100000 where id = 1")
+        con.close()
+        assert cli("queue", "add", "run", paths[1], "--trials", 1, "--storage", db).exit_code == 0
+        _wait(lambda: (where / "s1.started").exists()
+              or sqlite_rows(db, "select attempts from jobs where id = 1") != [(1,)], "the runner's next claim")
+        assert sqlite_rows(db, "select id, state, attempts from jobs order by id") == [(1, "running", 1),
+                                                                                       (2, "running", 1)]
+        assert cli("queue", "pause", "--storage", db).exit_code == 0  # then it stops once both have ended
+        (where / "release").touch()
+        runner.wait(timeout=120)
+    finally:
+        if runner.poll() is None:
+            os.killpg(runner.pid, signal.SIGKILL)
+            runner.wait()
+    output = log.read_text()
+    assert runner.returncode == 0 and "attempt 2" not in output, output
+    assert sqlite_rows(db, "select id, state, attempts from jobs order by id") == [(1, "done", 1), (2, "done", 1)]
+
+
+def test_a_slot_that_cannot_start_gives_its_gpu_back_requeues_its_job_and_the_runner_ends(queue, meeting, monkeypatch):
+    """A thread that cannot start (the process's thread limit) left the slot registered forever: run() waited
+    for it without end, its GPU out of the pool and its job running under a runner that never recorded it."""
+    import threading
+
+    from tuneloop.queue import Runner
+    from tuneloop.store import Store
+
+    paths, _ = meeting
+    db = queue(paths[0])
+
+    class NoSlots(threading.Thread):
+        def start(self):
+            if self.name.startswith("queue-job-"):
+                raise RuntimeError("can't start new thread")
+            super().start()
+
+    monkeypatch.setattr(threading, "Thread", NoSlots)
+    outcome = []
+    with Store(f"sqlite:///{db}") as store:
+        runner = Runner(store, gpus=["0"], say=lambda line: None, echo=lambda line: None)
+
+        def run():
+            try:
+                runner.run()
+            except BaseException as exc:  # noqa: BLE001 - what the test looks at
+                outcome.append(exc)
+
+        thread = threading.Thread.__mro__[1](target=run, daemon=True)  # a plain thread: run() off the main one
+        thread.start()
+        thread.join(timeout=20)  # it ends at once, or never
+        assert not thread.is_alive(), "run() never ended"
+    assert [type(e) for e in outcome] == [RuntimeError]
+    assert runner._free_gpus == ["0"] and runner._slots == {}
+    assert sqlite_rows(db, "select id, state, runner from jobs") == [(1, "queued", None)]
+
+
+@pytest.mark.slow
+def test_a_job_whose_output_cannot_be_echoed_still_runs_to_its_end(cli, tmp_path):
+    """The runner's terminal gone (EIO, a closed pipe: BrokenPipeError) made the reader stop reading the
+    child's output: the child then blocked on its full pipe, and the job (and the runner) never ended."""
+    import threading
+
+    from tuneloop.queue import Runner
+    from tuneloop.store import Store
+
+    db, path = tmp_path / "q.db", tmp_path / "exp.py"
+    path.write_text("import sys\nsys.stdout.write(('x' * 99 + '\\n') * 3000)\nsys.stdout.flush()\n"
+                    "print('the end')\nraise SystemExit(3)\n")  # 300 KB: several times a pipe's buffer
+    assert cli("queue", "add", "check", path, "--storage", db).exit_code == 0
+
+    def echo(line):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    with Store(f"sqlite:///{db}") as store:
+        runner = Runner(store, say=lambda line: None, echo=echo)
+        thread = threading.Thread(target=runner.run, daemon=True)
+        thread.start()
+        thread.join(timeout=60)  # a few seconds, or never
+        assert not thread.is_alive(), "the job never ended"
+    ((state, tail),) = sqlite_rows(db, "select state, tail from jobs")
+    assert state == "failed" and "the end" in tail

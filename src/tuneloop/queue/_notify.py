@@ -47,12 +47,17 @@ TAIL_LINES = 20  # lines of a failed job's output in its message
 CLOSE_WAIT = 60.0  # seconds the runner's end waits for the messages still to send
 _ENV_URL, _ENV_SMTP, _ENV_USER, _ENV_PASSWORD = ("TUNELOOP_NOTIFY_URL", "TUNELOOP_SMTP", "TUNELOOP_SMTP_USER",
                                                  "TUNELOOP_SMTP_PASSWORD")
+SECRETS = (_ENV_URL, _ENV_PASSWORD)  # kept out of the jobs' environment: a job's output is stored and sent
 
 
 def where(url: str) -> str:
     """What a message may say of a webhook URL: its scheme and host (and port), never its path, query or
     credentials."""
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # a bracket left open ("http://[x/..."): no host to name
+        scheme = url.partition(":")[0]
+        return f"{scheme if scheme.isascii() and scheme.isalpha() and len(scheme) <= 10 else '?'}://?"
     host = parts.hostname or "?"
     with contextlib.suppress(ValueError):
         host += f":{parts.port}" if parts.port else ""
@@ -61,11 +66,14 @@ def where(url: str) -> str:
 
 def check_url(url: str) -> str:
     """A webhook URL: http or https with a host; ConfigError (naming only its scheme and host) otherwise."""
-    parts = urllib.parse.urlsplit(url.strip())
     try:
+        parts = urllib.parse.urlsplit(url.strip())
         parts.port  # noqa: B018 - raises ValueError on a port that is not a number
-    except ValueError:
-        parts = parts._replace(netloc="")
+    except ValueError:  # that, or a bracket left open ("http://[x/...")
+        parts = urllib.parse.SplitResult("", "", "", "", "")
+    if any(c.isspace() or not c.isprintable() for c in url.strip()):  # http.client's error would quote the path
+        raise ConfigError(f"--notify-url (or {_ENV_URL}) has a space or a control character in it (a line break "
+                          f"pasted in?); got one starting {where(url.strip())!r:.60}.")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"--notify-url (or {_ENV_URL}) takes an http or https URL such as a Slack webhook "
                           f"(https://hooks.slack.com/services/...); got one starting {where(url)!r:.60}.")
@@ -76,7 +84,8 @@ def check_smtp(text: str) -> tuple[str, int]:
     """``--smtp HOST[:PORT]`` (port 25 by default; 465 is TLS from the start, others use STARTTLS when offered)."""
     host, _, port = text.strip().rpartition(":") if ":" in text else (text.strip(), "", "25")
     host = host.strip("[]")
-    if not host or any(c.isspace() or c in "/@" for c in host) or not port.isdigit() or not 0 < int(port) < 65536:
+    if (not host or any(c.isspace() or c in "/@" for c in host) or not (port.isascii() and port.isdigit())
+            or not 0 < int(port) < 65536):
         raise ConfigError(f"--smtp (or {_ENV_SMTP}) takes HOST or HOST:PORT, e.g. smtp.example.com:587; got "
                           f"{text!r:.60}.")
     return host, int(port)
@@ -91,7 +100,10 @@ def check_address(text: str) -> str:
 
 
 def _warn(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):  # the terminal is gone: the sender thread goes on with the next message
+        pass
 
 
 class Notifier:
@@ -109,6 +121,7 @@ class Notifier:
         self.smtp, self.user, self.password, self.warn = smtp, user, password, warn
         self._outbox: queue.SimpleQueue[tuple[str, str] | None] = queue.SimpleQueue()  # None: the last
         self._sender: threading.Thread | None = None
+        self._lock = threading.Lock()  # slot threads send at once: one sender thread is ever started
 
     @classmethod
     def from_options(cls, url: str | None, email: str | None, smtp: str | None,
@@ -135,10 +148,11 @@ class Notifier:
         """Deliver one message in the background: one sender thread, in order (:meth:`close` waits for it)."""
         if not self.channels:
             return
-        if self._sender is None:
-            self._sender = threading.Thread(target=self._drain, name="queue-notify", daemon=True)
-            self._sender.start()
-        self._outbox.put((subject, text))
+        with self._lock:
+            if self._sender is None:
+                self._sender = threading.Thread(target=self._drain, name="queue-notify", daemon=True)
+                self._sender.start()
+            self._outbox.put((subject, text))
 
     def close(self, last: tuple[str, str] | None = None) -> None:
         """Deliver ``last`` (the summary) after the messages under way, waiting at most ``CLOSE_WAIT`` s in
@@ -147,14 +161,15 @@ class Notifier:
             return
         if last is not None:
             self.send(*last)
-        if self._sender is None:
-            return
-        self._outbox.put(None)
-        self._sender.join(timeout=CLOSE_WAIT)
-        if self._sender.is_alive():
+        with self._lock:
+            sender, self._sender = self._sender, None
+            if sender is None:
+                return
+            self._outbox.put(None)
+        sender.join(timeout=CLOSE_WAIT)
+        if sender.is_alive():
             self.warn(f"could not notify {', '.join(self.channels)}: {self._outbox.qsize()} messages still unsent "
                       f"after {CLOSE_WAIT:.0f} s; given up")
-        self._sender = None
 
     def _drain(self) -> None:
         while (message := self._outbox.get()) is not None:
@@ -198,7 +213,7 @@ class Notifier:
     def _mail(self, subject: str, text: str) -> None:
         assert self.email is not None and self.smtp is not None
         message = EmailMessage()
-        message["Subject"] = plain(subject)[:SUBJECT]
+        message["Subject"] = " ".join(plain(subject).split())[:SUBJECT]  # one line: U+2028 is a line break too
         message["From"] = self.user if self.user and "@" in self.user else f"tuneloop@{socket.gethostname()}"
         message["To"] = self.email
         message["Date"] = formatdate(localtime=True)

@@ -41,8 +41,9 @@ def gpu_pool(spec: str) -> list[str]:
     visible = parse_visible(raw)
     past = [i for i in indices if i >= len(visible)]
     if past:
-        raise ConfigError(f"There is no GPU {past[0]} to pin to: {describe(visible)}; pass indices 0 to "
-                          f"{len(visible) - 1} (0 is the first visible GPU).")
+        fix = ("run without --gpus" if not visible else
+               f"pass indices 0 to {len(visible) - 1} (0 is the first visible GPU)")
+        raise ConfigError(f"There is no GPU {past[0]} to pin to: {describe(visible)}; {fix}.")
     return [visible[i] for i in indices]
 
 

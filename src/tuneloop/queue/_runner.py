@@ -65,7 +65,7 @@ from tuneloop._text import plain
 from tuneloop.errors import ConfigError, StorageError
 from tuneloop.queue._estimate import estimate
 from tuneloop.queue._kinds import command, refusal
-from tuneloop.queue._notify import Notifier, failure_message, summary_message
+from tuneloop.queue._notify import SECRETS, Notifier, failure_message, summary_message
 from tuneloop.queue._pool import slots
 from tuneloop.store._jobs import STALE_AFTER, TAIL_CHARS
 from tuneloop.store.records import JobRecord, JobState
@@ -214,8 +214,12 @@ class Runner:
     def _fits(self, job: JobRecord) -> bool:
         """Whether ``job`` can finish in the window's time left (its estimate read afresh); a job that
         cannot is left queued with the reason."""
-        expected = estimate(self.store, job)
+        if job.id in self._slots or (job.state is JobState.RUNNING and job.runner == self.id):
+            return False  # running in a slot of this runner, its heartbeat only late: never claimed (or requeued) again
         left = None if self.end is None else self.end - time.time()
+        if left is not None and left <= 0:
+            return False  # the window ended while this job was being claimed: no job starts after it
+        expected = estimate(self.store, job)
         if expected is None or left is None or expected <= left:
             if job.state is JobState.QUEUED and job.estimate_s != expected:
                 self.store.note_job(job.id, None, expected)
@@ -251,8 +255,18 @@ class Runner:
         on = "" if gpu is None else f" on GPU {gpu}"
         self.say(f"job {job.id} ({job.title}) started{on}{again}")
         thread = threading.Thread(target=self._slot, args=(job, gpu), name=f"queue-job-{job.id}", daemon=True)
-        self._slots[job.id] = thread
-        thread.start()
+        self._slots[job.id] = thread  # before it starts: its end may come before the next line
+        try:
+            thread.start()
+        except BaseException:  # no thread (the process's thread limit): no slot, its GPU back, its job queued again
+            del self._slots[job.id]
+            with self._lock:
+                if gpu is not None and self._free_gpus is not None:
+                    self._free_gpus.append(gpu)
+            self.store.finish_job(job.id, self.id, JobState.QUEUED, None, None,
+                                  reason="interrupted: its runner could not start it; the next tuneloop queue run "
+                                         "resumes it")
+            raise
 
     def _slot(self, job: JobRecord, gpu: str | None) -> None:
         """A slot's thread: run the job to its end and record it; an error is handed to run()."""
@@ -313,9 +327,16 @@ class Runner:
         signal can leave the child running or the row held by this runner. The job is then recorded (done
         when the child still exited 0, else queued again) in ``summary.interrupted`` too."""
         # pinned: the child (and its workers) imports each file only with the content refusal() just hashed
-        env = pinned_env(job.files, {**os.environ, "TUNELOOP_STORAGE": self.store.url, "PYTHONSAFEPATH": "1"})
+        env = pinned_env(job.files, {**{k: v for k, v in os.environ.items() if k not in SECRETS},
+                                     "TUNELOOP_STORAGE": self.store.url, "PYTHONSAFEPATH": "1"})
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
+        # one line per message in the tail (the reason is its last line): Rich wraps at 80 columns in a pipe
+        env.setdefault("COLUMNS", "200")
+        if self.workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+            # jobs side by side share the cores: each gets its part rather than all of them (torch's
+            # threads spin while they wait: two jobs of two threads on two cores ran 4-10x slower)
+            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.workers))
         tail: collections.deque[str] = collections.deque()
         size = [0]
         prefix = "" if self.workers == 1 else f"[job {job.id}] "
@@ -388,9 +409,14 @@ class Runner:
               prefix: str = "") -> None:
         """Echo the child's output line by line (``prefix`` first), keeping its last ``TAIL_CHARS`` characters."""
         assert child.stdout is not None
+        echo: Callable[[str], None] | None = self.echo
         try:
             for line in child.stdout:
-                self.echo(prefix + plain(line.rstrip("\n")))
+                if echo is not None:
+                    try:
+                        echo(prefix + plain(line.rstrip("\n")))
+                    except (OSError, ValueError):  # the terminal gone: read on (a full pipe would block the child)
+                        echo = None
                 tail.append(line)
                 size[0] += len(line)
                 while size[0] > TAIL_CHARS and len(tail) > 1:
