@@ -4,6 +4,7 @@ reported steps (SQLite, 4 parameters), as the population engine and exploration 
     python benchmarks/dashboard.py                     # 1,000 and 10,000 trials: API, analyze, report
     python benchmarks/dashboard.py --sizes 1000        # one size
     python benchmarks/dashboard.py --browser           # also the pages in headless chromium (Playwright)
+    python benchmarks/dashboard.py --browser --optuna-dashboard   # and optuna-dashboard on the same study
 
 Measured, per size: building the study (not a target); the study API's response (``study_view``)
 cold (a fresh process's first call: the page is answered without the importance, which computes in
@@ -87,10 +88,110 @@ def api_figures(url: str) -> dict[str, Any]:
             "trial_s": round(trial_s, 3)}
 
 
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
+
+
+def _serve(cmd: list[str], port: int) -> subprocess.Popen[bytes]:
+    """Start a server and wait until it answers (a fresh process: the cold case)."""
+    import urllib.request
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+            return proc
+        except Exception:  # noqa: BLE001 - not up yet
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"{cmd[:3]} did not answer on port {port}")
+
+
+def _drawn(page: Any, url: str, plots: int, ready: str) -> float:
+    """Seconds from navigation until ``ready`` holds and ``plots`` Plotly plots have drawn."""
+    start = time.perf_counter()
+    page.goto(url)
+    page.wait_for_function(f"() => ({ready}) && document.querySelectorAll('.js-plotly-plot').length >= {plots}",
+                           timeout=300_000)
+    return time.perf_counter() - start
+
+
+def browser_figures(url: str, db: Path, size: int) -> dict[str, Any]:
+    """The study and trial pages in headless chromium: a fresh server (cold), then the same one (warm)."""
+    from playwright.sync_api import sync_playwright
+
+    port = 8765
+    out: dict[str, Any] = {}
+    server = _serve([sys.executable, "-m", "tuneloop.cli", "ui", "--storage", url, "--port", str(port)], port)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            study = f"http://127.0.0.1:{port}/study/big"
+            drawn = "document.body.dataset.loaded === 'true'"
+            with_importance = drawn + " && !/Computing/.test(document.getElementById('importance-status').textContent)"
+            plots = 3 + len(SPACE)  # history, parallel coordinates, curves, one per parameter; then importance
+            out["study_page_cold_s"] = round(_drawn(page, study, plots, drawn), 2)
+            out["study_page_importance_s"] = round(_drawn(page, study, plots + 1, with_importance), 2)
+            out["study_page_warm_s"] = round(min(_drawn(page, study, plots + 1, with_importance) for _ in range(2)), 2)
+            out["trial_page_s"] = round(_drawn(page, f"http://127.0.0.1:{port}/study/big/trial/0", 1, drawn), 2)
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait()
+    return out
+
+
+def optuna_dashboard_figures(db: Path, size: int) -> dict[str, Any]:
+    """The same study in optuna-dashboard (``pip install optuna-dashboard``): converted through Optuna's
+    API (every trial with its 100 intermediate values), its study page in the same chromium."""
+    import optuna
+    from playwright.sync_api import sync_playwright
+
+    from tuneloop.store import Store
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    target = db.with_name(f"optuna{size}.db")
+    with Store(f"sqlite:///{db}", read_only=True) as store:
+        record = store.require_study("big")
+        trials = store.trials(record.id)
+        series = store.series([t.id for t in trials], names=["val_acc"])
+        study = optuna.create_study(study_name="big", storage=f"sqlite:///{target}", direction="maximize")
+        study.add_trials([optuna.trial.create_trial(
+            value=t.value, params=t.params, distributions=record.space.distributions(t.params),
+            intermediate_values=dict(series[t.id].get("val_acc", []))) for t in trials])
+    port = 8766
+    server = _serve(["optuna-dashboard", f"sqlite:///{target}", "--port", str(port)], port)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            url = f"http://127.0.0.1:{port}/dashboard/studies/1"
+
+            def timed_page() -> float:
+                start = time.perf_counter()
+                page.goto(url)
+                page.wait_for_load_state("networkidle", timeout=300_000)
+                page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot, canvas, svg').length > 0",
+                                       timeout=300_000)
+                return time.perf_counter() - start
+
+            cold = timed_page()
+            warm = min(timed_page() for _ in range(2))
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait()
+    return {"optuna_dashboard_cold_s": round(cold, 2), "optuna_dashboard_warm_s": round(warm, 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--browser", action="store_true")
+    parser.add_argument("--optuna-dashboard", action="store_true",
+                        help="with --browser: the same study in optuna-dashboard (pip install optuna-dashboard)")
     parser.add_argument("--api", help=argparse.SUPPRESS)  # the fresh process of api_figures
     parser.add_argument("--out", default=str(HERE / "results" / "dashboard.json"))
     args = parser.parse_args()
@@ -113,6 +214,10 @@ def main() -> None:
                                        check=True, capture_output=True)
             row["report_mb"] = round(report.stat().st_size / 1e6, 2)
             row["analyze_s"], row["report_s"] = round(row["analyze_s"], 2), round(row["report_s"], 2)
+            if args.browser:
+                row.update(browser_figures(url, db, size))
+                if args.optuna_dashboard:
+                    row.update(optuna_dashboard_figures(db, size))
             results[str(size)] = row
             print(size, json.dumps(row), flush=True)
     out = {"benchmark": "dashboard", "command": "python " + " ".join(sys.argv), "steps": STEPS, "results": results,

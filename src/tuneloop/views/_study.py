@@ -13,6 +13,7 @@ from tuneloop.analysis import band, history, importance, param_effects, seed_gro
 from tuneloop.export import strict_json
 from tuneloop.store import Store, StudyRecord, TrialRecord, TrialState
 from tuneloop.views._background import BACKGROUND
+from tuneloop.views._decimate import decimate
 from tuneloop.views._front import feasibility, objectives_view
 from tuneloop.views._rounds import final_view, rounds_view
 from tuneloop.views._trial import trial_row
@@ -79,7 +80,7 @@ def _trials_part(store: Store, record: StudyRecord) -> tuple[dict[str, Any], lis
         "history": steps,
         "effects": param_effects(record.space, trials, record.mode, objectives),  # "best trials": feasible ones first
         # the best trials first (a list: JavaScript would reorder number-like keys)
-        "curves": [{"number": t.number, "points": curves.get(t.id, {}).get(record.metric, [])} for t in best],
+        "curves": [{"number": t.number, "points": decimate(curves.get(t.id, {}).get(record.metric, []))} for t in best],
         "groups": groups,
     })
     return part, trials, done, top

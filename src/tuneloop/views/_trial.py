@@ -15,6 +15,7 @@ from tuneloop.analysis import CurveSummary, direction_of, summarize_curve
 from tuneloop.errors import ConfigError, NotFound
 from tuneloop.export import strict_json
 from tuneloop.store import AlertRecord, HistogramRecord, SampleRecord, SliceRecord, Store, StudyRecord, TrialRecord
+from tuneloop.views._decimate import decimate
 from tuneloop.views._forecast import trial_forecast
 from tuneloop.views._front import trial_objectives_view
 
@@ -115,8 +116,8 @@ def trial_view(store: Store, name: str, number: int, *, inline_images: bool = Fa
         "study": {"name": record.name, "metric": record.metric, "mode": record.mode},
         "trial": {**trial_row(t), "error": t.error, "lineage": data.lineage, "attrs": t.attrs},
         **trial_objectives_view(record, t, front_of),
-        "curves": {n: c for n, c in data.curves.items() if not n.startswith(SYSTEM) or n == record.metric},
-        "system": {n: c for n, c in data.curves.items() if n.startswith(SYSTEM) and n != record.metric},
+        "curves": {n: decimate(c) for n, c in data.curves.items() if not n.startswith(SYSTEM) or n == record.metric},
+        "system": {n: decimate(c) for n, c in data.curves.items() if n.startswith(SYSTEM) and n != record.metric},
         "histograms": hist,
         "alerts": [a.__dict__ for a in data.alerts],
         "slices": [s.__dict__ for s in data.slices],
@@ -131,7 +132,7 @@ def curves_view(store: Store, name: str, numbers: Sequence[int]) -> dict[str, An
     record = store.require_study(name)
     trials = store.trials(record.id, numbers=numbers)
     series = store.series([t.id for t in trials], names=[record.metric])
-    return strict_json({"curves": [{"number": t.number, "points": series[t.id].get(record.metric, [])}
+    return strict_json({"curves": [{"number": t.number, "points": decimate(series[t.id].get(record.metric, []))}
                                    for t in trials]})
 
 
@@ -149,7 +150,7 @@ def compare_view(store: Store, name: str, numbers: Sequence[int]) -> dict[str, A
     series = store.series([t.id for t in trials])
     return strict_json({"study": {"name": record.name, "metric": record.metric, "mode": record.mode},
                         "trials": [trial_row(t) for t in trials], "differ": differ, "keys": keys,
-                        "curves": {str(t.number): series[t.id] for t in trials}})
+                        "curves": {str(t.number): {n: decimate(c) for n, c in series[t.id].items()} for t in trials}})
 
 
 def _artifact_url(path: str, file: Path | None) -> str | None:

@@ -57,10 +57,14 @@ const tuneloop = (() => {
   const section = (title, ...kids) => el("section", {}, el("h2", { text: title }), ...kids);
 
   // A table whose headers sort it; rows: list of arrays of cells (text, or a Node), with sort keys.
+  // Beyond PAGE_ROWS rows it shows a page at a time (sorting still orders them all): a study of
+  // 10,000 trials keeps 200 rows in the page, not 10,000.
+  const PAGE_ROWS = 200;
   function table(columns, rows, { id = null, sortable = true } = {}) {
     const t = el("table", { id, class: "grid" });
     const thead = el("thead"), tbody = el("tbody");
-    let sortCol = null, dir = 1;
+    const pager = rows.length > PAGE_ROWS ? el("div", { class: "pager" }) : null;
+    let sortCol = null, dir = 1, page = 0;
     const draw = () => {
       const sorted = rows.slice();
       if (sortCol !== null) sorted.sort((a, b) => {
@@ -68,15 +72,22 @@ const tuneloop = (() => {
         if (x == null) return 1; if (y == null) return -1;
         return (x < y ? -1 : x > y ? 1 : 0) * dir;
       });
-      tbody.replaceChildren(...sorted.map((r) => el("tr", { class: r.cls },
+      const pages = Math.max(1, Math.ceil(sorted.length / PAGE_ROWS));
+      page = Math.min(page, pages - 1);
+      const shown = pager ? sorted.slice(page * PAGE_ROWS, (page + 1) * PAGE_ROWS) : sorted;
+      tbody.replaceChildren(...shown.map((r) => el("tr", { class: r.cls },
         ...r.cells.map((c) => el("td", {}, c instanceof Node ? c : document.createTextNode(fmt(c)))))));
+      if (pager) pager.replaceChildren(
+        el("button", { class: "prev", text: "previous", disabled: page === 0 ? "" : null, onclick: () => { page -= 1; draw(); } }),
+        el("span", { class: "rows", text: ` rows ${page * PAGE_ROWS + 1}-${Math.min(sorted.length, (page + 1) * PAGE_ROWS)} of ${sorted.length} ` }),
+        el("button", { class: "next", text: "next", disabled: page === pages - 1 ? "" : null, onclick: () => { page += 1; draw(); } }));
     };
     thead.append(el("tr", {}, ...columns.map((c, i) => el("th", {
       text: c, class: sortable ? "sortable" : null,
       onclick: sortable ? () => { dir = sortCol === i ? -dir : 1; sortCol = i; draw(); } : null }))));
     t.append(thead, tbody);
     draw();
-    return t;
+    return pager ? el("div", { class: "paged" }, t, pager) : t;
   }
   const row = (cells, keys = null, cls = null) =>
     ({ cells, keys: (keys ?? cells).map((k) => k instanceof Node ? k.textContent : k), cls });
@@ -86,6 +97,17 @@ const tuneloop = (() => {
   const constraintText = (c) => `${c.metric} ${c.op} ${fmt(c.bound)}`;
   const paramText = (params) => Object.entries(params).map(([k, v]) => `${k}=${fmt(v)}`).join(", ");
   const num = (v) => typeof v === "number" && Number.isFinite(v);
+  // Big studies: WebGL markers beyond a thousand points (SVG draws each as a DOM node), and parallel
+  // coordinates over a sample that always holds the best trials.
+  const scatterType = (n) => n > 1000 ? "scattergl" : "scatter";
+  const PARCOORDS_MAX = 2000, PARCOORDS_BEST = 200;
+  function sampleBest(trials, mode) {
+    if (trials.length <= PARCOORDS_MAX) return trials;
+    const ranked = trials.slice().sort((a, b) => mode === "min" ? a.value - b.value : b.value - a.value);
+    const rest = ranked.slice(PARCOORDS_BEST), k = rest.length / (PARCOORDS_MAX - PARCOORDS_BEST);
+    const sample = Array.from({ length: PARCOORDS_MAX - PARCOORDS_BEST }, (_, i) => rest[Math.floor(i * k)]);
+    return ranked.slice(0, PARCOORDS_BEST).concat(sample).sort((a, b) => a.number - b.number);
+  }
   // a trial's feasibility as a cell: "yes", or the constraints it breaks; "-" before it completes
   const feasibleCell = (t) => t.feasible == null ? "-" : t.feasible ? el("span", { class: "feasible yes", text: "yes" })
     : el("span", { class: "feasible no", text: `no: breaks ${t.broken.join(", ")}` });
@@ -244,11 +266,12 @@ const tuneloop = (() => {
     // optimization history
     const h = data.history;
     parts.push(section("Optimization history", plot(plotDiv(), [
-      { x: h.number, y: h.value, mode: "markers", name: String(s.metric), marker: { color: h.state.map((x) => x === "completed" ? "#1f77b4" : "#bbb") } },
+      { type: scatterType(h.number.length), x: h.number, y: h.value, mode: "markers", name: String(s.metric), marker: { color: h.state.map((x) => x === "completed" ? "#1f77b4" : "#bbb") } },
       { x: h.number, y: h.best, mode: "lines", name: "best so far", line: { shape: "hv" } }],
       { xaxis: { title: { text: "trial" } }, yaxis: { title: { text: String(s.metric) } } })));
-    // parallel coordinates over completed trials
-    const done = data.trials.filter((t) => t.state === "completed" && t.value != null);
+    // parallel coordinates over completed trials (a sample beyond PARCOORDS_MAX, the best always in)
+    const allDone = data.trials.filter((t) => t.state === "completed" && t.value != null);
+    const done = sampleBest(allDone, s.mode);
     if (done.length >= 2) {
       const dims = data.effects.map((e) => {
         const vals = done.map((t) => t.params[e.name]);
@@ -261,7 +284,7 @@ const tuneloop = (() => {
       });
       dims.push({ label: String(s.metric), values: done.map((t) => t.value) });
       for (const o of objs.slice(1)) dims.push({ label: String(o.name), values: done.map((t) => num(t.values[o.name]) ? t.values[o.name] : NaN) });
-      parts.push(section("Parallel coordinates", plot(plotDiv(), [{ type: "parcoords", dimensions: dims,
+      parts.push(section(done.length < allDone.length ? `Parallel coordinates (${done.length} of ${allDone.length} completed trials: the best ${PARCOORDS_BEST} and an even sample of the rest)` : "Parallel coordinates", plot(plotDiv(), [{ type: "parcoords", dimensions: dims,
         line: { color: done.map((t) => t.value), colorscale: "Viridis", reversescale: s.mode === "min" } }], { height: 360 })));
     }
     // importance
@@ -279,7 +302,7 @@ const tuneloop = (() => {
       const layout = { height: 260, title: { text: String(e.name), font: { size: 13 } }, showlegend: false,
         xaxis: e.kind === "choice" ? { type: "category" } : { type: e.log ? "log" : "linear" }, shapes: [] };
       if (e.kind !== "choice") for (const b of [e.low, e.high]) layout.shapes.push({ type: "line", x0: b, x1: b, yref: "paper", y0: 0, y1: 1, line: { dash: "dot", color: "#d62728" } });
-      const box = el("div", { class: "effect" }, plot(plotDiv("plot param-plot"), [{ x: e.x.map((v) => e.kind === "choice" ? String(v) : v), y: e.y, mode: "markers" }], layout));
+      const box = el("div", { class: "effect" }, plot(plotDiv("plot param-plot"), [{ type: scatterType(e.x.length), x: e.x.map((v) => e.kind === "choice" ? String(v) : v), y: e.y, mode: "markers" }], layout));
       if (e.warning) box.append(el("p", { class: "warning", text: e.warning }));
       grid.append(box);
     }
