@@ -9,7 +9,8 @@ reported steps (SQLite, 4 parameters), as the population engine and exploration 
 Measured, per size: building the study (not a target); the study API's response (``study_view``)
 cold (a fresh process's first call: the page is answered without the importance, which computes in
 the background) and warm (every later poll), with its size in bytes; the trial page's view; the
-background importance's own time; ``tuneloop analyze``; ``tuneloop report`` (time and file size).
+background importance's own time; a live study gaining a trial per second, polled (each answer's
+time with its JSON); ``tuneloop analyze``; ``tuneloop report`` (time and file size).
 With ``--browser``: a fresh server (cold) and the same server again (warm), time until every plot
 of the study page has drawn, and the trial page. Results in ``results/dashboard.json``.
 """
@@ -186,6 +187,45 @@ def optuna_dashboard_figures(db: Path, size: int) -> dict[str, Any]:
     return {"optuna_dashboard_cold_s": round(cold, 2), "optuna_dashboard_warm_s": round(warm, 2)}
 
 
+def live_figures(url: str, seconds: float = 10.0) -> dict[str, Any]:
+    """A live study gaining a trial per second (a writer thread) while a poller asks for the study as
+    the dashboard does every 2 s, here every 0.2 s: each answer's time, JSON included."""
+    import statistics
+    import threading
+
+    from tuneloop.store import Store
+    from tuneloop.views import study_response
+
+    times: list[float] = []
+    stop = threading.Event()
+    with Store(url) as store:
+        record = store.require_study("big")
+        number = len(store.trials(record.id))
+        study_response(store, "big")  # the page was open before: its parts and importance are in
+
+        def writer() -> None:
+            n = number
+            while not stop.wait(1.0):
+                trial = store.create_trial(record.id, n, {"lr": 1e-3, "width": 64, "dropout": 0.1, "act": "relu"},
+                                           seed=n)
+                store.finish_trial(trial, "completed", 0.5, {"val_acc": 0.5})
+                n += 1
+
+        thread = threading.Thread(target=writer, daemon=True)
+        thread.start()
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            start = time.perf_counter()
+            view, _ = study_response(store, "big", wait=False)
+            json.dumps(view)
+            times.append(time.perf_counter() - start)
+            time.sleep(0.2)
+        stop.set()
+        thread.join()
+    return {"live_polls": len(times), "live_poll_median_s": round(statistics.median(times), 4),
+            "live_poll_max_s": round(max(times), 4)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000")
@@ -206,6 +246,7 @@ def main() -> None:
             row: dict[str, Any] = {"build_s": round(build(db, size), 1)}
             api = subprocess.run([sys.executable, __file__, "--api", url], capture_output=True, text=True, check=True)
             row.update(json.loads(api.stdout.strip().splitlines()[-1]))
+            row.update(live_figures(url))
             tl = [sys.executable, "-m", "tuneloop.cli"]
             _, row["analyze_s"] = timed(subprocess.run, [*tl, "analyze", "big", "--storage", url], check=True,
                                         capture_output=True)

@@ -64,3 +64,21 @@ def test_the_study_page_answers_at_once_and_the_report_waits_for_the_importance(
         assert max(waited["importance"], key=waited["importance"].get) == "x"  # y is noise
         again = study_view(store, "imp", wait=False)
         assert again["importance"] == waited["importance"] and again["importance_status"]["state"] == "ready"
+
+
+def test_a_poll_after_a_change_answers_with_the_last_trials_while_they_recompute(storage):
+    from tuneloop.views import study_response
+
+    with Store(storage) as store:
+        record = store.create_study("live", "loss", "min", tl.Space(x=tl.Float(0.0, 1.0)), {})
+        first = store.create_trial(record.id, 0, {"x": 0.5}, seed=0)
+        store.finish_trial(first, "completed", 0.25, {"loss": 0.25})
+        view, tag = study_response(store, "live", wait=False)  # the first look waits: nothing to show before
+        assert [t["number"] for t in view["trials"]] == [0] and view["trials_status"]["state"] == "ready"
+        _, tag = study_response(store, "live")  # settled: the importance in too
+        store.create_trial(record.id, 1, {"x": 0.1}, seed=1)
+        stale, stale_tag = study_response(store, "live", wait=False)
+        assert [t["number"] for t in stale["trials"]] == [0] and stale["trials_status"]["state"] == "stale"
+        assert stale_tag == tag  # nothing new to show yet: the browser keeps what it has
+        fresh, fresh_tag = study_response(store, "live")
+        assert [t["number"] for t in fresh["trials"]] == [0, 1] and fresh_tag != tag

@@ -31,54 +31,66 @@ class _Entry:
 class Background:
     """One worker thread and the latest result of each (study, analysis)."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
+        self.max_entries = max_entries
         self._lock = threading.Lock()
         self._done: dict[Hashable, _Entry] = {}
         self._pending: dict[Hashable, tuple[Hashable, Future[Any]]] = {}
         self._pool: ThreadPoolExecutor | None = None
 
+    def known(self, slot: Hashable) -> bool:
+        """Whether ``slot`` holds a result (of any key)."""
+        with self._lock:
+            return slot in self._done
+
     def get(self, slot: Hashable, key: Hashable, size: int, compute: Callable[[], Any], *, wait: bool,
-            empty: Any = None) -> tuple[Any, dict[str, Any]]:
+            empty: Any = None, raises: bool = False) -> tuple[Any, dict[str, Any]]:
         """The result for ``key`` in ``slot`` and its status: ``ready``, ``stale`` (an older key's result
         while the new one computes) or ``computing`` (nothing yet), with how many trials it was computed
-        from and when (epoch seconds); ``wait`` computes it now if needed."""
+        from and when (epoch seconds); ``wait`` computes it now if needed. A computation that raises gives
+        ``empty``, or with ``raises`` raises to a waiting caller (and is tried again at the next call)."""
         with self._lock:
             entry = self._done.get(slot)
             if entry is not None and entry.key == key:
                 return entry.value, self._status("ready", entry)
             pending = self._pending.get(slot)
             if pending is None or pending[0] != key:
-                pending = (key, self._submit(slot, key, size, compute, empty))
+                pending = (key, self._submit(slot, key, size, compute, empty, raises))
                 self._pending[slot] = pending
         if wait:
-            pending[1].result()
-            with self._lock:
-                entry = self._done[slot]
-            return entry.value, self._status("ready", entry)
+            done: _Entry = pending[1].result()
+            return done.value, self._status("ready", done)
         if entry is None:
             return empty, {"state": "computing", "trials": None, "computed_at": None}
         return entry.value, self._status("stale", entry)
 
-    def _submit(self, slot: Hashable, key: Hashable, size: int, compute: Callable[[], Any], empty: Any) -> Future[Any]:
+    def _submit(self, slot: Hashable, key: Hashable, size: int, compute: Callable[[], Any], empty: Any,
+                raises: bool) -> Future[Any]:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuneloop-views")
 
-        def run() -> Any:
+        def run() -> _Entry:
             try:
                 value = compute()  # the callers turn their expected failures into an empty value
-            except Exception:  # noqa: BLE001 - an unforeseen one: no panel, rather than a slot stuck computing
-                value = empty
+            except Exception:
+                if raises:
+                    with self._lock:
+                        if self._pending.get(slot, (None,))[0] == key:
+                            del self._pending[slot]  # the next call tries again
+                    raise
+                value = empty  # an unforeseen failure: no panel, rather than a slot stuck computing
+            done = _Entry(key, value, time.time(), size)
             with self._lock:
-                if len(self._done) >= MAX_ENTRIES and slot not in self._done:
+                if len(self._done) >= self.max_entries and slot not in self._done:
                     oldest = min(self._done, key=lambda s: self._done[s].computed_at)
                     del self._done[oldest]
                 current = self._done.get(slot)
                 # a slower, older computation never replaces a newer result
                 if current is None or self._pending.get(slot, (None,))[0] == key:
-                    self._done[slot] = _Entry(key, value, time.time(), size)
+                    self._done[slot] = done
                 if self._pending.get(slot, (None,))[0] == key:
                     del self._pending[slot]
-            return value
+            return done
 
         return self._pool.submit(run)
 

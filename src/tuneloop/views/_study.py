@@ -12,7 +12,7 @@ from typing import Any
 from tuneloop.analysis import band, history, importance, param_effects, seed_groups
 from tuneloop.export import strict_json
 from tuneloop.store import Store, StudyRecord, TrialRecord, TrialState
-from tuneloop.views._background import BACKGROUND
+from tuneloop.views._background import BACKGROUND, Background
 from tuneloop.views._decimate import decimate
 from tuneloop.views._front import feasibility, objectives_view
 from tuneloop.views._rounds import final_view, rounds_view
@@ -33,28 +33,27 @@ def study_response(store: Store, name: str, *, wait: bool = True) -> tuple[dict[
     unchanged study is answered "not modified", without building or sending its JSON).
 
     The parts drawn from the trials (rows, history, effects, curves, seed bands, fronts) are kept per
-    study, keyed by :meth:`Store.trials_mark`: a poll reads that key in two cheap queries, and only a
-    change of a trial row recomputes them. Checks, rounds and the final panel are read every time."""
+    study, keyed by :meth:`Store.trials_mark`: a poll reads that key in two cheap queries. A change of a
+    trial row recomputes them in the background: ``wait=False`` answers meanwhile with the last ones
+    (``trials_status``: stale), so a live study of thousands of trials polls in milliseconds and shows a
+    new trial one poll later. Checks, rounds and the final panel are read every time."""
     record = store.require_study(name)
-    mark = (store.url, record.id, store.trials_mark(record.id))
-    slot = (store.url, record.id)
-    cached = _VIEWS.get(slot)
-    if cached is None or cached[0] != mark:
-        if len(_VIEWS) > MAX_VIEWS:
-            _VIEWS.clear()
-        cached = (mark, *_trials_part(store, record))
-        _VIEWS[slot] = cached
-    _, part, trials, done, top = cached
+    mark = store.trials_mark(record.id)
+    slot = (store.url, record.id, "trials")
+    # the first look at a study waits; later polls answer with the last parts while a change recomputes
+    (part, trials, done, top), parts_status = PARTS.get(slot, mark, 0, lambda: _trials_part(store, record),
+                                                        wait=wait or not PARTS.known(slot), raises=True)
     importance_values, importance_status = _importance(store, record, trials, done, _key(store, record, done), wait)
     light = strict_json({"importance": importance_values, "importance_status": importance_status,
                          "checks": _checks_view(store, record, done, top), "rounds": rounds_view(store, record),
                          "final": final_view(store, record)})
-    tag = hashlib.sha256(repr((mark, json.dumps(light, sort_keys=True, default=str))).encode()).hexdigest()[:32]
-    return {**part, **light}, tag
+    tag = hashlib.sha256(json.dumps([parts_status["computed_at"], light], sort_keys=True, default=str).encode())
+    return {**part, **light, "trials_status": {"state": parts_status["state"]}}, tag.hexdigest()[:32]
 
 
-MAX_VIEWS = 16  # studies whose trial-drawn parts are kept (each holds its trials: a big study is megabytes)
-_VIEWS: dict[tuple[str, int], tuple[Any, dict[str, Any], list[TrialRecord], list[TrialRecord], TrialRecord | None]] = {}
+# a thread of its own (the trial-drawn parts never wait behind an importance fit); 16 studies at most:
+# each entry holds its study's trials, megabytes for a big one
+PARTS = Background(max_entries=16)
 
 
 def _trials_part(store: Store, record: StudyRecord) -> tuple[dict[str, Any], list[TrialRecord], list[TrialRecord],
