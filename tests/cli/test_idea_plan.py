@@ -135,3 +135,105 @@ def test_hostile_titles_print_as_text_and_short(history):
     assert "[red]boom[/red]" in result.output and "[bold]no config" in result.output
     assert "x" * 100 not in result.output and "y" * 100 not in result.output
     assert all(math.isfinite(len(line)) and len(line) <= 200 for line in result.output.splitlines())
+
+
+def test_ideas_that_take_no_machine_time_still_go_by_expected_gain(cli, write_experiment):
+    """Trials stored with no duration (an imported history) and no ladder: every idea takes 0 s. Their
+    gain per machine hour is not 'infinite for all, then by id': the likelier, larger gain goes first, and
+    an idea expected to gain nothing is not put ahead of everything."""
+    import sqlite3
+
+    invoke, db = cli
+    exp = write_experiment(QUADRATIC_EXPERIMENT)
+    assert invoke("run", exp, "--trials", 3, "--seed", 0).exit_code == 0
+    con = sqlite3.connect(db.removeprefix("sqlite:///"))
+    con.execute("update trials set finished_at = started_at")
+    con.commit()
+    con.close()
+    ledger = Ledger(db)
+    nothing = ledger.add("gains nothing", hours=1, complexity=1, gain=0.0, p=0.5, config={"x": 0.1}).id
+    small = ledger.add("small", hours=1, complexity=1, gain=0.01, p=0.1, config={"x": 0.2}).id
+    large = ledger.add("large", hours=1, complexity=1, gain=0.05, p=0.9, config={"x": 0.3}).id
+    store = Store(db, read_only=True)
+    plan = plan_night(Ledger(store), store, str(exp.resolve()), study_name="quad", hours=1)
+    assert [e.seconds for e in plan.planned] == [0.0, 0.0, 0.0]
+    assert [e.idea.id for e in plan.planned] == [large, small, nothing]
+    assert plan.planned[-1].per_hour == 0.0
+
+
+@pytest.mark.parametrize("column, value", [("config", "{not json"), ("links", "[1, 2"), ("tags", "nope"),
+                                           ("config", "[1, 2]"), ("links", '{"a": 1}'), ("p", "high"),
+                                           ("hours", -1.0), ("complexity", 1e9)])
+def test_an_idea_row_that_is_not_json_is_one_line(history, column, value):
+    """Someone else's database: an idea whose JSON columns do not read (or are not what they hold) is a
+    one-line error naming the row, not a traceback, and the file is left as it was."""
+    import sqlite3
+    from pathlib import Path
+
+    invoke, db, exp, ideas = history
+    path = db.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as con:
+        con.execute(f"update ideas set {column} = ? where id = ?", (value, ideas["cheap work"]))
+    with sqlite3.connect(path) as con:
+        con.execute("pragma wal_checkpoint(truncate)")
+    before = Path(path).read_bytes()
+    result = invoke("idea", "plan", exp, "--hours", 2)
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert f"idea {ideas['cheap work']}" in result.output and "Corrupt row" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and Path(path).read_bytes() == before
+
+
+def test_a_test_row_that_is_not_json_is_one_line(history):
+    import sqlite3
+
+    invoke, db, exp, ideas = history
+    Ledger(db).start(ideas["cheap work"])  # testing: the plan reads its tests
+    with sqlite3.connect(db.removeprefix("sqlite:///")) as con:
+        con.execute("insert into idea_tests (idea_id, created_at, metric, mode, seeds, baseline, variant, result) "
+                    "values (?, 0, 'loss', 'min', '[]', '[]', '[]', '{not json')", (ideas["cheap work"],))
+    result = invoke("idea", "plan", exp, "--hours", 2)
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "Corrupt row" in result.output and f"idea {ideas['cheap work']}" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_forged_ladder_time_prints_short(history):
+    """A ladder link of 1e300 s (finite, so it counts) leaves the idea out with a short reason, not hundreds of
+    digits."""
+    import json
+    import re
+    import sqlite3
+
+    invoke, db, exp, ideas = history
+    with sqlite3.connect(db.removeprefix("sqlite:///")) as con:
+        con.execute("update ideas set links = ? where id = ?",
+                    (json.dumps([{"checks": {"passed": 9, "seconds": 1e300}}]), ideas["long"]))
+    result = invoke("idea", "plan", exp, "--hours", 2)
+    assert result.exit_code == 0, result.output
+    assert f"Left out: idea {ideas['long']} (long): needs" in result.output
+    assert not re.search(r"\d{25}", result.output), result.output
+
+
+def test_a_broken_ideas_long_note_is_cut_like_a_title(history):
+    invoke, db, exp, _ideas = history
+    ledger = Ledger(db)
+    broken = ledger.add("fp16", hours=1, complexity=1, gain=0.01, p=0.5, config={"x": 0.2}).id
+    ledger.mark_broken(broken, check="overfit_batch", message="[red]loss[/red] " + "m" * 10_000)
+    result = invoke("idea", "plan", exp, "--hours", 2)
+    assert result.exit_code == 0, result.output
+    flat = " ".join(result.output.split())
+    assert f"idea {broken} (fp16): broken (failed check overfit_batch: [red]loss[/red] m" in flat
+    assert "m" * 300 not in result.output.replace("\n", "") and len(result.output) < 5_000
+
+
+def test_planning_again_does_not_queue_an_idea_already_queued(history):
+    """idea plan --queue twice (say, the evening's plan redone after adding an idea): the ideas whose idea-test
+    job is still queued are not queued again (each would be A/B tested twice, the second time on a baseline
+    that may already hold it); they are said to be queued, and their time is not counted again."""
+    invoke, db, exp, ideas = history
+    assert invoke("idea", "plan", exp, "--hours", 2, "--queue").exit_code == 0
+    again = invoke("idea", "plan", exp, "--hours", 2, "--queue")
+    assert again.exit_code == 0, again.output
+    jobs = Store(db, read_only=True).jobs()
+    assert [j.args[0] for j in jobs] == [str(ideas["fast to run"]), str(ideas["cheap work"])], again.output
+    assert f"idea {ideas['fast to run']} (fast to run): already queued as job {jobs[0].id}" in again.output

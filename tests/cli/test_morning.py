@@ -98,3 +98,28 @@ def test_a_foreign_database_is_one_line_and_left_as_it_was(invoke, tmp_path):
     result = invoke("--storage", path, "--html", tmp_path / "m.html")
     assert result.exit_code == 1 and "is not a tuneloop database" in result.output and "Traceback" not in result.output
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["foreign.db"]
+
+
+def test_a_since_in_the_future_is_one_line(storage, invoke):
+    build_night(storage)
+    now = datetime(2026, 5, 2, 7, 30).timestamp()
+    with pytest.raises(ConfigError, match="in the future"):
+        parse_since("2026-05-02T08:00", now)
+    result = invoke("--storage", storage, "--since", "2999-01-01T00:00")
+    assert result.exit_code == 1 and "in the future" in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Morning report" not in result.output
+
+
+def test_huge_durations_print_short(storage, invoke):
+    """A forged finish time far in the future (finite, so the row reads) makes a duration of 1e300 s: it
+    prints as a short number, not as hundreds of digits."""
+    import re
+
+    night = build_night(storage)
+    con = sqlite3.connect(storage.removeprefix("sqlite:///"))
+    con.execute("update jobs set finished_at = 1e300 where id = ?", (night.jobs["train"],))
+    con.commit()
+    con.close()
+    result = invoke("--storage", storage)
+    assert result.exit_code == 0, result.output
+    assert "train" in result.output and not re.search(r"\d{25}", result.output), result.output

@@ -234,3 +234,54 @@ def test_mark_broken_keeps_the_evidence_as_json(storage):
     assert [i.id for i in ledger.ideas("broken")] == [idea.id]
     again = ledger.start(idea.id)  # its fix tested again: no longer broken, the evidence kept as history
     assert again.state == "testing" and again.note is None and again.decided_at is None and again.links == got.links
+
+
+def test_a_rule_that_does_not_hold_never_says_adopted_for_an_idea_adopted_before(night, tmp_path):
+    """An idea adopted by rule earlier, tested again (here with a variant file) under a rule that does not
+    hold now: the output must say the rule does not hold, not 'Adopted ... by rule' from the old note."""
+    invoke, db, exp = night
+    assert invoke("idea", "add", "x at its optimum").exit_code == 0
+    first = invoke("idea", "test", 1, exp, "--variant", "x=0.5,y=0.0", "--seeds", 2, "--no-checks",
+                   "--adopt-if", "better")
+    assert first.exit_code == 0 and "Adopted idea 1 by rule 'better'" in first.output, first.output
+    note = Ledger(f"sqlite:///{db}").get(1).note
+    variant = tmp_path / "variant.py"
+    variant.write_text(exp.read_text())
+    again = invoke("idea", "test", 1, exp, "--variant", variant, "--seeds", 2, "--no-checks", "--adopt-if", "worse")
+    assert again.exit_code == 0, again.output
+    assert "Adopted idea 1" not in again.output and "Rule 'worse' does not hold" in again.output, again.output
+    assert Ledger(f"sqlite:///{db}").get(1).note == note  # still adopted, by the first rule
+
+
+def test_a_variant_whose_model_cannot_even_be_built_is_broken_in_one_line(night):
+    """The override makes the builder raise (a negative width): that is the most broken a variant gets. It is
+    marked broken with the error as its evidence, the A/B test never runs, and the output has no traceback."""
+    invoke, db, exp = night
+    assert invoke("idea", "add", "negative width").exit_code == 0
+    result = invoke("idea", "test", 1, exp, "--variant", "width=-1", "--seeds", 2)
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "Idea 1 is broken" in result.output and "the A/B test did not run" in result.output
+    idea = Ledger(f"sqlite:///{db}").get(1)
+    assert idea.state == "broken" and idea.note.startswith("failed check ") and "negative" in idea.note
+    (entry,) = [link["broken"] for link in idea.links if "broken" in link]
+    assert "negative" in entry["evidence"]["error"]
+    assert _studies(db) == ["quad"]  # no A/B study, no trial
+
+
+def test_a_broken_variant_of_an_adopted_idea_keeps_the_baseline(night):
+    """An adopted idea tuned again (``--variant`` on top of its adopted config) whose variant fails a rung: the
+    variant is broken, but the adoption stands. Marking the idea itself broken would take its overrides out
+    of the baseline (baseline_config follows adopted ideas) and change every later test without a word."""
+    invoke, db, exp = night
+    ledger = Ledger(f"sqlite:///{db}")
+    assert invoke("idea", "add", "x at its optimum").exit_code == 0
+    adopted = invoke("idea", "test", 1, exp, "--variant", "x=0.5,y=0.0", "--seeds", 2, "--no-checks",
+                     "--adopt-if", "better")
+    assert adopted.exit_code == 0 and ledger.get(1).state == "adopted", adopted.output
+    assert ledger.baseline_config() == {"x": 0.5, "y": 0.0}
+    retuned = invoke("idea", "test", 1, exp, "--variant", "huge=1", "--seeds", 2)
+    text = " ".join(retuned.output.split())
+    assert retuned.exit_code == 1 and "FAIL loss at initialization" in text and "the A/B test did not run" in text
+    idea = ledger.get(1)
+    assert idea.state == "adopted" and ledger.baseline_config() == {"x": 0.5, "y": 0.0}
+    assert idea.links[-1]["broken"]["check"] == "loss at initialization"  # the evidence is kept, as history

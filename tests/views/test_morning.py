@@ -95,7 +95,7 @@ def test_the_latest_night_is_the_last_run_of_jobs_without_a_two_hour_gap():
     h = 3600.0
 
     def job(start, end, state=JobState.DONE):
-        return SimpleNamespace(started_at=start, finished_at=end, state=state)
+        return SimpleNamespace(started_at=start, finished_at=end, state=state, heartbeat_at=None)
 
     # 0-1 h, then a 3 h gap; a long job from 4 h to 9 h beside short ones: no gap after it though 5-5.5 ended early
     jobs = [job(0, h), job(4 * h, 9 * h), job(5 * h, 5.5 * h), job(10 * h, 11 * h)]
@@ -152,3 +152,40 @@ def test_hostile_values_never_raise(storage):
     assert next(d for d in m.decisions if d.idea_id == night.rejected).state == "broken"
     assert any("left out of the calibration" in n for n in m.notes)
     json.dumps(m.to_dict(), allow_nan=False)
+
+
+def test_a_removed_job_does_not_open_a_window_it_is_not_shown_in(storage):
+    """A job that started (a runner that died) and was then removed is not listed under What ran: it
+    must not open the window either, or a morning after it reports nothing and hides the night."""
+    night = build_night(storage)
+    with Store(storage) as store:
+        late = store.add_job("run", ["/x/late.py"], "late", files={}, signature="sig")
+        store.claim_job(store.job(late.id), "dead-runner", 1, time.time() + 3 * 3600)  # hours after the night
+        with store._write() as conn:  # its runner died; it was removed (state only, as remove_job does)
+            conn.execute(update(schema.jobs).where(schema.jobs.c.id == late.id).values(state="removed"))
+    m = read(storage, until=time.time() + 4 * 3600)
+    assert m.since == pytest.approx(night.started) and m.window == "latest night"
+    assert [j.title for j in m.jobs] == ["train", "probe", "crash"]
+
+
+def test_a_running_job_whose_runner_died_counts_up_to_its_last_heartbeat(storage):
+    """The machine lost power at 03:00 with a job running: read at 09:00 (before any runner took it over) the
+    job still reads 'running', but it stopped at its last heartbeat; its duration and the night's machine time
+    must not keep growing until the morning, and a note says so."""
+    night = build_night(storage)
+    now = time.time()
+    with Store(storage) as store:
+        job = store.add_job("run", ["/x/lost.py"], "lost", files={}, signature="sig")
+        store.claim_job(store.job(job.id), "dead-runner", 1, now - 1800)
+        with store._write() as conn:  # its last heartbeat 20 min after it started, 10 min ago
+            conn.execute(update(schema.jobs).where(schema.jobs.c.id == job.id).values(heartbeat_at=now - 600))
+        live = store.add_job("run", ["/x/live.py"], "live", files={}, signature="sig")
+        store.claim_job(store.job(live.id), "live-runner", 1, now - 1200)
+        with store._write() as conn:  # a live runner: heartbeat just now
+            conn.execute(update(schema.jobs).where(schema.jobs.c.id == live.id).values(heartbeat_at=now))
+    m = read(storage, until=now)
+    by_title = {j.title: j for j in m.jobs}
+    assert by_title["lost"].duration_s == pytest.approx(1200, abs=5)
+    assert by_title["live"].duration_s == pytest.approx(1200, abs=5)
+    assert any(f"Job {job.id}" in n and "heartbeat" in n for n in m.notes), m.notes
+    assert m.since == pytest.approx(night.started)

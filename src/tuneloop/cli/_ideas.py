@@ -160,14 +160,14 @@ def test(idea_id: int, file: Annotated[Path, typer.Argument(help="The experiment
         result = ab_test(ledger, idea_id, study, overrides=overrides, variant_fn=variant_fn, seeds=seeds,
                          workers=workers, storage=storage, checks=ladder, on_check=_print_rung, adopt_if=rule)
     except VariantBroken as broken:
+        kept = " (the idea stays adopted: its baseline is unchanged)" if broken.idea.state == "adopted" else ""
         out.print(f"[red]Idea {idea_id} is broken[/]: its variant failed {safe(repr(broken.report.failure.name))}; "
-                  f"the A/B test did not run. Fix it, then test it again (tuneloop idea test {idea_id} ...).",
+                  f"the A/B test did not run{kept}. Fix it, then test it again (tuneloop idea test {idea_id} ...).",
                   highlight=False)
         raise typer.Exit(1) from None
     colour = {"better": "green", "worse": "red"}.get(result.verdict, "yellow")
     out.print(f"[{colour}]{safe(result.message)}[/]", highlight=False)
-    idea = ledger.get(idea_id)
-    if rule is not None and idea.state == "adopted" and (idea.note or "").startswith("adopted by rule"):
+    if rule is not None and rule.holds(result):  # what ab_test decided by (an earlier adoption's note is no proof)
         out.print(f"[green]Adopted idea {idea_id}[/] by rule {safe(repr(rule.text))}: its overrides are now part of "
                   f"the baseline.", highlight=False)
         if variant_fn is not None:
@@ -222,7 +222,8 @@ def plan(file: Annotated[Path, typer.Argument(help="The experiment file whose st
     per machine hour first; --queue queues them as idea-test jobs."""
     from tuneloop.experiment import load_study
     from tuneloop.ideas import AdoptRule, job_args, plan_night
-    from tuneloop.queue import duration, enqueue, prepare
+    from tuneloop.ideas._plan import machine_time
+    from tuneloop.queue import enqueue, prepare
 
     rule = AdoptRule.parse(adopt_if) if adopt_if is not None else None
     study = load_study(file)
@@ -231,7 +232,7 @@ def plan(file: Annotated[Path, typer.Argument(help="The experiment file whose st
     with open_store(url, read_only=not queue) as store:
         the_plan = plan_night(_ledger(store), store, path, study_name=study.name, hours=hours, seeds=seeds,
                               workers=workers)
-        _print_plan(the_plan, duration)
+        _print_plan(the_plan, machine_time)
         if queue and the_plan.planned:
             for e in the_plan.planned:
                 job, _ = enqueue(store, "idea-test", job_args(e.idea.id, path, seeds, workers,

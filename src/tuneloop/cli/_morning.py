@@ -27,7 +27,8 @@ _CLOCK = re.compile(r"(\d{1,2}):(\d{2})")
 def parse_since(text: str, now: float | None = None) -> float:
     """``--since``: ``HH:MM`` (its latest past occurrence, local time) or an ISO date and time (local
     unless it names its zone), as a Unix time."""
-    now_dt = datetime.fromtimestamp(time.time() if now is None else now)
+    now = time.time() if now is None else now
+    now_dt = datetime.fromtimestamp(now)
     clock = _CLOCK.fullmatch(text.strip())
     if clock:
         hour, minute = int(clock.group(1)), int(clock.group(2))
@@ -36,10 +37,13 @@ def parse_since(text: str, now: float | None = None) -> float:
         start = now_dt.replace(hour=hour, minute=minute, second=0, microsecond=0)
         return (start - timedelta(days=1) if start > now_dt else start).timestamp()
     try:
-        return datetime.fromisoformat(text.strip()).timestamp()
+        since = datetime.fromisoformat(text.strip()).timestamp()
     except (ValueError, OverflowError, OSError):
         raise ConfigError(f"--since takes HH:MM (e.g. 22:00) or an ISO date and time (e.g. 2026-05-01T22:00), "
                           f"not {text!r}.") from None
+    if since > now:
+        raise ConfigError(f"--since {text.strip()!r} is in the future: the window would be empty; give a past time.")
+    return since
 
 
 def when(timestamp: float | None, today: float | None = None) -> str:
@@ -60,7 +64,10 @@ def took(seconds: float | None) -> str:
         return "-"
     if seconds < 90:
         return f"{seconds:.0f} s"
-    return f"{seconds / 60:.0f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    hours = seconds / 3600  # a forged time can make it 1e300 h: :.1f would print every digit
+    return f"{hours:.1f} h" if hours < 1e6 else f"{hours:.3g} h"
 
 
 def signed(value: float | None) -> str:

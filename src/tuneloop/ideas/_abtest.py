@@ -107,12 +107,32 @@ def arms_config(ledger: Ledger, idea_id: int, study: Any,
 def check_variant(ledger: Ledger, idea_id: int, checks: Any, *, storage: str | None = None,
                   on_result: Any = None) -> Any:
     """Run the ladder ``checks`` (already made for the variant) and return its report; on a failing rung
-    the idea is marked broken (:meth:`Ledger.mark_broken`) with the failure's evidence."""
-    report = checks.run(storage=storage, on_result=on_result)
+    the idea is marked broken (:meth:`Ledger.mark_broken`) with the failure's evidence (an adopted idea keeps
+    its state and gets only the evidence: its adoption stands). A variant whose code raises is broken too."""
+    from tuneloop.checks._result import FAIL, CheckReport, CheckResult
+
+    seen: list[Any] = []
+
+    def note(result: Any) -> None:
+        seen.append(result)
+        if on_result is not None:
+            on_result(result)
+
+    try:
+        report = checks.run(storage=storage, on_result=note)
+    except Exception as exc:  # noqa: BLE001 - the variant's code raised (e.g. its model cannot be built): broken too
+        after = seen[-1].name if seen else None
+        error = f"{type(exc).__name__}: {str(exc)[:500]}"
+        failed = CheckResult(
+            "variant_runs", FAIL, f"the variant raised {error}",
+            evidence={"error": error, "after_check": after},
+            next_step="Run the variant's configuration by hand (its model builder and fit) and fix the error.")
+        note(failed)
+        report = CheckReport(results=[*seen], metric=getattr(checks, "metric", ""))
     failure = report.failure
-    if failure is not None:
+    if failure is not None:  # an adopted idea stays adopted (its overrides stay in the baseline): only this variant broke
         ledger.mark_broken(idea_id, check=failure.name, message=failure.message, evidence=failure.evidence,
-                           next_step=failure.next_step)
+                           next_step=failure.next_step, keep_state=ledger.get(idea_id).state == IdeaState.ADOPTED)
     else:  # how long the ladder took: ``idea plan`` counts it in the idea's machine time
         ledger.link(idea_id, checks={"passed": len(report.results),
                                      "seconds": round(sum(r.seconds for r in report.results), 3)})

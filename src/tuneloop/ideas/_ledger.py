@@ -184,12 +184,15 @@ class Ledger:
         return self.get(idea_id)
 
     def mark_broken(self, idea_id: int, *, check: str, message: str, evidence: dict[str, Any] | None = None,
-                    next_step: str = "") -> Idea:
+                    next_step: str = "", keep_state: bool = False) -> Idea:
         """The idea's variant failed the rung ``check`` of the check ladder: state ``broken``, the note
         ``failed check <check>: <message>``, and a link ``{"broken": {"check", "message", "evidence",
         "next_step"}}`` with the evidence (the morning report reads exactly these)."""
         idea = self.get(idea_id)
         entry = {"check": check, "message": message, "evidence": _plain_json(evidence or {}), "next_step": next_step}
+        if keep_state:  # ``keep_state``: only the link (an adopted idea's new variant broke; the adoption stands)
+            self._set(idea_id, links=json.dumps([*idea.links, {"broken": entry}]))
+            return self.get(idea_id)
         self._set(idea_id, state=IdeaState.BROKEN.value, note=f"failed check {check}: {message}",
                   decided_at=time.time(), links=json.dumps([*idea.links, {"broken": entry}]))
         return self.get(idea_id)
@@ -236,9 +239,13 @@ class Ledger:
         t = schema.idea_tests
         with self.store._read() as conn:
             rows = conn.execute(select(t).where(t.c.idea_id == idea_id).order_by(t.c.id)).all()
-        return [{"created_at": r.created_at, "study": r.study, "metric": r.metric, "mode": r.mode,
-                 "seeds": json.loads(r.seeds), "baseline": json.loads(r.baseline), "variant": json.loads(r.variant),
-                 "result": json.loads(r.result)} for r in rows]
+        try:
+            return [{"created_at": r.created_at, "study": r.study, "metric": r.metric, "mode": r.mode,
+                     "seeds": json.loads(r.seeds), "baseline": json.loads(r.baseline), "variant": json.loads(r.variant),
+                     "result": json.loads(r.result)} for r in rows]
+        except (TypeError, ValueError, RecursionError):  # someone else's database: one line, not a traceback
+            raise StorageError(f"Corrupt row: an A/B test of idea {idea_id} is not JSON; repair or delete that row "
+                               f"(table idea_tests) in the database.") from None
 
     def baseline_chain(self) -> list[dict[str, Any]]:
         """Adopted ideas in the order they were adopted, each with its measured effect and the
@@ -283,8 +290,33 @@ def _state(row: Any) -> IdeaState:
                            f"{', '.join(STATES)}.") from None
 
 
+def _json_column(row: Any, column: str, kind: type, default: str | None = None) -> Any:
+    """A JSON column of an idea's row, which must hold a ``kind``; a corrupt one (someone else's database)
+    is a one-line StorageError naming the row, never a traceback."""
+    raw = getattr(row, column)
+    try:
+        value = json.loads(raw if raw is not None or default is None else default)
+    except (TypeError, ValueError, RecursionError):
+        value = None
+    if not isinstance(value, kind):
+        raise StorageError(f"Corrupt row: the {column} of idea {row.id} is not a JSON {kind.__name__}; repair or "
+                           f"delete that row in the database.")
+    return value
+
+
+def _estimates(row: Any) -> None:
+    """The row's estimates as :data:`ESTIMATES` checks them on the way in; text or a number out of range (someone
+    else's database) is a one-line StorageError naming the row, not a TypeError deep in the ranking."""
+    for name, (what, ok) in ESTIMATES.items():
+        value = getattr(row, name)
+        if not ok(value):
+            raise StorageError(f"Corrupt row: the {name} of idea {row.id} is {str(value)[:40]!r}, not {what}; repair or "
+                               f"delete that row in the database.")
+
+
 def _idea(row: Any) -> Idea:
+    _estimates(row)
     return Idea(id=row.id, title=row.title, state=_state(row), hours=row.hours, complexity=row.complexity, gain=row.gain,
-                p=row.p, tags=json.loads(row.tags), actual_hours=row.actual_hours, note=row.note,
-                config=json.loads(row.config or "{}"), links=json.loads(row.links), created_at=row.created_at,
-                decided_at=row.decided_at)
+                p=row.p, tags=_json_column(row, "tags", list), actual_hours=row.actual_hours, note=row.note,
+                config=_json_column(row, "config", dict, "{}"), links=_json_column(row, "links", list),
+                created_at=row.created_at, decided_at=row.decided_at)

@@ -13,7 +13,9 @@ never used here.
 
 Order: expected gain per machine hour, ``p x gain / machine hours``, highest first; then a greedy fill:
 an idea that does not fit the time left stays out with the reason and the next one is tried. An idea
-whose time is unknown (no history) is planned after the known ones, and said to be unknown.
+whose time is unknown (no history) is planned after the known ones, and said to be unknown. An idea
+whose ``idea-test`` job on the same file is still queued or running is left out ("already queued"), so
+planning again does not test it twice.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from typing import Any
 from tuneloop._validation import fail
 from tuneloop.errors import ConfigError
 from tuneloop.ideas._ledger import Idea, IdeaState, Ledger, finite
+
+NOTE_CHARS = 200  # a broken idea's note (the failed check's message) in the plan's reasons
 
 
 @dataclass(frozen=True)
@@ -88,19 +92,23 @@ def plan_night(ledger: Ledger, store: Any, file: str, *, study_name: str, hours:
         raise ConfigError(f"No study {study_name!r} in {store.url} yet: run it first (tuneloop run {file}), so the "
                           f"A/B tests have a baseline to start from.")
     plan = Plan(hours=float(hours), seeds=seeds, workers=workers)
+    queued = _queued_tests(store, file)
     candidates = []
     for idea in ideas:
         if idea.state == IdeaState.BROKEN:
-            plan.untestable.append((idea, (f"broken ({idea.note or 'a failed check'}): fix it, then tuneloop idea "
-                                          f"test {idea.id} FILE")))
+            note = idea.note or "a failed check"  # a check's message can be long (or forged): cut like a title
+            note = note if len(note) <= NOTE_CHARS else note[:NOTE_CHARS - 1] + "…"
+            plan.untestable.append((idea, f"broken ({note}): fix it, then tuneloop idea test {idea.id} FILE"))
         elif idea.state == IdeaState.PROPOSED or (idea.state == IdeaState.TESTING and not ledger.tests(idea.id)):
             if not idea.config:
                 plan.untestable.append((idea, (f"no config; set one with tuneloop idea edit {idea.id} --config "
                                               f"NAME=VALUE,...")))
+            elif idea.id in queued:  # planned (and queued) before: testing it twice would waste the night
+                plan.left_out.append(Entry(idea, None, None, f"already queued as job {queued[idea.id]}"))
             else:
                 candidates.append(_entry(store, idea, file, seeds, workers))
-    known = sorted((e for e in candidates if e.seconds is not None),
-                   key=lambda e: (-(e.per_hour or 0.0), e.seconds, e.idea.id))
+    known = sorted((e for e in candidates if e.seconds is not None),  # ties (0 s: all infinite) by p x gain
+                   key=lambda e: (-(e.per_hour or 0.0), -(e.idea.p * e.idea.gain), e.seconds, e.idea.id))
     unknown = [e for e in candidates if e.seconds is None]  # ledger order: priority first
     left = plan.hours * 3600
     for e in known:
@@ -115,16 +123,41 @@ def plan_night(ledger: Ledger, store: Any, file: str, *, study_name: str, hours:
     return plan
 
 
+def _queued_tests(store: Any, file: str) -> dict[int, int]:
+    """Idea id -> the id of its idea-test job on ``file`` still queued or running (the first in queue order)."""
+    from tuneloop.errors import StorageError
+    from tuneloop.store import JobState
+
+    try:
+        jobs = store.jobs([JobState.QUEUED.value, JobState.RUNNING.value])
+    except StorageError:  # a corrupt job row: the queue cannot tell, so nothing counts as queued
+        return {}
+    found: dict[int, int] = {}
+    for job in jobs:
+        if (job.kind == "idea-test" and len(job.args) >= 2 and job.args[0].isdecimal() and len(job.args[0]) <= 9
+                and job.args[1] == file):
+            found.setdefault(int(job.args[0]), job.id)
+    return found
+
+
 def _entry(store: Any, idea: Idea, file: str, seeds: int, workers: int) -> Entry:
     from tuneloop.queue import estimate
 
     seconds = estimate(store, SimpleNamespace(kind="idea-test", args=job_args(idea.id, file, seeds, workers)))
     if seconds is None:
         return Entry(idea, None, None)
-    return Entry(idea, seconds, idea.p * idea.gain / (seconds / 3600) if seconds > 0 else math.inf)
+    expected = idea.p * idea.gain
+    return Entry(idea, seconds, expected / (seconds / 3600) if seconds > 0 else math.inf if expected > 0 else 0.0)
 
 
 def _h(seconds: float | None) -> str:
-    from tuneloop.queue import duration  # the runner's own words for a window's time
+    return "an unknown time" if seconds is None else machine_time(seconds)
 
-    return "an unknown time" if seconds is None else duration(max(seconds, 0.0))
+
+def machine_time(seconds: float) -> str:
+    """Seconds in the runner's own words for a window's time (``12 min``, ``3.0 h``), short even for a
+    forged ladder time of 1e300 s (``:.1f`` would print every digit)."""
+    from tuneloop.queue import duration
+
+    seconds = max(seconds, 0.0)
+    return duration(seconds) if seconds < 3600 * 1e6 else f"{seconds / 3600:.3g} h"

@@ -28,6 +28,7 @@ from sqlalchemy import inspect, select
 from tuneloop.errors import StorageError
 from tuneloop.export import strict_json
 from tuneloop.store import JobRecord, JobState, Store, schema
+from tuneloop.store._jobs import STALE_AFTER
 
 NIGHT_GAP_S = 2 * 3600.0  # a longer pause between two jobs separates two nights
 DAY_S = 24 * 3600.0  # the window when no job ever ran
@@ -174,6 +175,9 @@ def morning(store: Store, since: float | None = None, until: float | None = None
     since = float(since)
     ran = sorted((j for j in jobs if _in_window(j, since, until)), key=lambda j: (j.started_at or 0.0, j.id))
     queued = [j for j in jobs if j.state is JobState.QUEUED]
+    notes += [f"Job {j.id} reads running, but its runner's last heartbeat was {(until - (j.heartbeat_at or 0)) / 60:.0f} "
+              f"min before the end of the window: it stopped then (its duration counts up to that heartbeat); the next "
+              f"tuneloop queue run takes it over." for j in ran if _stopped(j, until)]
     ideas, tests = _ideas(store, notes), _tests(store, notes)
     by_id = {i["id"]: i for i in ideas}
     verdicts = [_verdict(t, by_id) for t in tests if since <= t["created_at"] <= until]
@@ -191,9 +195,11 @@ def morning(store: Store, since: float | None = None, until: float | None = None
 # -- the window ------------------------------------------------------------------------------------
 def _night_start(jobs: list[JobRecord], until: float) -> tuple[float, str]:
     """The first start of the latest run of jobs with no gap of NIGHT_GAP_S between one's start and the
-    end of every job before it (jobs that ran side by side overlap); the last 24 h when none started."""
-    started = sorted((j for j in jobs if j.started_at is not None and j.started_at <= until),
-                     key=lambda j: j.started_at or 0.0)
+    end of every job before it (jobs that ran side by side overlap; removed jobs are not counted); the last
+    24 h when none started."""
+    # a removed job is shown nowhere: it must not open a window (a morning after it would hide the night)
+    started = sorted((j for j in jobs if j.started_at is not None and j.started_at <= until
+                      and j.state is not JobState.REMOVED), key=lambda j: j.started_at or 0.0)
     if not started:
         return until - DAY_S, "last 24 h"
     night, reach = 0.0, -math.inf  # the current run's first start, and the latest end seen so far
@@ -201,7 +207,8 @@ def _night_start(jobs: list[JobRecord], until: float) -> tuple[float, str]:
         start = job.started_at or 0.0
         if start - reach >= NIGHT_GAP_S:
             night = start
-        end = job.finished_at if job.finished_at is not None else until if job.state is JobState.RUNNING else start
+        end = job.finished_at if job.finished_at is not None else \
+            _running_end(job, until) if job.state is JobState.RUNNING else start
         reach = max(reach, end)
     return night, "latest night"
 
@@ -213,8 +220,21 @@ def _in_window(job: JobRecord, since: float, until: float) -> bool:
     return job.started_at <= until and end >= since
 
 
+def _stopped(job: JobRecord, until: float) -> bool:
+    """Whether a job that reads ``running`` stopped: its runner's heartbeat is STALE_AFTER or more older than
+    ``until`` (the machine lost power, the runner was killed), and no runner took it over yet."""
+    return (job.state is JobState.RUNNING and job.finished_at is None and job.heartbeat_at is not None
+            and until - job.heartbeat_at >= STALE_AFTER)
+
+
+def _running_end(job: JobRecord, until: float) -> float:
+    """Where a running job's attempt ends so far: ``until``, or its last heartbeat when its runner stopped."""
+    return max(job.heartbeat_at or 0.0, job.started_at or 0.0) if _stopped(job, until) else until
+
+
 def _line(job: JobRecord, until: float) -> JobLine:
-    end = job.finished_at if job.finished_at is not None else (until if job.state is JobState.RUNNING else None)
+    end = job.finished_at if job.finished_at is not None else (
+        _running_end(job, until) if job.state is JobState.RUNNING else None)
     duration = None if job.started_at is None or end is None else max(0.0, end - job.started_at)
     tail = []
     if job.state is JobState.FAILED and job.tail:
