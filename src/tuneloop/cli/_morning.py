@@ -147,7 +147,7 @@ def print_morning(m: Morning) -> None:
         scored = (f"over {c['decided']} decided ideas: predicted gain {fmt(c['gain_predicted'])}, realized "
                   f"{fmt(c['gain_realized'])}; Brier score {fmt(c['brier'])} (always the base rate: "
                   f"{fmt(c['brier_base_rate'])})") if c["decided"] else "no adopted or rejected idea yet"
-        out.print(f"[bold]Calibration[/] {scored}{apart}.", highlight=False)
+        out.print(f"[bold]Calibration[/]: {scored}{apart}.", highlight=False)
     if m.failed_jobs or m.broken:
         out.print("[bold]What failed and why[/]")
         for j in m.failed_jobs:
