@@ -331,8 +331,9 @@ class Runner:
                                      "TUNELOOP_STORAGE": self.store.url, "PYTHONSAFEPATH": "1"})
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
-        # one line per message in the tail (the reason is its last line): Rich wraps at 80 columns in a pipe
-        env.setdefault("COLUMNS", "200")
+        # one line per message in the tail (the reason is its last line): the child writes to a pipe, not to
+        # this terminal, and Rich would wrap at $COLUMNS (80 when unset)
+        env["COLUMNS"] = "200"
         if self.workers > 1 and "OMP_NUM_THREADS" not in os.environ:
             # jobs side by side share the cores: each gets its part rather than all of them (torch's
             # threads spin while they wait: two jobs of two threads on two cores ran 4-10x slower)
