@@ -76,6 +76,7 @@ def test_calibration_needs_enough_curves_for_the_confidence():
     assert cal.bounds(0.9, 6) is not None and forecast(curve[:6], 29, confidence=0.9, calibration=cal).calibrated
 
 
+@pytest.mark.slow  # hundreds of curve fits (8 s): .ci/run runs it in its second pytest call
 def test_calibrated_bounds_hold_at_every_look_at_once_where_the_models_alone_do_not():
     """Late risers: the model's own bounds are crossed at some look for most curves. Calibrated on
     40 such curves, each one-sided 90% bound holds at all of a new curve's looks for about 90% of

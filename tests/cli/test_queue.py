@@ -13,7 +13,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
-from shared import sqlite_rows
+from shared import sqlite_rows, wait_until
 from typer.testing import CliRunner
 
 from tuneloop.cli import app
@@ -88,12 +88,6 @@ def _runner(db, env=None, *extra):
         signal.signal(signal.SIGINT, previous)
 
 
-def _wait(condition, what, timeout=90.0):
-    deadline = time.time() + timeout
-    while not condition():
-        assert time.time() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
 
 def _children(pid):
     try:
@@ -117,13 +111,13 @@ def test_a_runner_killed_mid_job_is_resumed_and_every_job_finishes_once(cli, tmp
     _queue(cli, db, experiments)
     runner = _runner(db, {"TRIAL_SLEEP": "0.15"})
     # mid-job: the second job's study has a finished trial and is still running
-    _wait(lambda: len(_completed(db).get("s1", [])) >= 1, "the second job to be under way")
+    wait_until(lambda: len(_completed(db).get("s1", [])) >= 1, "the second job to be under way")
     children = _children(runner.pid)
     os.kill(runner.pid, signal.SIGKILL)  # the runner alone: its child must notice and stop
     runner.communicate(timeout=30)
     assert sqlite_rows(db, "select state from jobs where id = 2") == [("running",)]
     assert len(_completed(db)["s1"]) < TRIALS
-    _wait(lambda: all(_gone(c) for c in children), "the killed runner's child to stop")
+    wait_until(lambda: all(_gone(c) for c in children), "the killed runner's child to stop")
 
     again = subprocess.run([sys.executable, "-m", "tuneloop.cli", "queue", "run", "--storage", str(db)],
                            capture_output=True, text=True, timeout=300)
@@ -140,7 +134,7 @@ def test_sigterm_stops_the_child_and_queues_its_job_again(cli, tmp_path, experim
     db = tmp_path / "q.db"
     _queue(cli, db, experiments[:2])
     runner = _runner(db, {"TRIAL_SLEEP": "0.15"})
-    _wait(lambda: len(_completed(db).get("s0", [])) >= 1, "the first job to be under way")
+    wait_until(lambda: len(_completed(db).get("s0", [])) >= 1, "the first job to be under way")
     children = _children(runner.pid)
     runner.send_signal(signal.SIGTERM)
     output, _ = runner.communicate(timeout=60)
@@ -368,7 +362,7 @@ def _stubborn(cli, tmp_path, sleep):
     path.write_text(textwrap.dedent(STUBBORN))
     assert cli("queue", "add", "run", path, "--trials", 1, "--storage", db).exit_code == 0
     runner = _runner(db, {"TRIAL_SLEEP": str(sleep), "WORKER_PID": str(pidfile)})
-    _wait(pidfile.exists, "the trial to start its worker")
+    wait_until(pidfile.exists, "the trial to start its worker")
     return db, runner, int(pidfile.read_text()), _children(runner.pid)
 
 
@@ -376,7 +370,7 @@ def _stubborn(cli, tmp_path, sleep):
 def test_a_second_sigterm_kills_the_jobs_whole_process_group_and_the_job_is_queued_again(cli, tmp_path):
     db, runner, worker, children = _stubborn(cli, tmp_path, 600)
     runner.send_signal(signal.SIGTERM)  # the child and its worker ignore the SIGINT this sends them
-    _wait(lambda: sqlite_rows(db, "select count(*) from jobs where state = 'running'") == [(1,)], "the job to run")
+    wait_until(lambda: sqlite_rows(db, "select count(*) from jobs where state = 'running'") == [(1,)], "the job to run")
     # two signals sent at once may arrive as one (standard signals do not queue): the second goes once
     # the runner says it took the first (it then waits out its 30 s grace); the second cuts that short
     seen = []
@@ -390,7 +384,7 @@ def test_a_second_sigterm_kills_the_jobs_whole_process_group_and_the_job_is_queu
     output = "".join(seen) + rest
     assert time.monotonic() - started < 20  # not the 30 s grace, and not blocked on the worker's pipe
     assert runner.returncode == 130 and "queued again" in output and "Traceback" not in output, output
-    _wait(lambda: _gone(worker) and all(_gone(c) for c in children), "the job's processes to be killed")
+    wait_until(lambda: _gone(worker) and all(_gone(c) for c in children), "the job's processes to be killed")
     assert sqlite_rows(db, "select state, runner, pid from jobs") == [("queued", None, None)]
     assert "interrupted" in sqlite_rows(db, "select reason from jobs")[0][0]
 
@@ -402,7 +396,7 @@ def test_a_job_that_ends_well_while_it_is_being_stopped_is_recorded_done(cli, tm
     output, _ = runner.communicate(timeout=60)
     assert runner.returncode == 130 and "finished as it was stopped (recorded done)" in output, output
     assert sqlite_rows(db, "select state, attempts, exit_code from jobs") == [("done", 1, 0)]
-    _wait(lambda: _gone(worker), "the worker that outlived its job to be killed with the group")
+    wait_until(lambda: _gone(worker), "the worker that outlived its job to be killed with the group")
 
 
 @pytest.mark.slow
@@ -411,7 +405,7 @@ def test_a_worker_that_outlives_its_job_neither_blocks_the_runner_nor_survives_i
     output, _ = runner.communicate(timeout=60)
     assert runner.returncode == 0 and "Ran 1 jobs (1 done, 0 failed)" in output, output
     assert sqlite_rows(db, "select state, exit_code from jobs") == [("done", 0)]
-    _wait(lambda: _gone(worker), "the leftover worker to be killed with the job's group")
+    wait_until(lambda: _gone(worker), "the leftover worker to be killed with the job's group")
 
 
 class _Flaky:

@@ -55,7 +55,8 @@ def test_every_registered_executor_is_in_the_suite():
     assert set(executors.names) == set(OPTIONS), "add the new executor's options to OPTIONS"
 
 
-@pytest.mark.parametrize("name", executors.names)  # ray: one case, a local cluster of 2 CPUs (about 7 s)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "ray" else n for n in executors.names])
+# ray: one case, a local cluster of 2 CPUs (about 8 s): .ci/run runs it in its second pytest call
 def test_a_tiny_study_runs_to_the_same_results_with_reports_streamed_and_failures_alone(name, storage, reference):
     if name == "ray":
         pytest.importorskip("ray")

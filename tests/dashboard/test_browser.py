@@ -5,23 +5,18 @@ view picks up a trial added after the page loaded; hostile names stay text; the 
 draws offline. CI installs chromium (.ci/run); elsewhere these tests skip when it is missing.
 """
 
-import os
 import shutil
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 import trial_functions as tf
+from browser import open_offline, open_page, require_chromium
 from shared import HOSTILE
 
 import tuneloop as tl
 
-CHROMIUM = "/usr/bin/chromium"
-
-if not Path(CHROMIUM).exists():
-    if os.environ.get("CI"):
-        raise RuntimeError("CI must install Debian's chromium (apt-get install chromium): .ci/run does.")
-    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+require_chromium()
 
 
 @pytest.fixture(scope="module")
@@ -45,25 +40,8 @@ def server(live_db, serving):
         yield f"http://127.0.0.1:{port}"
 
 
-def open_page(page, url):
-    page.goto(url)
-    page.wait_for_selector("body[data-loaded=true]", timeout=30_000)
-    page.wait_for_timeout(300)  # let Plotly finish drawing
-    return page
 
 
-def open_offline(page, uri):
-    """Open a report file with every request but file: and data: refused.
-
-    The dashboard page the test may be on still polls the server: it is left for about:blank
-    first (its problems already asserted), so a poll in flight is not counted against the report.
-    """
-    assert page.problems == []
-    page.goto("about:blank")
-    page.problems.clear()
-    page.route("**/*", lambda route: route.abort() if not route.request.url.startswith(("file:", "data:"))
-               else route.continue_())
-    return open_page(page, uri)
 
 
 def plots(page):
@@ -132,6 +110,7 @@ def test_hostile_study_page_renders_text_and_runs_nothing(page, server):
     assert page.problems == []
 
 
+@pytest.mark.slow  # waits for a live poll to bring a new trial (6 s): .ci/run runs it in its second pytest call
 def test_live_view_picks_up_a_trial_added_after_load(page, server, live_db):
     study = tl.Study("live", tl.Space(x=tl.Float(0.0, 1.0)), tf.quadratic, metric="loss", mode="min",
                      storage=live_db, searcher="random")

@@ -2,18 +2,12 @@
 chart of effects and the hostile title as text; the dashboard's home page shows the "Last night"
 panel under the study list. Each without a console error."""
 
-import os
-from pathlib import Path
 
 import pytest
+from browser import open_offline, open_page, require_chromium
 from night import MARKUP, build_night, spoil
 
-CHROMIUM = "/usr/bin/chromium"
-
-if not Path(CHROMIUM).exists():
-    if os.environ.get("CI"):
-        raise RuntimeError("CI must install Debian's chromium (apt-get install chromium): .ci/run does.")
-    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+require_chromium()
 
 
 @pytest.fixture(scope="module")
@@ -21,20 +15,8 @@ def night(tmp_path_factory):
     return build_night(f"sqlite:///{tmp_path_factory.mktemp('night') / 'night.db'}", title=MARKUP)
 
 
-def open_page(page, url):
-    page.goto(url)
-    page.wait_for_selector("body[data-loaded=true]", timeout=30_000)
-    return page
 
 
-def open_offline(page, uri):
-    """Open a report file with every request but file: and data: refused (as test_browser.open_offline)."""
-    assert page.problems == []
-    page.goto("about:blank")
-    page.problems.clear()
-    page.route("**/*", lambda route: route.abort() if not route.request.url.startswith(("file:", "data:"))
-               else route.continue_())
-    return open_page(page, uri)
 
 
 def test_the_morning_report_file_draws_offline(page, night, tmp_path):

@@ -3,20 +3,14 @@ a sample that keeps the best trials, and a trials table that holds a page of row
 all of them and the pager walks through them. No console error."""
 
 import math
-import os
 import random
-from pathlib import Path
 
 import pytest
+from browser import require_chromium
 
 import tuneloop as tl
 
-CHROMIUM = "/usr/bin/chromium"
-
-if not Path(CHROMIUM).exists():
-    if os.environ.get("CI"):
-        raise RuntimeError("CI must install Debian's chromium (apt-get install chromium): .ci/run does.")
-    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+require_chromium()
 
 TRIALS = 2500
 

@@ -29,6 +29,7 @@ def app(hostile):
     return create_app(hostile.storage)
 
 
+@pytest.mark.slow  # 1,000 generated requests (10 s): .ci/run runs it in its second pytest call
 def test_no_server_error_in_a_thousand_generated_requests(app, hostile):
     import schemathesis
     from schemathesis import GenerationMode

@@ -23,6 +23,7 @@ def test_example_runs_on_a_tiny_budget(path, storage):
     assert 0.1 <= study.best.value <= 1.0  # an accuracy, better than nothing
 
 
+@pytest.mark.slow  # the demo end to end (8 s): .ci/run runs it in its second pytest call
 def test_demo_command_tunes_then_tests_once(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("TUNELOOP_STORAGE", raising=False)

@@ -91,6 +91,7 @@ def test_cli_add_list_show_decide_calibration(storage, monkeypatch):
     assert missing.exit_code == 1 and "No idea 99" in missing.output and "Traceback" not in missing.output
 
 
+@pytest.mark.slow  # six MNIST-1D trainings (7 s): .ci/run runs it in its second pytest call
 def test_ab_test_on_the_mnist1d_mlp_stores_a_verdict(storage):
     from tuneloop.ideas import ab_test
 

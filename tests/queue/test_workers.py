@@ -6,20 +6,12 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 
 import pytest
-from shared import sqlite_rows
+from shared import sqlite_rows, wait_until
 
 from tuneloop.errors import ConfigError
 from tuneloop.queue._pool import gpu_pool
-
-
-def _wait(condition, what, timeout=90.0):
-    deadline = time.time() + timeout
-    while not condition():
-        assert time.time() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def _completed(db):
@@ -79,12 +71,12 @@ def test_a_runner_killed_with_two_jobs_in_flight_is_resumed_and_each_job_finishe
                                   stderr=subprocess.STDOUT, text=True, start_new_session=True)
     finally:
         signal.signal(signal.SIGINT, previous)
-    _wait(lambda: (where / "s0.started").exists() and (where / "s1.started").exists(), "both jobs' trials to run")
+    wait_until(lambda: (where / "s0.started").exists() and (where / "s1.started").exists(), "both jobs' trials to run")
     processes = _descendants(runner.pid)
     assert sqlite_rows(db, "select id, state from jobs order by id") == [(1, "running"), (2, "running")]
     os.kill(runner.pid, signal.SIGKILL)  # the runner alone: each child must notice and stop
     runner.communicate(timeout=30)
-    _wait(lambda: not any(_alive(p) for p in processes), "the killed runner's children to stop")
+    wait_until(lambda: not any(_alive(p) for p in processes), "the killed runner's children to stop")
     assert sqlite_rows(db, "select id, state, attempts from jobs order by id") == [(1, "running", 1), (2, "running", 1)]
     assert _completed(db) == []
 
@@ -162,7 +154,7 @@ def test_sigterm_stops_every_running_job_queues_each_again_and_says_so(cli, queu
     runner = subprocess.Popen([sys.executable, "-m", "tuneloop.cli", "queue", "run", "--workers", "2", "--storage",
                                str(db)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               start_new_session=True)
-    _wait(lambda: (where / "s0.started").exists() and (where / "s1.started").exists(), "both jobs' trials to run")
+    wait_until(lambda: (where / "s0.started").exists() and (where / "s1.started").exists(), "both jobs' trials to run")
     processes = _descendants(runner.pid)
     runner.send_signal(signal.SIGTERM)
     output, _ = runner.communicate(timeout=60)
@@ -204,13 +196,13 @@ def test_a_free_slot_never_takes_over_a_job_its_own_runner_is_running(cli, queue
                                    "0.1", "--stale-after", "600", "--storage", str(db)],
                                   env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait(lambda: (where / "s0.started").exists(), "job 1's trial to run")
+        wait_until(lambda: (where / "s0.started").exists(), "job 1's trial to run")
         con = sqlite3.connect(db, timeout=30)
         with con:  # job 1's heartbeat as a runner's looks after a night's suspend
             con.execute("update jobs set heartbeat_at = heartbeat_at - 100000 where id = 1")
         con.close()
         assert cli("queue", "add", "run", paths[1], "--trials", 1, "--storage", db).exit_code == 0
-        _wait(lambda: (where / "s1.started").exists()
+        wait_until(lambda: (where / "s1.started").exists()
               or sqlite_rows(db, "select attempts from jobs where id = 1") != [(1,)], "the runner's next claim")
         assert sqlite_rows(db, "select id, state, attempts from jobs order by id") == [(1, "running", 1),
                                                                                        (2, "running", 1)]

@@ -31,3 +31,14 @@ def sqlite_rows(db, sql):
         return []
     finally:
         con.close()
+
+
+def wait_until(condition, what, timeout=90.0):
+    """Wait for an event (a row, a file, a process gone): poll ``condition`` until it holds; fail naming
+    ``what`` after ``timeout`` seconds rather than hang."""
+    import time
+
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
