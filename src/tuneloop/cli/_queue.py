@@ -27,21 +27,12 @@ def add(
 ) -> None:
     """Queue a job: a tuneloop command the runner will run (run, idea test, finalize, probe, check), signed
     with this user's key so that only jobs queued here ever run."""
-    from tuneloop.queue import duration, estimate, kind_of, prepare, sign_job
-    from tuneloop.queue import title as default_title
+    from tuneloop.queue import duration, enqueue, kind_of, prepare
 
     kind_of(kind)
-    stored = prepare(kind, list(args or ()))
-    _parse(kind, stored)
-    files, signature = sign_job(kind, stored)
-    if signature is None:
-        raise ConfigError("Cannot read or make this user's trust key ($XDG_CONFIG_HOME/tuneloop/trust.key), so the job "
-                          "could not be signed and no runner would run it; make that folder writable.")
+    _parse(kind, prepare(kind, list(args or ())))  # as the job's own command will parse them, before anything is stored
     with open_store(storage, read_only=False) as store:
-        job = store.add_job(kind, stored, title or default_title(kind, stored), files=files, signature=signature)
-        expected = estimate(store, job)
-        if expected is not None:
-            store.note_job(job.id, None, expected)
+        job, expected = enqueue(store, kind, list(args or ()), title)
     when = "unknown (no history yet)" if expected is None else duration(expected)
     out.print(f"Queued job {job.id}: {safe(job.title)} (estimate {when}). Run the queue with tuneloop queue run.",
               highlight=False)
