@@ -5,7 +5,8 @@ The dashboard's study page polls; an analysis such as fANOVA importance costs se
 thousands of trials. Each result is kept with the key it was computed from (the study's finished
 trials); a request whose key is newer starts the computation (once) and is answered at once with
 the previous result and its age, or with nothing yet. A report (``wait=True``) waits for the
-current one instead.
+current one instead. The dashboard's importance fit itself runs in a worker process
+(:mod:`tuneloop.views._worker`): this thread only waits for it, without holding the interpreter.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from tuneloop.analysis import band, history, importance, param_effects, seed_groups
+from tuneloop.analysis import band, history, param_effects, seed_groups
 from tuneloop.export import strict_json
 from tuneloop.store import Store, StudyRecord, TrialRecord, TrialState
 from tuneloop.views._background import BACKGROUND, Background
@@ -17,6 +17,7 @@ from tuneloop.views._decimate import decimate
 from tuneloop.views._front import feasibility, objectives_view
 from tuneloop.views._rounds import final_view, rounds_view
 from tuneloop.views._trial import trial_row
+from tuneloop.views._worker import importance_in_worker, importance_or_nothing
 
 TOP_CURVES = 10  # learning curves shown by default: the best trials
 
@@ -107,13 +108,14 @@ def _key(store: Store, record: StudyRecord, trials: Sequence[TrialRecord]) -> tu
 
 def _importance(store: Store, record: StudyRecord, trials: Sequence[TrialRecord], done: Sequence[TrialRecord],
                 key: tuple[str, int, int, float], wait: bool) -> tuple[dict[str, float], dict[str, Any]]:
-    """fANOVA importance, computed in the background when the completed trials change (the page polls)."""
+    """fANOVA importance, computed in the background when the completed trials change (the page polls):
+    for the dashboard (``wait=False``) in a worker process, so the fit never holds the server's
+    interpreter; for a report in this one (no process to start). Both give the same values."""
 
     def compute() -> dict[str, float]:
-        try:
-            return importance(record.space, trials, record.mode)
-        except (AssertionError, ArithmeticError, ValueError):  # fANOVA over values like 1e300: no panel, not a 500
-            return {}
+        if wait:
+            return importance_or_nothing(record.space, trials, record.mode)
+        return importance_in_worker(record.space, done, record.mode)
 
     return BACKGROUND.get((store.url, record.id, "importance"), key, len(done), compute, wait=wait, empty={})
 

@@ -1,0 +1,135 @@
+"""The dashboard's importance fit in a worker process: the same values as the report's in-process fit,
+really computed in another process, and a killed worker never leaves the page stuck computing."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import textwrap
+from multiprocessing.connection import wait as wait_for
+
+import pytest
+
+import tuneloop as tl
+from tuneloop.analysis import importance
+from tuneloop.store import Store
+from tuneloop.views import _worker, study_view
+
+SPACE = tl.Space(x=tl.Float(0.0, 1.0), lr=tl.LogFloat(1e-4, 1e-1), depth=tl.Int(1, 8),
+                 opt=tl.Choice({"sgd": {"momentum": tl.Float(0.0, 0.99)}, "adam": {}}))
+
+
+def _trial(store: Store, study_id: int, n: int) -> None:
+    """Trial ``n``: x drives the loss, the rest is mostly noise; every fourth one fails (left out of the fit)."""
+    opt = "sgd" if n % 3 else "adam"
+    params = {"x": (n * 0.37) % 1, "lr": 10 ** -(1 + (n * 7 % 30) / 10), "depth": 1 + n % 8, "opt": opt,
+              **({"momentum": (n * 0.11) % 0.99} if opt == "sgd" else {})}
+    trial = store.create_trial(study_id, n, params, seed=n)
+    loss = (params["x"] - 0.3) ** 2 + 0.01 * params["depth"]
+    store.finish_trial(trial, "failed" if n % 4 == 3 else "completed", None if n % 4 == 3 else loss,
+                       {} if n % 4 == 3 else {"loss": loss})
+
+
+def _study(store: Store, name: str, n_trials: int = 24):
+    """A study of ``n_trials`` trials over a conditional space (three in four completed)."""
+    record = store.create_study(name, "loss", "min", SPACE, {})
+    for n in range(n_trials):
+        _trial(store, record.id, n)
+    return record
+
+
+@pytest.fixture
+def study(storage):
+    """A real SQLite study "w" of 24 trials (18 completed)."""
+    with Store(storage) as store:
+        yield store, _study(store, "w")
+
+
+@pytest.fixture
+def pids(monkeypatch):
+    """The worker's pid hook, cleared for the test (and restored after it)."""
+    monkeypatch.setattr(_worker, "last_pid", None)
+    return _worker
+
+
+def _settled(store: Store, name: str = "w") -> dict:
+    """The dashboard's first look at a study (which starts the fit in the background), then the waited-for
+    result of that same fit: a report with the same key waits on the pending computation."""
+    first = study_view(store, name, wait=False)
+    assert first["importance_status"]["state"] == "computing"
+    return study_view(store, name)
+
+
+def test_the_dashboard_fit_runs_in_another_process_and_matches_the_in_process_fit(study, pids):
+    store, record = study
+    view = _settled(store)
+    assert view["importance_status"] == {**view["importance_status"], "state": "ready", "trials": 18}
+    expected = importance(store.require_study("w").space, store.trials(record.id), "min")
+    assert set(expected) == {"x", "lr", "depth", "opt"}  # fANOVA keeps the parameters every trial has
+    assert view["importance"] == expected  # the same forest on the same data: equal to the last bit
+    assert pids.last_pid is not None and pids.last_pid != os.getpid()
+    assert pids.last_pid in pids._pool._processes  # the pool's own worker, still alive for the next fit
+
+
+def test_a_report_computes_in_its_own_process(study, pids):
+    store, record = study
+    view = study_view(store, "w")  # wait=True: the first and only call
+    assert view["importance"] == importance(record.space, store.trials(record.id), "min")
+    assert pids.last_pid is None  # no worker was asked
+
+
+def test_a_killed_worker_gives_no_panel_and_the_next_fit_starts_a_new_one(study, pids):
+    store, _ = study
+    assert _settled(store)["importance"]  # the worker is up
+    pid = pids.last_pid
+    worker = pids._pool._processes[pid]
+    os.kill(pid, signal.SIGKILL)
+    assert wait_for([worker.sentinel], timeout=60), "the killed worker did not exit"
+
+    # a study the dashboard has not seen: its first look starts a fit, on the dead worker
+    _study(store, "after", 20)
+    view = _settled(store, "after")
+    assert view["importance"] == {} and view["importance_status"]["state"] == "ready"  # answered, not stuck
+
+    again = _study(store, "again", 28)
+    view = _settled(store, "again")
+    assert view["importance"] == importance(again.space, store.trials(again.id), "min") != {}
+    assert view["importance_status"]["trials"] == 21
+    assert pids.last_pid not in (None, pid, os.getpid())  # a new worker computed it
+
+
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="waits on the worker with a pidfd (Linux)")
+def test_the_worker_ends_with_a_server_that_is_killed(study, storage):
+    """A server killed (or stopped by SIGTERM, which uvicorn re-raises after its graceful shutdown)
+    runs no exit handler: its worker must not outlive it."""
+    code = textwrap.dedent(f"""
+        import os, signal
+        from tuneloop.store import Store
+        from tuneloop.views import _worker
+
+        with Store({storage!r}) as store:
+            record = store.require_study("w")
+            done = [t for t in store.trials(record.id) if t.value is not None]
+            assert _worker.importance_in_worker(record.space, done, "min")
+        print(_worker.last_pid, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    server = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    with server.stdout:  # read the one line only: a worker that outlived the server would hold the pipe open
+        line = server.stdout.readline()
+    assert server.wait(timeout=120) == -signal.SIGKILL and line.strip(), "the server did not report its worker"
+    pid = int(line)
+    try:
+        handle = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return  # already gone
+    try:
+        readable, _, _ = select.select([handle], [], [], 60)  # readable once the process has exited
+        if not readable:
+            os.kill(pid, signal.SIGKILL)  # no orphan left behind by a failing run
+        assert readable, f"the worker {pid} outlived its killed server"
+    finally:
+        os.close(handle)
