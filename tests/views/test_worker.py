@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-from multiprocessing.connection import wait as wait_for
 
 import pytest
 
@@ -71,7 +70,7 @@ def test_the_dashboard_fit_runs_in_another_process_and_matches_the_in_process_fi
     assert set(expected) == {"x", "lr", "depth", "opt"}  # fANOVA keeps the parameters every trial has
     assert view["importance"] == expected  # the same forest on the same data: equal to the last bit
     assert pids.last_pid is not None and pids.last_pid != os.getpid()
-    assert pids.last_pid in pids._pool._processes  # the pool's own worker, still alive for the next fit
+    assert pids.last_pid == pids._worker.pid and pids._worker.poll() is None  # still alive for the next fit
 
 
 def test_a_report_computes_in_its_own_process(study, pids):
@@ -81,30 +80,43 @@ def test_a_report_computes_in_its_own_process(study, pids):
     assert pids.last_pid is None  # no worker was asked
 
 
-def test_a_killed_worker_gives_no_panel_and_the_next_fit_starts_a_new_one(study, pids):
+def test_a_killed_worker_is_replaced_by_the_next_fit(study, pids):
     store, _ = study
     assert _settled(store)["importance"]  # the worker is up
     pid = pids.last_pid
-    worker = pids._pool._processes[pid]
+    worker = pids._worker
     os.kill(pid, signal.SIGKILL)
-    assert wait_for([worker.sentinel], timeout=60), "the killed worker did not exit"
+    assert worker.wait(timeout=60) == -signal.SIGKILL  # really dead before the next fit
 
-    # a study the dashboard has not seen: its first look starts a fit, on the dead worker
-    _study(store, "after", 20)
-    view = _settled(store, "after")
-    assert view["importance"] == {} and view["importance_status"]["state"] == "ready"  # answered, not stuck
-
-    again = _study(store, "again", 28)
+    again = _study(store, "again", 28)  # a study the dashboard has not seen: its first look starts a fit
     view = _settled(store, "again")
     assert view["importance"] == importance(again.space, store.trials(again.id), "min") != {}
     assert view["importance_status"]["trials"] == 21
     assert pids.last_pid not in (None, pid, os.getpid())  # a new worker computed it
 
 
+def test_a_worker_that_dies_during_a_fit_gives_no_panel_and_the_next_fit_starts_a_new_one(study, pids):
+    store, _ = study
+    dying = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.readline()"],  # reads the request, ends
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    with pids._lock:
+        if pids._worker is not None:
+            pids._stop(pids._worker)
+        pids._worker = dying
+    view = _settled(store)
+    assert view["importance"] == {} and view["importance_status"]["state"] == "ready"  # answered, not stuck
+    assert dying.poll() is not None and pids._worker is None  # ended and forgotten
+
+    again = _study(store, "again", 28)
+    view = _settled(store, "again")
+    assert view["importance"] == importance(again.space, store.trials(again.id), "min") != {}
+    assert pids.last_pid not in (None, dying.pid, os.getpid())
+
+
 @pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="waits on the worker with a pidfd (Linux)")
 def test_the_worker_ends_with_a_server_that_is_killed(study, storage):
     """A server killed (or stopped by SIGTERM, which uvicorn re-raises after its graceful shutdown)
-    runs no exit handler: its worker must not outlive it."""
+    runs no exit handler: its worker must not outlive it (its stdin closes, and it ends)."""
     code = textwrap.dedent(f"""
         import os, signal
         from tuneloop.store import Store
