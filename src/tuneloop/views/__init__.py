@@ -22,6 +22,7 @@ from tuneloop.views._trial import (
     trial_row,
     trial_view,
 )
+from tuneloop.views._warm import warm_up
 
 __all__ = [
     "ChainStep",
@@ -53,4 +54,5 @@ __all__ = [
     "trial_row",
     "trial_view",
     "trials_of",
+    "warm_up",
 ]

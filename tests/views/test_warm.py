@@ -1,0 +1,57 @@
+"""A dashboard server's start prepares the most recently active studies' views in the background,
+so the first look at one of them answers with its trials at once; a study that cannot be drawn
+does not stop the others."""
+
+from __future__ import annotations
+
+import pytest
+
+import tuneloop as tl
+from tuneloop.errors import TuneloopError
+from tuneloop.store import Store
+from tuneloop.views import study_response, warm_up
+from tuneloop.views._study import PARTS
+
+
+def _study(store: Store, name: str, trials: int) -> None:
+    record = store.create_study(name, "loss", "min", tl.Space(x=tl.Float(0.0, 1.0)), {})
+    for n in range(trials):
+        trial = store.create_trial(record.id, n, {"x": n / trials}, seed=n)
+        store.finish_trial(trial, "completed", (n / trials - 0.3) ** 2, {"loss": (n / trials - 0.3) ** 2})
+
+
+def test_the_recent_studies_are_prepared_and_their_first_look_does_not_wait(storage):
+    with Store(storage) as store:
+        _study(store, "old", 4)
+        _study(store, "new", 6)  # the most recently active
+        thread = warm_up(store, recent=1)
+        assert thread is not None
+        thread.join(60)
+        assert not thread.is_alive()
+        new, old = (store.require_study(n).id for n in ("new", "old"))
+        assert PARTS.known((store.url, new, "trials")) and not PARTS.known((store.url, old, "trials"))
+        view, _ = study_response(store, "new", wait=False)
+        assert view["trials_status"]["state"] == "ready" and len(view["trials"]) == 6
+
+
+def test_a_study_that_cannot_be_drawn_does_not_stop_the_others(storage):
+    with Store(storage) as store:
+        _study(store, "fine", 3)
+        _study(store, "forged", 3)  # the newest: prepared first, and it fails
+        store.create_study("empty", "loss", "min", tl.Space(x=tl.Float(0.0, 1.0)), {})
+        with store.engine.begin() as conn:  # a malformed stored objectives list, as a forged database holds
+            from sqlalchemy import text
+
+            conn.execute(text("UPDATE studies SET config = :c WHERE name = 'forged'"), {"c": '{"objectives": 7}'})
+        thread = warm_up(store)
+        assert thread is not None
+        thread.join(60)
+        fine = store.require_study("fine").id
+        assert PARTS.known((store.url, fine, "trials"))
+        with pytest.raises(TuneloopError, match="objectives"):  # the forged one says why when it is asked for
+            study_response(store, "forged")
+
+
+def test_an_empty_store_starts_nothing(storage):
+    with Store(storage) as store:
+        assert warm_up(store) is None
