@@ -55,16 +55,30 @@ def test_studies_page_lists_studies_and_shows_a_hostile_name_as_text(page, serve
     assert page.problems == []
 
 
-def test_study_page_draws_every_plot(page, server):
+# records each plot's draw (Plotly.react) with where the plot was on the screen at that moment
+RECORD_DRAWS = """(() => { let plotly; Object.defineProperty(window, "Plotly", { configurable: true, get: () => plotly,
+  set: (v) => { const react = v.react; v.react = function (gd, ...rest) {
+    (window.drawn = window.drawn || []).push({ top: gd.getBoundingClientRect().top, screen: innerHeight });
+    return react.call(this, gd, ...rest); }; plotly = v; } }); })()"""
+
+
+def test_study_page_draws_every_plot_those_on_the_screen_first(page, server):
     open_page(page, server + "/study/quad")
     # the importance computes in the background: the page draws without it, a later poll brings it
     page.wait_for_selector("#importance-status:text-is('From 12 completed trials.')", timeout=60_000)
-    page.wait_for_timeout(300)  # let Plotly finish drawing
+    page.wait_for_function("document.body.dataset.plots !== 'drawing'", timeout=60_000)
     # history, parallel coordinates, importance, one per parameter (2), learning curves
     assert plots(page) == 6
     assert page.locator("#trials tbody tr").count() == 12
     assert page.locator("#checks tbody tr").count() == 2 and page.locator("#baselines tbody tr").count() == 2
     assert "best baseline: ridge regression 1.5" in page.locator(".versus").inner_text()
+    # opened again (its importance ready): the plots on the screen draw first, the rest after them
+    page.add_init_script(RECORD_DRAWS)
+    open_page(page, server + "/study/quad")
+    on_screen = [d["top"] < d["screen"] * 1.1 for d in page.evaluate("window.drawn")]
+    assert len(on_screen) == 6 and on_screen[0] and not on_screen[-1]
+    assert on_screen == sorted(on_screen, reverse=True)  # every one on the screen before any below it
+    assert page.evaluate("document.body.dataset.screen") == "drawn"
     assert page.problems == []
 
 
@@ -119,6 +133,35 @@ def test_live_view_picks_up_a_trial_added_after_load(page, server, live_db):
     assert page.locator("#trials tbody tr").count() == 2
     study.run(n_trials=3)
     page.wait_for_function("document.querySelectorAll('#trials tbody tr').length === 3", timeout=15_000)
+    assert page.problems == []
+
+
+@pytest.mark.slow  # waits for a live poll (every 2 s)
+def test_a_poll_keeps_the_plots_it_did_not_change_and_updates_the_others_in_place(page, server, live_db):
+    from tuneloop.store import Store
+
+    study = tl.Study("polled", tl.Space(x=tl.Float(0.0, 1.0), y=tl.Float(0.0, 1.0)), tf.quadratic, metric="loss",
+                     mode="min", storage=live_db, searcher="random")
+    study.run(n_trials=6, seed=0)
+    open_page(page, server + "/study/polled")
+    page.wait_for_selector("#importance-status:text-is('From 6 completed trials.')", timeout=60_000)
+    page.wait_for_function("document.body.dataset.plots !== 'drawing'", timeout=60_000)
+    # mark each plot's element and its drawing (Plotly.react makes a new _fullLayout when it draws)
+    kinds = page.evaluate("""[...document.querySelectorAll('.js-plotly-plot')].map((d) => {
+        d.tlMark = true; d._fullLayout.tlMark = true; return d.data[0].type || 'scatter'; })""")
+    assert "parcoords" in kinds and "bar" in kinds
+    with Store(live_db) as store:  # a pruned trial: a new point in the history, none in the completed-only plots
+        record = store.require_study("polled")
+        trial = store.create_trial(record.id, 6, {"x": 0.5, "y": 0.5}, seed=6)
+        store.finish_trial(trial, "pruned", 0.9, {"loss": 0.9})
+    page.wait_for_function("document.querySelectorAll('#trials tbody tr').length === 7", timeout=15_000)
+    page.wait_for_function("document.body.dataset.plots !== 'drawing'", timeout=60_000)
+    after = page.evaluate("""[...document.querySelectorAll('.js-plotly-plot')].map((d) => [d.data[0].type || 'scatter',
+        d.tlMark === true, d._fullLayout.tlMark === true, d.data[0].x ? d.data[0].x.length : null])""")
+    by_kind = {kind: (same_node, same_drawing, points) for kind, same_node, same_drawing, points in after}
+    assert by_kind["parcoords"][:2] == (True, True) and by_kind["bar"][:2] == (True, True)  # not drawn again
+    history = after[0]  # the first plot: the optimization history, now with the pruned trial
+    assert history[1:] == [True, False, 7]  # the same element, drawn again with the new point
     assert page.problems == []
 
 

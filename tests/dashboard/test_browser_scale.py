@@ -39,7 +39,7 @@ def test_a_study_of_thousands_of_trials_draws_with_webgl_a_sample_and_a_page_of_
     server, best, best_value = big
     page.goto(server + "/study/big")
     page.wait_for_selector("body[data-loaded=true]", timeout=60_000)
-    page.wait_for_timeout(300)
+    page.wait_for_function("document.body.dataset.plots !== 'drawing'", timeout=60_000)
     traces = page.evaluate("[...document.querySelectorAll('.js-plotly-plot')].map((p) => p.data[0].type)")
     assert traces[0] == "scattergl"  # the history
     assert traces.count("parcoords") == 1 and traces.count("scattergl") >= 3  # history and one per parameter

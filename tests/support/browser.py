@@ -20,7 +20,7 @@ def require_chromium():
 def open_page(page, url):
     page.goto(url)
     page.wait_for_selector("body[data-loaded=true]", timeout=30_000)
-    page.wait_for_timeout(300)  # let Plotly finish drawing
+    page.wait_for_function("document.body.dataset.plots !== 'drawing'", timeout=60_000)  # every plot, off-screen ones included
     return page
 
 

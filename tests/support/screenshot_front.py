@@ -64,7 +64,7 @@ def photograph(storage: str, study: str, out: Path) -> None:
         page.goto(f"{url}/study/{quote(study, safe='')}")
         page.wait_for_selector("body[data-loaded=true]", timeout=30_000)
         page.wait_for_selector(".front-plot .main-svg", timeout=30_000)
-        page.wait_for_timeout(500)  # Plotly's last layout pass
+        page.wait_for_function("document.body.dataset.plots !== 'drawing'", timeout=60_000)
         box = page.locator(".front-plot").bounding_box()
         section = page.locator("section", has=page.locator(".front-plot")).bounding_box()
         assert box is not None and section is not None

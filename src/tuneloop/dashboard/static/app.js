@@ -36,23 +36,77 @@ const tuneloop = (() => {
     if (!r.ok) { let m = r.statusText; try { m = (await r.json()).detail; } catch (e) { /* not JSON */ } throw new Error(m); }
     return r.json();
   }
-  // Plots are drawn once their element is in the page, so they take its full width.
-  const pending = [];
-  // click(point): called with the clicked point (its customdata: a trial number); attached once Plotly drew the plot
+  // -- plots ---------------------------------------------------------------------------------
+  // Plots are drawn once their element is in the page, so they take its full width: those on (or near)
+  // the screen at once, the rest one at a time while the browser is idle, or as soon as they are scrolled
+  // to. A page redrawn by a poll reuses each plot whose data did not change (its drawing stays, WebGL
+  // included) and updates the others in place (Plotly.react), so a live study does not redraw every plot
+  // every poll. document.body.dataset.screen turns "drawn" once the plots on the screen have drawn, and
+  // dataset.plots once every plot of the page has ("drawing" meanwhile).
+  let pending = [], later = [], drawing = 0, onScreen = 0, screenOf = 0, laterScheduled = false;
+  // the previous and the current draw's plots, by kind (class and trace types) in page order: a panel
+  // that appears or goes (importance, once computed) does not shift the others
+  let kept = new Map(), keeping = new Map();
+  const nearScreen = (div) => { const r = div.getBoundingClientRect(); return r.top < innerHeight * 1.1 && r.bottom > -innerHeight * 0.1; };
+  const watcher = typeof IntersectionObserver === "undefined" ? null : new IntersectionObserver((entries) => {
+    for (const e of entries) if (e.isIntersecting) { const i = later.findIndex((a) => a[0] === e.target); if (i >= 0) draw(later.splice(i, 1)[0]); }
+  }, { rootMargin: "10% 0px" });
+  // click(point): called with the clicked point (its customdata: a trial number), once Plotly drew the plot
+  const listen = (div) => { if (div.tlClick && !div.tlClickOn && div.on) { div.tlClickOn = true;
+    div.on("plotly_click", (ev) => ev.points.length && div.tlClick && div.tlClick(ev.points[0])); } };
   function plot(div, traces, layout = {}, click = null) {
     const base = { margin: { t: 36, r: 12, b: 40, l: 56 }, height: 300, legend: { orientation: "h" } };
     const args = [div, escapeAll(traces), escapeAll(Object.assign(base, layout)), { displaylogo: false, responsive: true }];
-    if (click) div.tlClick = click;
-    if (div.isConnected) draw(args); else pending.push(args);
-    return div;
+    if (div.isConnected) { div.tlClick = click; draw(args); return div; }  // an update of a plot on the page
+    const kind = `${div.className}|${traces.map((t) => t.type || "scatter").join(",")}`;
+    const spec = JSON.stringify(args.slice(1, 3)), mine = keeping.get(kind) || [], old = (kept.get(kind) || [])[mine.length];
+    keeping.set(kind, mine);
+    if (old && old.div._fullLayout) {
+      old.div.tlClick = click;
+      mine.push({ div: old.div, spec });
+      if (old.spec === spec) { listen(old.div); return old.div; }  // unchanged: its drawing stays
+      args[0] = old.div;  // changed: updated in place
+    } else {
+      div.tlClick = click;
+      mine.push({ div, spec });
+    }
+    args[0].style.minHeight = `${args[2].height}px`;  // its place on the page before it draws
+    pending.push(args);
+    return args[0];
   }
-  function draw(args) {
+  function draw(args, screen = 0) {
     const div = args[0];
-    Plotly.react(...args).then(() => {
-      if (div.tlClick && !div.tlClickOn) { div.tlClickOn = true; div.on("plotly_click", (ev) => ev.points.length && div.tlClick(ev.points[0])); }
+    if (watcher) watcher.unobserve(div);
+    drawing += 1;
+    document.body.dataset.plots = "drawing";
+    Plotly.react(...args).then(() => listen(div)).finally(() => {
+      drawing -= 1;
+      if (screen && screen === screenOf && !(onScreen -= 1)) document.body.dataset.screen = "drawn";
+      settle();
     });
   }
-  function flushPlots() { while (pending.length) { const a = pending.shift(); if (a[0].isConnected) draw(a); } }
+  function settle() {
+    later = later.filter((a) => a[0].isConnected);
+    if (!drawing && !later.length) document.body.dataset.plots = "drawn";
+    else if (!drawing && !laterScheduled) {  // the next off-screen plot when the browser is idle
+      laterScheduled = true;
+      const next = () => { laterScheduled = false; later = later.filter((a) => a[0].isConnected); if (later.length) draw(later.shift()); else settle(); };
+      typeof requestIdleCallback === "function" ? requestIdleCallback(next, { timeout: 500 }) : setTimeout(next, 0);
+    }
+  }
+  // a page was (re)drawn: its new and changed plots are drawn, those on the screen first
+  function flushPlots() {
+    if (keeping.size) { kept = keeping; keeping = new Map(); }  // (a page may flush twice)
+    const batch = pending.filter((a) => a[0].isConnected); pending = [];
+    const near = batch.filter((a) => nearScreen(a[0]));
+    onScreen = near.length; screenOf += 1;
+    document.body.dataset.screen = onScreen ? "drawing" : "drawn";
+    for (const a of batch) {
+      if (near.includes(a)) draw(a, screenOf);
+      else { later.push(a); if (watcher) watcher.observe(a[0]); }
+    }
+    settle();
+  }
   const plotDiv = (cls = "plot") => el("div", { class: cls });
   const section = (title, ...kids) => el("section", {}, el("h2", { text: title }), ...kids);
 
@@ -308,7 +362,7 @@ const tuneloop = (() => {
     }
     parts.push(section("Parameters against the objective (dotted: search-space bounds)", grid));
     // learning curves of the best trials; seed groups with their band
-    const curveDiv = plotDiv("plot curves");
+    let curveDiv = plotDiv("plot curves");
     async function drawCurves() {
       const missing = [...picked].filter((n) => !known.has(n));
       if (missing.length && !report) {
@@ -316,9 +370,10 @@ const tuneloop = (() => {
           known.set(String(c.number), c.points);
       }
       const shown = report ? [...known.keys()] : [...picked].filter((n) => known.has(n));
-      plot(curveDiv, shown.map((n) => ({ x: known.get(n).map((p) => p[0]), y: known.get(n).map((p) => p[1]),
+      curveDiv = plot(curveDiv, shown.map((n) => ({ x: known.get(n).map((p) => p[0]), y: known.get(n).map((p) => p[1]),
         mode: "lines", name: `#${n}` })), { xaxis: { title: { text: "step" } }, yaxis: { title: { text: String(s.metric) } } });
     }
+    drawCurves();  // the first draw is queued with the page's other plots (and may keep the last poll's drawing)
     parts.push(section(report ? `Learning curves of the ${known.size} best trials` : "Learning curves of the checked trials", curveDiv));
     if (data.groups.length) {
       const traces = [];
@@ -331,7 +386,6 @@ const tuneloop = (() => {
       parts.push(section("Same configuration, different seeds: mean and 95% interval", plot(plotDiv(), traces)));
     }
     app.replaceChildren(...parts);
-    drawCurves();
     flushPlots();
   }
 
