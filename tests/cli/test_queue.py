@@ -429,7 +429,8 @@ class _Flaky:
 
 
 @pytest.mark.parametrize(("beat", "finish", "ran", "said"), [
-    ("raise", True, [(1, JobState.DONE)], "its heartbeat could not be stored"),  # the child is kept running
+    pytest.param("raise", True, [(1, JobState.DONE)], "its heartbeat could not be stored",  # the child is kept running
+                 marks=pytest.mark.slow),  # (5 s: a child that outlives failed heartbeats; in .ci/run's second call)
     ("lost", True, [], "was taken over by another runner"),  # the child is stopped; the taker records it
     ("ok", False, [], "another runner had taken it over"),  # finish refused: not reported done
 ])

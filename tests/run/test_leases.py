@@ -108,6 +108,7 @@ def _leases(db):
         db, "select t.number, l.pid, l.heartbeat_at from leases l join trials t on t.id = l.trial_id")}
 
 
+@pytest.mark.slow  # two driver processes (3 s): .ci/run runs it in its second pytest call
 def test_a_second_driver_leaves_a_live_drivers_trials_alone(drivers, tmp_path):
     start, db = drivers
     a = start("A", 6)

@@ -41,6 +41,7 @@ def replay(spec, curves, mode="max"):
     return stopped, steps
 
 
+@pytest.mark.slow  # hundreds of curve fits (4 s): .ci/run runs it in its second pytest call
 def test_it_stops_few_eventual_top_three_where_asha_stops_most():
     """Over 6 studies of 40 trials x 20 steps: at confidence 0.9 at most 10% of the eventual top 3
     are stopped (the stated share), ASHA stops most of them, and forecasting still saves steps."""
@@ -145,6 +146,7 @@ def test_a_study_with_the_forecast_scheduler_prunes_and_resumes_with_its_calibra
     assert any(t.state == "pruned" for t in later)  # calibrated from the stored trials, not from scratch
 
 
+@pytest.mark.slow  # a study run twice (3 s): .ci/run runs it in its second pytest call
 def test_a_resumed_study_replays_its_trials_without_forecasting_each_point(monkeypatch):
     """The driver replays every finished trial into a new scheduler: a thousand trials of 50 points
     must not run fifty thousand forecasts, and only the latest 100 curves calibrate."""
