@@ -56,7 +56,7 @@ const tuneloop = (() => {
     div.on("plotly_click", (ev) => ev.points.length && div.tlClick && div.tlClick(ev.points[0])); } };
   function plot(div, traces, layout = {}, click = null) {
     const base = { margin: { t: 36, r: 12, b: 40, l: 56 }, height: 300, legend: { orientation: "h" } };
-    const args = [div, escapeAll(traces), escapeAll(Object.assign(base, layout)), { displaylogo: false, responsive: true }];
+    const args = [div, escapeAll(traces), escapeAll(Object.assign(base, layout)), { displaylogo: false, responsive: true, plotGlPixelRatio: window.devicePixelRatio || 1 }];
     if (div.isConnected) { div.tlClick = click; draw(args); return div; }  // an update of a plot on the page
     const kind = `${div.className}|${traces.map((t) => t.type || "scatter").join(",")}`;
     const spec = JSON.stringify(args.slice(1, 3)), mine = keeping.get(kind) || [], old = (kept.get(kind) || [])[mine.length];
@@ -323,24 +323,6 @@ const tuneloop = (() => {
       { type: scatterType(h.number.length), x: h.number, y: h.value, mode: "markers", name: String(s.metric), marker: { color: h.state.map((x) => x === "completed" ? "#1f77b4" : "#bbb") } },
       { x: h.number, y: h.best, mode: "lines", name: "best so far", line: { shape: "hv" } }],
       { xaxis: { title: { text: "trial" } }, yaxis: { title: { text: String(s.metric) } } })));
-    // parallel coordinates over completed trials (a sample beyond PARCOORDS_MAX, the best always in)
-    const allDone = data.trials.filter((t) => t.state === "completed" && t.value != null);
-    const done = sampleBest(allDone, s.mode);
-    if (done.length >= 2) {
-      const dims = data.effects.map((e) => {
-        const vals = done.map((t) => t.params[e.name]);
-        if (e.kind === "choice") {
-          const labels = e.values.map(String);
-          return { label: String(e.name), values: vals.map((v) => v == null && !labels.includes("null") ? -1 : labels.indexOf(String(v))),
-            tickvals: labels.map((_, i) => i), ticktext: labels };
-        }
-        return { label: String(e.name), values: vals.map((v) => v == null ? NaN : (e.log ? Math.log10(v) : v)) };
-      });
-      dims.push({ label: String(s.metric), values: done.map((t) => t.value) });
-      for (const o of objs.slice(1)) dims.push({ label: String(o.name), values: done.map((t) => num(t.values[o.name]) ? t.values[o.name] : NaN) });
-      parts.push(section(done.length < allDone.length ? `Parallel coordinates (${done.length} of ${allDone.length} completed trials: the best ${PARCOORDS_BEST} and an even sample of the rest)` : "Parallel coordinates", plot(plotDiv(), [{ type: "parcoords", dimensions: dims,
-        line: { color: done.map((t) => t.value), colorscale: "Viridis", reversescale: s.mode === "min" } }], { height: 360 })));
-    }
     // importance
     const imp = Object.entries(data.importance);
     const st = data.importance_status || { state: "ready" };
@@ -361,6 +343,25 @@ const tuneloop = (() => {
       grid.append(box);
     }
     parts.push(section("Parameters against the objective (dotted: search-space bounds)", grid));
+    // parallel coordinates over completed trials (a sample beyond PARCOORDS_MAX, the best always in); below the
+    // cheaper plots: its WebGL set-up costs a second where the browser renders without a GPU, drawn when idle
+    const allDone = data.trials.filter((t) => t.state === "completed" && t.value != null);
+    const done = sampleBest(allDone, s.mode);
+    if (done.length >= 2) {
+      const dims = data.effects.map((e) => {
+        const vals = done.map((t) => t.params[e.name]);
+        if (e.kind === "choice") {
+          const labels = e.values.map(String);
+          return { label: String(e.name), values: vals.map((v) => v == null && !labels.includes("null") ? -1 : labels.indexOf(String(v))),
+            tickvals: labels.map((_, i) => i), ticktext: labels };
+        }
+        return { label: String(e.name), values: vals.map((v) => v == null ? NaN : (e.log ? Math.log10(v) : v)) };
+      });
+      dims.push({ label: String(s.metric), values: done.map((t) => t.value) });
+      for (const o of objs.slice(1)) dims.push({ label: String(o.name), values: done.map((t) => num(t.values[o.name]) ? t.values[o.name] : NaN) });
+      parts.push(section(done.length < allDone.length ? `Parallel coordinates (${done.length} of ${allDone.length} completed trials: the best ${PARCOORDS_BEST} and an even sample of the rest)` : "Parallel coordinates", plot(plotDiv(), [{ type: "parcoords", dimensions: dims,
+        line: { color: done.map((t) => t.value), colorscale: "Viridis", reversescale: s.mode === "min" } }], { height: 360 })));
+    }
     // learning curves of the best trials; seed groups with their band
     let curveDiv = plotDiv("plot curves");
     async function drawCurves() {
