@@ -71,6 +71,8 @@ def test_the_dashboard_fit_runs_in_another_process_and_matches_the_in_process_fi
     assert view["importance"] == expected  # the same forest on the same data: equal to the last bit
     assert pids.last_pid is not None and pids.last_pid != os.getpid()
     assert pids.last_pid == pids._worker.pid and pids._worker.poll() is None  # still alive for the next fit
+    # at a lower priority than the server: a fit gives way to the requests
+    assert os.getpriority(os.PRIO_PROCESS, pids.last_pid) > os.getpriority(os.PRIO_PROCESS, 0)
 
 
 def test_a_report_computes_in_its_own_process(study, pids):

@@ -116,7 +116,12 @@ def _fit(request: dict[str, Any]) -> dict[str, float]:
 
 def main() -> None:
     """The worker's loop: one JSON request per line on stdin, one answer per line on stdout, until stdin
-    closes (the server ended)."""
+    closes (the server ended). It runs at a lower priority: a fit gives way to the server's requests
+    (and to the browser drawing on the same machine)."""
+    try:
+        os.nice(10)
+    except (AttributeError, OSError):  # no nice (Windows) or not allowed: the same priority
+        pass
     for line in sys.stdin:
         try:
             answer: dict[str, Any] = {"pid": os.getpid(), "shares": _fit(json.loads(line))}
