@@ -34,6 +34,19 @@ def test_the_recent_studies_are_prepared_and_their_first_look_does_not_wait(stor
         assert view["trials_status"]["state"] == "ready" and len(view["trials"]) == 6
 
 
+def test_a_first_look_after_the_study_changed_shows_it_as_it_is(storage):
+    with Store(storage) as store:
+        _study(store, "grown", 3)
+        thread = warm_up(store)
+        assert thread is not None
+        thread.join(60)
+        record = store.require_study("grown")
+        trial = store.create_trial(record.id, 3, {"x": 0.9}, seed=3)  # another driver's trial, after the start
+        store.finish_trial(trial, "completed", 0.36, {"loss": 0.36})
+        view, _ = study_response(store, "grown", wait=False)  # the first look waits for the study as it is
+        assert len(view["trials"]) == 4 and view["trials_status"]["state"] == "ready"
+
+
 def test_a_study_that_cannot_be_drawn_does_not_stop_the_others(storage):
     with Store(storage) as store:
         _study(store, "fine", 3)

@@ -38,12 +38,29 @@ def study_response(store: Store, name: str, *, wait: bool = True) -> tuple[dict[
     trial row recomputes them in the background: ``wait=False`` answers meanwhile with the last ones
     (``trials_status``: stale), so a live study of thousands of trials polls in milliseconds and shows a
     new trial one poll later. Checks, rounds and the final panel are read every time."""
+    return _response(store, name, wait=wait, look=True)
+
+
+def prepare(store: Store, name: str) -> None:
+    """Compute a study's view ahead of its first look (a server's start), without counting as that
+    look: the first request still answers with the study as it is then."""
+    _response(store, name, wait=False, look=False)
+
+
+# the slots a caller has looked at: a first look waits for the study as it is, later polls do not
+_LOOKED: set[tuple[str, int, str]] = set()
+
+
+def _response(store: Store, name: str, *, wait: bool, look: bool) -> tuple[dict[str, Any], str]:
     record = store.require_study(name)
     mark = store.trials_mark(record.id)
     slot = (store.url, record.id, "trials")
+    first = look and slot not in _LOOKED
+    if look:
+        _LOOKED.add(slot)
     # the first look at a study waits; later polls answer with the last parts while a change recomputes
     (part, trials, done, top), parts_status = PARTS.get(slot, mark, 0, lambda: _trials_part(store, record),
-                                                        wait=wait or not PARTS.known(slot), raises=True)
+                                                        wait=wait or first or not PARTS.known(slot), raises=True)
     importance_values, importance_status = _importance(store, record, trials, done, _key(store, record, done), wait)
     light = strict_json({"importance": importance_values, "importance_status": importance_status,
                          "checks": _checks_view(store, record, done, top), "rounds": rounds_view(store, record),

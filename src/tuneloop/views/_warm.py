@@ -23,7 +23,7 @@ def warm_up(store: Store, recent: int = RECENT) -> threading.Thread | None:
     import scipy.stats  # noqa: F401 - imported for its cost, now rather than in a first request
 
     from tuneloop.errors import TuneloopError
-    from tuneloop.views._study import study_response
+    from tuneloop.views._study import prepare
 
     try:
         names = [s.name for s in sorted(store.studies(), key=lambda s: s.last_activity or 0.0, reverse=True)[:recent]]
@@ -32,13 +32,13 @@ def warm_up(store: Store, recent: int = RECENT) -> threading.Thread | None:
     if not names:
         return None
 
-    def prepare() -> None:
+    def run() -> None:
         for name in names:
             try:
-                study_response(store, name, wait=False)  # its parts wait; importance starts in the background
+                prepare(store, name)  # its parts computed here; importance starts in the background
             except Exception:  # noqa: BLE001 - a study that cannot be drawn says why when it is asked for
                 continue
 
-    thread = threading.Thread(target=prepare, name="tuneloop-warm-up", daemon=True)
+    thread = threading.Thread(target=run, name="tuneloop-warm-up", daemon=True)
     thread.start()
     return thread
