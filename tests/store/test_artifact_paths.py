@@ -118,6 +118,11 @@ def test_artifact_file_never_leaves_the_artifact_folder(store, relative):
     assert "beside the database" not in (path.read_text() if path.is_file() else "")
 
 
+def test_a_name_too_long_for_the_file_system_is_no_artifact(store):
+    with pytest.raises(NotFound, match="No artifact"):  # found by the property above: stat raised ENAMETOOLONG
+        store.artifact_file("0" * 27 + "\x80" * 60 + "İıĲĳ" * 40)
+
+
 _ids = itertools.count(1)
 _folders: dict[str, str] = {}
 

@@ -96,6 +96,12 @@ class LogsMixin:
             raise NotFound(f"No artifact {relative!r} inside {root}.") from None
         if target == root or not target.is_relative_to(root):
             raise NotFound(f"Artifact path {relative!r} leaves the artifact folder {root}; refused.")
+        try:
+            target.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            pass  # not there (yet): the caller says so
+        except OSError:  # a name the file system cannot hold (too long, say): no such artifact
+            raise NotFound(f"No artifact {relative[:200]!r} inside {root}.") from None
         return target
 
     def find_artifact(self, relative: str) -> Path | None:
