@@ -11,8 +11,9 @@ cold (a fresh process's first call: the page is answered without the importance,
 the background) and warm (every later poll), with its size in bytes; the trial page's view; the
 background importance's own time; a live study gaining a trial per second, polled (each answer's
 time with its JSON); ``tuneloop analyze``; ``tuneloop report`` (time and file size).
-With ``--browser``: a fresh server (cold) and the same server again (warm), time until every plot
-of the study page has drawn, and the trial page. Results in ``results/dashboard.json``.
+With ``--browser``: a fresh server and browser (cold) and the same ones again (warm), time until
+the plots on the screen have drawn (``*_screen_s``) and until every plot of the study page has,
+the trial page, and the report file opened from disk. Results in ``results/dashboard.json``.
 """
 
 from __future__ import annotations
