@@ -215,6 +215,7 @@ def test_a_continued_trial_links_to_the_trial_it_continued(page, server, live_db
     assert page.problems == []
 
 
+@pytest.mark.slow  # analyze on the page (3 s): .ci/run runs it in its second pytest call
 def test_the_analysis_tab_lists_findings_with_evidence(page, server):
     open_page(page, server + "/study/quad")
     page.locator("#analysis-link").click()
@@ -262,6 +263,7 @@ def fronts_server(fronts_db, serving):
         yield f"http://127.0.0.1:{port}"
 
 
+@pytest.mark.slow  # two pages and a click (3 s): .ci/run runs it in its second pytest call
 def test_the_front_plot_draws_and_a_click_on_a_front_point_opens_its_trial(page, fronts_server):
     from fronts import FRONT, INFEASIBLE
 
@@ -333,6 +335,7 @@ def test_the_data_probe_draws_each_slice_on_log_log_axes_with_bands(page, server
     assert page.problems == []
 
 
+@pytest.mark.slow  # waits for a live poll (3 s): .ci/run runs it in its second pytest call
 def test_a_running_trial_page_draws_its_forecast_and_updates_it_with_the_curve(page, server, live_db):
     import math
 

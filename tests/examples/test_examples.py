@@ -12,7 +12,9 @@ from tuneloop.cli import app
 EXAMPLES = sorted((Path(__file__).parents[2] / "examples").glob("*.py"))
 
 
-@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+# the transformers example takes 3 s (a model to build): it runs in the slow call of .ci/run
+@pytest.mark.parametrize("path", [pytest.param(p, marks=[pytest.mark.slow] if p.stem == "hf_tiny_classifier" else [])
+                                  for p in EXAMPLES], ids=[p.stem for p in EXAMPLES])
 def test_example_runs_on_a_tiny_budget(path, storage):
     study = tl.load_study(path)
     study.budget = tl.Budget(epochs=2)
