@@ -147,3 +147,31 @@ def test_the_worker_ends_with_a_server_that_is_killed(study, storage):
         assert readable, f"the worker {pid} outlived its killed server"
     finally:
         os.close(handle)
+
+
+def test_the_worker_never_imports_from_the_folder_the_server_runs_in(study, pids, tmp_path, monkeypatch):
+    store, record = study
+    planted = tmp_path / "served"
+    planted.mkdir()
+    (planted / "optuna.py").write_text(f"open({str(planted / 'ran')!r}, 'w').close()\nraise SystemExit(3)\n")
+    with pids._lock:  # a worker started from that folder
+        if pids._worker is not None:
+            pids._stop(pids._worker)
+    monkeypatch.chdir(planted)
+    view = _settled(store)
+    assert view["importance"] == importance(record.space, store.trials(record.id), "min") != {}
+    assert not (planted / "ran").exists()  # the planted file never ran
+
+
+def test_a_hung_fit_is_stopped_at_its_limit_and_gives_no_panel(study, pids, monkeypatch):
+    store, _ = study
+    hung = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.stdin.readline(); time.sleep(600)"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    with pids._lock:
+        if pids._worker is not None:
+            pids._stop(pids._worker)
+        pids._worker = hung
+    monkeypatch.setattr(pids, "FIT_LIMIT_S", 1.0)
+    view = _settled(store)
+    assert view["importance"] == {} and view["importance_status"]["state"] == "ready"  # answered, not stuck
+    assert hung.poll() == -signal.SIGKILL and pids._worker is None  # stopped and forgotten

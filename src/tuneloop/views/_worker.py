@@ -31,8 +31,11 @@ from tuneloop.analysis import importance
 from tuneloop.space import Space, space_from_json
 from tuneloop.store import TrialRecord, TrialState
 
+FIT_LIMIT_S = 300.0  # a fit that takes longer is stopped (a hung worker): no panel, the next fit starts a new one
+
 _lock = threading.Lock()  # one request at a time on the worker's pipes
 _worker: subprocess.Popen[str] | None = None
+_closing = False  # the interpreter is exiting: no new worker, a running one is stopped
 last_pid: int | None = None  # the process that computed the latest worker result (never this one)
 
 
@@ -49,6 +52,8 @@ def importance_in_worker(space: Space, done: Sequence[TrialRecord], mode: str) -
     """:func:`importance_or_nothing` over the completed trials ``done``, computed in the worker process;
     ``{}`` if the worker died or could not answer (the next call starts a new one)."""
     global last_pid
+    if getattr(sys, "frozen", False):  # a frozen application: sys.executable is the application, not Python
+        return importance_or_nothing(space, done, mode)
     try:
         request = json.dumps({"space": space.to_json(), "rows": [[t.params, t.value] for t in done], "mode": mode},
                              allow_nan=False)
@@ -56,30 +61,45 @@ def importance_in_worker(space: Space, done: Sequence[TrialRecord], mode: str) -
         return {}
     with _lock:
         worker = _started()
+        if worker is None:  # exiting, or no worker could start
+            return {}
+        limit = threading.Timer(FIT_LIMIT_S, worker.kill)  # a hung fit ends: the read below sees the end
+        limit.daemon = True
+        limit.start()
         try:
             assert worker.stdin is not None and worker.stdout is not None
             worker.stdin.write(request + "\n")
             worker.stdin.flush()
             line = worker.stdout.readline()
             answer = json.loads(line) if line else None
-        except (OSError, ValueError):  # a broken pipe, or a line that is not the answer
+        except (OSError, ValueError):  # a broken pipe, or a line that is not an answer
             answer = None
-        if not isinstance(answer, dict) or not isinstance(answer.get("shares"), dict):
-            _stop(worker)  # dead or confused: the next fit starts a new one
+        finally:
+            limit.cancel()
+        if not isinstance(answer, dict):
+            _stop(worker)  # dead, stopped or confused: the next fit starts a new one
             return {}
     last_pid = answer.get("pid")
-    return {str(k): float(v) for k, v in answer["shares"].items()}
+    shares = answer.get("shares")  # absent when the fit raised: that study state has no panel, the worker lives on
+    return {str(k): float(v) for k, v in shares.items()} if isinstance(shares, dict) else {}
 
 
-def _started() -> subprocess.Popen[str]:
-    """The running worker, started if there is none (or the last one died). Called with ``_lock`` held."""
+def _started() -> subprocess.Popen[str] | None:
+    """The running worker, started if there is none (or the last one died); ``None`` while exiting or when
+    none can start. Called with ``_lock`` held.
+
+    The child imports from this process's ``sys.path`` exactly, with ``-P``: never from the folder the
+    server runs in, where a file named like a module (``optuna.py``) would otherwise run as that module."""
     global _worker
     if _worker is not None and _worker.poll() is not None:
         _stop(_worker)  # died while idle: its pipes closed, a new one started
-    if _worker is None:
-        _worker = subprocess.Popen([sys.executable, "-c", "from tuneloop.views._worker import main; main()"],
-                                   stdin=subprocess.PIPE,
-                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, encoding="utf-8")
+    if _worker is None and not _closing:
+        code = f"import sys; sys.path[:] = {sys.path!r}; from tuneloop.views._worker import main; main()"
+        try:
+            _worker = subprocess.Popen([sys.executable, "-P", "-c", code], stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, encoding="utf-8")
+        except OSError:
+            return None
     return _worker
 
 
@@ -99,11 +119,27 @@ def _stop(worker: subprocess.Popen[str]) -> None:
     worker.wait()
 
 
+def _exiting() -> None:
+    """At exit: no new worker, and a running one is killed, so a fit in flight ends at once (the executor's
+    thread that waits for it is joined before ``atexit`` handlers run). Without the lock: a fit holds it."""
+    global _closing
+    _closing = True
+    worker = _worker
+    if worker is not None and worker.poll() is None:
+        worker.kill()
+
+
 @atexit.register
 def _shutdown() -> None:
+    _exiting()
     with _lock:
         if _worker is not None:
             _stop(_worker)
+
+
+# run before the interpreter joins the background thread that may be waiting on a fit (threading's exit
+# hooks run in reverse order of registration, this one before concurrent.futures'); atexit is too late
+getattr(threading, "_register_atexit", lambda hook: None)(_exiting)
 
 
 def _fit(request: dict[str, Any]) -> dict[str, float]:
