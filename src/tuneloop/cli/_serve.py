@@ -36,6 +36,9 @@ def ui(
     if not loopback and host not in ("0.0.0.0", "::"):  # a named interface: its own name is answered
         allowed.append(host)
     app_ = create_app(storage, token=token, allowed_hosts=allowed)
+    from tuneloop.views import warm_up
+
+    warm_up(app_.state.store)  # imports now, the recent studies' views in the background: a first look waits less
     shown = "localhost" if loopback else f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
     out.print(f"Dashboard of {escape(app_.state.store.url)} at [bold]{escape(url)}[/] (Ctrl-C to stop)")

@@ -146,7 +146,6 @@ def create_app(storage: str | None = None, token: str | None = None,
         raise ConfigError("The token must be printable ASCII without spaces, e.g. --token $(openssl rand -hex 16).")
     allowed = frozenset(normalize_host(h) for h in allowed_hosts)
     store = Store(storage, read_only=True)  # the dashboard only reads: never creates, converts or adds tables
-    views.warm_up(store)  # imports now, the recent studies' views in the background: a first look waits less
     app = FastAPI(title="tuneloop", docs_url=None, redoc_url=None)
 
     @app.middleware("http")

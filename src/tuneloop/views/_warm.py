@@ -16,24 +16,21 @@ from tuneloop.store import Store
 RECENT = 4  # studies prepared at start: the most recently active ones
 
 
-def warm_up(store: Store, recent: int = RECENT) -> threading.Thread | None:
+def warm_up(store: Store, recent: int = RECENT) -> threading.Thread:
     """Import what the study views compute with, then prepare the ``recent`` most recently active
-    studies' views in the background (returned: the thread doing it, or ``None`` when no study)."""
+    studies' views in the background (returned: the thread doing it). Nothing a database holds can
+    make it fail: a study that cannot be listed or drawn is passed over."""
     import scipy.special  # the boundary check's and the forecasts' functions
     import scipy.stats  # noqa: F401 - imported for its cost, now rather than in a first request
 
-    from tuneloop.errors import TuneloopError
     from tuneloop.views._study import prepare
 
-    try:
-        names = [s.name for s in sorted(store.studies(), key=lambda s: s.last_activity or 0.0, reverse=True)[:recent]]
-    except TuneloopError:  # a database the list cannot read: its requests say why
-        return None
-    if not names:
-        return None
-
     def run() -> None:
-        for name in names:
+        try:  # a forged database (a timestamp that is text, say) must not stop the server: its pages say why
+            names = [s.name for s in sorted(store.studies(), key=lambda s: s.last_activity or 0.0, reverse=True)]
+        except Exception:  # noqa: BLE001
+            return
+        for name in names[:recent]:
             try:
                 prepare(store, name)  # its parts computed here; importance starts in the background
             except Exception:  # noqa: BLE001 - a study that cannot be drawn says why when it is asked for
