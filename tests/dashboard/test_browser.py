@@ -148,15 +148,17 @@ def test_a_poll_keeps_the_plots_it_did_not_change_and_updates_the_others_in_plac
     page.wait_for_function("document.body.dataset.plots !== 'drawing'", timeout=60_000)
     # mark each plot's element and its drawing (Plotly.react makes a new _fullLayout when it draws)
     kinds = page.evaluate("""[...document.querySelectorAll('.js-plotly-plot')].map((d) => {
-        d.tlMark = true; d._fullLayout.tlMark = true; return d.data[0].type || 'scatter'; })""")
-    assert "parcoords" in kinds and "bar" in kinds
+        d.tlMark = true; d._fullLayout.tlMark = true;
+        return d.classList.contains('parcoords-lines') ? 'parcoords' : d.data[0].type || 'scatter'; })""")
+    assert "parcoords" in kinds and "bar" in kinds  # parallel coordinates: SVG lines in headless chromium
     with Store(live_db) as store:  # a pruned trial: a new point in the history, none in the completed-only plots
         record = store.require_study("polled")
         trial = store.create_trial(record.id, 6, {"x": 0.5, "y": 0.5}, seed=6)
         store.finish_trial(trial, "pruned", 0.9, {"loss": 0.9})
     page.wait_for_function("document.querySelectorAll('#trials tbody tr').length === 7", timeout=15_000)
     page.wait_for_function("document.body.dataset.plots !== 'drawing'", timeout=60_000)
-    after = page.evaluate("""[...document.querySelectorAll('.js-plotly-plot')].map((d) => [d.data[0].type || 'scatter',
+    after = page.evaluate("""[...document.querySelectorAll('.js-plotly-plot')].map((d) => [
+        d.classList.contains('parcoords-lines') ? 'parcoords' : d.data[0].type || 'scatter',
         d.tlMark === true, d._fullLayout.tlMark === true, d.data[0].x ? d.data[0].x.length : null])""")
     by_kind = {kind: (same_node, same_drawing, points) for kind, same_node, same_drawing, points in after}
     assert by_kind["parcoords"][:2] == (True, True) and by_kind["bar"][:2] == (True, True)  # not drawn again

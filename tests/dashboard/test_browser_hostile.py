@@ -64,6 +64,11 @@ def test_study_page_shows_markup_as_text_in_the_page_and_the_plots(page, server,
         assert svg.count(choice) >= 2, (choice, svg)
     assert hostile.metric in svg  # axis title and dimension label
     assert hostile.metric in texts(page, ".legendtext")  # the history's legend
+    page.click("#parcoords-webgl")  # the brushable WebGL version: its tick text is drawn as plain text
+    page.wait_for_function("document.body.dataset.plots !== 'drawing' && document.querySelector('.parcoords')",
+                           timeout=60_000)
+    ticks = texts(page, ".parcoords text")
+    assert all(choice in ticks for choice in hostile.choices), ticks
     assert_rendered_as_text(page)
 
 

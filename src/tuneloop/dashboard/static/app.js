@@ -57,29 +57,35 @@ const tuneloop = (() => {
   function plot(div, traces, layout = {}, click = null) {
     const base = { margin: { t: 36, r: 12, b: 40, l: 56 }, height: 300, legend: { orientation: "h" } };
     const args = [div, escapeAll(traces), escapeAll(Object.assign(base, layout)), { displaylogo: false, responsive: true, plotGlPixelRatio: window.devicePixelRatio || 1 }];
-    if (div.isConnected) { div.tlClick = click; draw(args); return div; }  // an update of a plot on the page
+    const spec = JSON.stringify(args.slice(1, 3));
+    if (div.isConnected) { div.tlClick = click; div.tlSpec = spec; draw(args); return div; }  // an update of a plot on the page
     const kind = `${div.className}|${traces.map((t) => t.type || "scatter").join(",")}`;
-    const spec = JSON.stringify(args.slice(1, 3)), mine = keeping.get(kind) || [], old = (kept.get(kind) || [])[mine.length];
+    const mine = keeping.get(kind) || [], old = (kept.get(kind) || [])[mine.length];
     keeping.set(kind, mine);
-    if (old && old.div._fullLayout) {
-      old.div.tlClick = click;
-      mine.push({ div: old.div, spec });
-      if (old.spec === spec) { listen(old.div); return old.div; }  // unchanged: its drawing stays
-      args[0] = old.div;  // changed: updated in place
+    if (old && old._fullLayout) {
+      old.tlClick = click;
+      mine.push(old);
+      if (old.tlSpec === spec) { listen(old); return old; }  // unchanged since its last draw: the drawing stays
+      args[0] = old;  // changed: updated in place
     } else {
       div.tlClick = click;
-      mine.push({ div, spec });
+      mine.push(div);
     }
+    args[0].tlSpec = spec;  // what it shows once drawn: every draw of a div sets it
     args[0].style.minHeight = `${args[2].height}px`;  // its place on the page before it draws
+    pending = pending.filter((a) => a[0] !== args[0]);  // a newer draw of the same plot replaces a queued one
     pending.push(args);
     return args[0];
   }
   function draw(args, screen = 0) {
     const div = args[0];
     if (watcher) watcher.unobserve(div);
+    later = later.filter((a) => a[0] !== div);  // a queued older draw of it would cover this one
     drawing += 1;
     document.body.dataset.plots = "drawing";
-    Plotly.react(...args).then(() => listen(div)).finally(() => {
+    let done;
+    try { done = Plotly.react(...args); } catch (err) { done = Promise.reject(err); }  // react may throw, not reject
+    done.then(() => listen(div)).finally(() => {
       drawing -= 1;
       if (screen && screen === screenOf && !(onScreen -= 1)) document.body.dataset.screen = "drawn";
       settle();
@@ -96,8 +102,13 @@ const tuneloop = (() => {
   }
   // a page was (re)drawn: its new and changed plots are drawn, those on the screen first
   function flushPlots() {
-    if (keeping.size) { kept = keeping; keeping = new Map(); }  // (a page may flush twice)
+    if (keeping.size) { kept = keeping; keeping = new Map(); }
     const batch = pending.filter((a) => a[0].isConnected); pending = [];
+    if (!batch.length) {  // nothing new to draw: the screen is as the last flush left it
+      if (!onScreen) document.body.dataset.screen = "drawn";
+      settle();
+      return;
+    }
     const near = batch.filter((a) => nearScreen(a[0]));
     onScreen = near.length; screenOf += 1;
     document.body.dataset.screen = onScreen ? "drawing" : "drawn";
@@ -161,6 +172,61 @@ const tuneloop = (() => {
     const rest = ranked.slice(PARCOORDS_BEST), k = rest.length / (PARCOORDS_MAX - PARCOORDS_BEST);
     const sample = Array.from({ length: PARCOORDS_MAX - PARCOORDS_BEST }, (_, i) => rest[Math.floor(i * k)]);
     return ranked.slice(0, PARCOORDS_BEST).concat(sample).sort((a, b) => a.number - b.number);
+  }
+  // Parallel coordinates where the browser renders WebGL without a GPU (headless, a VM, a remote desktop):
+  // Plotly's parcoords spends about a second there on its set-up whatever the number of lines, so the lines
+  // are drawn as SVG (one trace per colour band, the best band last, on top), without brushing; a button
+  // draws the brushable WebGL version on demand, and the page keeps that choice.
+  let software = null, brushable = false;
+  function softwareGL() {
+    if (software !== null) return software;
+    try {
+      const gl = document.createElement("canvas").getContext("webgl");
+      const info = gl && gl.getExtension("WEBGL_debug_renderer_info");
+      const name = info ? String(gl.getParameter(info.UNMASKED_RENDERER_WEBGL)) : "";
+      software = !gl || /swiftshader|llvmpipe|softpipe|software/i.test(name);
+      const lose = gl && gl.getExtension("WEBGL_lose_context");
+      if (lose) lose.loseContext();
+    } catch (e) { software = true; }
+    return software;
+  }
+  const VIRIDIS = ["#440154", "#46327e", "#365c8d", "#277f8e", "#1fa187", "#4ac16d", "#a0da39", "#fde725"];
+  // dims: parcoords dimensions (a choice: tickvals/ticktext, -1 where inactive); logs[j]: dimension j holds log10 values
+  function parcoordsLines(dims, logs, color, reverse, colorTitle) {
+    const n = VIRIDIS.length, bands = VIRIDIS.map(() => ({ x: [], y: [] }));
+    const scale = dims.map((d) => {
+      if (d.tickvals) return [0, Math.max(1, d.tickvals.length - 1)];
+      const v = d.values.filter(num);
+      return v.length ? [Math.min(...v), Math.max(...v)] : [0, 1];
+    });
+    const cv = color.filter(num), lo = cv.length ? Math.min(...cv) : 0, hi = cv.length ? Math.max(...cv) : 1;
+    color.forEach((c, i) => {
+      if (!num(c)) return;
+      const band = bands[hi > lo ? Math.min(n - 1, Math.floor((c - lo) / (hi - lo) * n)) : n - 1];
+      dims.forEach((d, j) => {
+        const v = d.values[i], [a, z] = scale[j];
+        band.x.push(j);
+        band.y.push(num(v) && (v >= 0 || !d.tickvals) ? (z > a ? (v - a) / (z - a) : 0.5) : null);
+      });
+      band.x.push(null); band.y.push(null);
+    });
+    const order = bands.map((_, b) => b);
+    if (reverse) order.reverse();  // low values are the best: their band last, on top
+    const traces = order.filter((b) => bands[b].x.length).map((b) => ({ type: "scatter", mode: "lines", x: bands[b].x, y: bands[b].y,
+      line: { color: VIRIDIS[reverse ? n - 1 - b : b], width: 1 }, opacity: 0.55, hoverinfo: "skip", showlegend: false }));
+    traces.push({ type: "scatter", mode: "markers", x: [null], y: [null], hoverinfo: "skip", showlegend: false,  // the colour bar
+      marker: { color: [lo, hi], cmin: lo, cmax: hi, colorscale: "Viridis", reversescale: reverse, showscale: true,
+        colorbar: { title: { text: colorTitle }, thickness: 12 } } });
+    const notes = [], shapes = [], note = (x, y, text, extra = {}) => notes.push({ x, y, text, showarrow: false, ...extra });
+    dims.forEach((d, j) => {
+      const [a, z] = scale[j], tick = { xanchor: "left", xshift: 3, font: { size: 10 } };
+      shapes.push({ type: "line", x0: j, x1: j, y0: 0, y1: 1, line: { color: "#555", width: 1 } });
+      note(j, 1.04, d.label, { yanchor: "bottom" });
+      if (d.tickvals) d.ticktext.forEach((t, i) => note(j, z > a ? i / z : 0.5, t, tick));
+      else for (const [v, y] of [[a, 0], [z, 1]]) note(j, y, fmt(logs[j] ? 10 ** v : v), tick);
+    });
+    return [traces, { height: 360, margin: { t: 24, r: 12, b: 16, l: 12 }, shapes, annotations: notes,
+      xaxis: { visible: false, range: [-0.2, dims.length - 0.6] }, yaxis: { visible: false, range: [-0.04, 1.14] } }];
   }
   // a trial's feasibility as a cell: "yes", or the constraints it breaks; "-" before it completes
   const feasibleCell = (t) => t.feasible == null ? "-" : t.feasible ? el("span", { class: "feasible yes", text: "yes" })
@@ -359,8 +425,19 @@ const tuneloop = (() => {
       });
       dims.push({ label: String(s.metric), values: done.map((t) => t.value) });
       for (const o of objs.slice(1)) dims.push({ label: String(o.name), values: done.map((t) => num(t.values[o.name]) ? t.values[o.name] : NaN) });
-      parts.push(section(done.length < allDone.length ? `Parallel coordinates (${done.length} of ${allDone.length} completed trials: the best ${PARCOORDS_BEST} and an even sample of the rest)` : "Parallel coordinates", plot(plotDiv(), [{ type: "parcoords", dimensions: dims,
-        line: { color: done.map((t) => t.value), colorscale: "Viridis", reversescale: s.mode === "min" } }], { height: 360 })));
+      const logs = data.effects.map((e) => e.kind !== "choice" && !!e.log);
+      const colour = done.map((t) => t.value), title = done.length < allDone.length
+        ? `Parallel coordinates (${done.length} of ${allDone.length} completed trials: the best ${PARCOORDS_BEST} and an even sample of the rest)` : "Parallel coordinates";
+      const webgl = [{ type: "parcoords", dimensions: dims, line: { color: colour, colorscale: "Viridis", reversescale: s.mode === "min" } }];
+      if (brushable || !softwareGL()) parts.push(section(title, plot(plotDiv(), webgl, { height: 360 })));
+      else {  // no GPU: SVG lines, and the brushable version on demand
+        const holder = el("div", {}, plot(plotDiv("plot parcoords-lines"), ...parcoordsLines(dims, logs, colour, s.mode === "min", String(s.metric))));
+        const button = el("button", { id: "parcoords-webgl", text: "brushable version (WebGL: slow without a GPU)", onclick: () => {
+          brushable = true; button.remove();
+          const div = plotDiv(); holder.replaceChildren(div); plot(div, webgl, { height: 360 });
+          kept.set("plot|parcoords", [div]); } });  // the next poll's page keeps it, as a plot it drew
+        parts.push(section(title, el("div", { class: "bar" }, button), holder));
+      }
     }
     // learning curves of the best trials; seed groups with their band
     let curveDiv = plotDiv("plot curves");
@@ -387,7 +464,6 @@ const tuneloop = (() => {
       parts.push(section("Same configuration, different seeds: mean and 95% interval", plot(plotDiv(), traces)));
     }
     app.replaceChildren(...parts);
-    flushPlots();
   }
 
   // -- the learning-curve forecast of a running (or pruned) trial: its objective's final value with one-sided bounds
@@ -462,7 +538,7 @@ const tuneloop = (() => {
     const hnames = Object.keys(data.histograms);
     if (hnames.length) {
       const pick = el("select", { id: "histogram-pick" }, ...hnames.map((n) => el("option", { value: n, text: n })));
-      const div = plotDiv("plot heatmap");
+      let div = plotDiv("plot heatmap");
       const draw = () => {
         const h = data.histograms[pick.value];
         const lo = Math.min(...h.low.filter((x) => x != null)), hi = Math.max(...h.high.filter((x) => x != null));
@@ -472,12 +548,12 @@ const tuneloop = (() => {
           if (h.low[j] == null) return;
           const centre = h.low[j] + (i + 0.5) * (h.high[j] - h.low[j]) / counts.length;
           z[Math.min(bins - 1, Math.max(0, Math.floor((centre - lo) / width)))][j] += c; }));
-        plot(div, [{ type: "heatmap", x: h.step, y: z.map((_, b) => lo + (b + 0.5) * width), z, colorscale: "Blues" }],
+        div = plot(div, [{ type: "heatmap", x: h.step, y: z.map((_, b) => lo + (b + 0.5) * width), z, colorscale: "Blues" }],
           { xaxis: { title: { text: "step" } }, yaxis: { title: { text: "value" } } });
       };
       pick.addEventListener("change", draw);
+      draw();  // the first draw is queued with the page's other plots (and may keep the last poll's drawing)
       parts.push(section("Histograms over time", pick, div));
-      setTimeout(draw, 0);
     }
     if (data.alerts.length) parts.push(section(`Alerts (${data.alerts.length})`, table(["step", "action", "message"],
       data.alerts.map((a) => row([a.step, a.action, a.message])), { id: "alerts" })));
