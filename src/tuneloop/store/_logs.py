@@ -6,6 +6,7 @@ artifact folder, referenced by a path relative to it, so a study folder can be m
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -98,10 +99,9 @@ class LogsMixin:
             raise NotFound(f"Artifact path {relative!r} leaves the artifact folder {root}; refused.")
         try:
             target.stat()
-        except (FileNotFoundError, NotADirectoryError):
-            pass  # not there (yet): the caller says so
-        except OSError:  # a name the file system cannot hold (too long, say): no such artifact
-            raise NotFound(f"No artifact {relative[:200]!r} inside {root}.") from None
+        except OSError as exc:  # a name the file system cannot hold is no artifact; other errors are the caller's
+            if exc.errno in (errno.ENAMETOOLONG, errno.ELOOP):
+                raise NotFound(f"No artifact {relative[:200]!r} inside {root}: {exc.strerror}.") from None
         return target
 
     def find_artifact(self, relative: str) -> Path | None:
