@@ -138,3 +138,24 @@ def dashboard_db(tmp_path_factory):
     ledger.decide(ledger.add("Bigger batch", hours=1, complexity=2, gain=0.01, p=0.5).id, "reject")
     ledger.add(HOSTILE, hours=1, complexity=1, gain=0.01, p=0.2)
     return storage
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch):
+    """``tuneloop`` in-process (Typer's runner) from a fresh folder: no storage or notification settings
+    from the environment, tables unwrapped at 200 columns. Returns ``invoke(*args) -> Result``."""
+    from typer.testing import CliRunner
+
+    from tuneloop.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("TUNELOOP_STORAGE", "TUNELOOP_NOTIFY_URL", "TUNELOOP_SMTP", "TUNELOOP_SMTP_USER",
+                 "TUNELOOP_SMTP_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("COLUMNS", "200")
+    runner = CliRunner()
+
+    def invoke(*args):
+        return runner.invoke(app, [str(a) for a in args])
+
+    return invoke

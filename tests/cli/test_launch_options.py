@@ -5,10 +5,8 @@ runs the trials; and ``tuneloop run`` says when another live driver holds some o
 import time
 
 import pytest
-from typer.testing import CliRunner
 
 import tuneloop as tl
-from tuneloop.cli import app
 from tuneloop.errors import ConfigError
 from tuneloop.store import Lease, Store
 
@@ -26,19 +24,6 @@ QUICK = """
     study = tl.Study("quick", tl.Space(x=tl.Float(0.0, 1.0)), lambda trial: {"loss": trial.params.x},
                      metric="loss", mode="min", searcher="random", executor="inline")
 """
-
-
-@pytest.fixture
-def cli(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("TUNELOOP_STORAGE", raising=False)
-    monkeypatch.setenv("COLUMNS", "200")
-    runner = CliRunner()
-
-    def invoke(*args):
-        return runner.invoke(app, [str(a) for a in args])
-
-    return invoke
 
 
 @pytest.fixture

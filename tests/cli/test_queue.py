@@ -14,9 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 from shared import sqlite_rows, wait_until
-from typer.testing import CliRunner
 
-from tuneloop.cli import app
 from tuneloop.errors import ConfigError
 from tuneloop.queue import check_args, estimate, prepare, refusal, sign_job, window_end
 from tuneloop.store import JobState, Store
@@ -36,19 +34,6 @@ EXPERIMENT = """
                      searcher="random", executor="inline")
 """
 TRIALS = 3
-
-
-@pytest.fixture
-def cli(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("TUNELOOP_STORAGE", raising=False)
-    monkeypatch.setenv("COLUMNS", "200")  # tables unwrapped
-    runner = CliRunner()
-
-    def invoke(*args):
-        return runner.invoke(app, [str(a) for a in args])
-
-    return invoke
 
 
 @pytest.fixture

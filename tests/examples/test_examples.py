@@ -15,9 +15,11 @@ EXAMPLES = sorted((Path(__file__).parents[2] / "examples").glob("*.py"))
 # the transformers example takes 3 s (a model to build): it runs in the slow call of .ci/run
 @pytest.mark.parametrize("path", [pytest.param(p, marks=[pytest.mark.slow] if p.stem == "hf_tiny_classifier" else [])
                                   for p in EXAMPLES], ids=[p.stem for p in EXAMPLES])
-def test_example_runs_on_a_tiny_budget(path, storage):
+def test_example_runs_on_a_tiny_budget(path, storage, monkeypatch):
     study = tl.load_study(path)
-    study.budget = tl.Budget(epochs=2)
+    # the file is imported once per process, so its study is shared: the tiny budget is undone after the test
+    # (left behind, it cut tests/integrations' run of the same example to 2 epochs in CI's slow call)
+    monkeypatch.setattr(study, "budget", tl.Budget(epochs=2))
     summary = study.run(n_trials=2, storage=storage, seed=0)
     assert summary.finished_total == 2
     trials = study.trials

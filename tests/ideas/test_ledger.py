@@ -92,14 +92,14 @@ def test_cli_add_list_show_decide_calibration(storage, monkeypatch):
 
 
 @pytest.mark.slow  # six MNIST-1D trainings (7 s): .ci/run runs it in its second pytest call
-def test_ab_test_on_the_mnist1d_mlp_stores_a_verdict(storage):
+def test_ab_test_on_the_mnist1d_mlp_stores_a_verdict(storage, monkeypatch):
     from tuneloop.ideas import ab_test
 
     from pathlib import Path
 
     study = tl.load_study(Path(__file__).parents[2] / "examples" / "mnist1d_mlp.py")
-    study.budget = tl.Budget(epochs=2)
-    study.storage = storage
+    monkeypatch.setattr(study, "budget", tl.Budget(epochs=2))  # the example's study is shared in the process
+    monkeypatch.setattr(study, "storage", storage)
     study.run(n_trials=2, seed=0)
     ledger = Ledger(storage)
     idea = ledger.add("more weight decay", hours=0.2, complexity=1, gain=0.01, p=0.3, config={"weight_decay": 1e-3})

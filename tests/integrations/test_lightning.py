@@ -199,9 +199,9 @@ def test_pbt_continues_from_a_better_member_with_this_members_learning_rate(lit,
 
 
 @pytest.mark.slow
-def test_the_example_prunes_with_asha_and_finalizes(storage):
+def test_the_example_prunes_with_asha_and_finalizes(storage, monkeypatch):
     study = tl.load_study(EXAMPLE)
-    study.budget = tl.Budget(epochs=4)
+    monkeypatch.setattr(study, "budget", tl.Budget(epochs=4))  # the example's study is shared in the process
     study.run(n_trials=6, storage=storage, seed=0, executor="inline", scheduler={"name": "asha", "min_resource": 1})
     trials = study.trials
     assert {t.state for t in trials} <= {"completed", "pruned"}, [t.error for t in trials]

@@ -187,7 +187,7 @@ def test_the_example_prunes_with_asha_and_stores_every_curve(storage, monkeypatc
 def test_sha_continues_a_promoted_trial_where_its_checkpoint_stopped(storage, monkeypatch):
     monkeypatch.chdir(Path(storage.removeprefix("sqlite:///")).parent)
     study = tl.load_study(EXAMPLE)
-    study.budget = tl.Budget(epochs=3)
+    monkeypatch.setattr(study, "budget", tl.Budget(epochs=3))  # the example's study is shared in the process
     study.run(scheduler={"name": "sha", "min_resource": 1, "reduction_factor": 3}, storage=storage, seed=0)
     trials = study.trials
     assert [t.state for t in trials] == ["completed"] * 4, [t.error for t in trials]

@@ -7,9 +7,6 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from typer.testing import CliRunner
-
-from tuneloop.cli import app
 
 # one study per file, one trial each: it writes ``<study>.started`` (holding the CUDA_VISIBLE_DEVICES it
 # sees) into $RENDEZVOUS, then waits until $MEET such files exist and, with $HOLD set, until a file
@@ -35,21 +32,6 @@ MEETING = """
     study = tl.Study("{name}", tl.Space(x=tl.Float(0.0, 1.0)), objective, metric="loss", mode="min",
                      searcher="random", executor="inline")
 """
-
-
-@pytest.fixture
-def cli(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("TUNELOOP_STORAGE", raising=False)
-    for name in ("TUNELOOP_NOTIFY_URL", "TUNELOOP_SMTP", "TUNELOOP_SMTP_USER", "TUNELOOP_SMTP_PASSWORD"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("COLUMNS", "200")
-    runner = CliRunner()
-
-    def invoke(*args):
-        return runner.invoke(app, [str(a) for a in args])
-
-    return invoke
 
 
 @pytest.fixture
