@@ -323,6 +323,7 @@ POPULATION_EXPERIMENT = """
 """
 
 
+@pytest.mark.slow  # a driver process and a population (2 s): .ci/run runs it in its second pytest call
 def test_ctrl_c_stops_a_rolling_population_and_marks_its_members_interrupted(write_experiment, tmp_path):
     """Ctrl-C while the population trains on its trainer thread: the run ends at the next step with
     exit code 130, every member still training is interrupted, none is left running."""

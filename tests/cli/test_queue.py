@@ -173,6 +173,7 @@ def test_a_job_estimated_past_the_window_stays_queued_with_the_reason(cli, tmp_p
     assert "Ran 2 trials" in shown.output
 
 
+@pytest.mark.slow  # a queued child process (2.5 s): .ci/run runs it in its second pytest call
 def test_a_failing_job_is_failed_with_its_exit_code_and_last_line(cli, tmp_path, experiments):
     db = tmp_path / "q.db"
     assert cli("queue", "add", "check", experiments[0], "--storage", db).exit_code == 0  # the file defines no checks
@@ -228,6 +229,7 @@ def test_a_job_someone_else_wrote_or_whose_file_changed_is_refused_and_nothing_r
     assert "refused" in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.slow  # queued child processes (2 s): .ci/run runs it in its second pytest call
 def test_pause_resume_remove_and_move_edit_the_queue(cli, tmp_path, experiments):
     db = tmp_path / "q.db"
     _queue(cli, db, experiments[:3])

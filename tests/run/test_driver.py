@@ -112,6 +112,7 @@ def test_a_bare_number_returned_is_the_objective(storage):
     assert all(t.value == t.params["x"] and t.values == {"loss": t.value} for t in study.trials)
 
 
+@pytest.mark.slow  # worker processes (2 s): .ci/run runs it in its second pytest call
 def test_processes_run_elsewhere_and_stream_reports_while_the_trial_runs(storage):
     seen = {}
 

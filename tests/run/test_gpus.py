@@ -76,6 +76,7 @@ def test_what_runs_where_with_gpus_given_defaulted_or_refused(monkeypatch):
     assert executor_spec(None, None) == "inline" and executor_spec(None, 3) == "processes"
 
 
+@pytest.mark.slow  # worker processes (2 s): .ci/run runs it in its second pytest call
 def test_the_cli_pins_each_worker_to_its_gpu_and_shows_where_each_trial_ran(tmp_path, monkeypatch,
                                                                           write_experiment):
     """Also the worker side of system metrics: samples sent by each worker's sampler thread beside the

@@ -91,6 +91,7 @@ def test_a_restart_mid_generation_replans_the_same_generation(storage):
     assert set(members.values()) == {1} and len(members) == 12  # nothing duplicated, nothing lost
 
 
+@pytest.mark.slow  # worker processes (2 s): .ci/run runs it in its second pytest call
 def test_planners_work_with_worker_processes(storage):
     summary = study(storage, {"name": "sha", "reduction_factor": 2, "n": 4}, epochs=4).run(workers=2, seed=0)
     assert summary.finished_total == 4 + 2 + 1

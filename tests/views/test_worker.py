@@ -82,6 +82,7 @@ def test_a_report_computes_in_its_own_process(study, pids):
     assert pids.last_pid is None  # no worker was asked
 
 
+@pytest.mark.slow  # a worker process started for it (2-3 s): .ci/run runs it in its second pytest call
 def test_a_killed_worker_is_replaced_by_the_next_fit(study, pids):
     store, _ = study
     assert _settled(store)["importance"]  # the worker is up
@@ -97,6 +98,7 @@ def test_a_killed_worker_is_replaced_by_the_next_fit(study, pids):
     assert pids.last_pid not in (None, pid, os.getpid())  # a new worker computed it
 
 
+@pytest.mark.slow  # a worker process started for it (2-3 s): .ci/run runs it in its second pytest call
 def test_a_worker_that_dies_during_a_fit_gives_no_panel_and_the_next_fit_starts_a_new_one(study, pids):
     store, _ = study
     dying = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.readline()"],  # reads the request, ends
@@ -116,6 +118,7 @@ def test_a_worker_that_dies_during_a_fit_gives_no_panel_and_the_next_fit_starts_
 
 
 @pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="waits on the worker with a pidfd (Linux)")
+@pytest.mark.slow  # a worker process started for it (2-3 s): .ci/run runs it in its second pytest call
 def test_the_worker_ends_with_a_server_that_is_killed(study, storage):
     """A server killed (or stopped by SIGTERM, which uvicorn re-raises after its graceful shutdown)
     runs no exit handler: its worker must not outlive it (its stdin closes, and it ends)."""
@@ -149,6 +152,7 @@ def test_the_worker_ends_with_a_server_that_is_killed(study, storage):
         os.close(handle)
 
 
+@pytest.mark.slow  # a worker process started for it (2-3 s): .ci/run runs it in its second pytest call
 def test_the_worker_never_imports_from_the_folder_the_server_runs_in(study, pids, tmp_path, monkeypatch):
     store, record = study
     planted = tmp_path / "served"
