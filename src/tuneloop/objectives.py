@@ -200,51 +200,105 @@ class Objectives:
         return None if vec is None else tuple(o.direction.sign * v for o, v in zip(self.items, vec, strict=True))
 
     # -- ranking -------------------------------------------------------------------------------
+    def _scored(self, trials: Iterable[S]) -> list[tuple[S, tuple[float, ...]]]:
+        """The completed trials with every objective finite, each with its :meth:`loss`, computed once
+        (a study page ranks 10,000 trials: reading each one's values once is most of the work)."""
+        names = self.names
+        signs = [o.direction.sign for o in self.items]
+        out: list[tuple[S, tuple[float, ...]]] = []
+        if len(names) == 1:
+            name, sign = names[0], signs[0]
+            for t in trials:
+                state = t.state
+                state = getattr(state, "value", state)
+                if (state if type(state) is str else str(state)) != "completed":
+                    continue
+                v = t.values.get(name)
+                if type(v) is float:  # the stored case; others go through finite() (ints, bools, text)
+                    if v - v != 0.0:  # NaN or an infinity
+                        continue
+                else:
+                    v = finite(v)
+                    if v is None:
+                        continue
+                out.append((t, (sign * v,)))
+            return out
+        for t in trials:
+            if _state(t) != "completed":
+                continue
+            vec = self.vector(t.values)
+            if vec is not None:
+                out.append((t, tuple(sign * v for sign, v in zip(signs, vec, strict=True))))
+        return out
+
+    def _pool(self, trials: Iterable[S]) -> list[tuple[S, tuple[float, ...]]]:
+        """The feasible completed trials with their losses (without constraints: every completed one)."""
+        scored = self._scored(trials)
+        if not self.constraints:
+            return scored
+        return [(t, loss) for t, loss in scored if self.feasible(t.values)]
+
     def completed(self, trials: Iterable[S]) -> list[S]:
         """Completed trials with every objective finite."""
-        return [t for t in trials if _state(t) == "completed" and self.vector(t.values) is not None]
+        return [t for t, _ in self._scored(trials)]
 
     def front(self, trials: Iterable[S]) -> list[S]:
         """The feasible completed trials that no other feasible completed trial dominates (with one
         objective: every trial tied at the best value), in their input order."""
-        pool = [t for t in self.completed(trials) if self.feasible(t.values)]
-        return [pool[i] for i in pareto_indices([self.loss(t.values) for t in pool])]  # type: ignore[misc]
+        return [t for t, _ in self._front(trials)]
+
+    def _front(self, trials: Iterable[S]) -> list[tuple[S, tuple[float, ...]]]:
+        pool = self._pool(trials)
+        return [pool[i] for i in pareto_indices([loss for _, loss in pool])]
 
     def ranked(self, trials: Iterable[S]) -> list[S]:
         """Completed trials best first: feasible ones before infeasible ones (those by how far they
         break their constraints); among feasible ones, by Pareto layer (the front first), then by the
         primary objective. With one objective the layers are the values themselves: a plain sort."""
-        done = self.completed(trials)
-        feasible = [t for t in done if self.feasible(t.values)]
-        infeasible = sorted((t for t in done if not self.feasible(t.values)),
-                            key=lambda t: sum(max(v, 0.0) for v in self.violations(t.values)))
-        losses = [self.loss(t.values) for t in feasible]
-        layer = layers(losses) if self.multi else [0] * len(feasible)  # type: ignore[arg-type]
-        order = sorted(range(len(feasible)), key=lambda i: (layer[i], losses[i][0]))  # type: ignore[index]
-        return [feasible[i] for i in order] + infeasible
+        scored = self._scored(trials)
+        infeasible: list[S] = []
+        if self.constraints:
+            feasible, broken = [], []
+            for t, loss in scored:
+                violations = self.violations(t.values)
+                if all(v <= 0 for v in violations):
+                    feasible.append((t, loss))
+                else:
+                    broken.append((sum(max(v, 0.0) for v in violations), t))
+            broken.sort(key=_first)  # stable: ties keep their input order
+            infeasible = [t for _, t in broken]
+        else:
+            feasible = scored
+        firsts = [loss[0] for _, loss in feasible]
+        if self.multi:
+            layer = layers([loss for _, loss in feasible])
+            order = sorted(range(len(feasible)), key=lambda i: (layer[i], firsts[i]))
+        else:  # every layer is 0: the primary objective alone orders them, ties in input order
+            order = sorted(range(len(feasible)), key=firsts.__getitem__)
+        return [feasible[i][0] for i in order] + infeasible
 
     def best(self, trials: Iterable[S]) -> S | None:
         """The feasible completed trial with the best primary objective; None when there is none."""
-        pool = [t for t in self.completed(trials) if self.feasible(t.values)]
+        pool = self._pool(trials)
         if not pool:
             return None
-        return min(pool, key=lambda t: self.loss(t.values)[0])  # type: ignore[index]
+        firsts = [loss[0] for _, loss in pool]
+        return pool[firsts.index(min(firsts))][0]  # the first of the best, as min() picks
 
     def front_sorted(self, trials: Iterable[S]) -> list[S]:
         """The front best first: by the first objective, then the next ones (one order for every page)."""
-        return sorted(self.front(trials), key=lambda t: self.loss(t.values))  # type: ignore[arg-type,return-value]
+        return [t for t, _ in sorted(self._front(trials), key=_second)]
 
     def hypervolume(self, trials: Iterable[S], reference: Sequence[float]) -> float:
         """The volume the feasible completed trials dominate up to ``reference`` (a point in the
         objectives' own units and directions, worse than every trial that counts)."""
         ref = [o.direction.sign * float(r) for o, r in zip(self.items, reference, strict=True)]
-        points = [self.loss(t.values) for t in self.front(trials)]
-        return hypervolume([p for p in points if p is not None], ref)
+        return hypervolume([loss for _, loss in self._front(trials)], ref)
 
     def reference(self, trials: Iterable[S], margin: float = 0.1) -> list[float] | None:
         """A reference point for hypervolumes: each objective's worst feasible completed value, moved
         a ``margin`` of its range further (in the objectives' own units); None without such trials."""
-        losses = [self.loss(t.values) for t in self.completed(trials) if self.feasible(t.values)]
+        losses = [loss for _, loss in self._pool(trials)]
         if not losses:
             return None
         worst = [max(col) for col in zip(*losses, strict=True)]
@@ -503,6 +557,14 @@ def finite(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value) if math.isfinite(value) else None
+
+
+def _first(pair: tuple[Any, Any]) -> Any:
+    return pair[0]
+
+
+def _second(pair: tuple[Any, Any]) -> Any:
+    return pair[1]
 
 
 def _state(trial: Any) -> str:

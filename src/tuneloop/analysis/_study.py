@@ -26,15 +26,19 @@ def history(trials: Sequence[TrialRecord], mode: str, objectives: Objectives | N
     way = Direction.of(mode, "history")
     numbers, values, best, states = [], [], [], []
     current: float | None = None
+    judged = objectives if objectives is not None and objectives.constraints else None  # no constraints: all feasible
+    completed, pruned = TrialState.COMPLETED, TrialState.PRUNED
+    maximize = way is Direction.MAX
     for t in trials:
-        if t.value is None or not math.isfinite(t.value) or t.state not in (TrialState.COMPLETED, TrialState.PRUNED):
+        value, state = t.value, t.state
+        if value is None or not math.isfinite(value) or state not in (completed, pruned):
             continue
         numbers.append(t.number)
-        values.append(t.value)
-        states.append(t.state)
-        usable = objectives is None or objectives.feasible(t.values)  # no constraints: every trial is feasible
-        if t.state == TrialState.COMPLETED and usable and (current is None or way.better(t.value, current)):
-            current = t.value
+        values.append(value)
+        states.append(state)
+        usable = judged is None or judged.feasible(t.values)  # pruned ones too: a hostile value raises alike
+        if state == completed and usable and (current is None or (value > current if maximize else value < current)):
+            current = value
         best.append(current)
     return {"number": numbers, "value": values, "best": best, "state": states}
 
@@ -49,7 +53,11 @@ def crowded(space: Space, trials: Sequence[TrialRecord], mode: str,
     """The bounds the best region presses against (see :mod:`tuneloop.analysis._bounds` for the rule),
     judged from every completed trial; with ``objectives`` holding constraints or several objectives,
     "best" is their ranking: feasible trials first, the front first."""
-    return crowded_bounds(_ranked(_done(trials), mode, objectives, "crowded"), _all_params(space))
+    return _crowded(space, _done(trials), mode, objectives)
+
+
+def _crowded(space: Space, done: list[TrialRecord], mode: str, objectives: Objectives | None) -> list[Crowding]:
+    return crowded_bounds(_ranked(done, mode, objectives, "crowded"), _all_params(space))
 
 
 def param_effects(space: Space, trials: Sequence[TrialRecord], mode: str,
@@ -60,13 +68,16 @@ def param_effects(space: Space, trials: Sequence[TrialRecord], mode: str,
     trials first, the front first."""
     done = _done(trials)
     warnings_: dict[str, str] = {}
-    for c in crowded(space, done, mode, objectives):  # both sides of one parameter: one line each, joined
+    for c in _crowded(space, done, mode, objectives):  # done already: crowded() would filter it again  # both sides of one parameter: one line each, joined
         warnings_[c.name] = f"{warnings_[c.name]}; {c.warning}" if c.name in warnings_ else c.warning
     out = []
     for name, param in _all_params(space).items():
-        points = [(t.params[name], t.value) for t in done if name in t.params]
-        entry: dict[str, Any] = {"name": name, "kind": param.type_name, "x": [p[0] for p in points],
-                                 "y": [p[1] for p in points], "warning": None}
+        x, y = [], []
+        for t in done:
+            if name in t.params:
+                x.append(t.params[name])
+                y.append(t.value)
+        entry: dict[str, Any] = {"name": name, "kind": param.type_name, "x": x, "y": y, "warning": None}
         if isinstance(param, Choice):
             entry["values"] = list(param.values)
         else:
@@ -145,12 +156,27 @@ def fanova_shares(frozen: Sequence[Any], mode: str, *, trees: int = IMPORTANCE_T
 
 def seed_groups(trials: Sequence[TrialRecord]) -> list[dict[str, Any]]:
     """Trials whose parameters are identical (they differ only by seed), two or more per group."""
-    groups: dict[str, list[TrialRecord]] = {}
+    groups: dict[Any, list[TrialRecord]] = {}
     for t in trials:
         if t.state in (TrialState.COMPLETED, TrialState.PRUNED):
-            groups.setdefault(json.dumps(t.params, sort_keys=True), []).append(t)
+            groups.setdefault(_params_key(t.params), []).append(t)
     return [{"params": g[0].params, "trials": [t.number for t in g], "ids": [t.id for t in g]}
             for g in groups.values() if len(g) >= 2]
+
+
+def _params_key(params: dict[str, Any]) -> Any:
+    """What identifies a configuration: equal exactly when the JSON of the parameters is (1, 1.0 and True
+    apart, -0.0 apart from 0.0, NaN equal to NaN), without writing JSON for each of 10,000 trials."""
+    key: list[tuple[str, str, Any]] = []
+    for name in sorted(params):
+        v = params[name]
+        if type(v) is float:
+            key.append((name, "float", repr(v)))
+        elif type(v) in (int, str, bool) or v is None:
+            key.append((name, type(v).__name__, v))
+        else:  # a list, a dict: its JSON
+            return json.dumps(params, sort_keys=True)
+    return tuple(key)
 
 
 class Band(TypedDict):

@@ -70,13 +70,54 @@ def point_rows(points: Sequence[Point]) -> list[dict[str, Any]]:
     return [{"trial_id": t, "attempt": a, "step": s, "name": n, "value": finite_or_none(v)} for t, a, s, n, v in points]
 
 
+_TRIAL_STATES = {s.value: s for s in TrialState}
+_decoder: Any = json.JSONDecoder()  # what json.loads decodes with (NaN and infinities allowed)
+_scan = _decoder.scan_once  # its scanner: the object at the start of a text, and where it ends
+
+
+def _object(text: Any, what: str, number: Any, id_: Any) -> dict[str, Any]:
+    """:func:`loads_object` of a trial's column (``what``: "params" or "values"), fast for the usual stored
+    object; anything else (NULL, whitespace, a corrupt value) goes through loads_object, which says so."""
+    if type(text) is str and text[:1] == "{":
+        if text == "{}":
+            return {}
+        try:
+            value, end = _scan(text, 0)
+        except (ValueError, StopIteration, RecursionError):
+            value, end = None, -1
+        if end == len(text) and type(value) is dict:
+            return value
+    return loads_object(text, f"the {what} of trial {number} (id {id_})")
+
+
+_COLUMNS = ("id", "study_id", "number", "state", "params", "seed", "attempt", "value", "values", "error",
+            "created_at", "started_at", "finished_at")  # schema.trials in order: what select(trials) gives
+_layout: tuple[Any, bool] = (None, False)  # the last result's metadata, and whether its rows are _COLUMNS
+
+
+def _columns(row: Any) -> tuple[Any, ...] | None:
+    """The row's values in ``_COLUMNS`` order when it is a SQLAlchemy row of exactly those columns (read by
+    unpacking: a named attribute of a Row costs ten times more); None otherwise (read by name)."""
+    global _layout
+    parent = getattr(row, "_parent", None)  # one per result: its column names are checked once per result
+    if parent is None:
+        return None
+    last = _layout
+    if last[0] is not parent:
+        last = _layout = (parent, tuple(getattr(row, "_fields", ())) == _COLUMNS)
+    return tuple(row) if last[1] else None
+
+
 def trial_record(row: Any, attrs: dict[str, Any] | None = None) -> TrialRecord:
     """A trials row as a :class:`TrialRecord`, its state and JSON columns checked."""
-    what = f"trial {row.number} (id {row.id})"
-    return TrialRecord(
-        id=row.id, study_id=row.study_id, number=row.number,
-        state=word(TrialState, row.state, f"the state of {what}"),
-        params=loads_object(row.params, f"the params of {what}"), seed=row.seed, attempt=row.attempt,
-        value=row.value, values=loads_object(row.values, f"the values of {what}"), error=row.error,
-        created_at=row.created_at, started_at=row.started_at, finished_at=row.finished_at, attrs=attrs or {},
-    )
+    columns = _columns(row)
+    if columns is None:
+        columns = (row.id, row.study_id, row.number, row.state, row.params, row.seed, row.attempt, row.value,
+                   row.values, row.error, row.created_at, row.started_at, row.finished_at)
+    id_, study_id, number, stored, params, seed, attempt, value, values, error, created, started, finished = columns
+    state = _TRIAL_STATES.get(stored) if type(stored) is str else None
+    if state is None:
+        state = word(TrialState, stored, f"the state of trial {number} (id {id_})")
+    return TrialRecord._read(id_, number, state, _object(params, "params", number, id_), seed, attempt, value,
+                             _object(values, "values", number, id_), error, created, started, finished, study_id,
+                             attrs or {})
