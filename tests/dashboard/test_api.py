@@ -32,7 +32,10 @@ def settled(client, url):
 
 def test_study_view_holds_every_plot(client):
     data = settled(client, "/api/studies/quad")
-    trials = data["trials"]
+    assert "trials" not in data and data["counts"] == {"total": 12, "states": {"completed": 12}}  # rows: a page at a time
+    trials = client.get("/api/trials/quad").json()["rows"]
+    assert data["done"]["number"] == [t["number"] for t in trials] and data["done"]["value"] == [t["value"] for t in trials]
+    assert data["done"]["params"]["x"] == [t["params"]["x"] for t in trials]
     assert len(trials) == 12 and data["history"]["number"] == sorted(data["history"]["number"])
     best = min(t["value"] for t in trials)
     assert data["history"]["best"][-1] == best and data["study"]["best"] == next(
@@ -58,7 +61,7 @@ def test_trials_differing_only_by_seed_are_grouped_with_a_band(client):
 
 
 def test_trial_view_has_curves_histograms_alerts_slices_samples(client):
-    trials = {t["params"]["x"]: t["number"] for t in client.get("/api/studies/logs").json()["trials"]}
+    trials = {t["params"]["x"]: t["number"] for t in client.get("/api/trials/logs").json()["rows"]}
     good = client.get(f"/api/studies/logs/trials/{trials[0.5]}").json()
     assert set(good["curves"]) == {"loss", "grad_norm"} and good["system"] == {}  # sys/ metrics: a panel of their own
     assert good["trial"]["attrs"]["host"] and good["trial"]["device"] == good["trial"]["attrs"]["device"]  # where it ran
@@ -188,7 +191,14 @@ def test_a_multi_objective_study_carries_its_front_feasibility_and_hypervolume(f
     data = fronts.get("/api/studies/mo").json()
     assert [o["name"] for o in data["objectives"]] == ["val_acc", "latency_ms"] and data["front"] == FRONT
     assert data["constraints"] == [{"metric": "latency_ms", "op": "<=", "bound": 3.0}]
-    assert [t["number"] for t in data["trials"] if t["feasible"] is False] == INFEASIBLE
+    done = data["done"]
+    assert [n for n, ok in zip(done["number"], done["feasible"], strict=True) if ok is False] == INFEASIBLE
+    assert list(done["values"]) == ["val_acc", "latency_ms"] and len(done["values"]["latency_ms"]) == len(done["number"])
+    rows = fronts.get("/api/trials/mo?state=completed&sort=metric:latency_ms&order=desc&limit=1000").json()["rows"]
+    assert [t["number"] for t in rows if t["feasible"] is False] == sorted(INFEASIBLE, key=lambda n: -next(
+        t["values"]["latency_ms"] for t in rows if t["number"] == n))
+    latency = [t["values"]["latency_ms"] for t in rows]
+    assert latency == sorted(latency, reverse=True)
     assert data["study"]["best"] == 6  # not 8, the most accurate: it breaks latency_ms <= 3
     hv = data["hypervolume"]
     assert len(hv["reference"]) == 2 and len(hv["points"]) == 10 and hv["numbers"] == list(range(10))
@@ -246,5 +256,59 @@ def test_an_unchanged_study_is_answered_not_modified_and_a_finished_trial_change
             assert time.monotonic() < deadline
             time.sleep(0.05)
         assert changed.status_code == 200 and changed.headers["etag"] != tag
-        assert [t["state"] for t in changed.json()["trials"]] == ["completed", "completed"]
+        assert changed.json()["counts"]["states"] == {"completed": 2}
+        assert [t["state"] for t in client.get("/api/trials/e").json()["rows"]] == ["completed", "completed"]
         assert changed.json()["study"]["best"] == 1
+
+
+def test_the_trials_table_comes_a_page_at_a_time_sorted_and_filtered_by_the_server(client):
+    page = client.get("/api/trials/quad?sort=param:x&order=desc&limit=5&offset=2").json()
+    xs = [t["params"]["x"] for t in client.get("/api/trials/quad?sort=param:x&order=desc").json()["rows"]]
+    assert [t["params"]["x"] for t in page["rows"]] == xs[2:7] and xs == sorted(xs, reverse=True)
+    assert (page["matched"], page["total"], page["offset"], page["limit"]) == (12, 12, 2, 5)
+    diverged = client.get("/api/trials/logs?state=diverged").json()
+    assert [t["state"] for t in diverged["rows"]] == ["diverged"] and (diverged["matched"], diverged["total"]) == (1, 2)
+    for query, cause in [("sort=param:nope", "Cannot sort by 'param:nope'"), ("order=up", "order must be asc or desc"),
+                         ("state=done", "No trial state 'done'"), ("limit=5000", "1 to 1000 rows"),
+                         ("sort=" + "x" * 10_000, "Cannot sort by")]:
+        answer = client.get(f"/api/trials/quad?{query}")
+        assert answer.status_code == 400 and cause in answer.json()["detail"] and "\n" not in answer.json()["detail"]
+    assert client.get("/api/trials/nope").status_code == 404
+
+
+def test_a_study_named_like_a_route_is_still_its_own_study(tmp_path):
+    """Names hold any character, "/" included: the table's route does not hide a study named "a/trials"."""
+    import tuneloop as tl
+    from tuneloop.store import Store
+
+    url = f"sqlite:///{tmp_path / 'routes.db'}"
+    with Store(url) as store:
+        for name, x in (("a", 0.1), ("a/trials", 0.7)):
+            record = store.create_study(name, "loss", "min", tl.Space(x=tl.Float(0.0, 1.0)), {})
+            trial = store.create_trial(record.id, 0, {"x": x}, seed=0)
+            store.finish_trial(trial, "completed", x, {"loss": x})
+    client = TestClient(create_app(url), base_url="http://localhost")
+    assert client.get("/api/studies/a%2Ftrials").json()["study"]["name"] == "a/trials"
+    assert [t["params"]["x"] for t in client.get("/api/trials/a%2Ftrials").json()["rows"]] == [0.7]
+    assert [t["params"]["x"] for t in client.get("/api/trials/a").json()["rows"]] == [0.1]
+
+
+def test_static_files_are_cached_by_version_gzipped_on_request_and_revalidated(client):
+    import gzip
+    import re
+
+    page = client.get("/study/quad").text
+    url = re.search(r'src="(/static/plotly\.min\.js\?v=[0-9a-f]{12})"', page).group(1)
+    packed = client.get(url, headers={"Accept-Encoding": "gzip"})
+    assert packed.headers["content-encoding"] == "gzip" and "immutable" in packed.headers["cache-control"]
+    assert packed.content.startswith(b"//# allFunctionsCalledOnLoad\n")  # decoded by the client: V8's compile hint
+    plain = client.get(url, headers={"Accept-Encoding": "gzip;q=0"})
+    assert "content-encoding" not in plain.headers and plain.content == packed.content
+    assert plain.headers["etag"] != packed.headers["etag"]  # one tag per encoding
+    assert len(gzip.compress(plain.content)) < len(plain.content) / 2
+    unversioned = client.get("/static/app.js", headers={"Accept-Encoding": "identity"})
+    assert unversioned.headers["cache-control"] == "no-cache"  # not the page's URL: checked again at each use
+    again = client.get("/static/app.js", headers={"Accept-Encoding": "identity",
+                                                  "If-None-Match": f'W/{unversioned.headers["etag"]}, "other"'})
+    assert again.status_code == 304 and again.content == b""
+    assert client.get("/static/../_app.py").status_code == 404 and client.get("/static/plotly.js").status_code == 404

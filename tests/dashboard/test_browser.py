@@ -86,11 +86,29 @@ def test_trials_table_sorts_by_a_header(page, server):
     open_page(page, server + "/study/quad")
     header = page.locator("#trials th", has_text="loss")
     values = lambda: [float(v) for v in page.locator("#trials tbody tr td:nth-child(4)").all_inner_texts()]
-    header.click()
+    header.click()  # the server sorts: the table says "loading", then "ready" once the sorted page is drawn
+    page.wait_for_selector("#trials[data-state=ready]")
     ascending = values()
-    assert ascending == sorted(ascending)
+    assert ascending == sorted(ascending) and len(ascending) == 12
     header.click()
+    page.wait_for_selector("#trials[data-state=ready]")
     assert values() == sorted(ascending, reverse=True)
+
+
+def test_a_poll_while_a_sorted_page_is_on_its_way_keeps_the_sort(page, server):
+    """The page polls every 2 s: a poll that comes while the user's sorted page is still on its way must
+    neither drop that page nor leave the table loading (the answer is held until the poll has answered)."""
+    open_page(page, server + "/study/quad")
+    held = []
+    page.route("**/api/trials/quad?*sort=value*", lambda route: held.append(route))  # the sorted page waits here
+    with page.expect_request(lambda r: "sort=value" in r.url):
+        page.locator("#trials th", has_text="loss").click()
+    with page.expect_response(lambda r: r.url.endswith("/api/studies/quad")):
+        pass  # the next poll, answered while the sorted page is held
+    held[0].continue_()
+    page.wait_for_selector("#trials[data-state=ready]")
+    values = [float(v) for v in page.locator("#trials tbody tr td:nth-child(4)").all_inner_texts()]
+    assert values == sorted(values) and len(values) == 12
 
 
 def test_checking_a_trial_overlays_its_learning_curve(page, server):

@@ -244,12 +244,12 @@ def test_boot_json_carries_any_name_without_markup(name):
     boot = html[html.index("id='boot'>"):]
     boot = boot[boot.index(">") + 1:boot.index("</script>")]
     assert "<" not in boot and ">" not in boot  # no "<!--", "<script" or "</" can open or close anything
-    assert html.lower().count("<script") == 4  # plotly.js, app.js, the boot data, the boot call
+    assert html.lower().count("<script") == 5  # app.js, the boot data, its first requests, plotly.js, the boot call
     assert boot_of(html)["params"]["name"] == name
 
 
 def test_the_served_page_of_a_comment_named_study_keeps_its_scripts(hostile, port):
     status, _, body = raw(port, "/study/" + quote(hostile.comment, safe=""))
     html = body.decode()
-    assert status == 200 and "<!--" not in html and html.lower().count("<script") == 4
+    assert status == 200 and "<!--" not in html and html.lower().count("<script") == 5
     assert boot_of(html)["params"]["name"] == hostile.comment

@@ -95,7 +95,12 @@ def test_the_dashboard_reads_it_live(postgres, space):
     assert names == ["live"]
     study.run(5, searcher="random")  # another driver's writes show up without a restart
     view = client.get("/api/studies/live").json()
-    assert len(view["trials"]) == 5
+    assert view["counts"]["total"] == 5
+    page = client.get("/api/trials/live?sort=param:x&order=desc&limit=3").json()  # sorted in PostgreSQL (jsonb)
+    xs = [t["params"]["x"] for t in page["rows"]]
+    assert page["matched"] == 5 and len(xs) == 3 and xs == sorted(xs, reverse=True)
+    every = [t["params"]["x"] for t in client.get("/api/trials/live").json()["rows"]]
+    assert xs == sorted(every, reverse=True)[:3]
 
 
 def test_a_wrong_postgres_url_fails_with_the_fix(postgres_server):

@@ -74,11 +74,37 @@ def test_a_poll_after_a_change_answers_with_the_last_trials_while_they_recompute
         first = store.create_trial(record.id, 0, {"x": 0.5}, seed=0)
         store.finish_trial(first, "completed", 0.25, {"loss": 0.25})
         view, tag = study_response(store, "live", wait=False)  # the first look waits: nothing to show before
-        assert [t["number"] for t in view["trials"]] == [0] and view["trials_status"]["state"] == "ready"
+        assert view["counts"]["total"] == 1 and view["trials_status"]["state"] == "ready"
         _, tag = study_response(store, "live")  # settled: the importance in too
         store.create_trial(record.id, 1, {"x": 0.1}, seed=1)
         stale, stale_tag = study_response(store, "live", wait=False)
-        assert [t["number"] for t in stale["trials"]] == [0] and stale["trials_status"]["state"] == "stale"
+        assert stale["counts"]["total"] == 1 and stale["trials_status"]["state"] == "stale"
         assert stale_tag == tag  # nothing new to show yet: the browser keeps what it has
         fresh, fresh_tag = study_response(store, "live")
-        assert [t["number"] for t in fresh["trials"]] == [0, 1] and fresh_tag != tag
+        assert fresh["counts"] == {"total": 2, "states": {"completed": 1, "running": 1}} and fresh_tag != tag
+
+
+def test_a_computation_run_here_leaves_the_background_thread_to_others():
+    """A server's warm-up prepares studies on its own thread (``here``): meanwhile a user's first look at
+    another study is computed on the background thread, not queued behind the warm-up; a second caller
+    of the slot being prepared waits for that one computation."""
+    bg = Background()
+    gate, started = threading.Event(), threading.Event()
+    prepared: list = []
+    ran_on: list = []
+    blocking = _blocking("parts", gate, started)
+    warm = threading.Thread(target=lambda: prepared.append(bg.get(
+        "big", 1, 10, lambda: ran_on.append(threading.current_thread()) or blocking(), wait=True, here=True)))
+    warm.start()
+    assert started.wait(30)
+    assert warm.is_alive() and ran_on == [warm]  # computed on the caller's thread
+    value, status = bg.get("other", 1, 3, lambda: "other parts", wait=True)  # not behind "big": it is not in the pool
+    assert value == "other parts" and status["state"] == "ready" and not gate.is_set()
+    joined: list = []
+    second = threading.Thread(target=lambda: joined.append(  # another warm-up of the same slot: waits for the first
+        bg.get("big", 1, 10, lambda: "computed twice", wait=True, here=True)))
+    second.start()
+    gate.set()
+    warm.join(30)
+    second.join(30)
+    assert prepared[0][0] == "parts" and joined[0][0] == "parts"  # one computation, both answered with it

@@ -12,7 +12,8 @@ SQLite runs in WAL mode (readers such as the dashboard never block the driver) w
 
 ``Store`` is assembled by subject: studies and trials here; what trials log in ``_logs``
 (``LogsMixin``, ``ChecksMixin``); leases and trial numbers in ``_leases`` (``LeasesMixin``);
-URLs, engines and the error guard in ``_open``; decoding stored rows in ``_rows``; the job queue
+URLs, engines and the error guard in ``_open``; a page of a study's trials, sorted and filtered in SQL, in
+``_pages`` (``PagesMixin``); decoding stored rows in ``_rows``; the job queue
 ``tuneloop queue`` runs in ``_jobs`` (``JobsMixin``).
 """
 
@@ -50,6 +51,7 @@ from tuneloop.store._open import (
     schema_version,
     sqlite_pragmas,
 )
+from tuneloop.store._pages import PagesMixin
 from tuneloop.store._queue import QueueMixin
 from tuneloop.store._retry import retrying
 from tuneloop.store._rows import (
@@ -68,7 +70,7 @@ from tuneloop.store.records import FINISHED_STATES, StudyRecord, StudySummary, T
 __all__ = ["DEFAULT_URL", "Lease", "Point", "Store", "point_rows", "resolve_url"]  # what other modules import from here
 
 
-class Store(LogsMixin, ChecksMixin, LeasesMixin, ImportMixin, QueueMixin, JobsMixin):
+class Store(LogsMixin, ChecksMixin, LeasesMixin, PagesMixin, ImportMixin, QueueMixin, JobsMixin):
     """Studies, trials, metric points and everything else trials log, in one SQL database."""
 
     def __init__(self, url: str | os.PathLike[str] | None = None, *, retry_seconds: float = 60.0,

@@ -11,6 +11,7 @@ from tuneloop.views._morning import ChainStep, Decision, JobLine, Morning, Verdi
 from tuneloop.views._rounds import RoundRow, final_view, round_rows, rounds_view
 from tuneloop.views._studies import studies_view, trials_of
 from tuneloop.views._study import analysis_view, study_response, study_view
+from tuneloop.views._table import PAGE_ROWS, trials_page_view
 from tuneloop.views._trial import (
     SystemSummary,
     TrialData,
@@ -25,6 +26,7 @@ from tuneloop.views._trial import (
 from tuneloop.views._warm import warm_up
 
 __all__ = [
+    "PAGE_ROWS",
     "ChainStep",
     "Decision",
     "JobLine",
@@ -54,5 +56,6 @@ __all__ = [
     "trial_row",
     "trial_view",
     "trials_of",
+    "trials_page_view",
     "warm_up",
 ]

@@ -45,19 +45,24 @@ class Background:
             return slot in self._done
 
     def get(self, slot: Hashable, key: Hashable, size: int, compute: Callable[[], Any], *, wait: bool,
-            empty: Any = None, raises: bool = False) -> tuple[Any, dict[str, Any]]:
+            empty: Any = None, raises: bool = False, here: bool = False) -> tuple[Any, dict[str, Any]]:
         """The result for ``key`` in ``slot`` and its status: ``ready``, ``stale`` (an older key's result
         while the new one computes) or ``computing`` (nothing yet), with how many trials it was computed
         from and when (epoch seconds); ``wait`` computes it now if needed. A computation that raises gives
-        ``empty``, or with ``raises`` raises to a waiting caller (and is tried again at the next call)."""
+        ``empty``, or with ``raises`` raises to a waiting caller (and is tried again at the next call).
+        ``here`` (with ``wait``) computes on the calling thread rather than the background one, so that a
+        server's warm-up never queues a user's first look behind the studies it prepares."""
         with self._lock:
             entry = self._done.get(slot)
             if entry is not None and entry.key == key:
                 return entry.value, self._status("ready", entry)
-            pending = self._pending.get(slot)
-            if pending is None or pending[0] != key:
-                pending = (key, self._submit(slot, key, size, compute, empty, raises))
-                self._pending[slot] = pending
+            found = self._pending.get(slot)
+            created = found is None or found[0] != key
+            pending = (key, self._submit(slot, key, size, compute, empty, raises, here=here and wait)) if created else found
+            assert pending is not None
+            self._pending[slot] = pending
+        if created and here and wait:  # only its creator runs it; any other caller waits for it below
+            getattr(pending[1], "run_here")()  # noqa: B009 - set on the futures _submit makes for here
         if wait:
             done: _Entry = pending[1].result()
             return done.value, self._status("ready", done)
@@ -66,9 +71,7 @@ class Background:
         return entry.value, self._status("stale", entry)
 
     def _submit(self, slot: Hashable, key: Hashable, size: int, compute: Callable[[], Any], empty: Any,
-                raises: bool) -> Future[Any]:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuneloop-views")
+                raises: bool, *, here: bool = False) -> Future[Any]:
 
         def run() -> _Entry:
             try:
@@ -93,6 +96,21 @@ class Background:
                     del self._pending[slot]
             return done
 
+        if here:  # the caller runs it (get(), just after it is registered as pending): others wait on the future
+            future: Future[Any] = Future()
+
+            def run_here() -> None:
+                if not future.set_running_or_notify_cancel():
+                    return
+                try:
+                    future.set_result(run())
+                except BaseException as exc:  # noqa: BLE001 - handed to whoever waits, as the pool would
+                    future.set_exception(exc)
+
+            future.run_here = run_here  # type: ignore[attr-defined]
+            return future
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuneloop-views")
         return self._pool.submit(run)
 
     @staticmethod

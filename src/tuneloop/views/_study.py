@@ -6,16 +6,19 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 from tuneloop.analysis import band, history, param_effects, seed_groups
+from tuneloop.analysis._study import _all_params
 from tuneloop.export import strict_json
 from tuneloop.store import Store, StudyRecord, TrialRecord, TrialState
 from tuneloop.views._background import BACKGROUND, Background
 from tuneloop.views._decimate import decimate
 from tuneloop.views._front import feasibility, objectives_view
 from tuneloop.views._rounds import final_view, rounds_view
+from tuneloop.views._table import done_columns
 from tuneloop.views._trial import trial_row
 from tuneloop.views._worker import importance_in_worker, importance_or_nothing
 
@@ -23,22 +26,29 @@ TOP_CURVES = 10  # learning curves shown by default: the best trials
 
 
 def study_view(store: Store, name: str, *, wait: bool = True) -> dict[str, Any]:
-    """One study: its trials and the data of every study plot. ``wait=False`` (the dashboard) answers at
-    once without the study-wide analyses still computing in the background (``importance_status`` says
-    which: ready, stale with when it was computed, or computing)."""
-    return study_response(store, name, wait=wait)[0]
+    """One study: every trial as a row and the data of every study plot (the report, ``tuneloop
+    export`` style callers). ``wait=False`` answers at once without the study-wide analyses still
+    computing in the background (``importance_status`` says which: ready, stale with when it was
+    computed, or computing). The dashboard asks for :func:`study_response` instead, and for its
+    table's rows a page at a time (:func:`~tuneloop.views.trials_page_view`)."""
+    view, _, record, trials = _response(store, name, wait=wait, look=True)
+    objectives = record.objectives
+    return {**view, "trials": strict_json([{**trial_row(t), **feasibility(objectives, t)} for t in trials])}
 
 
 def study_response(store: Store, name: str, *, wait: bool = True) -> tuple[dict[str, Any], str]:
-    """:func:`study_view` and a tag that changes whenever the view does (the dashboard's ETag: a poll of an
-    unchanged study is answered "not modified", without building or sending its JSON).
+    """:func:`study_view` without the trials' rows (the table asks for a page at a time: ``counts`` says
+    how many per state; the completed trials' ``done`` columns feed the plots), and a tag that changes
+    whenever the view does (the dashboard's ETag: a poll of an unchanged study is answered "not
+    modified", without building or sending its JSON).
 
-    The parts drawn from the trials (rows, history, effects, curves, seed bands, fronts) are kept per
+    The parts drawn from the trials (history, effects, columns, curves, seed bands, fronts) are kept per
     study, keyed by :meth:`Store.trials_mark`: a poll reads that key in two cheap queries. A change of a
     trial row recomputes them in the background: ``wait=False`` answers meanwhile with the last ones
     (``trials_status``: stale), so a live study of thousands of trials polls in milliseconds and shows a
     new trial one poll later. Checks, rounds and the final panel are read every time."""
-    return _response(store, name, wait=wait, look=True)
+    view, tag, _, _ = _response(store, name, wait=wait, look=True)
+    return view, tag
 
 
 def prepare(store: Store, name: str) -> None:
@@ -51,7 +61,8 @@ def prepare(store: Store, name: str) -> None:
 _LOOKED: set[tuple[str, int, str]] = set()
 
 
-def _response(store: Store, name: str, *, wait: bool, look: bool) -> tuple[dict[str, Any], str]:
+def _response(store: Store, name: str, *, wait: bool,
+              look: bool) -> tuple[dict[str, Any], str, StudyRecord, list[TrialRecord]]:
     record = store.require_study(name)
     mark = store.trials_mark(record.id)
     slot = (store.url, record.id, "trials")
@@ -59,14 +70,16 @@ def _response(store: Store, name: str, *, wait: bool, look: bool) -> tuple[dict[
     if look:
         _LOOKED.add(slot)
     # the first look at a study waits; later polls answer with the last parts while a change recomputes
+    # a warm-up (not a look) computes on its own thread: a user's first look at another study never queues behind it
     (part, trials, done, top), parts_status = PARTS.get(slot, mark, 0, lambda: _trials_part(store, record),
-                                                        wait=wait or first or not PARTS.known(slot), raises=True)
+                                                        wait=wait or first or not PARTS.known(slot), raises=True,
+                                                        here=not look)
     importance_values, importance_status = _importance(store, record, trials, done, _key(store, record, done), wait)
     light = strict_json({"importance": importance_values, "importance_status": importance_status,
                          "checks": _checks_view(store, record, done, top), "rounds": rounds_view(store, record),
                          "final": final_view(store, record)})
     tag = hashlib.sha256(json.dumps([parts_status["computed_at"], light], sort_keys=True, default=str).encode())
-    return {**part, **light, "trials_status": {"state": parts_status["state"]}}, tag.hexdigest()[:32]
+    return {**part, **light, "trials_status": {"state": parts_status["state"]}}, tag.hexdigest()[:32], record, trials
 
 
 # a thread of its own (the trial-drawn parts never wait behind an importance fit); 16 studies at most:
@@ -93,7 +106,11 @@ def _trials_part(store: Store, record: StudyRecord) -> tuple[dict[str, Any], lis
                   "seed": record.config.get("seed"), "space": record.space.to_json(),
                   "best": top.number if top else None},
         **objectives_view(record, trials, _key(store, record, trials)),
-        "trials": [{**trial_row(t), **feasibility(objectives, t)} for t in trials],
+        "counts": {"total": len(trials), "states": dict(sorted(Counter(t.state.value for t in trials).items()))},
+        # pinned to several GPUs: the table says which (a forged list or dict as a device counts by its text)
+        "devices": len({d if isinstance(d, (str, int, float, type(None))) else repr(d)
+                        for d in (t.attrs.get("device") for t in trials)}) > 1,
+        "done": done_columns(record, done, list(_all_params(record.space))),
         "history": steps,
         "effects": param_effects(record.space, trials, record.mode, objectives),  # "best trials": feasible ones first
         # the best trials first (a list: JavaScript would reorder number-like keys)

@@ -31,8 +31,12 @@ const tuneloop = (() => {
   const ago = (t) => { if (!t) return "-"; const s = Date.now() / 1000 - t;
     return s > 86400 ? `${(s / 86400).toFixed(0)}d ago` : s > 3600 ? `${(s / 3600).toFixed(0)}h ago`
       : s > 60 ? `${(s / 60).toFixed(0)}m ago` : `${Math.max(0, s).toFixed(0)}s ago`; };
+  // answers asked for before Plotly.js loaded (prefetch): each used once, by the first get() of its path
+  const prefetched = new Map();
   async function get(path) {
-    const r = await fetch(path);
+    const early = prefetched.get(path);
+    prefetched.delete(path);
+    const r = await (early || fetch(path));
     if (!r.ok) { let m = r.statusText; try { m = (await r.json()).detail; } catch (e) { /* not JSON */ } throw new Error(m); }
     return r.json();
   }
@@ -156,6 +160,74 @@ const tuneloop = (() => {
   }
   const row = (cells, keys = null, cls = null) =>
     ({ cells, keys: (keys ?? cells).map((k) => k instanceof Node ? k.textContent : k), cls });
+  // The dashboard's trials table: a page at a time from the server, which sorts and filters in SQL (a study
+  // of 10,000 trials sends the 200 rows shown, not 10,000). columns: [title, the server's sort key or null];
+  // build(trial) gives a row(); st (sort, order, state filter, offset, the last page) outlives a poll's
+  // redraw, which shows the last page at once and asks for it again. The table's data-state is "loading"
+  // while a page is asked for, "ready" once it is drawn. Returns [element, the first page's promise].
+  function pagedTable(columns, url, build, st, { id = null } = {}) {
+    const t = el("table", { id, class: "grid", "data-state": "loading" }), tbody = el("tbody"), pager = el("div", { class: "pager" });
+    const render = (p) => {
+      tbody.replaceChildren(...p.rows.map(build).map((r) => el("tr", { class: r.cls },
+        ...r.cells.map((c) => el("td", {}, c instanceof Node ? c : document.createTextNode(fmt(c)))))));
+      if (p.matched <= PAGE_ROWS && p.offset === 0) { pager.replaceChildren(); return; }
+      const last = Math.max(0, Math.ceil(p.matched / PAGE_ROWS) - 1) * PAGE_ROWS;
+      pager.replaceChildren(
+        el("button", { class: "prev", text: "previous", disabled: p.offset === 0 ? "" : null, onclick: () => load(Math.max(0, p.offset - PAGE_ROWS)) }),
+        el("span", { class: "rows", text: ` rows ${p.matched ? p.offset + 1 : 0}-${Math.min(p.matched, p.offset + PAGE_ROWS)} of ${p.matched} ` }),
+        el("button", { class: "next", text: "next", disabled: p.offset >= last ? "" : null, onclick: () => load(p.offset + PAGE_ROWS) }));
+    };
+    const load = (offset = st.offset) => {
+      st.offset = offset; t.dataset.state = "loading";
+      const mine = st.seq = (st.seq || 0) + 1, path = url(st);
+      return get(path).then((p) => {
+        if (mine !== st.seq) return;  // a newer request (another page, sort or filter, or a redraw) answers
+        if (p.matched && p.offset >= p.matched) return load(Math.max(0, Math.ceil(p.matched / PAGE_ROWS) - 1) * PAGE_ROWS);  // the page emptied
+        st.last = p; st.lastUrl = path; render(p); t.dataset.state = "ready";
+      }).catch((err) => {
+        if (mine !== st.seq) return;
+        tbody.replaceChildren(el("tr", {}, el("td", { class: "error", colspan: String(columns.length), text: `Could not load the trials: ${err.message}` })));
+        t.dataset.state = "error";
+      });
+    };
+    t.append(el("thead", {}, el("tr", {}, ...columns.map(([title, key]) => el("th", {
+      text: title, class: key ? "sortable" : null, "data-sort": key && st.sort === key ? st.order : null,
+      onclick: key ? () => { st.order = st.sort === key && st.order === "asc" ? "desc" : "asc"; st.sort = key;
+        for (const th of t.querySelectorAll("th")) th.removeAttribute("data-sort");
+        t.querySelectorAll("th")[columns.findIndex((c) => c[1] === key)].dataset.sort = st.order;
+        load(0); } : null })))), tbody);
+    let first;
+    const p = st.last, fresh = st.fresh && p && st.lastUrl === url(st) && !(p.matched && p.offset >= p.matched);
+    st.fresh = false;
+    if (fresh) {  // asked for with the study, for this very sort, filter and page: drawn as it is
+      st.seq = (st.seq || 0) + 1;  // an older request still on its way is not drawn over it
+      render(p); t.dataset.state = "ready"; first = Promise.resolve();
+    } else { if (p) render(p); first = load(); }  // the rows shown so far, until the new answer
+    return [el("div", { class: "paged" }, t, pager), first];
+  }
+  // per study: its trials table's state (sort, order, state filter, offset, the last page) and the checked trials,
+  // kept across polls
+  const tables = new Map();
+  const tableOf = (name) => tables.get(name) || tables.set(name, { sort: "number", order: "asc", state: "all", offset: 0 }).get(name);
+  const trialsUrl = (name, q) => `/api/trials/${enc(name)}?offset=${q.offset}&limit=${PAGE_ROWS}&sort=${enc(q.sort)}&order=${q.order}&state=${enc(q.state)}`;
+  // the study page's data: the study, and when it changed since the last poll, its table's page (both asked for
+  // together at first), so the page is drawn with its rows and a poll of an unchanged study asks for nothing more
+  // (a user's click on the table asks for its own page meanwhile: this one is kept only if it is still the one shown)
+  async function loadStudy(p) {
+    const tb = tableOf(p.name), asked = trialsUrl(p.name, tb);
+    const rows = tb.studyText == null ? get(asked) : null;
+    if (rows) rows.catch(() => {});  // a study that cannot load says why; its table's failure is not another error
+    const data = await get(`/api/studies/${enc(p.name)}`), text = JSON.stringify(data);
+    if (text !== tb.studyText) {
+      tb.studyText = text;
+      const now = trialsUrl(p.name, tb);
+      try {
+        const page = await (rows && now === asked ? rows : get(now));
+        if (trialsUrl(p.name, tb) === now) { tb.last = page; tb.lastUrl = now; tb.fresh = true; }
+      } catch (err) { tb.fresh = false; }  // the table asks again when it is drawn, and says why it could not
+    }
+    return data;
+  }
 
   // -- objectives: one or several, and constraints -------------------------------------------------
   const objectiveText = (objs) => objs.map((o) => `${o.direction} ${o.name}`).join(", ");
@@ -232,13 +304,23 @@ const tuneloop = (() => {
   const feasibleCell = (t) => t.feasible == null ? "-" : t.feasible ? el("span", { class: "feasible yes", text: "yes" })
     : el("span", { class: "feasible no", text: `no: breaks ${t.broken.join(", ")}` });
 
+  // The completed trials as objects, from the study's columns (data.done) or, in an older answer, its rows
+  function doneRows(data) {
+    if (!data.done) return data.trials.filter((t) => t.state === "completed" && t.value != null);
+    const d = data.done, names = Object.keys(d.params), objs = Object.keys(d.values || {});
+    const absent = Object.fromEntries(Object.entries(d.absent || {}).map(([k, at]) => [k, new Set(at)]));  // lacked, not None
+    return d.number.map((n, i) => ({ number: n, state: "completed", value: d.value[i],
+      params: Object.fromEntries(names.filter((k) => !(absent[k] && absent[k].has(i))).map((k) => [k, d.params[k][i]])),
+      values: Object.fromEntries(objs.map((o) => [o, d.values[o][i]])),
+      feasible: d.feasible ? d.feasible[i] : true, broken: d.broken ? d.broken[i] : [] }));
+  }
   // A multi-objective study's front (2 objectives: a scatter with the front as a staircase; 3 or more:
   // parallel coordinates with the front in red) and its hypervolume over time. A click opens the trial.
   function frontSections(data, s, report) {
     const objs = data.objectives || [], out = [];
     if (objs.length < 2) return out;
     const open = report ? null : (p) => { if (p.customdata != null) location.href = `/study/${enc(s.name)}/trial/${enc(p.customdata)}`; };
-    const done = data.trials.filter((t) => t.state === "completed" && objs.every((o) => num(t.values[o.name])));
+    const done = doneRows(data).filter((t) => objs.every((o) => num(t.values[o.name])));
     const onFront = new Set(data.front);
     const front = data.front.map((n) => done.find((t) => t.number === n)).filter(Boolean);
     const feasible = done.filter((t) => t.feasible !== false && !onFront.has(t.number));
@@ -318,7 +400,7 @@ const tuneloop = (() => {
     const what = multi || cons.length ? objectiveText(objs) + (cons.length ? ` subject to ${cons.map(constraintText).join(", ")}` : "")
       + (multi ? ` · schedulers judge ${data.judge}` : "") : `${s.mode} ${s.metric}`;
     const parts = [el("h1", {}, document.createTextNode("Study "), el("span", { class: "name", text: s.name })),
-      el("p", { class: "meta" }, document.createTextNode(`${what} · ${data.trials.length} trials · seed ${fmt(s.seed)}`),
+      el("p", { class: "meta" }, document.createTextNode(`${what} · ${data.counts ? data.counts.total : data.trials.length} trials · seed ${fmt(s.seed)}`),
         ...(report ? [] : [document.createTextNode(" · "), el("a", { id: "analysis-link", href: `/study/${enc(s.name)}/analysis`, text: "analysis" })]))];
     const r = data.rounds, link = (name) => report ? el("span", { text: name }) : el("a", { href: `/study/${enc(name)}`, text: name });
     if (r.items.length > 1 || (r.roles && (r.roles.scientific.length || Object.keys(r.roles.fixed).length))) {
@@ -345,31 +427,44 @@ const tuneloop = (() => {
     const v = data.checks.versus;
     if (v) parts.push(el("p", { class: "versus", text: `best baseline: ${v.baseline} ${fmt(v.baseline_score)}; this ` +
       `study's best ${s.metric} ${fmt(v.study_best)} (${v.margin >= 0 ? "+" : ""}${fmt(v.margin)})` }));
-    // trials table with a state filter; the checkboxes pick curves to overlay
+    // trials table with a state filter; the checkboxes pick curves to overlay. The dashboard's table is a page
+    // at a time from the server (pagedTable); a report's holds every row (it cannot ask a server).
+    const tb = report ? { sort: "number", order: "asc", state: "all", offset: 0 } : tableOf(s.name);
+    if (!tb.picked) tb.picked = new Set(data.curves.slice(0, 5).map((c) => String(c.number)));
     const filter = el("select", { id: "state-filter" }, ...["all", "completed", "pruned", "failed", "diverged",
-      "interrupted", "running"].map((v) => el("option", { value: v, text: v })));
+      "interrupted", "running"].map((v) => el("option", { value: v, text: v, ...(v === tb.state ? { selected: "" } : {}) })));
     const holder = el("div");
     // checked trials: their curves are overlaid below (the 5 best at first) and can be compared
     const known = new Map(data.curves.map((c) => [String(c.number), c.points]));
-    const picked = new Set(data.curves.slice(0, 5).map((c) => String(c.number)));
-    const devices = new Set(data.trials.map((t) => t.device)).size > 1;  // pinned to several GPUs: which one each
-    const drawTable = () => {
-      const keep = data.trials.filter((t) => filter.value === "all" || t.state === filter.value);
-      // one column per objective (several) or the study's value (one); feasibility when there are constraints
-      const valueColumns = multi ? objs.map((o) => o.name) : [s.metric];
-      const valuesOf = (t) => multi ? objs.map((o) => t.values[o.name]) : [t.value];
-      const feasibility = cons.length ? ["feasible"] : [];
-      holder.replaceChildren(table(["", "#", "state", ...valueColumns, ...feasibility, "duration", "params", ...(devices ? ["device"] : [])], keep.map((t) => row([
-        report ? "" : el("input", { type: "checkbox", "data-number": t.number, ...(picked.has(String(t.number)) ? { checked: "" } : {}),
-          onchange: (ev) => { ev.target.checked ? picked.add(String(t.number)) : picked.delete(String(t.number)); drawCurves(); } }),
-        report ? t.number : el("a", { href: `/study/${enc(s.name)}/trial/${enc(t.number)}`, text: String(t.number) }),
-        el("span", { class: `state ${t.state}`, text: t.state }), ...valuesOf(t), ...(cons.length ? [feasibleCell(t)] : []),
-        t.duration == null ? null : `${t.duration.toFixed(1)}s`, paramText(t.params), ...(devices ? [t.device] : [])],
-        [null, t.number, t.state, ...valuesOf(t), ...(cons.length ? [t.feasible == null ? null : t.feasible ? 0 : 1] : []),
-          t.duration, null, ...(devices ? [t.device] : [])], t.feasible === false ? "infeasible" : null)), { id: "trials" }));
-    };
-    filter.addEventListener("change", drawTable);
-    drawTable();
+    const picked = tb.picked;
+    const devices = data.devices ?? new Set(data.trials.map((t) => t.device)).size > 1;  // pinned to several GPUs: which one each
+    // one column per objective (several) or the study's value (one); feasibility when there are constraints
+    const valueColumns = multi ? objs.map((o) => [o.name, `metric:${o.name}`]) : [[s.metric, "value"]];
+    const valuesOf = (t) => multi ? objs.map((o) => t.values[o.name]) : [t.value];
+    const columns = [["", null], ["#", "number"], ["state", "state"], ...valueColumns, ...(cons.length ? [["feasible", null]] : []),
+      ["duration", "duration"], ["params", null], ...(devices ? [["device", "device"]] : [])];
+    const cells = (t) => row([
+      report ? "" : el("input", { type: "checkbox", "data-number": t.number, ...(picked.has(String(t.number)) ? { checked: "" } : {}),
+        onchange: (ev) => { ev.target.checked ? picked.add(String(t.number)) : picked.delete(String(t.number)); drawCurves(); } }),
+      report ? t.number : el("a", { href: `/study/${enc(s.name)}/trial/${enc(t.number)}`, text: String(t.number) }),
+      el("span", { class: `state ${t.state}`, text: t.state }), ...valuesOf(t), ...(cons.length ? [feasibleCell(t)] : []),
+      t.duration == null ? null : `${t.duration.toFixed(1)}s`, paramText(t.params), ...(devices ? [t.device] : [])],
+      [null, t.number, t.state, ...valuesOf(t), ...(cons.length ? [t.feasible == null ? null : t.feasible ? 0 : 1] : []),
+        t.duration, null, ...(devices ? [t.device] : [])], t.feasible === false ? "infeasible" : null);
+    let tableLoaded = null;
+    if (report) {
+      const drawTable = () => holder.replaceChildren(table(columns.map((c) => c[0]),
+        data.trials.filter((t) => filter.value === "all" || t.state === filter.value).map(cells), { id: "trials" }));
+      filter.addEventListener("change", drawTable);
+      drawTable();
+    } else {
+      const url = (q) => trialsUrl(s.name, q);
+      const [paged, first] = pagedTable(columns, url, cells, tb, { id: "trials" });
+      holder.replaceChildren(paged);
+      tableLoaded = first;
+      filter.addEventListener("change", () => { tb.state = filter.value; tb.offset = 0; tb.last = null; tb.fresh = false;
+        holder.replaceChildren(pagedTable(columns, url, cells, tb, { id: "trials" })[0]); });
+    }
     const compare = report ? null : el("button", { id: "compare", text: "compare checked", onclick: () => {
       const n = [...picked].slice(0, 5); if (n.length >= 2) location.href = `/study/${enc(s.name)}/compare?trials=${n.join(",")}`; } });
     parts.push(...frontSections(data, s, report));
@@ -411,7 +506,7 @@ const tuneloop = (() => {
     parts.push(section("Parameters against the objective (dotted: search-space bounds)", grid));
     // parallel coordinates over completed trials (a sample beyond PARCOORDS_MAX, the best always in); below the
     // cheaper plots: its WebGL set-up costs a second where the browser renders without a GPU, drawn when idle
-    const allDone = data.trials.filter((t) => t.state === "completed" && t.value != null);
+    const allDone = doneRows(data);
     const done = sampleBest(allDone, s.mode);
     if (done.length >= 2) {
       const dims = data.effects.map((e) => {
@@ -464,6 +559,7 @@ const tuneloop = (() => {
       parts.push(section("Same configuration, different seeds: mean and 95% interval", plot(plotDiv(), traces)));
     }
     app.replaceChildren(...parts);
+    return tableLoaded;  // the page counts as loaded once its table's first page is in
   }
 
   // -- the learning-curve forecast of a running (or pruned) trial: its objective's final value with one-sided bounds
@@ -753,9 +849,10 @@ const tuneloop = (() => {
   // -- routing and live updates ------------------------------------------------------------
   const pages = {
     // the home page also shows last night's summary; a failure there leaves the study list drawn
-    studies: { url: () => "/api/studies", draw: studiesPage, live: true,
+    studies: { url: () => "/api/studies", draw: studiesPage, live: true, first: () => ["/api/studies", "/api/morning"],
       load: async () => Object.assign(await get("/api/studies"), { morning: await get("/api/morning").catch((e) => ({ error: `Could not load last night: ${e.message}` })) }) },
-    study: { url: (p) => `/api/studies/${enc(p.name)}`, draw: studyPage, live: true },
+    study: { url: (p) => `/api/studies/${enc(p.name)}`, draw: studyPage, live: true, load: loadStudy,
+      first: (p) => [`/api/studies/${enc(p.name)}`, trialsUrl(p.name, tableOf(p.name))] },
     trial: { url: (p) => `/api/studies/${enc(p.name)}/trials/${enc(p.number)}`, draw: trialPage, live: true },
     ideas: { url: () => "/api/ideas", draw: ideasPage, live: true },
     compare: { url: (p) => `/api/studies/${enc(p.name)}/compare?trials=${enc(p.trials)}`, draw: comparePage, live: false },
@@ -766,12 +863,20 @@ const tuneloop = (() => {
     try {
       const data = page.load ? await page.load(boot.params) : await get(page.url(boot.params));
       const text = JSON.stringify(data);
-      if (text !== last.text) { last.text = text; page.draw(app, data); flushPlots(); }
+      if (text !== last.text) { last.text = text; const drawn = page.draw(app, data); flushPlots(); await drawn; }
       document.body.dataset.loaded = "true";
     } catch (err) {
       app.replaceChildren(el("p", { class: "error", text: `Could not load: ${err.message}` }));
       document.body.dataset.loaded = "error";
     }
+  }
+
+  // what a page asks for first, asked for while Plotly.js still loads (the page's head calls this before it)
+  function prefetch(b) {
+    const page = pages[b.page];
+    if (!page || b.data) return;
+    const first = page.first ? page.first(b.params) : page.load ? [] : [page.url(b.params)];  // load() without first: nothing
+    for (const path of first) { const answer = fetch(path); answer.catch(() => {}); prefetched.set(path, answer); }  // get() reports a failure
   }
 
   function start(b) {
@@ -797,5 +902,5 @@ const tuneloop = (() => {
     if (page.live) setInterval(() => refresh(page, app, last), POLL_MS);
   }
 
-  return { boot: start };
+  return { boot: start, prefetch };
 })();
