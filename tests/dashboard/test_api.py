@@ -42,7 +42,8 @@ def test_study_view_holds_every_plot(client):
         t["number"] for t in trials if t["value"] == best)
     effects = {e["name"]: e for e in data["effects"]}
     assert (effects["y"]["low"], effects["y"]["high"], effects["y"]["log"]) == (1e-3, 1.0, True)
-    assert len(effects["x"]["x"]) == 12
+    assert "x" not in effects["x"] and len(data["done"]["params"]["x"]) == 12  # the points: the done columns'
+    assert data["done"]["absent"] == {}
     assert set(data["importance"]) == {"x", "y"} and abs(sum(data["importance"].values()) - 1) < 1e-6
     ranked = [c["number"] for c in data["curves"]]
     values = {t["number"]: t["value"] for t in trials}

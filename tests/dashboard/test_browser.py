@@ -95,6 +95,7 @@ def test_trials_table_sorts_by_a_header(page, server):
     assert values() == sorted(ascending, reverse=True)
 
 
+@pytest.mark.slow  # waits for a poll (2 s): .ci/run runs it in its second pytest call
 def test_a_poll_while_a_sorted_page_is_on_its_way_keeps_the_sort(page, server):
     """The page polls every 2 s: a poll that comes while the user's sorted page is still on its way must
     neither drop that page nor leave the table loading (the answer is held until the poll has answered)."""

@@ -26,6 +26,8 @@ def _fill(store: Store) -> int:
             params[ODD] = rng.randint(0, 4)  # few values: ties, ordered by trial number
         if n % 5:
             params["mix"] = rng.choice(MIXED)  # a choice of mixed types, an explicit null among them
+        if n % 4 == 1:  # what only a forged or imported row holds: a list, a NUL (PostgreSQL's jsonb refuses it)
+            params["odd"] = rng.choice([["x", 1], ["é"], "a\u0000b", "b", 2])
         trial = store.create_trial(record.id, n, params, seed=n)
         state = STATES[n % len(STATES)]
         if state == "running":  # no value, no duration: last in any order
@@ -46,7 +48,7 @@ def filled(request, tmp_path):
 
 
 KEYS = [("number", None), ("state", None), ("value", None), ("duration", None), ("param", "lr"), ("param", "act"),
-        ("param", ODD), ("param", "mix"), ("metric", "ms"), ("metric", "loss")]
+        ("param", ODD), ("param", "mix"), ("param", "odd"), ("metric", "ms"), ("metric", "loss")]
 
 
 def _expected(trials, key, descending):

@@ -45,6 +45,20 @@ def test_a_first_look_after_the_study_changed_shows_it_as_it_is(storage):
         assert view["counts"]["total"] == 4 and view["trials_status"]["state"] == "ready"
 
 
+def test_a_start_returns_once_the_most_recent_study_is_ready(storage):
+    """The server prints its address after warm_up: the study a user most likely opens first is ready then,
+    the others go on in the background."""
+    with Store(storage) as store:
+        _study(store, "old", 4)
+        _study(store, "new", 6)
+        thread = warm_up(store, recent=2, wait=60)
+        assert PARTS.known((store.url, store.require_study("new").id, "trials"))  # before any request
+        view, _ = study_response(store, "new", wait=False)
+        assert view["trials_status"]["state"] == "ready" and view["counts"]["total"] == 6
+        thread.join(60)
+        assert PARTS.known((store.url, store.require_study("old").id, "trials"))
+
+
 def test_a_study_that_cannot_be_drawn_does_not_stop_the_others(storage):
     with Store(storage) as store:
         _study(store, "fine", 3)
@@ -69,7 +83,7 @@ def test_a_forged_timestamp_neither_stops_the_start_nor_prepares_anything(storag
             from sqlalchemy import text
 
             conn.execute(text("UPDATE studies SET updated_at = 'x' WHERE name = 'forged'"))
-        thread = warm_up(store)  # returns: the listing happens on its thread
+        thread = warm_up(store, wait=60)  # returns: the listing failed, nothing to wait for
         thread.join(60)
         assert not thread.is_alive()
         assert not PARTS.known((store.url, store.require_study("forged").id, "trials"))

@@ -71,7 +71,7 @@ def trials_table(trials: Sequence[TrialRecord], objectives: Objectives, title: s
     column per objective, a feasible column when the study has constraints, a device column when the
     trials ran on more than one device (pinned to GPUs, docs/gpus.md)."""
     table = Table(title=title)
-    devices = len({t.attrs.get("device") for t in trials}) > 1
+    devices = len({repr(t.attrs.get("device")) for t in trials}) > 1  # repr: a forged list is a device too
     multi, constrained = objectives.multi, bool(objectives.constraints)
     heads = [label(o) for o in objectives.items] if multi else [safe(objectives.primary.name)]
     table.add_column("#", justify="right")

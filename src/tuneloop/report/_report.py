@@ -16,7 +16,6 @@ from tuneloop.views import analysis_view, study_view, trial_view
 def build_report(store: Store, name: str) -> str:
     """The report's HTML text."""
     study = study_view(store, name)
-    del study["done"]  # its rows hold the same (the page draws from them): 0.8 MB less at 10,000 trials
     best = study["study"]["best"]
     data = {"study": study, "best": None if best is None else trial_view(store, name, best, inline_images=True),
             "analysis": analysis_view(store, name)}

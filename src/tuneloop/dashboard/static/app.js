@@ -182,12 +182,13 @@ const tuneloop = (() => {
       const mine = st.seq = (st.seq || 0) + 1, path = url(st);
       return get(path).then((p) => {
         if (mine !== st.seq) return;  // a newer request (another page, sort or filter, or a redraw) answers
-        if (p.matched && p.offset >= p.matched) return load(Math.max(0, Math.ceil(p.matched / PAGE_ROWS) - 1) * PAGE_ROWS);  // the page emptied
+        if (p.offset > 0 && p.offset >= p.matched) return load(Math.max(0, Math.ceil(p.matched / PAGE_ROWS) - 1) * PAGE_ROWS);  // the page emptied
         st.last = p; st.lastUrl = path; render(p); t.dataset.state = "ready";
       }).catch((err) => {
         if (mine !== st.seq) return;
         tbody.replaceChildren(el("tr", {}, el("td", { class: "error", colspan: String(columns.length), text: `Could not load the trials: ${err.message}` })));
         t.dataset.state = "error";
+        setTimeout(() => { if (t.isConnected && mine === st.seq) load(); }, POLL_MS);  // asked again, as a poll would
       });
     };
     t.append(el("thead", {}, el("tr", {}, ...columns.map(([title, key]) => el("th", {
@@ -197,7 +198,7 @@ const tuneloop = (() => {
         t.querySelectorAll("th")[columns.findIndex((c) => c[1] === key)].dataset.sort = st.order;
         load(0); } : null })))), tbody);
     let first;
-    const p = st.last, fresh = st.fresh && p && st.lastUrl === url(st) && !(p.matched && p.offset >= p.matched);
+    const p = st.last, fresh = st.fresh && p && st.lastUrl === url(st) && !(p.offset > 0 && p.offset >= p.matched);
     st.fresh = false;
     if (fresh) {  // asked for with the study, for this very sort, filter and page: drawn as it is
       st.seq = (st.seq || 0) + 1;  // an older request still on its way is not drawn over it
@@ -313,6 +314,13 @@ const tuneloop = (() => {
       params: Object.fromEntries(names.filter((k) => !(absent[k] && absent[k].has(i))).map((k) => [k, d.params[k][i]])),
       values: Object.fromEntries(objs.map((o) => [o, d.values[o][i]])),
       feasible: d.feasible ? d.feasible[i] : true, broken: d.broken ? d.broken[i] : [] }));
+  }
+  // A parameter's (value, objective) points: every completed trial that has the parameter, from the done columns
+  function effectPoints(data, e) {
+    if (e.x) return [e.x, e.y];  // an older answer: its own points
+    const col = data.done.params[e.name] || [], skip = new Set((data.done.absent || {})[e.name] || []), xs = [], ys = [];
+    col.forEach((v, i) => { if (!skip.has(i)) { xs.push(v); ys.push(data.done.value[i]); } });
+    return [xs, ys];
   }
   // A multi-objective study's front (2 objectives: a scatter with the front as a staircase; 3 or more:
   // parallel coordinates with the front in red) and its hypervolume over time. A click opens the trial.
@@ -430,7 +438,7 @@ const tuneloop = (() => {
     // trials table with a state filter; the checkboxes pick curves to overlay. The dashboard's table is a page
     // at a time from the server (pagedTable); a report's holds every row (it cannot ask a server).
     const tb = report ? { sort: "number", order: "asc", state: "all", offset: 0 } : tableOf(s.name);
-    if (!tb.picked) tb.picked = new Set(data.curves.slice(0, 5).map((c) => String(c.number)));
+    if (!tb.userPicked) tb.picked = new Set(data.curves.slice(0, 5).map((c) => String(c.number)));  // the 5 best, until the user picks
     const filter = el("select", { id: "state-filter" }, ...["all", "completed", "pruned", "failed", "diverged",
       "interrupted", "running"].map((v) => el("option", { value: v, text: v, ...(v === tb.state ? { selected: "" } : {}) })));
     const holder = el("div");
@@ -445,7 +453,8 @@ const tuneloop = (() => {
       ["duration", "duration"], ["params", null], ...(devices ? [["device", "device"]] : [])];
     const cells = (t) => row([
       report ? "" : el("input", { type: "checkbox", "data-number": t.number, ...(picked.has(String(t.number)) ? { checked: "" } : {}),
-        onchange: (ev) => { ev.target.checked ? picked.add(String(t.number)) : picked.delete(String(t.number)); drawCurves(); } }),
+        onchange: (ev) => { ev.target.checked ? picked.add(String(t.number)) : picked.delete(String(t.number)); tb.userPicked = !report;
+          drawCurves().catch(() => {}); } }),
       report ? t.number : el("a", { href: `/study/${enc(s.name)}/trial/${enc(t.number)}`, text: String(t.number) }),
       el("span", { class: `state ${t.state}`, text: t.state }), ...valuesOf(t), ...(cons.length ? [feasibleCell(t)] : []),
       t.duration == null ? null : `${t.duration.toFixed(1)}s`, paramText(t.params), ...(devices ? [t.device] : [])],
@@ -499,7 +508,8 @@ const tuneloop = (() => {
       const layout = { height: 260, title: { text: String(e.name), font: { size: 13 } }, showlegend: false,
         xaxis: e.kind === "choice" ? { type: "category" } : { type: e.log ? "log" : "linear" }, shapes: [] };
       if (e.kind !== "choice") for (const b of [e.low, e.high]) layout.shapes.push({ type: "line", x0: b, x1: b, yref: "paper", y0: 0, y1: 1, line: { dash: "dot", color: "#d62728" } });
-      const box = el("div", { class: "effect" }, plot(plotDiv("plot param-plot"), [{ type: scatterType(e.x.length), x: e.x.map((v) => e.kind === "choice" ? String(v) : v), y: e.y, mode: "markers" }], layout));
+      const [xs, ys] = effectPoints(data, e);
+      const box = el("div", { class: "effect" }, plot(plotDiv("plot param-plot"), [{ type: scatterType(xs.length), x: xs.map((v) => e.kind === "choice" ? String(v) : v), y: ys, mode: "markers" }], layout));
       if (e.warning) box.append(el("p", { class: "warning", text: e.warning }));
       grid.append(box);
     }
@@ -546,7 +556,8 @@ const tuneloop = (() => {
       curveDiv = plot(curveDiv, shown.map((n) => ({ x: known.get(n).map((p) => p[0]), y: known.get(n).map((p) => p[1]),
         mode: "lines", name: `#${n}` })), { xaxis: { title: { text: "step" } }, yaxis: { title: { text: String(s.metric) } } });
     }
-    drawCurves();  // the first draw is queued with the page's other plots (and may keep the last poll's drawing)
+    drawCurves().catch(() => {});  // queued with the page's other plots (and may keep the last poll's drawing); a picked
+    // trial's curve that cannot be fetched now is left out until the next poll
     parts.push(section(report ? `Learning curves of the ${known.size} best trials` : "Learning curves of the checked trials", curveDiv));
     if (data.groups.length) {
       const traces = [];
@@ -898,8 +909,10 @@ const tuneloop = (() => {
       return;
     }
     const page = pages[b.page], last = { text: null };
-    refresh(page, app, last);
-    if (page.live) setInterval(() => refresh(page, app, last), POLL_MS);
+    let busy = false;  // one refresh at a time: a slow answer is not overtaken by the next poll's
+    const tick = async () => { if (busy) return; busy = true; try { await refresh(page, app, last); } finally { busy = false; } };
+    tick();
+    if (page.live) setInterval(tick, POLL_MS);
   }
 
   return { boot: start, prefetch };
