@@ -146,7 +146,7 @@ def _drawn(page: Any, url: str, plots: int, ready: str) -> tuple[float, float]:
     return screen, time.perf_counter() - start
 
 
-RUNS = 3  # the cold cases: the median of this many fresh servers (and fresh browsers for a first visit)
+RUNS = 5  # the cold cases: the median of this many fresh servers (and fresh browsers for a first visit)
 
 
 def _median(runs: list[tuple[float, float]]) -> tuple[float, float]:

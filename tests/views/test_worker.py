@@ -179,3 +179,36 @@ def test_a_hung_fit_is_stopped_at_its_limit_and_gives_no_panel(study, pids, monk
     view = _settled(store)
     assert view["importance"] == {} and view["importance_status"]["state"] == "ready"  # answered, not stuck
     assert hung.poll() == -signal.SIGKILL and pids._worker is None  # stopped and forgotten
+
+
+@pytest.mark.slow  # a server app and a worker stand-in (3 s): .ci/run runs it in its second pytest call
+def test_a_server_shutting_down_stops_its_worker_in_the_middle_of_a_fit(study, pids):
+    """uvicorn ends a SIGTERMed server by re-raising the signal after its shutdown, so no exit hook runs:
+    the app's shutdown itself stops the worker, which would otherwise finish a long fit for nobody."""
+    import threading
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from tuneloop.dashboard import create_app
+
+    store, record = study
+    busy = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.stdin.readline(); time.sleep(600)"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # a fit that takes minutes
+    with pids._lock:
+        if pids._worker is not None:
+            pids._stop(pids._worker)
+        pids._worker = busy
+    done = [t for t in store.trials(record.id) if t.value is not None]
+    answers: list = []
+    fit = threading.Thread(target=lambda: answers.append(pids.importance_in_worker(record.space, done, "min")))
+    with TestClient(create_app(store.url), base_url="http://localhost"):
+        fit.start()
+        deadline = time.monotonic() + 60
+        while not pids._lock.locked():  # the fit holds the lock from its request to its answer
+            assert time.monotonic() < deadline and fit.is_alive()
+            time.sleep(0.01)
+    fit.join(60)  # the shutdown (leaving the client) stopped the worker: the fit's reader saw the end
+    assert busy.poll() == -signal.SIGKILL and pids._worker is None  # stopped by the shutdown, and forgotten
+    assert answers == [{}]  # the fit in flight gives no panel
+    assert pids.importance_in_worker(record.space, done, "min")  # and the next fit starts a new worker

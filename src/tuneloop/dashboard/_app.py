@@ -11,6 +11,7 @@ header, or the cookie the first page sets). Files are served only through
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -199,7 +200,15 @@ def create_app(storage: str | None = None, token: str | None = None,
     allowed = frozenset(normalize_host(h) for h in allowed_hosts)
     store = Store(storage, read_only=True)  # the dashboard only reads: never creates, converts or adds tables
     asset_versions()  # read, compressed and hashed once per process (0.2 s), before the first page
-    app = FastAPI(title="tuneloop", docs_url=None, redoc_url=None)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> Any:
+        yield
+        from tuneloop.views._worker import stop_worker
+
+        stop_worker()  # a SIGTERMed server ends without exit hooks: its importance worker must not outlive it
+
+    app = FastAPI(title="tuneloop", docs_url=None, redoc_url=None, lifespan=lifespan)
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Response:

@@ -3,8 +3,8 @@ columns of the completed trials that its plots draw.
 
 The dashboard never sends a study's trials whole: at 10,000 trials the rows were 3.7 MB of the
 study's 5.7 MB answer and most of the Python time building it. The table asks for the page it
-shows (:func:`trials_page_view`); the parallel coordinates and the front draw from
-:func:`done_columns` (a list per field, not an object per trial). The one-file report, which
+shows (:func:`trials_page_view`); the per-parameter plots, the parallel coordinates and the front
+draw from :func:`done_columns` (a list per field, not an object per trial). The one-file report, which
 cannot ask a server, still embeds every row (:func:`tuneloop.views.study_view`).
 """
 

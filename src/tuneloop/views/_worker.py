@@ -129,6 +129,19 @@ def _exiting() -> None:
         worker.kill()
 
 
+def stop_worker() -> None:
+    """Kill the running worker now (a fit in flight gives ``{}``; the next fit starts a new one): a server's
+    shutdown. uvicorn ends a SIGTERMed server by re-raising the signal once it has shut down, so the
+    process dies without running ``atexit`` or threading's exit hooks, and a worker in the middle of a
+    fit would go on computing for seconds (minutes at 100,000 trials) after its server is gone."""
+    worker = _worker
+    if worker is not None and worker.poll() is None:
+        worker.kill()  # first, without the lock (a fit holds it): the waiting reader sees the end
+    with _lock:
+        if _worker is not None:
+            _stop(_worker)
+
+
 @atexit.register
 def _shutdown() -> None:
     _exiting()
