@@ -305,9 +305,8 @@ const tuneloop = (() => {
   const feasibleCell = (t) => t.feasible == null ? "-" : t.feasible ? el("span", { class: "feasible yes", text: "yes" })
     : el("span", { class: "feasible no", text: `no: breaks ${t.broken.join(", ")}` });
 
-  // The completed trials as objects, from the study's columns (data.done) or, in an older answer, its rows
+  // The completed trials as objects, from the study's columns (data.done)
   function doneRows(data) {
-    if (!data.done) return data.trials.filter((t) => t.state === "completed" && t.value != null);
     const d = data.done, names = Object.keys(d.params), objs = Object.keys(d.values || {});
     const absent = Object.fromEntries(Object.entries(d.absent || {}).map(([k, at]) => [k, new Set(at)]));  // lacked, not None
     return d.number.map((n, i) => ({ number: n, state: "completed", value: d.value[i],
@@ -317,7 +316,6 @@ const tuneloop = (() => {
   }
   // A parameter's (value, objective) points: every completed trial that has the parameter, from the done columns
   function effectPoints(data, e) {
-    if (e.x) return [e.x, e.y];  // an older answer: its own points
     const col = data.done.params[e.name] || [], skip = new Set((data.done.absent || {})[e.name] || []), xs = [], ys = [];
     col.forEach((v, i) => { if (!skip.has(i)) { xs.push(v); ys.push(data.done.value[i]); } });
     return [xs, ys];
@@ -408,7 +406,7 @@ const tuneloop = (() => {
     const what = multi || cons.length ? objectiveText(objs) + (cons.length ? ` subject to ${cons.map(constraintText).join(", ")}` : "")
       + (multi ? ` · schedulers judge ${data.judge}` : "") : `${s.mode} ${s.metric}`;
     const parts = [el("h1", {}, document.createTextNode("Study "), el("span", { class: "name", text: s.name })),
-      el("p", { class: "meta" }, document.createTextNode(`${what} · ${data.counts ? data.counts.total : data.trials.length} trials · seed ${fmt(s.seed)}`),
+      el("p", { class: "meta" }, document.createTextNode(`${what} · ${data.counts.total} trials · seed ${fmt(s.seed)}`),
         ...(report ? [] : [document.createTextNode(" · "), el("a", { id: "analysis-link", href: `/study/${enc(s.name)}/analysis`, text: "analysis" })]))];
     const r = data.rounds, link = (name) => report ? el("span", { text: name }) : el("a", { href: `/study/${enc(name)}`, text: name });
     if (r.items.length > 1 || (r.roles && (r.roles.scientific.length || Object.keys(r.roles.fixed).length))) {
@@ -445,7 +443,7 @@ const tuneloop = (() => {
     // checked trials: their curves are overlaid below (the 5 best at first) and can be compared
     const known = new Map(data.curves.map((c) => [String(c.number), c.points]));
     const picked = tb.picked;
-    const devices = data.devices ?? new Set(data.trials.map((t) => t.device)).size > 1;  // pinned to several GPUs: which one each
+    const devices = data.devices;  // pinned to several GPUs: which one each
     // one column per objective (several) or the study's value (one); feasibility when there are constraints
     const valueColumns = multi ? objs.map((o) => [o.name, `metric:${o.name}`]) : [[s.metric, "value"]];
     const valuesOf = (t) => multi ? objs.map((o) => t.values[o.name]) : [t.value];
