@@ -82,7 +82,7 @@ class PagesMixin:
                     page = stmt.order_by(missing, *(k.desc() if descending else k.asc() for k in order), t.c.number)
                     records = [trial_record(r) for r in conn.execute(page.offset(offset).limit(limit)).all()]
             except DBAPIError as exc:  # a value SQL cannot read (a NUL in jsonb; a NaN written since the check)
-                if not _unreadable(exc):
+                if sort[0] not in ("param", "metric") or not _unreadable(exc):  # only a JSON column has a Python way
                     raise
                 conn.rollback()
             if records is None:  # no JSON functions, or a JSON column SQL cannot read (NaN): Python sorts
