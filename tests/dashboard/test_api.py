@@ -313,3 +313,21 @@ def test_static_files_are_cached_by_version_gzipped_on_request_and_revalidated(c
                                                   "If-None-Match": f'W/{unversioned.headers["etag"]}, "other"'})
     assert again.status_code == 304 and again.content == b""
     assert client.get("/static/../_app.py").status_code == 404 and client.get("/static/plotly.js").status_code == 404
+
+
+def test_a_study_page_holds_the_importance_fit_until_it_says_it_has_drawn(client):
+    import json
+    import re
+
+    from tuneloop.views._holds import HOLDS
+
+    html = client.get("/study/quad").text
+    boot = json.loads(re.search(r"<script type='application/json' id='boot'>(.*?)</script>", html).group(1))
+    assert boot["page"] == "study" and re.fullmatch(r"[A-Za-z0-9_-]{16,}", boot["hold"])
+    assert HOLDS.paused  # the worker is stopped while the page draws
+    assert client.delete(f"/api/holds/{boot['hold']}").status_code == 204
+    assert not HOLDS.paused
+    assert client.delete("/api/holds/forged").status_code == 204  # an unknown or lapsed hold changes nothing
+    # only the study page draws enough to hold: the others do not
+    assert "hold" not in json.loads(re.search(r"id='boot'>(.*?)</script>", client.get("/").text).group(1))
+    assert not HOLDS.paused

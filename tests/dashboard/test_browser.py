@@ -78,8 +78,36 @@ def test_study_page_draws_every_plot_those_on_the_screen_first(page, server):
     on_screen = [d["top"] < d["screen"] * 1.1 for d in page.evaluate("window.drawn")]
     assert len(on_screen) == 6 and on_screen[0] and not on_screen[-1]
     assert on_screen == sorted(on_screen, reverse=True)  # every one on the screen before any below it
-    assert page.evaluate("document.body.dataset.screen") == "drawn"
+
+
+def test_a_study_page_pauses_the_importance_fit_until_its_plots_have_drawn(page, server):
+    """Serving the page takes a hold (the worker stops); the page releases it once every plot has drawn."""
+    from tuneloop.views._holds import HOLDS
+
+    while_loading = []
+
+    def study_asked(route):  # the page's first request for its data: the hold is on
+        while_loading.append(HOLDS.paused)
+        route.continue_()
+
+    page.route("**/api/studies/seeds", study_asked)
+    with page.expect_response(lambda r: r.request.method == "DELETE", timeout=60_000) as released:
+        page.goto(server + "/study/seeds")
+    assert page.evaluate("document.body.dataset.plots") == "drawn"  # released once every plot had drawn
+    hold = page.evaluate("JSON.parse(document.getElementById('boot').textContent).hold")
+    assert released.value.url == f"{server}/api/holds/{hold}" and released.value.status == 204
+    assert while_loading[:1] == [True] and not HOLDS.paused
     assert page.problems == []
+
+
+def test_a_study_page_that_cannot_load_releases_its_hold_at_once(page, server):
+    from tuneloop.views._holds import HOLDS
+
+    with page.expect_response(lambda r: r.request.method == "DELETE", timeout=60_000) as released:
+        page.goto(server + "/study/no-such-study")
+    assert released.value.status == 204 and not HOLDS.paused
+    assert page.evaluate("document.body.dataset.loaded") == "error"
+    assert "No study named 'no-such-study'" in page.locator(".error").inner_text()
 
 
 def test_trials_table_sorts_by_a_header(page, server):

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 
@@ -212,3 +213,33 @@ def test_a_server_shutting_down_stops_its_worker_in_the_middle_of_a_fit(study, p
     assert busy.poll() == -signal.SIGKILL and pids._worker is None  # stopped by the shutdown, and forgotten
     assert answers == [{}]  # the fit in flight gives no panel
     assert pids.importance_in_worker(record.space, done, "min")  # and the next fit starts a new worker
+
+
+def _process_state(pid: int) -> str:
+    """The state letter of ``pid`` in /proc (R running, S sleeping, T stopped)."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads process states from /proc (Linux)")
+@pytest.mark.slow  # a worker process started for it (2-3 s): .ci/run runs it in its second pytest call
+def test_a_paused_worker_is_stopped_and_its_fit_completes_once_it_goes_on(study, pids):
+    """A study page drawing pauses the fit (tuneloop.views._holds): the worker is really stopped, a fit asked
+    for meanwhile waits in its pipe, and gives the same shares once the worker goes on."""
+    store, record = study
+    done = [t for t in store.trials(record.id) if t.value is not None]
+    assert pids.importance_in_worker(record.space, done, "min")  # the worker is up
+    worker = pids._worker
+    answers: list[dict] = []
+    try:
+        pids.pause(True)
+        assert _process_state(worker.pid) == "T"
+        fit = threading.Thread(target=lambda: answers.append(pids.importance_in_worker(record.space, done[:-1], "min")))
+        fit.start()
+        assert _process_state(worker.pid) == "T" and not answers  # stopped: nothing could have answered
+        pids.pause(False)
+        fit.join(timeout=120)
+    finally:
+        pids.pause(False)
+    assert answers == [importance(record.space, done[:-1], "min")] and answers[0]
+    assert pids._worker is worker and _process_state(worker.pid) != "T"  # the same worker, going on

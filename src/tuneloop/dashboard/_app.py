@@ -110,13 +110,14 @@ def boot_json(value: Any) -> str:
 
 
 def page_html(page: str, params: dict[str, Any], *, data: dict[str, Any] | None = None,
-              inline_assets: bool = False, title: str = "tuneloop", plotly: bool = True) -> str:
+              inline_assets: bool = False, title: str = "tuneloop", plotly: bool = True, hold: str | None = None) -> str:
     """The HTML of one page. The dashboard links its assets and fetches data; the report inlines
     both (``inline_assets`` and ``data``) so the file stands alone. ``plotly=False`` leaves Plotly.js
-    out of an inlined page that draws no Plotly chart (the morning report: a few KB instead of 4 MB)."""
+    out of an inlined page that draws no Plotly chart (the morning report: a few KB instead of 4 MB).
+    ``hold``: the token the page releases once its plots have drawn (:mod:`tuneloop.views._holds`)."""
     from html import escape
 
-    boot = boot_json({"page": page, "params": params, "data": data})
+    boot = boot_json({"page": page, "params": params, "data": data, **({"hold": hold} if hold else {})})
     if inline_assets:
         def inline(path: Path) -> str:  # a "</script" inside the code would end the tag early
             return path.read_text(encoding="utf-8").replace("</script", "<\\/script")
@@ -194,6 +195,7 @@ def create_app(storage: str | None = None, token: str | None = None,
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
     from tuneloop import views
+    from tuneloop.views._holds import HOLDS
 
     if token is not None and not (token and token.isascii() and token.isprintable() and " " not in token):
         raise ConfigError("The token must be printable ASCII without spaces, e.g. --token $(openssl rand -hex 16).")
@@ -206,6 +208,7 @@ def create_app(storage: str | None = None, token: str | None = None,
         yield
         from tuneloop.views._worker import stop_worker
 
+        HOLDS.clear()  # a page still drawing holds nothing past its server: the next one's worker starts free
         stop_worker()  # a SIGTERMed server ends without exit hooks: its importance worker must not outlive it
 
     app = FastAPI(title="tuneloop", docs_url=None, redoc_url=None, lifespan=lifespan)
@@ -357,7 +360,14 @@ def create_app(storage: str | None = None, token: str | None = None,
 
     @app.get("/study/{name:path}", response_class=HTMLResponse)
     def study_page(name: str) -> str:
-        return page_html("study", {"name": name}, title=f"{name} - tuneloop")
+        # the importance fit pauses while this page draws: its plots first (it releases the hold once drawn)
+        return page_html("study", {"name": name}, title=f"{name} - tuneloop", hold=HOLDS.hold())
+
+    @app.delete("/api/holds/{hold}", status_code=204, response_class=Response, response_model=None)
+    def release(hold: str) -> Any:
+        """A study page has drawn: the fit it paused goes on (an unknown or lapsed hold changes nothing)."""
+        HOLDS.release(hold)
+        return Response(status_code=204)
 
     app.state.store = store
     return app

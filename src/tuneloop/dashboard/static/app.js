@@ -95,9 +95,14 @@ const tuneloop = (() => {
       settle();
     });
   }
+  let whenDrawn = [];  // called once every plot of the page has drawn (the study page releases its hold)
+  const drawnAll = () => { const due = whenDrawn; whenDrawn = []; for (const f of due) f(); };
   function settle() {
     later = later.filter((a) => a[0].isConnected);
-    if (!drawing && !later.length) document.body.dataset.plots = "drawn";
+    if (!drawing && !later.length) {
+      document.body.dataset.plots = "drawn";
+      drawnAll();
+    }
     else if (!drawing && !laterScheduled) {  // the next off-screen plot when the browser is idle
       laterScheduled = true;
       const next = () => { laterScheduled = false; later = later.filter((a) => a[0].isConnected); if (later.length) draw(later.shift()); else settle(); };
@@ -877,6 +882,7 @@ const tuneloop = (() => {
     } catch (err) {
       app.replaceChildren(el("p", { class: "error", text: `Could not load: ${err.message}` }));
       document.body.dataset.loaded = "error";
+      if (!drawing) drawnAll();  // nothing left to draw: the page's hold is released
     }
   }
 
@@ -907,6 +913,8 @@ const tuneloop = (() => {
       return;
     }
     const page = pages[b.page], last = { text: null };
+    // the server paused its importance fit while this page draws: once every plot has, it goes on
+    if (b.hold) whenDrawn.push(() => fetch(`/api/holds/${enc(b.hold)}`, { method: "DELETE" }).catch(() => {}));
     let busy = false;  // one refresh at a time: a slow answer is not overtaken by the next poll's
     const tick = async () => { if (busy) return; busy = true; try { await refresh(page, app, last); } finally { busy = false; } };
     tick();
