@@ -120,27 +120,29 @@ def drawn_masks(names: Sequence[str], rates: dict[str, list[float]], shapes: dic
     of shape ``shapes[name][m]`` in the leading corner of a block as large as the largest (the rest
     ones). Each member draws its random bits for all its layers in one call on its own generator (so
     its masks depend on its seed, step and own shapes only, not on the other members), and one
-    comparison per layer turns every member's bits into masks. The bits come as 64-bit integers, two
-    31-bit draws each (``random_`` fills 63 bits): a third of what drawing one float per unit costs,
-    and on a CPU a Bernoulli draw costs 3x a float one; a unit is kept when its 31 bits fall below
-    ``keep * 2**31`` (keep rates resolved to 2**-31). Not the draws ``nn.Dropout`` makes: the
+    comparison per layer turns every member's bits into masks. The bits come as 64-bit integers, four
+    16-bit draws each (``random_`` over the full 64-bit range): 1.9 ms for 48 members' two 64 x 128
+    masks on this project's CPU, against 2.7 ms for the 31-bit draws this used before and about 3x
+    that for one float per unit (a Bernoulli draw costs 3x a float one there); a unit is kept when
+    its 16 bits, read as a signed number, fall below ``keep * 2**16 - 2**15`` (keep rates resolved to
+    2**-16: a rate of 0.3 keeps 0.699997). Not the draws ``nn.Dropout`` makes: the
     sequential-equal masks are ``exact=True``'s. A member draws nothing for a layer whose rate is 0
     (its mask there is ones), so ``nn.Dropout(0.0)`` costs no draws."""
     n_members = len(generators)
     sizes = [[math.prod(shapes[n][m]) if rates[n][m] != 0 else 0 for n in names] for m in range(n_members)]
     longest = max(sum(s) for s in sizes)
-    bits = torch.empty((n_members, (longest + 1) // 2), dtype=torch.int64, device=device)
+    bits = torch.empty((n_members, (longest + 3) // 4), dtype=torch.int64, device=device)
     for m, gen in enumerate(generators):
         if sum(sizes[m]):
-            bits[m, :(sum(sizes[m]) + 1) // 2].random_(generator=gen)
-    draws = bits.view(torch.int32).bitwise_and_(_LOW31)[:, :longest]  # (M, 2K): 31 random bits each
+            bits[m, :(sum(sizes[m]) + 3) // 4].random_(-(2**63), None, generator=gen)  # all 64 bits random
+    draws = bits.view(torch.int16)[:, :longest]  # (M, 4K): 16 random bits each, a signed number
     out = {}
     start = [0] * n_members
     for k, name in enumerate(names):
         member_shapes = shapes[name]
         keep = [1.0 - p for p in rates[name]]
         scale = [1.0 / q if q > 0 else 0.0 for q in keep]
-        below = [min(int(q * 2**31), _LOW31) for q in keep]  # kept when bits < below (p = 0 draws nothing)
+        below = [min(int(q * 2**16), 2**16 - 1) - 2**15 for q in keep]  # kept when draw < below (p = 0 draws nothing)
         full = tuple(max(dims) for dims in zip(*member_shapes))
         if not any(sizes[m][k] for m in range(n_members)):  # nobody drops here
             out[name] = torch.ones((n_members, *full), dtype=dtype, device=device)
@@ -148,9 +150,12 @@ def drawn_masks(names: Sequence[str], rates: dict[str, list[float]], shapes: dic
               and all(sizes[m][k] == sizes[0][k] for m in range(n_members))):
             ones = [1] * len(full)
             view = draws[:, start[0]:start[0] + sizes[0][k]].view(n_members, *full)
-            below_col = torch.tensor(below, dtype=torch.int32, device=device).view(-1, *ones)
+            below_col = torch.tensor(below, dtype=torch.float32, device=device).view(-1, *ones)
             scale_col = torch.tensor(scale, dtype=dtype, device=device).view(-1, *ones)
-            out[name] = torch.lt(view, below_col).to(dtype).mul_(scale_col)
+            # kept (1) where draw < below, else 0, in float arithmetic (exact: 17-bit integers): 8x faster on a
+            # CPU than comparing the int16s (and torch.where slower still); then the member's scale
+            kept = torch.sub(below_col, view).clamp_(0, 1)
+            out[name] = (kept if dtype == torch.float32 else kept.to(dtype)).mul_(scale_col)
         else:  # members of different widths: each its own corner
             mask = torch.ones((n_members, *full), dtype=dtype, device=device)
             for m, shape in enumerate(member_shapes):
@@ -161,9 +166,6 @@ def drawn_masks(names: Sequence[str], rates: dict[str, list[float]], shapes: dic
             out[name] = mask
         start = [b + sizes[m][k] for m, b in enumerate(start)]
     return out
-
-
-_LOW31 = 2**31 - 1
 
 
 def dropout_rate(net: nn.Module, name: str) -> float:
