@@ -319,14 +319,22 @@ def test_a_study_page_holds_the_importance_fit_until_it_says_it_has_drawn(client
     import json
     import re
 
+    from tuneloop.views import _worker
     from tuneloop.views._holds import HOLDS
 
     html = client.get("/study/quad").text
     boot = json.loads(re.search(r"<script type='application/json' id='boot'>(.*?)</script>", html).group(1))
     assert boot["page"] == "study" and re.fullmatch(r"[A-Za-z0-9_-]{16,}", boot["hold"])
-    assert HOLDS.paused  # the worker is stopped while the page draws
+    assert HOLDS.paused and _worker._paused  # the worker is stopped while the page draws
     assert client.delete(f"/api/holds/{boot['hold']}").status_code == 204
-    assert not HOLDS.paused
+    assert not HOLDS.paused and not _worker._paused
+    HOLDS.clear()  # its free time over
+    # another site's request (an <img> pointed here) takes no hold; the browser's own navigation does
+    html = client.get("/study/quad", headers={"Sec-Fetch-Site": "cross-site"}).text
+    assert "hold" not in json.loads(re.search(r"id='boot'>(.*?)</script>", html).group(1)) and not HOLDS.paused
+    html = client.get("/study/quad", headers={"Sec-Fetch-Site": "none"}).text
+    assert "hold" in json.loads(re.search(r"id='boot'>(.*?)</script>", html).group(1)) and HOLDS.paused
+    HOLDS.clear()
     assert client.delete("/api/holds/forged").status_code == 204  # an unknown or lapsed hold changes nothing
     # only the study page draws enough to hold: the others do not
     assert "hold" not in json.loads(re.search(r"id='boot'>(.*?)</script>", client.get("/").text).group(1))

@@ -278,7 +278,8 @@ def test_default_dropout_masks_are_each_members_own_and_drop_at_its_rate(data, f
     a, b = masks["a"], masks["b"]
     assert a.shape == (3, 400, 50) and b.shape == (3, 400, 20) and a.dtype == torch.float64
     assert bool((a[0] == 1).all()) and bool((a[2] == 0).all())
-    assert set(a[1].unique().tolist()) == {0.0, 1 / 0.7} and abs(float((a[1] == 0).double().mean()) - 0.3) < 0.02
+    kept = round(0.7 * 2**16)  # of the 2**16 values a 16-bit draw takes; scaled by the kept share's inverse
+    assert set(a[1].unique().tolist()) == {0.0, 2**16 / kept} and abs(float((a[1] == 0).double().mean()) - 0.3) < 0.02
     assert bool((b[0, :, 10:] == 1).all()) and abs(float((b[2, :, :5] == 0).double().mean()) - 0.5) < 0.05
     again = drawn_masks(["b"], {"b": [0.5]}, {"b": [(400, 20)]}, [torch.Generator().manual_seed(1)],
                         torch.float64, torch.device("cpu"))["b"]
@@ -290,6 +291,31 @@ def test_default_dropout_masks_are_each_members_own_and_drop_at_its_rate(data, f
     first = drawn_masks(["a", "b"], {"a": [0.0], "b": [0.5]}, {"a": [(400, 50)], "b": [(400, 10)]}, gens,
                         torch.float64, torch.device("cpu"))["b"]
     assert torch.equal(first[0], b[0, :, :10])  # the same seed and shapes, alone: the same mask
+
+
+
+def test_default_dropout_masks_of_members_of_one_shape_are_each_their_own():
+    """Members of one shape take the batched path (one float expression for all): each member's mask is what it
+    draws alone, drops at its own rate, and has mean 1 (scaled by its kept share's inverse), in every dtype."""
+    from tuneloop.torch._stacked import drawn_masks
+
+    rates = [0.3, 0.5, 0.9, 1.0, 0.999995]  # the last past the draws' resolution (2**-16)
+    for dtype in (torch.float32, torch.float64, torch.bfloat16):
+        gens = [torch.Generator().manual_seed(s) for s in range(len(rates))]
+        masks = drawn_masks(["a", "b"], {"a": rates, "b": rates[::-1]}, {"a": [(500, 40)] * 5, "b": [(500, 30)] * 5},
+                            gens, dtype, torch.device("cpu"))
+        assert masks["a"].shape == (5, 500, 40) and masks["a"].dtype == dtype
+        for m, p in enumerate(rates):
+            alone = drawn_masks(["a", "b"], {"a": [p], "b": [rates[::-1][m]]}, {"a": [(500, 40)], "b": [(500, 30)]},
+                                [torch.Generator().manual_seed(m)], dtype, torch.device("cpu"))
+            assert torch.equal(masks["a"][m], alone["a"][0]) and torch.equal(masks["b"][m], alone["b"][0])
+            dropped = float((masks["a"][m] == 0).double().mean())
+            assert abs(dropped - p) < 0.03 and len(masks["a"][m].unique()) <= 2
+            if p < 1 - 2**-17:
+                kept = round((1 - p) * 2**16)
+                assert float(masks["a"][m].max()) == pytest.approx(2**16 / kept, rel=1e-2)  # bfloat16: 8 bits
+            else:  # past the draws' resolution: nothing kept, as at p = 1
+                assert not bool(masks["a"][m].any())
 
 
 def test_no_torch_optimizer_unless_a_schedule_or_checkpoint_needs_one(data):

@@ -82,6 +82,23 @@ def test_holds_one_after_another_cannot_starve_the_fit():
     assert calls == [True, False, True]  # free time over: a page pauses it again
 
 
+def test_after_a_pause_the_fit_runs_as_long_before_the_next():
+    """Pages one after another, each releasing before the limit: the fit is paused half the time at most."""
+    h, calls, clock = holds(limit_s=4.0)
+    token = h.hold()
+    clock.now += 3.0
+    h.release(token)  # paused 3 s: free for 3 s
+    assert calls == [True, False]
+    clock.now += 2.9
+    h.hold()
+    assert calls == [True, False]  # within the free time: no pause
+    clock.now += 0.1
+    token = h.hold()
+    assert calls == [True, False, True]
+    h.release(token)
+    assert calls == [True, False, True, False]
+
+
 def test_a_flood_of_holds_is_bounded():
     h, calls, _ = holds()
     tokens = [h.hold() for _ in range(MAX_HOLDS * 3)]

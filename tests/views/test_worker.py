@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import pytest
 
@@ -221,6 +222,16 @@ def _process_state(pid: int) -> str:
         return f.read().rsplit(")", 1)[1].split()[0]
 
 
+def _stopped(pid: int) -> bool:
+    """Whether ``pid`` is stopped, waiting for the event (a signal is delivered asynchronously) up to 60 s."""
+    deadline = time.monotonic() + 60
+    while _process_state(pid) != "T":
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads process states from /proc (Linux)")
 @pytest.mark.slow  # a worker process started for it (2-3 s): .ci/run runs it in its second pytest call
 def test_a_paused_worker_is_stopped_and_its_fit_completes_once_it_goes_on(study, pids):
@@ -233,13 +244,63 @@ def test_a_paused_worker_is_stopped_and_its_fit_completes_once_it_goes_on(study,
     answers: list[dict] = []
     try:
         pids.pause(True)
-        assert _process_state(worker.pid) == "T"
+        assert _stopped(worker.pid)
         fit = threading.Thread(target=lambda: answers.append(pids.importance_in_worker(record.space, done[:-1], "min")))
         fit.start()
-        assert _process_state(worker.pid) == "T" and not answers  # stopped: nothing could have answered
+        assert _process_state(worker.pid) == "T"  # still stopped with a request in its pipe
         pids.pause(False)
         fit.join(timeout=120)
     finally:
         pids.pause(False)
     assert answers == [importance(record.space, done[:-1], "min")] and answers[0]
     assert pids._worker is worker and _process_state(worker.pid) != "T"  # the same worker, going on
+
+    # a worker started while paused starts stopped: its first fit waits for the pause to end
+    with pids._lock:
+        pids._stop(worker)
+    answers.clear()
+    try:
+        pids.pause(True)
+        fit = threading.Thread(target=lambda: answers.append(pids.importance_in_worker(record.space, done, "min")))
+        fit.start()
+        deadline = time.monotonic() + 60
+        while pids._worker is None:  # the event: the fit started a new worker
+            assert time.monotonic() < deadline and fit.is_alive(), "no worker was started"
+            time.sleep(0.01)
+        assert pids._worker is not worker and _stopped(pids._worker.pid)
+        pids.pause(False)
+        fit.join(timeout=120)
+    finally:
+        pids.pause(False)
+    assert answers == [importance(record.space, done, "min")]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads process states from /proc (Linux)")
+@pytest.mark.slow  # a worker process started for it (2-3 s): .ci/run runs it in its second pytest call
+def test_a_stopped_worker_ends_with_a_server_that_is_killed(study, storage):
+    """A server killed while a page held its worker stopped: the stopped worker cannot read the end of its
+    stdin, but its process group, orphaned with a stopped member, gets SIGHUP and SIGCONT from the kernel."""
+    code = textwrap.dedent(f"""
+        import os, signal
+        from tuneloop.store import Store
+        from tuneloop.views import _worker
+
+        with Store({storage!r}) as store:
+            record = store.require_study("w")
+            done = [t for t in store.trials(record.id) if t.value is not None]
+            assert _worker.importance_in_worker(record.space, done, "min")
+        _worker.pause(True)
+        while open(f"/proc/{{_worker.last_pid}}/stat").read().rsplit(")", 1)[1].split()[0] != "T":
+            pass  # stopped (a signal is delivered asynchronously): then the server dies
+        print(_worker.last_pid, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    server = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    with server.stdout:
+        line = server.stdout.readline()
+    assert server.wait(timeout=120) == -signal.SIGKILL and line.strip(), "the server did not report its worker"
+    pid = int(line)
+    deadline = time.monotonic() + 60
+    while os.path.exists(f"/proc/{pid}") and _process_state(pid) != "Z":  # the event: it ended (or is a zombie)
+        assert time.monotonic() < deadline, f"the worker {pid} outlived its server ({_process_state(pid)})"
+        time.sleep(0.02)

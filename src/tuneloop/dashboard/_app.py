@@ -359,9 +359,11 @@ def create_app(storage: str | None = None, token: str | None = None,
         return page_html("analysis", {"name": name}, title=f"{name} analysis - tuneloop")
 
     @app.get("/study/{name:path}", response_class=HTMLResponse)
-    def study_page(name: str) -> str:
-        # the importance fit pauses while this page draws: its plots first (it releases the hold once drawn)
-        return page_html("study", {"name": name}, title=f"{name} - tuneloop", hold=HOLDS.hold())
+    def study_page(name: str, sec_fetch_site: str | None = Header(default=None)) -> str:
+        # the importance fit pauses while this page draws: its plots first (it releases the hold once drawn); not
+        # for a request another site made (an <img> pointed here): browsers say so in Sec-Fetch-Site
+        own = sec_fetch_site in (None, "none", "same-origin")
+        return page_html("study", {"name": name}, title=f"{name} - tuneloop", hold=HOLDS.hold() if own else None)
 
     @app.delete("/api/holds/{hold}", status_code=204, response_class=Response, response_model=None)
     def release(hold: str) -> Any:

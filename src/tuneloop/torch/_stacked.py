@@ -124,8 +124,9 @@ def drawn_masks(names: Sequence[str], rates: dict[str, list[float]], shapes: dic
     16-bit draws each (``random_`` over the full 64-bit range): 1.9 ms for 48 members' two 64 x 128
     masks on this project's CPU, against 2.7 ms for the 31-bit draws this used before and about 3x
     that for one float per unit (a Bernoulli draw costs 3x a float one there); a unit is kept when
-    its 16 bits, read as a signed number, fall below ``keep * 2**16 - 2**15`` (keep rates resolved to
-    2**-16: a rate of 0.3 keeps 0.699997). Not the draws ``nn.Dropout`` makes: the
+    its 16 bits, read as a signed number, fall below ``round(keep * 2**16) - 2**15``, and scaled by the
+    inverse of that kept share (keep rates resolved to 2**-16: a rate of 0.3 keeps 45,875 / 65,536,
+    scaled by 65,536 / 45,875). Not the draws ``nn.Dropout`` makes: the
     sequential-equal masks are ``exact=True``'s. A member draws nothing for a layer whose rate is 0
     (its mask there is ones), so ``nn.Dropout(0.0)`` costs no draws."""
     n_members = len(generators)
@@ -140,9 +141,11 @@ def drawn_masks(names: Sequence[str], rates: dict[str, list[float]], shapes: dic
     start = [0] * n_members
     for k, name in enumerate(names):
         member_shapes = shapes[name]
-        keep = [1.0 - p for p in rates[name]]
-        scale = [1.0 / q if q > 0 else 0.0 for q in keep]
-        below = [min(int(q * 2**16), 2**16 - 1) - 2**15 for q in keep]  # kept when draw < below (p = 0 draws nothing)
+        # a unit is kept when its draw < below: count = below + 2**15 of the 2**16 draws; the scale is the kept
+        # share's inverse, so every mask's mean is 1 (a rate p > 1 - 2**-17 keeps none, as p = 1; p = 0 draws nothing)
+        counts = [min(round((1.0 - p) * 2**16), 2**16 - 1) for p in rates[name]]
+        scale = [2**16 / c if c > 0 else 0.0 for c in counts]
+        below = [c - 2**15 for c in counts]
         full = tuple(max(dims) for dims in zip(*member_shapes))
         if not any(sizes[m][k] for m in range(n_members)):  # nobody drops here
             out[name] = torch.ones((n_members, *full), dtype=dtype, device=device)

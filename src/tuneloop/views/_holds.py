@@ -9,8 +9,10 @@ the worker process (:func:`tuneloop.views._worker.pause`) until the page says it
 releases its hold) or ``limit_s`` has passed (a page closed while it drew). The importance then arrives
 about as much later as the page drew.
 
-A hold is the server's own random token, written into the page it served. Holds cannot starve the fit:
-once the worker has been paused ``limit_s`` on end, it runs at least as long before the next pause.
+A hold is the server's own random token, written into the page it served, and taken only for a page the
+browser opened itself or from the dashboard (``Sec-Fetch-Site``), so another site's ``<img>`` cannot
+take one. Holds cannot starve the fit: a pause lasts ``limit_s`` at most, and after each one the fit runs
+at least as long as it was paused before the next can begin (paused half the time at the very most).
 """
 
 from __future__ import annotations
@@ -67,8 +69,8 @@ class Holds:
         """End every hold, and any pause (a server's shutdown; a test's end)."""
         with self._lock:
             self._holds.clear()
-            self._free_until = 0.0
             self._apply(self._clock())
+            self._free_until = 0.0
 
     def _lapse(self) -> None:
         with self._lock:
@@ -79,9 +81,11 @@ class Holds:
         self._holds = {t: until for t, until in self._holds.items() if until > now}
         if self._since is not None and now - self._since >= self.limit_s:  # paused long enough on end
             self._holds.clear()
-            self._free_until = now + self.limit_s
         want = bool(self._holds)
         if want != (self._since is not None):
+            if not want:  # the fit now runs at least as long as it was paused before the next pause
+                assert self._since is not None
+                self._free_until = now + (now - self._since)
             self._since = now if want else None
             self._pause(want)
         if self._timer is not None:

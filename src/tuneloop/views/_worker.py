@@ -98,9 +98,13 @@ def _started() -> subprocess.Popen[str] | None:
         _stop(_worker)  # died while idle: its pipes closed, a new one started
     if _worker is None and not _closing:
         code = f"import sys; sys.path[:] = {sys.path!r}; from tuneloop.views._worker import main; main()"
+        # its own process group: should the server die while the worker is stopped (a page drawing), the group
+        # is orphaned with a stopped member, and the kernel sends it SIGHUP and SIGCONT: it ends, never stays stopped
+        group = {"process_group": 0} if os.name == "posix" else {}
         try:
             started = subprocess.Popen([sys.executable, "-P", "-c", code], stdin=subprocess.PIPE,
-                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, encoding="utf-8")
+                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, encoding="utf-8",
+                                       **group)
         except OSError:
             return None
         with _signal_lock:
@@ -115,7 +119,7 @@ def pause(paused: bool) -> None:
     starts stopped. A dashboard pauses it while a browser draws a study page (:mod:`tuneloop.views._holds`):
     a fit of seconds on the same cores as the browser slows the drawing by a fifth (measured at 1,000
     trials), and a paused fit loses nothing but the time it waits. Where there is no ``SIGSTOP``
-    (Windows) the worker runs on, at its lower priority."""
+    (Windows, where the worker also runs at the server's priority: no ``os.nice``) it runs on."""
     global _paused
     with _signal_lock:
         _paused = paused

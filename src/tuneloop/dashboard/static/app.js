@@ -913,8 +913,14 @@ const tuneloop = (() => {
       return;
     }
     const page = pages[b.page], last = { text: null };
-    // the server paused its importance fit while this page draws: once every plot has, it goes on
-    if (b.hold) whenDrawn.push(() => fetch(`/api/holds/${enc(b.hold)}`, { method: "DELETE" }).catch(() => {}));
+    // the server paused its importance fit while this page draws: once every plot has (or the page is left), it goes on
+    if (b.hold) {
+      let released = false;
+      const release = () => { if (released) return; released = true;
+        fetch(`/api/holds/${enc(b.hold)}`, { method: "DELETE", keepalive: true }).catch(() => {}); };
+      whenDrawn.push(release);
+      addEventListener("pagehide", release);
+    }
     let busy = false;  // one refresh at a time: a slow answer is not overtaken by the next poll's
     const tick = async () => { if (busy) return; busy = true; try { await refresh(page, app, last); } finally { busy = false; } };
     tick();
