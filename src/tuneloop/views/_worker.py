@@ -100,11 +100,10 @@ def _started() -> subprocess.Popen[str] | None:
         code = f"import sys; sys.path[:] = {sys.path!r}; from tuneloop.views._worker import main; main()"
         # its own process group: should the server die while the worker is stopped (a page drawing), the group
         # is orphaned with a stopped member, and the kernel sends it SIGHUP and SIGCONT: it ends, never stays stopped
-        group = {"process_group": 0} if os.name == "posix" else {}
         try:
             started = subprocess.Popen([sys.executable, "-P", "-c", code], stdin=subprocess.PIPE,
                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, encoding="utf-8",
-                                       **group)
+                                       process_group=0 if os.name == "posix" else None)
         except OSError:
             return None
         with _signal_lock:
