@@ -273,6 +273,7 @@ GATED_EXPERIMENT = """
 """
 
 
+@pytest.mark.slow  # 2.4-7.7 s here (a Ray cluster, a browser, a subprocess): keeps the default run under 5 min
 def test_ctrl_c_marks_running_trials_interrupted_and_says_how_to_resume(write_experiment, tmp_path):
     exp = write_experiment(GATED_EXPERIMENT)
     db, gate = tmp_path / "int.db", tmp_path / "gate"

@@ -151,6 +151,7 @@ def test_two_runners_share_the_queue_and_no_job_runs_twice(cli, tmp_path, experi
     assert _completed(db) == {f"s{n}": list(range(TRIALS)) for n in range(4)}
 
 
+@pytest.mark.slow  # 2.4-7.7 s here (a Ray cluster, a browser, a subprocess): keeps the default run under 5 min
 def test_a_job_estimated_past_the_window_stays_queued_with_the_reason(cli, tmp_path, experiments):
     db = tmp_path / "q.db"
     assert cli("run", experiments[0], "--trials", 2, "--storage", db).exit_code == 0  # history: s0's trials

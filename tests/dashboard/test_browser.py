@@ -62,6 +62,7 @@ RECORD_DRAWS = """(() => { let plotly; Object.defineProperty(window, "Plotly", {
     return react.call(this, gd, ...rest); }; plotly = v; } }); })()"""
 
 
+@pytest.mark.slow  # 2.4-7.7 s here (a Ray cluster, a browser, a subprocess): keeps the default run under 5 min
 def test_study_page_draws_every_plot_those_on_the_screen_first(page, server):
     open_page(page, server + "/study/quad")
     # the importance computes in the background: the page draws without it, a later poll brings it

@@ -56,6 +56,7 @@ def test_studies_list_shows_every_hostile_name_as_text(page, server, hostile):
     assert_rendered_as_text(page)
 
 
+@pytest.mark.slow  # 2.4-7.7 s here (a Ray cluster, a browser, a subprocess): keeps the default run under 5 min
 def test_study_page_shows_markup_as_text_in_the_page_and_the_plots(page, server, hostile):
     open_page(page, study_url(server, hostile.markup))
     assert page.locator("h1 .name").text_content() == hostile.markup

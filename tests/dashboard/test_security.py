@@ -146,6 +146,7 @@ def test_with_a_token_the_host_is_checked_before_the_token(hostile):
     assert TestClient(app, base_url="http://dash.lan").get("/api/studies").status_code == 401
 
 
+@pytest.mark.slow  # 2.4-7.7 s here (a Ray cluster, a browser, a subprocess): keeps the default run under 5 min
 def test_ui_allow_host_answers_that_name_and_refuses_others(hostile, tmp_path):
     port, log = free_port(), tmp_path / "ui.log"
     command = [sys.executable, "-c", "from tuneloop.cli import app; app()", "ui", "--port", str(port),

@@ -80,6 +80,7 @@ def test_ensembles_refuse_predictions_outside_the_artifact_folder(hostile_db):
             _predictions(store, t, "val")
 
 
+@pytest.mark.slow  # 2.4-7.7 s here (a Ray cluster, a browser, a subprocess): keeps the default run under 5 min
 def test_the_report_of_a_hostile_database_renders_the_refused_rows_as_missing(hostile_db, tmp_path):
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")

@@ -30,6 +30,7 @@ def study_of(fn, storage, name="ray"):
     return tl.Study(name, tl.Space(x=tl.Float(-2.0, 2.0)), fn, metric="loss", mode="min", storage=storage, seed=0)
 
 
+@pytest.mark.slow  # 2.4-7.7 s here (a Ray cluster, a browser, a subprocess): keeps the default run under 5 min
 def test_trials_stream_reports_and_schedulers_stop_them(local_ray, storage):
     study = study_of(tf.quadratic, storage)
     summary = study.run(8, executor="ray", searcher="random", scheduler="asha")
@@ -44,6 +45,7 @@ def test_trials_stream_reports_and_schedulers_stop_them(local_ray, storage):
         assert steps == list(range(len(steps))) and (t.state != "completed" or len(steps) == 4)
 
 
+@pytest.mark.slow  # 2.4-7.7 s here (a Ray cluster, a browser, a subprocess): keeps the default run under 5 min
 def test_a_failing_trial_fails_alone(local_ray, storage):
     study = study_of(tf.fails_when_negative, storage)
     study.run(6, executor="ray", searcher="random")
@@ -54,6 +56,7 @@ def test_a_failing_trial_fails_alone(local_ray, storage):
             assert t.error.startswith("ValueError: x is negative")
 
 
+@pytest.mark.slow  # 2.4-7.7 s here (a Ray cluster, a browser, a subprocess): keeps the default run under 5 min
 def test_sys_exit_in_a_ray_trial_fails_that_trial_only(local_ray, storage):
     study = study_of(tf.exits, storage)
     summary = study.run(6, executor="ray", searcher="random")
@@ -64,6 +67,7 @@ def test_sys_exit_in_a_ray_trial_fails_that_trial_only(local_ray, storage):
             assert t.error.startswith("SystemExit: the trial function called sys.exit(3)")
 
 
+@pytest.mark.slow  # 2.4-7.7 s here (a Ray cluster, a browser, a subprocess): keeps the default run under 5 min
 def test_a_killed_ray_worker_is_retried(local_ray, storage):
     study = study_of(tf.killed_once, storage)
     summary = study.run(4, executor="ray", searcher="random")

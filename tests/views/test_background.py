@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 import tuneloop as tl
 from tuneloop.store import Store
 from tuneloop.views import study_view
@@ -51,6 +53,7 @@ def test_a_computation_that_raises_gives_the_empty_value_and_the_next_key_comput
     assert bg.get("s", 2, 6, lambda: {"x": 1.0}, wait=True, empty={})[0] == {"x": 1.0}
 
 
+@pytest.mark.slow  # 2.4-7.7 s here (a Ray cluster, a browser, a subprocess): keeps the default run under 5 min
 def test_the_study_page_answers_at_once_and_the_report_waits_for_the_importance(storage):
     with Store(storage) as store:
         record = store.create_study("imp", "loss", "min", tl.Space(x=tl.Float(0.0, 1.0), y=tl.Float(0.0, 1.0)), {})
