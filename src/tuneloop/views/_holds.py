@@ -7,7 +7,7 @@ on a 2-core machine (docs/dashboard.md; SCHED_IDLE did no better: the fit and th
 caches, not only their time). So the plots come first: serving a study page takes a hold, which stops
 the worker process (:func:`tuneloop.views._worker.pause`) until the page says its plots have drawn (it
 releases its hold) or ``limit_s`` has passed (a page closed while it drew). The importance then arrives
-about as much later as the page drew.
+later by as long as pages held it.
 
 A hold is the server's own random token, written into the page it served, and taken only for a page the
 browser opened itself or from the dashboard (``Sec-Fetch-Site``), so another site's ``<img>`` cannot
@@ -38,7 +38,7 @@ class Holds:
         self._lock = threading.Lock()
         self._holds: dict[str, float] = {}  # token -> when it lapses
         self._since: float | None = None  # when the current pause began (None: not paused)
-        self._free_until = 0.0  # after a pause of limit_s: no new pause before then
+        self._free_until = 0.0  # after a pause: no new one before then (the fit runs as long as it was paused)
         self._timer: threading.Timer | None = None
 
     @property
