@@ -28,6 +28,21 @@ def _own_config_home(tmp_path_factory):
         os.environ["XDG_CONFIG_HOME"] = before
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _own_data_cache(tmp_path_factory):
+    """Generated data sets are cached in this session's own folder (never the user's ~/.cache), shared
+    by every test and worker process of the session (they inherit the variable)."""
+    import os
+
+    before = os.environ.get("TUNELOOP_CACHE")
+    os.environ["TUNELOOP_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if before is None:
+        os.environ.pop("TUNELOOP_CACHE", None)
+    else:
+        os.environ["TUNELOOP_CACHE"] = before
+
+
 @pytest.fixture(autouse=True)
 def _no_pins_between_tests(monkeypatch):
     """A file pinned by one test (``finalize`` pins the experiment file it verified) is not pinned

@@ -38,3 +38,70 @@ def test_threads_asking_at_once_share_one_generated_copy():
 def test_bad_arguments():
     with pytest.raises(tl.ConfigError, match="The 'val_fraction' argument of mnist1d must be between 0 and 1"):
         mnist1d(val_fraction=1.5)
+
+
+def _fresh(num_samples=500, seed=3):
+    from tuneloop.datasets._mnist1d import _mnist1d
+
+    return _mnist1d.__wrapped__(num_samples, 0.2, seed)  # past the per-process cache: to the disk
+
+
+def _cached(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_generated_once_then_read_from_the_disk_cache(tmp_path, monkeypatch):
+    """A second process reads what the first generated (same arrays) instead of generating again."""
+    import mnist1d.data
+
+    monkeypatch.setenv("TUNELOOP_CACHE", str(tmp_path / "cache"))
+    first = _fresh()
+    assert len(_cached(tmp_path / "cache")) == 1 and _cached(tmp_path / "cache")[0].endswith("-500-3.npz")
+
+    def no_generating(*_):
+        raise AssertionError("generated again although the cache holds the data")
+
+    monkeypatch.setattr(mnist1d.data, "make_dataset", no_generating)
+    again = _fresh()
+    for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+        assert np.array_equal(getattr(first, name), getattr(again, name))
+        assert getattr(first, name).dtype == getattr(again, name).dtype
+
+
+@pytest.mark.parametrize("spoil", ["garbage", "truncated", "labels", "pickled", "shape"])
+def test_a_spoiled_cache_file_is_generated_again_never_unpickled(tmp_path, monkeypatch, spoil):
+    monkeypatch.setenv("TUNELOOP_CACHE", str(tmp_path))
+    good = _fresh()
+    [path] = list(tmp_path.iterdir())
+    with np.load(path) as found:
+        raw = {k: found[k] for k in found.files}
+    if spoil == "garbage":
+        path.write_bytes(b"not a zip file")
+    elif spoil == "truncated":
+        path.write_bytes(path.read_bytes()[:1000])
+    elif spoil == "labels":
+        np.savez(path, **{**raw, "y": raw["y"] + 100})
+    elif spoil == "pickled":  # an object array would need pickle to load: refused, not run
+        np.savez(path, **{**raw, "x": np.array([object()] * len(raw["x"]), dtype=object)})
+    else:
+        np.savez(path, **{**raw, "x_test": raw["x_test"][:, :5]})
+    again = _fresh()
+    assert np.array_equal(again.x_train, good.x_train) and np.array_equal(again.y_test, good.y_test)
+    with np.load(path) as found:  # and the cache holds the good arrays again
+        assert np.array_equal(found["y"], raw["y"]) and found["x_test"].shape == raw["x_test"].shape
+
+
+def test_a_cache_folder_that_cannot_be_written_only_costs_the_time(tmp_path, monkeypatch):
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where the cache folder would be")
+    monkeypatch.setenv("TUNELOOP_CACHE", str(blocked / "cache"))
+    data = _fresh()
+    assert len(data.y_train) + len(data.y_val) == 400 and blocked.read_text().startswith("a file")
+
+
+def test_the_cache_folder_follows_xdg_without_tuneloop_cache(tmp_path, monkeypatch):
+    from tuneloop.datasets._mnist1d import cache_folder
+
+    monkeypatch.delenv("TUNELOOP_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cache_folder() == tmp_path / "tuneloop"
