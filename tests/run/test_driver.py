@@ -238,6 +238,33 @@ def test_a_function_workers_cannot_load_fails_each_trial_with_the_fix(storage, t
         assert "executor='inline'" in t.error
 
 
+@pytest.mark.slow  # a script whose worker processes all die (3 s): .ci/run runs it in its second pytest call
+def test_a_script_without_a_main_guard_ends_at_once_saying_how_to_fix_it(tmp_path):
+    """Spawned workers import the script again; unguarded, each one starts the study itself and dies
+    while starting. The run ends after two rounds of such deaths (not at its timeout, failing trial
+    after trial) with one line naming the guard, and keeps the trials it recorded."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    support = Path(tf.__file__).parent
+    script = tmp_path / "sweep.py"
+    script.write_text(
+        f"import sys\nsys.path.insert(0, {str(support)!r})\n"
+        "import tuneloop as tl, trial_functions as tf\n"
+        f"tl.Study('ng', tl.Space(x=tl.Float(-2.0, 2.0)), tf.quadratic, metric='loss', mode='min',\n"
+        f"         storage={str(tmp_path / 'ng.db')!r}).run(timeout=300, workers=2)\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert "worker processes in a row died before running a trial" in last
+    assert 'each worker imports sweep.py again: put the code that starts the study under `if __name__ == "__main__":`' in last
+    store = tl.Store(str(tmp_path / "ng.db"))
+    trials = store.trials(store.require_study("ng").id)
+    assert trials and all(t.state in ("failed", "interrupted") for t in trials)
+    assert any(t.state == "failed" and t.error.startswith("WorkerSetup") for t in trials)
+
+
 def test_a_lambda_cannot_go_to_worker_processes(storage):
     study = make(lambda trial: 0.0, storage, name="lam")
     with pytest.raises(tl.ConfigError, match="cannot be sent to worker processes .* top level of a module"):

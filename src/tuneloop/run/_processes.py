@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from tuneloop._validation import check_positive_int
+from tuneloop.errors import ConfigError
 from tuneloop.run._executor import Executor, executors
 from tuneloop.run._gpus import check_gpus, check_packed, pin_slots, pinned_environment, resolve, visible_gpus
 from tuneloop.run._system import system_every as _system_every
@@ -34,6 +36,7 @@ class _Worker:
     conn: Connection
     slot: int
     spec: TrialSpec | None = None
+    spoke: bool = False  # it sent an event: it started and ran (part of) a trial
 
 
 class ProcessesExecutor(Executor):
@@ -67,6 +70,8 @@ class ProcessesExecutor(Executor):
         self._ctx: Any = mp.get_context(start_method)
         self._threads = threads_per_worker or max(1, (os.cpu_count() or 1) // self.n_workers)
         self._workers: list[_Worker] = []
+        self._silent_deaths = 0  # workers in a row that died without a word, while none ever spoke
+        self._heard = False  # some worker of this run sent an event
 
     def start(self, fn: Any, handler: Any, *, experiment_path: str | None = None) -> None:
         super().start(fn, handler, experiment_path=experiment_path)
@@ -129,6 +134,7 @@ class ProcessesExecutor(Executor):
             while worker.conn.poll():
                 event = worker.conn.recv()
                 handled += 1
+                worker.spoke = self._heard = True
                 stop = self.handler(event)  # may call cancel, which sends the worker ("stop", id)
                 if isinstance(event, Report):
                     worker.conn.send(("decision", bool(stop)))
@@ -151,6 +157,11 @@ class ProcessesExecutor(Executor):
         if spec is None:
             return 0
         cause = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        if not worker.spoke and not self._heard:
+            self._silent_deaths += 1
+        if self._silent_deaths >= 2 * self.n_workers:  # no worker ever starts: trying on would fail every trial
+            self.handler(Failed(spec.trial_id, self._never_start(cause), retryable=False))
+            raise ConfigError(self._never_start(cause))
         self.handler(Failed(
             spec.trial_id,
             f"WorkerDied: the worker process running this trial died ({cause}), e.g. killed or out of "
@@ -158,6 +169,16 @@ class ProcessesExecutor(Executor):
             retryable=True,
         ))
         return 1
+
+    def _never_start(self, cause: str) -> str:
+        """Why the run ends when worker processes die before their first word, again and again."""
+        main = sys.modules.get("__main__")
+        script = getattr(main, "__file__", None) if self._ctx.get_start_method() != "fork" else None
+        script = script if isinstance(script, str) and script.endswith(".py") else None  # not the tuneloop command
+        hint = (f"each worker imports {os.path.basename(script)} again: put the code that starts the study under "
+                f"`if __name__ == \"__main__\":`, or" if script else "their error is printed above;")
+        return (f"WorkerSetup: {self._silent_deaths} worker processes in a row died before running a trial "
+                f"({cause}); {hint} run with executor='inline' (--workers 1) to see the error in this process.")
 
     def shutdown(self, *, kill: bool = False) -> None:
         for w in self._workers:
