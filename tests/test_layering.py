@@ -14,6 +14,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 import tuneloop
 
 SRC = Path(tuneloop.__file__).resolve().parent.parent  # the folder that holds tuneloop/
@@ -149,6 +151,7 @@ def test_a_worker_process_never_imports_the_study_module():
     assert out.strip() == "[]", f"importing tuneloop.run._worker loaded {out.strip()}"
 
 
+@pytest.mark.slow  # 2-5 s in the default run: .ci/run runs it in its second pytest call
 def test_the_graph_sees_module_level_imports_only():
     graph = import_graph()
     assert "tuneloop.store" in graph["tuneloop.analysis._study"]  # `from tuneloop.store import TrialRecord`

@@ -51,6 +51,7 @@ def tuned(storage):
     return study
 
 
+@pytest.mark.slow  # 2-5 s in the default run: .ci/run runs it in its second pytest call
 def test_the_data_probe_grows_with_the_data_and_names_the_scarce_class_first(storage):
     result = probe_data(tuned(storage), fractions=(0.25, 0.5, 1.0), seeds=2)
     assert result.counted and len(result.runs) == 6 and all(r.state == tl.TrialState.COMPLETED for r in result.runs)

@@ -72,6 +72,7 @@ def run(model, **kwargs):
     (lambda: MLP(40, 10, width=64), {"lr": 1e-7}, "overfit a tiny batch", "loss flat"),
     (RaisesInForward, {}, "output shape (model)", "the model raised RuntimeError"),
 ], ids=["mixes-batch", "detached", "huge-output", "ignores-input", "lr-too-low", "raises"])
+@pytest.mark.slow  # 2-5 s in the default run: .ci/run runs it in its second pytest call
 def test_each_broken_model_is_caught_by_the_right_check(model, fit, check, words):
     report = run(model, fit=fit)
     failure = report.failure

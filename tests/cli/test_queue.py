@@ -422,6 +422,7 @@ class _Flaky:
     ("lost", True, [], "was taken over by another runner"),  # the child is stopped; the taker records it
     ("ok", False, [], "another runner had taken it over"),  # finish refused: not reported done
 ])
+@pytest.mark.slow  # 2-5 s in the default run: .ci/run runs it in its second pytest call
 def test_a_runner_keeps_its_child_through_failed_heartbeats_and_stops_it_when_taken_over(
         cli, tmp_path, experiments, monkeypatch, beat, finish, ran, said):
     from tuneloop.queue import Runner
@@ -458,6 +459,7 @@ def test_a_dead_runners_job_past_the_window_is_queued_again_with_the_reason_or_r
     assert sqlite_rows(db, "select state from jobs") == [("removed",)]
 
 
+@pytest.mark.slow  # 2-5 s in the default run: .ci/run runs it in its second pytest call
 @pytest.mark.parametrize(("column", "value"), [("attempts", "x"), ("estimate_s", "abc"), ("heartbeat_at", "soon"),
                                                ("pid", 2**40)])
 def test_corrupt_numbers_are_one_line_in_list_and_show_and_a_runner_passes_the_row_over(

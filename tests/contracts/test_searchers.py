@@ -92,6 +92,7 @@ def test_a_searcher_that_ends_by_itself_runs_out_and_others_never_do(name):
         assert len(proposed) == 12  # it keeps proposing (repeats included)
 
 
+@pytest.mark.slow  # 2-5 s in the default run: .ci/run runs it in its second pytest call
 @pytest.mark.parametrize("name", ["tpe", "gp", "cmaes"])
 def test_model_based_searchers_beat_random_search(name):
     space = tl.Space(x=tl.Float(-5.0, 5.0), y=tl.Float(-5.0, 5.0), opt=tl.Choice(["adam"]))

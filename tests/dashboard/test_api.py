@@ -30,6 +30,7 @@ def settled(client, url):
     return data
 
 
+@pytest.mark.slow  # 2-5 s in the default run: .ci/run runs it in its second pytest call
 def test_study_view_holds_every_plot(client):
     data = settled(client, "/api/studies/quad")
     assert "trials" not in data and data["counts"] == {"total": 12, "states": {"completed": 12}}  # rows: a page at a time

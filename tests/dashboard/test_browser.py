@@ -111,6 +111,7 @@ def test_a_study_page_that_cannot_load_releases_its_hold_at_once(page, server):
     assert "No study named 'no-such-study'" in page.locator(".error").inner_text()
 
 
+@pytest.mark.slow  # 2-5 s in the default run: .ci/run runs it in its second pytest call
 def test_trials_table_sorts_by_a_header(page, server):
     open_page(page, server + "/study/quad")
     header = page.locator("#trials th", has_text="loss")
@@ -141,6 +142,7 @@ def test_a_poll_while_a_sorted_page_is_on_its_way_keeps_the_sort(page, server):
     assert values == sorted(values) and len(values) == 12
 
 
+@pytest.mark.slow  # 2-5 s in the default run: .ci/run runs it in its second pytest call
 def test_checking_a_trial_overlays_its_learning_curve(page, server):
     open_page(page, server + "/study/quad")
     curves = "document.querySelector('.curves').data.length"
@@ -150,6 +152,7 @@ def test_checking_a_trial_overlays_its_learning_curve(page, server):
     assert page.problems == []
 
 
+@pytest.mark.slow  # 2-5 s in the default run: .ci/run runs it in its second pytest call
 def test_trial_page_draws_curves_histograms_slices_and_samples(page, server):
     open_page(page, server + "/study/logs/trial/0")
     assert plots(page) >= 3  # loss curve, histogram heatmap, slices bar (+ nothing else needed)
@@ -160,6 +163,7 @@ def test_trial_page_draws_curves_histograms_slices_and_samples(page, server):
     assert page.problems == []
 
 
+@pytest.mark.slow  # 2-5 s in the default run: .ci/run runs it in its second pytest call
 def test_compare_page_highlights_differences(page, server):
     open_page(page, server + "/study/quad/compare?trials=0,1,2")
     assert page.locator("#compare-params tr.differs").count() == 2
@@ -222,6 +226,7 @@ def test_ideas_page_lists_the_chain_and_calibration(page, server):
     assert page.problems == []
 
 
+@pytest.mark.slow  # 2-5 s in the default run: .ci/run runs it in its second pytest call
 def test_report_file_draws_offline(page, live_db, tmp_path):
     from tuneloop.report import write_report
     from tuneloop.store import Store
@@ -276,6 +281,7 @@ def test_the_analysis_tab_lists_findings_with_evidence(page, server):
     assert page.problems == []
 
 
+@pytest.mark.slow  # 2-5 s in the default run: .ci/run runs it in its second pytest call
 def test_the_isolation_plot_draws_each_scientific_value(page, server, live_db):
     tl.Study("iso", tl.Space(act=tl.Choice(["relu", "gelu"]), lr=tl.LogFloat(5e-3, 2e-2)), tf.activation_bowl,
              metric="val_acc", mode="max", storage=live_db, scientific=["act"]).run(n_trials=8, seed=0)
@@ -285,6 +291,7 @@ def test_the_isolation_plot_draws_each_scientific_value(page, server, live_db):
     assert page.problems == []
 
 
+@pytest.mark.slow  # 2-5 s in the default run: .ci/run runs it in its second pytest call
 def test_the_trial_page_shows_where_it_ran_and_its_system_metrics_apart(page, server, live_db):
     def sampled(trial):  # logs what the system sampler would, and an attribute with markup in it
         for second in (0, 5, 10):
@@ -365,6 +372,7 @@ def test_infeasible_trials_three_objectives_and_the_report_draw_their_fronts(pag
     assert page.problems == []
 
 
+@pytest.mark.slow  # 2-5 s in the default run: .ci/run runs it in its second pytest call
 def test_the_data_probe_draws_each_slice_on_log_log_axes_with_bands(page, server, live_db):
     from tuneloop.probe import probe_data
 

@@ -50,6 +50,7 @@ def study_url(server, name, tail=""):
     return f"{server}/study/{quote(name, safe='')}{tail}"
 
 
+@pytest.mark.slow  # 2-5 s in the default run: .ci/run runs it in its second pytest call
 def test_studies_list_shows_every_hostile_name_as_text(page, server, hostile):
     open_page(page, server + "/")
     assert sorted(texts(page, "#studies tbody td a")) == sorted(hostile.names)
@@ -73,6 +74,7 @@ def test_study_page_shows_markup_as_text_in_the_page_and_the_plots(page, server,
     assert_rendered_as_text(page)
 
 
+@pytest.mark.slow  # 2-5 s in the default run: .ci/run runs it in its second pytest call
 def test_hover_text_of_a_choice_value_is_text(page, server, hostile):
     open_page(page, study_url(server, hostile.markup))
     plot = page.locator(".param-plot").first
@@ -100,6 +102,7 @@ def test_a_front_whose_objectives_and_constraint_hold_markup_renders_text(page, 
     assert_rendered_as_text(page)
 
 
+@pytest.mark.slow  # 2-5 s in the default run: .ci/run runs it in its second pytest call
 def test_a_study_named_like_a_comment_opener_renders(page, server, hostile):
     open_page(page, study_url(server, hostile.comment))
     assert page.locator("h1 .name").text_content() == hostile.comment
@@ -116,6 +119,7 @@ def test_other_hostile_names_render(page, server, hostile, index):
     assert_rendered_as_text(page)
 
 
+@pytest.mark.slow  # 2-5 s in the default run: .ci/run runs it in its second pytest call
 def test_trial_page_shows_every_log_name_as_text(page, server, hostile):
     open_page(page, study_url(server, hostile.markup, "/trial/0"))
     assert page.locator("h1 .name").text_content() == hostile.markup
@@ -137,6 +141,7 @@ def test_forged_artifact_paths_get_no_link(page, server, hostile):
     assert_rendered_as_text(page)
 
 
+@pytest.mark.slow  # 2-5 s in the default run: .ci/run runs it in its second pytest call
 def test_compare_analysis_and_ideas_pages_render_text(page, server, hostile):
     for url in (study_url(server, hostile.markup, "/compare?trials=0,2,4"), study_url(server, hostile.markup, "/analysis"),
                 server + "/ideas"):

@@ -145,6 +145,7 @@ def test_a_killed_worker_fails_its_trial_with_the_cause_and_is_replaced(storage)
     assert all(t.state == "completed" for t in trials if t.number != 1)
 
 
+@pytest.mark.slow  # 2-5 s in the default run: .ci/run runs it in its second pytest call
 def test_a_trial_whose_worker_died_runs_again_and_keeps_what_it_logged(storage):
     study = make(tf.killed_once, storage)
     summary = study.run(n_trials=4, workers=2)
@@ -161,6 +162,7 @@ def test_a_trial_whose_worker_died_runs_again_and_keeps_what_it_logged(storage):
     assert {(r.attempt, r.value) for r in rows} >= {(0, 9.0), (1, abs(trial.params["x"]))}
 
 
+@pytest.mark.slow  # 2-5 s in the default run: .ci/run runs it in its second pytest call
 def test_max_retries_zero_fails_at_once(storage):
     study = make(tf.killed_once, storage)
     summary = study.run(n_trials=3, workers=2, max_retries=0)
@@ -215,6 +217,7 @@ def test_timeout_stops_launching_new_trials(storage):
     assert summary.reason == "timeout" and summary.launched == 1  # one trial takes 0.6 s
 
 
+@pytest.mark.slow  # 2-5 s in the default run: .ci/run runs it in its second pytest call
 def test_a_function_workers_cannot_load_fails_each_trial_with_the_fix(storage, tmp_path):
     import importlib.util
     import sys

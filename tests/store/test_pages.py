@@ -63,6 +63,7 @@ def _expected(trials, key, descending):
     return [t.number for t in present] + sorted(t.number for t in trials if get(t) is None)
 
 
+@pytest.mark.slow  # 2-5 s in the default run: .ci/run runs it in its second pytest call
 def test_every_sort_key_pages_through_the_order_python_gives(filled):
     """All trials (their metrics hold a NaN: Python sorts those) and the pruned ones (SQL sorts them)."""
     store, study = filled

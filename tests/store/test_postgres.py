@@ -34,6 +34,7 @@ def test_worker_processes_write_through_the_driver(postgres, space):
     assert summary.outcomes == {"completed": 6}
 
 
+@pytest.mark.slow  # 2-5 s in the default run: .ci/run runs it in its second pytest call
 def test_two_drivers_of_different_studies_share_one_database(postgres, tmp_path):
     script = tmp_path / "drive.py"
     script.write_text(textwrap.dedent(f"""

@@ -227,6 +227,7 @@ def test_a_bare_path_with_url_characters_names_that_very_file(tmp_path, space):
     assert path.exists()
 
 
+@pytest.mark.slow  # 2-5 s in the default run: .ci/run runs it in its second pytest call
 def test_processes_creating_one_new_sqlite_file_at_once_all_open_it(tmp_path):
     """Four drivers started together on a fresh database file (issue 18): none fails with 'table
     already exists' or a duplicate version row. Separate processes, released together by a file."""

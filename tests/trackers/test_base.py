@@ -44,6 +44,7 @@ def test_metric_and_parameter_names_are_ones_mlflow_accepts(name):
         assert key == name
 
 
+@pytest.mark.slow  # 2-5 s in the default run: .ci/run runs it in its second pytest call
 def test_mirror_options_build_each_tracker_and_bad_ones_say_what_to_write(tmp_path):
     tb = from_option(f"tensorboard={tmp_path}")
     assert isinstance(tb, TensorBoard) and tb.folder == tmp_path
