@@ -13,34 +13,31 @@ from shared import HOSTILE
 import tuneloop as tl
 
 
+def _session_folder(variable, tmp_path_factory, name):
+    """Point ``variable`` at a fresh folder of this session (worker processes inherit it); restore it after."""
+    import os
+
+    before = os.environ.get(variable)
+    os.environ[variable] = str(tmp_path_factory.mktemp(name))
+    yield
+    if before is None:
+        os.environ.pop(variable, None)
+    else:
+        os.environ[variable] = before
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _own_config_home(tmp_path_factory):
     """Each test session signs the experiment files it runs with its own key (never the user's
-    ~/.config/tuneloop/trust.key); worker processes inherit the variable."""
-    import os
-
-    before = os.environ.get("XDG_CONFIG_HOME")
-    os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("config"))
-    yield
-    if before is None:
-        os.environ.pop("XDG_CONFIG_HOME", None)
-    else:
-        os.environ["XDG_CONFIG_HOME"] = before
+    ~/.config/tuneloop/trust.key)."""
+    yield from _session_folder("XDG_CONFIG_HOME", tmp_path_factory, "config")
 
 
 @pytest.fixture(autouse=True, scope="session")
 def _own_data_cache(tmp_path_factory):
     """Generated data sets are cached in this session's own folder (never the user's ~/.cache), shared
-    by every test and worker process of the session (they inherit the variable)."""
-    import os
-
-    before = os.environ.get("TUNELOOP_CACHE")
-    os.environ["TUNELOOP_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    yield
-    if before is None:
-        os.environ.pop("TUNELOOP_CACHE", None)
-    else:
-        os.environ["TUNELOOP_CACHE"] = before
+    by every test and worker process of the session."""
+    yield from _session_folder("TUNELOOP_CACHE", tmp_path_factory, "cache")
 
 
 @pytest.fixture(autouse=True)
