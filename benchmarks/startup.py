@@ -29,14 +29,14 @@ CASES = {
     "import torch (anchor)": [sys.executable, "-c", "import torch"],
     "import tuneloop": [sys.executable, "-c", "import tuneloop"],
     "import tuneloop.torch": [sys.executable, "-c", "import tuneloop.torch"],
-    "tuneloop --help": [sys.executable, "-c", "import sys\nfrom tuneloop.cli import app\nsys.argv = ['tuneloop', '--help']\n"
-                        "try:\n    app()\nexcept SystemExit:\n    pass"],
+    "tuneloop --help": [sys.executable, "-c", ("import sys\nfrom tuneloop.cli import app\nsys.argv = ['tuneloop', '--help']\n"
+                        "try:\n    app()\nexcept SystemExit:\n    pass")],
     # what a worker process does before its first trial: imports, then the data (from the disk cache)
     "worker: tuneloop.torch + mnist1d() cached": [sys.executable, "-c",
                                                   "import tuneloop.torch\nfrom tuneloop.datasets import mnist1d\nmnist1d()"],
     "mnist1d() generated (no cache)": [sys.executable, "-c",
-                                       "import os, tempfile\nos.environ['TUNELOOP_CACHE'] = tempfile.mkdtemp()\n"
-                                       "from tuneloop.datasets import mnist1d\nmnist1d()"],
+                                       ("import os, tempfile\nos.environ['TUNELOOP_CACHE'] = tempfile.mkdtemp()\n"
+                                       "from tuneloop.datasets import mnist1d\nmnist1d()")],
 }
 
 
