@@ -63,3 +63,13 @@ def test_default_rules_cover_the_issue_list():
                      "update-to-weight ratio", "loss at initialization"}
     with pytest.raises(tl.ConfigError, match="The 'rules' argument of Study"):
         tl.Study("s", tl.Space(x=tl.Float(0, 1)), print, metric="m", mode="min", rules="strict")
+
+
+def test_rules_apply_to_every_quantity_name_however_many_a_run_logs():
+    # a RuleBook remembers which rules match a name; past its memory's bound it still checks every name
+    book = RuleBook([tl.Rule("loss/*", max=1.0), tl.Rule("*", finite=True)])
+    for i in range(5000):
+        fired = book.scalar(1, f"loss/{i}", 2.0)
+        assert [f.rule.pattern for f in fired] == ["loss/*"], i
+        assert book.scalar(1, f"acc/{i}", float("nan"))[0].rule.pattern == "*"
+        assert book.scalar(2, f"acc/{i}", 0.5) == []

@@ -125,29 +125,39 @@ class Fired:
     message: str
 
 
+_REMEMBERED = 4096  # quantity names whose matching rules a RuleBook keeps
+
+
 class RuleBook:
     """The rules of one run, with the memory of what already fired (once per trial and quantity)."""
 
     def __init__(self, rules: list[Rule]) -> None:
         self.rules = list(rules)
         self._fired: set[tuple[int, str, str]] = set()
+        self._matching: dict[str, list[Rule]] = {}  # by quantity: a run logs few names, many times each
+
+    def _rules_for(self, quantity: str) -> list[Rule]:
+        rules = self._matching.get(quantity)
+        if rules is None:
+            rules = [rule for rule in self.rules if rule.matches(quantity)]
+            if len(self._matching) < _REMEMBERED:  # names made up per step would grow it without end
+                self._matching[quantity] = rules
+        return rules
 
     def scalar(self, trial_id: int, quantity: str, value: float) -> list[Fired]:
         out = []
-        for rule in self.rules:
-            if rule.matches(quantity):
-                why = rule.check_scalar(value)
-                if why:
-                    out.extend(self._fire(trial_id, rule, quantity, value, f"{quantity} {why}"))
+        for rule in self._rules_for(quantity):
+            why = rule.check_scalar(value)
+            if why:
+                out.extend(self._fire(trial_id, rule, quantity, value, f"{quantity} {why}"))
         return out
 
     def histogram(self, trial_id: int, quantity: str, summary: dict[str, Any]) -> list[Fired]:
         out = []
-        for rule in self.rules:
-            if rule.matches(quantity):
-                hit = rule.check_histogram(summary)
-                if hit:
-                    out.extend(self._fire(trial_id, rule, quantity, hit[0], f"{quantity} {hit[1]}"))
+        for rule in self._rules_for(quantity):
+            hit = rule.check_histogram(summary)
+            if hit:
+                out.extend(self._fire(trial_id, rule, quantity, hit[0], f"{quantity} {hit[1]}"))
         return out
 
     def _fire(self, trial_id: int, rule: Rule, quantity: str, value: float | None,

@@ -321,6 +321,14 @@ class Trial:
         _check_step(step, "Trial.log_histogram")
         self._channel.emit(self._spec, Histogram(self._spec.trial_id, step, str(name), **summarize(values, bins)))
 
+    def _log_summary(self, step: int, name: str, summary: dict[str, Any]) -> None:
+        """A histogram summarized already (:func:`tuneloop._logged.summarize_rows`: a population's
+        members in one batch), recorded as :meth:`log_histogram` records its own."""
+        from tuneloop.run.events import Histogram
+
+        _check_step(step, "Trial.log_histogram")
+        self._channel.emit(self._spec, Histogram(self._spec.trial_id, step, str(name), **summary))
+
     def log_slice(self, step: int, slice: str, metric: str, value: Any, n: int) -> None:
         """Record ``metric`` = ``value`` on the ``n`` examples of one slice (a class, a noise level)."""
         from tuneloop.run.events import SliceMetric

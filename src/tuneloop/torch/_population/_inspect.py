@@ -16,45 +16,75 @@ from typing import Any
 
 import torch
 
+from tuneloop._logged import summarize_rows
 from tuneloop.torch._population._state import Population
 
 
 class MemberInspector:
-    """Histograms and update ratios of the members due for inspection at this step."""
+    """Histograms and update ratios of the members due for inspection at this step.
+
+    Members placed alike in the blocks (every parameter at the same shape: all of an unpadded
+    population) are read together: one gather per parameter, one batched summary of its rows
+    (:func:`tuneloop._logged.summarize_rows`, equal to each row's own) and one norm per weight
+    matrix for the update ratios, instead of a histogram and a copy per member and parameter."""
 
     def __init__(self) -> None:
-        self._due: list[int] = []
-        self._before: dict[int, dict[str, torch.Tensor]] = {}
+        # per group of alike placed members: their indices, those past their first step, and the
+        # weight matrices before the update ({name: (block, where, rows)})
+        self._before: list[tuple[list[int], list[bool], dict[str, tuple[int, Any, torch.Tensor]]]] = []
 
     def before_update(self, pop: Population, grads: Sequence[torch.Tensor]) -> None:
         """After clipping, before the optimizer step: each due member's weights and gradients."""
-        self._due = [j for j, m in enumerate(pop.members)
-                     if m.trial is not None and m.frozen is None and m.args["inspect_every"]
-                     and m.step % m.args["inspect_every"] == 0]
-        if not self._due:
-            return
-        for j in self._due:
-            m = pop.members[j]
-            named = list(m.net.named_parameters())  # the member's own names, in the order member() returns
-            weights, grad_values = pop.model.member(j), pop.model.member(j, grads)
-            before = {}
-            for (name, param), w, g in zip(named, weights, grad_values):
+        due = [j for j, m in enumerate(pop.members)
+               if m.trial is not None and m.frozen is None and m.args["inspect_every"]
+               and m.step % m.args["inspect_every"] == 0]
+        placement = pop.model.placement
+        groups: dict[str, list[int]] = {}
+        for j in due:
+            groups.setdefault(repr(placement[j]), []).append(j)
+        for rows in groups.values():
+            index = torch.tensor(rows, device=pop.model.blocks[0].device)
+            named = list(pop.members[rows[0]].net.named_parameters())  # alike placed: alike named and shaped
+            before: dict[str, tuple[int, Any, torch.Tensor]] = {}
+            for (name, param), (k, where) in zip(named, placement[rows[0]]):
                 if not param.requires_grad:
                     continue
-                m.trial.log_histogram(m.step, f"weight/{name}", w)
-                m.trial.log_histogram(m.step, f"grad/{name}", g)
-                if w.dim() > 1 and m.step > 0:  # as fit: Adam's first update says nothing about the run
-                    before[name] = w
-            self._before[j] = before
+                w = pop.model.blocks[k].index_select(0, index)[(slice(None), *where)]
+                g = grads[k].index_select(0, index)[(slice(None), *where)]
+                weights, gradients = summarize_rows(w.reshape(len(rows), -1)), summarize_rows(g.reshape(len(rows), -1))
+                for i, j in enumerate(rows):
+                    m = pop.members[j]
+                    _log(m.trial, m.step, f"weight/{name}", weights[i], w[i])
+                    _log(m.trial, m.step, f"grad/{name}", gradients[i], g[i])
+                if w.dim() > 2:  # a weight matrix: its update ratio, as fit
+                    before[name] = (k, where, w)
+            # as fit: Adam's first update says nothing about the run
+            self._before.append((rows, [pop.members[j].step > 0 for j in rows], before))
 
     def after_update(self, pop: Population) -> None:
         """After the optimizer step: each due member's update-to-weight ratios."""
-        for j in self._due:
-            m, before = pop.members[j], self._before.pop(j, {})
-            if not before:
+        for rows, past_first, before in self._before:
+            if not before or not any(past_first):
                 continue
-            after = dict(zip([n for n, _ in m.net.named_parameters()], pop.model.member(j)))
-            ratios: dict[str, Any] = {f"update_ratio/{name}": float((after[name] - w).norm() / w.norm().clamp_min(1e-12))
-                                      for name, w in before.items()}
-            m.trial.log(m.step, **ratios)
-        self._due = []
+            index = torch.tensor(rows, device=pop.model.blocks[0].device)
+            ratios: dict[str, list[float]] = {}
+            for name, (k, where, w) in before.items():
+                after = pop.model.blocks[k].index_select(0, index)[(slice(None), *where)]
+                was, now = w.reshape(len(rows), -1), after.reshape(len(rows), -1)
+                ratio = torch.linalg.vector_norm(now - was, dim=1) / torch.linalg.vector_norm(was, dim=1).clamp_min(1e-12)
+                ratios[f"update_ratio/{name}"] = ratio.tolist()
+            for i, j in enumerate(rows):
+                if past_first[i]:
+                    m = pop.members[j]
+                    m.trial.log(m.step, **{key: values[i] for key, values in ratios.items()})
+        self._before = []
+
+
+def _log(trial: Any, step: int, name: str, summary: dict[str, Any], values: torch.Tensor) -> None:
+    """One member's histogram: a tuneloop trial records the batch's summary of it as it is; another
+    trial-like object (fit takes any) gets ``log_histogram`` with the member's own values."""
+    record = getattr(trial, "_log_summary", None)
+    if record is not None:
+        record(step, name, summary)
+    else:
+        trial.log_histogram(step, name, values.clone())
