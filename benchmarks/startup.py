@@ -34,6 +34,12 @@ CASES = {
     # what a worker process does before its first trial: imports, then the data (from the disk cache)
     "worker: tuneloop.torch + mnist1d() cached": [sys.executable, "-c",
                                                   "import tuneloop.torch\nfrom tuneloop.datasets import mnist1d\nmnist1d()"],
+    # ... as a worker of `tuneloop run examples/mnist1d_cnn.py` does it: its module, then the experiment
+    # file (which builds the Study), then the data; whether SQLAlchemy was loaded is printed
+    "worker: the CNN example's file + mnist1d() cached": [sys.executable, "-c", (
+        "import sys, tuneloop.run._worker\nfrom tuneloop._load import load_module\n"
+        f"load_module({str(ROOT / 'examples' / 'mnist1d_cnn.py')!r})\nfrom tuneloop.datasets import mnist1d\nmnist1d()\n"
+        "print('sqlalchemy' in sys.modules)")],
     "mnist1d() generated (no cache)": [sys.executable, "-c",
                                        ("import os, tempfile\nos.environ['TUNELOOP_CACHE'] = tempfile.mkdtemp()\n"
                                        "from tuneloop.datasets import mnist1d\nmnist1d()")],
@@ -68,6 +74,10 @@ def main() -> None:
     args = parser.parse_args()
     subprocess.run(CASES["worker: tuneloop.torch + mnist1d() cached"], check=True,
                    env={**os.environ, "TUNELOOP_CACHE": CACHE})  # fills the cache; warms the file cache
+    worker = subprocess.run(CASES["worker: the CNN example's file + mnist1d() cached"], check=True, capture_output=True,
+                            text=True, env={**os.environ, "TUNELOOP_CACHE": CACHE})
+    sqlalchemy_in_worker = worker.stdout.split()[-1] == "True"
+    print(f"a worker of the CNN example loads SQLAlchemy: {sqlalchemy_in_worker}")
     load_before = os.getloadavg()
     times: dict[str, list[float]] = {name: [] for name in CASES}
     for _ in range(args.repeat):
@@ -80,6 +90,7 @@ def main() -> None:
     imports = _largest_imports()
     print("largest imports under tuneloop.torch:", ", ".join(f"{r['module']} {r['ms']} ms" for r in imports))
     out = {"benchmark": "startup", "repeat": args.repeat, "results": results, "largest_imports": imports,
+           "sqlalchemy_in_worker": sqlalchemy_in_worker,
            "machine": {"cores": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform(),
                        "load_before": load_before, "load_after": os.getloadavg()}}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -151,6 +151,23 @@ def test_a_worker_process_never_imports_the_study_module():
     assert out.strip() == "[]", f"importing tuneloop.run._worker loaded {out.strip()}"
 
 
+def test_a_worker_loading_an_experiment_file_never_imports_sqlalchemy(tmp_path):
+    """A worker imports its module, then the experiment file, which builds a Study; it never opens the
+    store, so it must not pay for SQLAlchemy (a quarter of a second of every worker's start)."""
+    path = tmp_path / "exp.py"
+    path.write_text("import tuneloop as tl\nspace = tl.Space(lr=tl.LogFloat(1e-3, 1e-1))\n"
+                    "def train(trial):\n    return {'loss': trial.params.lr}\n"
+                    "study = tl.Study('s', space, train, metric='loss', mode='min')\n")
+    code = ("import sys, tuneloop.run._worker\nfrom tuneloop._load import load_module\n"
+            f"module = load_module({str(path)!r})\nassert type(module.study).__name__ == 'Study'\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sqlalchemy')[:3])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", f"a worker loaded {out.strip()}"
+    # ... and where a store is opened, it loads as before
+    code = "import sys, tuneloop as tl\ntl.Store('sqlite://')\nprint('sqlalchemy' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split() == ["True"]
+
+
 @pytest.mark.slow  # 2-5 s in the default run: .ci/run runs it in its second pytest call
 def test_the_graph_sees_module_level_imports_only():
     graph = import_graph()

@@ -28,21 +28,23 @@ from tuneloop.experiment import load_study
 from tuneloop.reporting import Reporter, reporting
 from tuneloop.run import RunSummary
 from tuneloop.space import Choice, Float, Int, LogFloat, Param, Space
-from tuneloop.store import Store, StudyRecord, TrialRecord, TrialState
+from tuneloop.store import StudyRecord, TrialRecord, TrialState
 from tuneloop.trial import Budget, Params, Trial
 
 if TYPE_CHECKING:
+    from tuneloop.store import Store
     from tuneloop.study import Study
 
 __version__ = "0.1.0"
 
 _LAZY = {"Checks": "tuneloop.checks", "Stage": "tuneloop.checks", "check": "tuneloop.checks",
-         "Study": "tuneloop.study"}
+         "Study": "tuneloop.study", "Store": "tuneloop.store"}
 
 
 def __getattr__(name: str) -> object:
-    """``tl.Checks``, ``tl.Stage`` and ``tl.check`` import torch, so they load on first use; so does
-    ``tl.Study``, so that a worker process, which only runs trials, never imports ``tuneloop.study``."""
+    """``tl.Checks``, ``tl.Stage`` and ``tl.check`` import torch, so they load on first use; so do
+    ``tl.Study``, so that a worker process, which only runs trials, never imports ``tuneloop.study``,
+    and ``tl.Store``, so that it never imports SQLAlchemy either."""
     if name in _LAZY:
         import importlib
 

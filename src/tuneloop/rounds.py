@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuneloop.errors import ConfigError
 from tuneloop.space import Choice, Space
-from tuneloop.store import Store, StudyRecord
+from tuneloop.store import StudyRecord
+
+if TYPE_CHECKING:
+    from tuneloop.store import Store
 
 
 @dataclass(frozen=True)

@@ -30,12 +30,13 @@ from tuneloop.schedule import NoScheduler, PerValue, Planner, Scheduler, schedul
 from tuneloop.search import Searcher, Stratified, check_partial, repeated, searchers
 from tuneloop.search._warm import describe, feed, load_priors, searcher_name
 from tuneloop.space import Param, Space
-from tuneloop.store import Store, StudyRecord, TrialRecord, TrialState, resolve_url
+from tuneloop.store import StudyRecord, TrialRecord, TrialState
 from tuneloop.trial import Budget, Trial
 
 if TYPE_CHECKING:
     from tuneloop.finalize import EnsembleResult, FinalResult
     from tuneloop.run._asktell import AskTell
+    from tuneloop.store import Store
 
 TrialFunction = Callable[[Trial], Any]
 
@@ -117,6 +118,7 @@ class Study:
         """The study ``name`` as stored (space, objective, roles, budget, seed, searcher), without a
         trial function: for :meth:`ask`, :meth:`tell` and :meth:`enqueue` from any process."""
         from tuneloop.rounds import round_info
+        from tuneloop.store import Store
 
         store = Store(storage)
         record = store.require_study(name)
@@ -408,6 +410,8 @@ class Study:
 
     def store(self, storage: str | None = None) -> Store:
         """The store at ``storage``; else the one the last run used; else the Study's own."""
+        from tuneloop.store import Store, resolve_url  # SQLAlchemy: loaded where a store is opened, not in workers
+
         url = resolve_url(storage or self._last_url or self.storage)
         self._last_url = url
         if url not in self._stores:

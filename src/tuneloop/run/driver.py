@@ -47,7 +47,7 @@ from tuneloop.run.events import (
 )
 from tuneloop.schedule import Decision, Scheduler
 from tuneloop.search import Lineage, Outcome, Proposal, Searcher, check_partial, fill
-from tuneloop.store import Lease, LogBatch, StoreProtocol, StudyRecord, TrialRecord, TrialState
+from tuneloop.store import StoreProtocol, StudyRecord, TrialRecord, TrialState
 
 _FLUSH_SECONDS = 1.0  # metric points reach the store at least this often (live dashboards)
 _FLUSH_POINTS = 2000
@@ -164,6 +164,8 @@ class Driver:
         self._running: dict[int, _Running] = {}
         self.max_retries = max_retries
         self._retries: list[tuple[TrialSpec, Any, _Placed | None]] = []  # (spec, token, placement) to run again
+        from tuneloop.store import Lease, LogBatch  # SQLAlchemy: loaded by the driver, not by workers
+
         self._batch = LogBatch()
         self.rulebook = RuleBook(list(rules))
         self._last_flush = time.monotonic()

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuneloop.errors import ConfigError
 from tuneloop.search._base import Outcome, Searcher
 from tuneloop.space import Space
-from tuneloop.store import Store, StudyRecord, TrialState
+from tuneloop.store import StudyRecord, TrialState
+
+if TYPE_CHECKING:
+    from tuneloop.store import Store
 
 _LEARNED = (TrialState.COMPLETED.value, TrialState.PRUNED.value)  # what a model can learn from
 
