@@ -35,6 +35,7 @@ class MemberInspector:
 
     def before_update(self, pop: Population, grads: Sequence[torch.Tensor]) -> None:
         """After clipping, before the optimizer step: each due member's weights and gradients."""
+        self._before = []  # a step that failed between the two calls leaves nothing for the next
         due = [j for j, m in enumerate(pop.members)
                if m.trial is not None and m.frozen is None and m.args["inspect_every"]
                and m.step % m.args["inspect_every"] == 0]
