@@ -316,14 +316,13 @@ class Trial:
         with a flag (and alert rules see it), never raised.
         """
         from tuneloop._logged import summarize
-        from tuneloop.run.events import Histogram
 
         _check_step(step, "Trial.log_histogram")
-        self._channel.emit(self._spec, Histogram(self._spec.trial_id, step, str(name), **summarize(values, bins)))
+        self._log_summary(step, name, summarize(values, bins))
 
     def _log_summary(self, step: int, name: str, summary: dict[str, Any]) -> None:
-        """A histogram summarized already (:func:`tuneloop._logged.summarize_rows`: a population's
-        members in one batch), recorded as :meth:`log_histogram` records its own."""
+        """A histogram summarized already (by :meth:`log_histogram`, or by
+        :func:`tuneloop._logged.summarize_rows` for a population's members in one batch)."""
         from tuneloop.run.events import Histogram
 
         _check_step(step, "Trial.log_histogram")
